@@ -1,0 +1,24 @@
+//! claimgate: decides, for every fee line a designated hospital or pharmacy settles with China's
+//! medical-insurance fund, whether the practitioner who billed it may be paid.
+//!
+//! # Layout
+//!
+//! The folders follow a claim through the program; each layer uses only the layers above it in this
+//! list, and nothing before [`io`] touches a socket, a file or the clock.
+//!
+//! - [`record`] — the words: codes, Beijing time, money, the claim line, status records, decision,
+//!   dead letter. Bytes become typed values here, once.
+//! - [`table`] — the status tables as of any instant: the compact practitioner table, institutions,
+//!   the published view behind `arc-swap`, the binary snapshot.
+//! - [`profile`] — region policy profiles, as data (`profiles/*.toml`, embedded).
+//! - [`decide`] — rules.md's order of checks: claim + view + profile → outcome. Pure.
+//! - [`batch`] — parse, decide and encode a line into its output record: the unit of work the
+//!   stream and the bulk review share.
+//!
+//! The binary (`src/main.rs`, `src/cmd/`, `src/io/`) wires files, Kafka and HTTP around this core.
+
+pub mod batch;
+pub mod decide;
+pub mod profile;
+pub mod record;
+pub mod table;

@@ -1,0 +1,307 @@
+//! The decision and the dead letter: what leaves claimgate for every claim line (records.md).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::claim::Claim;
+
+/// Accept or reject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// The fund pays the line.
+    Accept,
+    /// The fund pays nothing for the line.
+    Reject,
+}
+
+impl Verdict {
+    /// The word used in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Accept => "accept",
+            Verdict::Reject => "reject",
+        }
+    }
+}
+
+/// The reason of a decision (rules.md, "Order of checks").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Reason {
+    /// Every check passed.
+    Ok,
+    /// An emergency passed a failed check that the profile lets emergencies pass.
+    EmergencyOverride,
+    /// Check 1.
+    InstitutionTerminated,
+    /// Check 2.
+    InstitutionSuspended,
+    /// Check 3.
+    DepartmentSuspended,
+    /// Check 4.
+    PractitionerUnregistered,
+    /// Check 5.
+    PractitionerNotRegisteredHere,
+    /// Check 6.
+    PractitionerTerminated,
+    /// Check 7.
+    PractitionerSuspended,
+}
+
+impl Reason {
+    /// Every reason, in check order after the two accepting ones.
+    pub const ALL: [Reason; 9] = [
+        Reason::Ok,
+        Reason::EmergencyOverride,
+        Reason::InstitutionTerminated,
+        Reason::InstitutionSuspended,
+        Reason::DepartmentSuspended,
+        Reason::PractitionerUnregistered,
+        Reason::PractitionerNotRegisteredHere,
+        Reason::PractitionerTerminated,
+        Reason::PractitionerSuspended,
+    ];
+
+    /// The failing reasons, in the order rules.md checks them.
+    pub const CHECKS: [Reason; 7] = [
+        Reason::InstitutionTerminated,
+        Reason::InstitutionSuspended,
+        Reason::DepartmentSuspended,
+        Reason::PractitionerUnregistered,
+        Reason::PractitionerNotRegisteredHere,
+        Reason::PractitionerTerminated,
+        Reason::PractitionerSuspended,
+    ];
+
+    /// The name used in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Ok => "OK",
+            Reason::EmergencyOverride => "EMERGENCY_OVERRIDE",
+            Reason::InstitutionTerminated => "INSTITUTION_TERMINATED",
+            Reason::InstitutionSuspended => "INSTITUTION_SUSPENDED",
+            Reason::DepartmentSuspended => "DEPARTMENT_SUSPENDED",
+            Reason::PractitionerUnregistered => "PRACTITIONER_UNREGISTERED",
+            Reason::PractitionerNotRegisteredHere => "PRACTITIONER_NOT_REGISTERED_HERE",
+            Reason::PractitionerTerminated => "PRACTITIONER_TERMINATED",
+            Reason::PractitionerSuspended => "PRACTITIONER_SUSPENDED",
+        }
+    }
+
+    /// The reason of that name.
+    pub fn from_name(name: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
+    /// A small index, for counting by reason in arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the decision core says about one claim line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome<'p> {
+    /// Accept or reject.
+    pub verdict: Verdict,
+    /// Why.
+    pub reason: Reason,
+    /// With [`Reason::EmergencyOverride`]: the first reason that was overridden.
+    pub overridden: Option<Reason>,
+    /// The article the decision rests on, as the profile cites it.
+    pub rule: &'p str,
+    /// The version of the practitioner record consulted, if the code is in the table.
+    pub practitioner_version: Option<u64>,
+    /// The version of the institution record consulted, if the institution is in the table.
+    pub institution_version: Option<u64>,
+    /// The practitioner code is not of a national form (counted; records.md).
+    pub legacy_code: bool,
+}
+
+/// Everything besides the claim and its outcome that a decision record names.
+#[derive(Clone, Copy, Debug)]
+pub struct Stamp<'a> {
+    /// Profile name.
+    pub profile: &'a str,
+    /// The table snapshot that decided.
+    pub table_epoch: u64,
+    /// When the decision was made: `yyyy-MM-dd HH:mm:ss.SSS` Beijing time, supplied by the edge.
+    pub decided_at: &'a str,
+}
+
+struct Shown<T>(T);
+
+impl<T: fmt::Display> Serialize for Shown<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+#[derive(Serialize)]
+struct DecisionOut<'a> {
+    feedetl_sn: &'a str,
+    fixmedins_code: Shown<crate::record::InstitutionCode>,
+    mdtrt_id: &'a str,
+    bilg_dr_codg: &'a str,
+    fee_ocur_time: Shown<crate::record::BjTime>,
+    det_item_fee_sumamt: Shown<crate::record::Amount>,
+    med_type: Shown<crate::record::MedType>,
+    verdict: Verdict,
+    reason: Reason,
+    overridden: Option<Reason>,
+    rule: &'a str,
+    profile: &'a str,
+    practitioner_version: Option<u64>,
+    institution_version: Option<u64>,
+    table_epoch: u64,
+    decided_at: &'a str,
+}
+
+/// Appends the decision record for `claim` as one line of JSON (no newline).
+pub fn write_decision(out: &mut Vec<u8>, claim: &Claim<'_>, outcome: &Outcome<'_>, stamp: &Stamp<'_>) {
+    let record = DecisionOut {
+        feedetl_sn: &claim.feedetl_sn,
+        fixmedins_code: Shown(claim.fixmedins_code),
+        mdtrt_id: &claim.mdtrt_id,
+        bilg_dr_codg: &claim.bilg_dr_codg,
+        fee_ocur_time: Shown(claim.fee_ocur_time),
+        det_item_fee_sumamt: Shown(claim.amount),
+        med_type: Shown(claim.med_type),
+        verdict: outcome.verdict,
+        reason: outcome.reason,
+        overridden: outcome.overridden,
+        rule: outcome.rule,
+        profile: stamp.profile,
+        practitioner_version: outcome.practitioner_version,
+        institution_version: outcome.institution_version,
+        table_epoch: stamp.table_epoch,
+        decided_at: stamp.decided_at,
+    };
+    // Serialising plain fields into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, &record);
+}
+
+/// A decision record read back (for `--previous`, reports and tests).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct DecisionRecord {
+    /// Fee-detail serial number.
+    pub feedetl_sn: String,
+    /// Institution code.
+    pub fixmedins_code: String,
+    /// Visit id.
+    pub mdtrt_id: String,
+    /// Practitioner code.
+    pub bilg_dr_codg: String,
+    /// Service time.
+    pub fee_ocur_time: String,
+    /// Amount.
+    pub det_item_fee_sumamt: String,
+    /// Medical type.
+    pub med_type: String,
+    /// Verdict.
+    pub verdict: Verdict,
+    /// Reason.
+    pub reason: Reason,
+    /// Overridden reason.
+    pub overridden: Option<Reason>,
+    /// Rule.
+    pub rule: String,
+    /// Profile.
+    pub profile: String,
+    /// Practitioner record version.
+    pub practitioner_version: Option<u64>,
+    /// Institution record version.
+    pub institution_version: Option<u64>,
+    /// Table epoch.
+    pub table_epoch: u64,
+    /// Decision time.
+    pub decided_at: String,
+}
+
+/// A record that could not be decided, with its original bytes and why (records.md, "Dead letter").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter<'a> {
+    /// Why.
+    pub error: Cow<'a, str>,
+    /// The field at fault, if one is.
+    pub field: Option<Cow<'a, str>>,
+    /// Where it came from: `topic/partition@offset` or `file:line`.
+    pub source: Cow<'a, str>,
+    /// The original text when it is valid UTF-8.
+    pub raw: Option<Cow<'a, str>>,
+    /// Otherwise the original bytes, base64.
+    pub raw_base64: Option<String>,
+    /// When it was received.
+    pub received_at: Cow<'a, str>,
+}
+
+impl<'a> DeadLetter<'a> {
+    /// A dead letter for `raw` bytes.
+    pub fn new(error: &'a str, field: Option<&'a str>, source: &'a str, raw: &'a [u8], received_at: &'a str) -> Self {
+        let (raw, raw_base64) = match std::str::from_utf8(raw) {
+            Ok(s) => (Some(Cow::Borrowed(s)), None),
+            Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(raw))),
+        };
+        DeadLetter {
+            error: Cow::Borrowed(error),
+            field: field.map(Cow::Borrowed),
+            source: Cow::Borrowed(source),
+            raw,
+            raw_base64,
+            received_at: Cow::Borrowed(received_at),
+        }
+    }
+
+    /// Appends the record as one line of JSON (no newline).
+    pub fn write(&self, out: &mut Vec<u8>) {
+        // Serialising strings into a Vec cannot fail.
+        let _ = serde_json::to_writer(out, self);
+    }
+
+    /// The original bytes.
+    pub fn raw_bytes(&self) -> Option<Vec<u8>> {
+        match (&self.raw, &self.raw_base64) {
+            (Some(s), _) => Some(s.as_bytes().to_vec()),
+            (None, Some(b)) => base64::engine::general_purpose::STANDARD.decode(b).ok(),
+            (None, None) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_round_trip_by_name() {
+        for r in Reason::ALL {
+            assert_eq!(Reason::from_name(r.as_str()), Some(r));
+            let json = serde_json::to_string(&r).unwrap();
+            assert_eq!(json, format!("\"{}\"", r.as_str()));
+        }
+        assert_eq!(Reason::from_name("ok"), None);
+    }
+
+    #[test]
+    fn dead_letter_keeps_bytes_that_are_not_utf8() {
+        let raw = b"{\"feedetl_sn\": \"\xff\"}";
+        let dl = DeadLetter::new("not UTF-8", None, "claims/3@18812", raw, "2026-04-02 10:31:00.004");
+        assert!(dl.raw.is_none());
+        assert_eq!(dl.raw_bytes().unwrap(), raw);
+        let mut out = Vec::new();
+        dl.write(&mut out);
+        let back: DeadLetter<'_> = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back.raw_bytes().unwrap(), raw);
+        assert_eq!(back.source, "claims/3@18812");
+    }
+}

@@ -1,0 +1,369 @@
+//! The status tables: who was registered where, and who was suspended or terminated when.
+//!
+//! - [`PractitionerTable`]: the compact, 12-million-code table (see its module for the layout).
+//! - [`InstitutionTable`]: the small table of institutions with a status history.
+//! - [`View`]: one immutable snapshot of both, answering "what was this code's status at time t, at
+//!   institution i, in department d". A view is a base table plus a small delta of recent updates, so a
+//!   stream of status changes does not copy 12 million codes per batch.
+//! - [`TableHandle`]: the `arc-swap` cell through which a new view is published whole; readers never
+//!   lock, and take the view once per batch of claims, not per line.
+//! - [`Updater`]: applies status records (version wins, tombstones delete) and produces views.
+//!
+//! This module knows nothing of files or Kafka: snapshots are encoded to any `Write` and decoded from
+//! any `Read` (see [`snapshot`]).
+
+mod institution;
+mod practitioner;
+pub mod snapshot;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+
+pub use institution::{InstitutionStatus, InstitutionTable, institution_status};
+pub use practitioner::{Entry, MAX_ENTRIES, PractitionerRef, PractitionerTable, TableError, Upsert};
+
+use crate::record::{InstitutionCode, InstitutionRecord, PractitionerKey, PractitionerRecord};
+
+/// Keep only 53 bits so the epoch survives JSON readers that hold numbers as doubles.
+const EPOCH_MASK: u64 = (1 << 53) - 1;
+
+/// One immutable snapshot of the status tables.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    base: Arc<PractitionerTable>,
+    delta: Arc<PractitionerTable>,
+    institutions: Arc<InstitutionTable>,
+    practitioners: usize,
+    epoch: u64,
+}
+
+/// The table epoch of a decision: a 53-bit fingerprint of the tables' content (every record's code and
+/// version, order-independent). Equal epochs mean the same data, so a replay over the same tables
+/// reproduces decisions byte for byte, and a decision can be traced to the snapshot that made it.
+pub fn epoch_of(practitioner_fingerprint: u64, institution_fingerprint: u64) -> u64 {
+    practitioner::mix(practitioner_fingerprint ^ practitioner::mix(institution_fingerprint ^ 0x2545_f491_4f6c_dd1d))
+        & EPOCH_MASK
+}
+
+impl View {
+    /// A view of fully built tables (no delta).
+    pub fn new(practitioners: PractitionerTable, institutions: InstitutionTable) -> Self {
+        let epoch = epoch_of(practitioners.fingerprint(), institutions.fingerprint());
+        View {
+            practitioners: practitioners.len(),
+            base: Arc::new(practitioners),
+            delta: Arc::default(),
+            institutions: Arc::new(institutions),
+            epoch,
+        }
+    }
+
+    /// The live record of a practitioner code.
+    #[inline]
+    pub fn practitioner(&self, key: PractitionerKey<'_>) -> Option<PractitionerRef<'_>> {
+        if self.delta.entries() != 0 {
+            match self.delta.get(key) {
+                Some(Entry::Live(r)) => return Some(r),
+                Some(Entry::Deleted) => return None,
+                None => {}
+            }
+        }
+        self.base.live(key)
+    }
+
+    /// The record of an institution with a status history.
+    #[inline]
+    pub fn institution(&self, code: InstitutionCode) -> Option<&InstitutionRecord> {
+        self.institutions.get(code)
+    }
+
+    /// The epoch (see [`epoch_of`]).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Live practitioner codes.
+    pub fn practitioner_count(&self) -> usize {
+        self.practitioners
+    }
+
+    /// Institutions with a status history.
+    pub fn institution_count(&self) -> usize {
+        self.institutions.len()
+    }
+
+    /// Codes held in the delta layer (updates since the base was built).
+    pub fn delta_len(&self) -> usize {
+        self.delta.entries()
+    }
+
+    /// The base practitioner table (for snapshots: only meaningful when the delta is empty).
+    pub fn base(&self) -> &PractitionerTable {
+        &self.base
+    }
+
+    /// The institution table.
+    pub fn institutions(&self) -> &InstitutionTable {
+        &self.institutions
+    }
+
+    /// Every live practitioner record, base and delta merged.
+    pub fn practitioner_records(&self) -> impl Iterator<Item = PractitionerRecord> + '_ {
+        let base = self
+            .base
+            .iter()
+            .filter(|(code, _)| self.delta.entries() == 0 || self.delta.get(code.key()).is_none())
+            .filter_map(|(code, e)| match e {
+                Entry::Live(r) => Some(r.to_record(code)),
+                Entry::Deleted => None,
+            });
+        let delta = self.delta.iter().filter_map(|(code, e)| match e {
+            Entry::Live(r) => Some(r.to_record(code)),
+            Entry::Deleted => None,
+        });
+        base.chain(delta)
+    }
+}
+
+/// The cell through which views are published. Empty until the first table is loaded: with no table
+/// ever loaded, no claim is decided (service.md, "Stale status").
+#[derive(Debug, Default)]
+pub struct TableHandle(ArcSwapOption<View>);
+
+impl TableHandle {
+    /// An empty handle.
+    pub fn new() -> Self {
+        TableHandle::default()
+    }
+
+    /// The current view, if one was ever published. Wait-free; take it once per batch.
+    #[inline]
+    pub fn load(&self) -> Option<Arc<View>> {
+        self.0.load_full()
+    }
+
+    /// Replaces the view atomically: readers see the old one or the new one, never a mix.
+    pub fn publish(&self, view: Arc<View>) {
+        self.0.store(Some(view));
+    }
+}
+
+/// Applies status records to a base table through a delta layer, and cuts views.
+#[derive(Debug, Default)]
+pub struct Updater {
+    base: Arc<PractitionerTable>,
+    delta: PractitionerTable,
+    institutions: InstitutionTable,
+    fingerprint: u64,
+    live: usize,
+}
+
+/// What applying one status record did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The record changed the tables.
+    Changed,
+    /// A stale version or a deletion of an unknown code: nothing changed.
+    Unchanged,
+}
+
+impl Updater {
+    /// Starts from fully built tables.
+    pub fn new(base: PractitionerTable, institutions: InstitutionTable) -> Self {
+        Updater {
+            fingerprint: base.fingerprint(),
+            live: base.len(),
+            base: Arc::new(base),
+            delta: PractitionerTable::with_capacity(16),
+            institutions,
+        }
+    }
+
+    fn current(&self, key: PractitionerKey<'_>) -> Option<PractitionerRef<'_>> {
+        match self.delta.get(key) {
+            Some(Entry::Live(r)) => Some(r),
+            Some(Entry::Deleted) => None,
+            None => self.base.live(key),
+        }
+    }
+
+    /// Applies a practitioner record; version wins against what the view holds now.
+    pub fn practitioner(&mut self, rec: &PractitionerRecord) -> Result<Applied, TableError> {
+        let key = rec.code.key();
+        let old = self.current(key).map(|r| r.version());
+        if old.is_some_and(|v| rec.version <= v) {
+            return Ok(Applied::Unchanged);
+        }
+        if let Some(v) = old {
+            self.fingerprint = self.fingerprint.wrapping_sub(practitioner::record_fingerprint(key, v));
+        } else {
+            self.live += 1;
+        }
+        self.fingerprint = self.fingerprint.wrapping_add(practitioner::record_fingerprint(key, rec.version));
+        // `rec` is newer than anything the delta holds for this code (checked above), and a delta
+        // tombstone accepts any version, so this upsert always lands.
+        self.delta.upsert(rec)?;
+        Ok(Applied::Changed)
+    }
+
+    /// Deletes a practitioner code (a tombstone on the topic).
+    pub fn delete_practitioner(&mut self, key: PractitionerKey<'_>) -> Result<Applied, TableError> {
+        let Some(v) = self.current(key).map(|r| r.version()) else { return Ok(Applied::Unchanged) };
+        self.fingerprint = self.fingerprint.wrapping_sub(practitioner::record_fingerprint(key, v));
+        self.live -= 1;
+        self.delta.delete(key)?;
+        Ok(Applied::Changed)
+    }
+
+    /// Applies an institution record; version wins.
+    pub fn institution(&mut self, rec: InstitutionRecord) -> Applied {
+        match self.institutions.upsert(rec) {
+            Upsert::Stale => Applied::Unchanged,
+            _ => Applied::Changed,
+        }
+    }
+
+    /// Deletes an institution.
+    pub fn delete_institution(&mut self, code: InstitutionCode) -> Applied {
+        if self.institutions.delete(code) { Applied::Changed } else { Applied::Unchanged }
+    }
+
+    /// Codes in the delta layer.
+    pub fn delta_len(&self) -> usize {
+        self.delta.entries()
+    }
+
+    /// True when the delta has grown enough that folding it into the base pays: lookups then check
+    /// one table again, and each publish copies less.
+    pub fn wants_compaction(&self) -> bool {
+        self.delta.entries() > 65_536.max(self.base.len() / 64)
+    }
+
+    /// Folds the delta into a new base. Costs a full table rebuild (seconds at 12 million codes), so
+    /// the caller runs it off the latency path.
+    pub fn compact(&mut self) -> Result<(), TableError> {
+        let merged = self.base.rebuilt(Some(&self.delta))?;
+        self.base = Arc::new(merged);
+        self.delta = PractitionerTable::with_capacity(16);
+        Ok(())
+    }
+
+    /// The parts a background compaction needs: the base and a copy of the delta.
+    pub fn compaction_input(&self) -> (Arc<PractitionerTable>, PractitionerTable) {
+        (Arc::clone(&self.base), self.delta.clone())
+    }
+
+    /// Installs a base built from [`Updater::compaction_input`], re-applying on top of it the delta
+    /// entries that arrived since (everything in the delta now that the input did not hold).
+    pub fn install_compacted(
+        &mut self,
+        merged: PractitionerTable,
+        input_delta: &PractitionerTable,
+    ) -> Result<(), TableError> {
+        let mut rest = PractitionerTable::with_capacity(16);
+        for (code, entry) in self.delta.iter() {
+            let key = code.key();
+            let same = match (entry, input_delta.get(key)) {
+                (Entry::Live(a), Some(Entry::Live(b))) => a.version() == b.version(),
+                (Entry::Deleted, Some(Entry::Deleted)) => true,
+                _ => false,
+            };
+            if !same {
+                match entry {
+                    Entry::Live(r) => {
+                        rest.upsert(&r.to_record(code))?;
+                    }
+                    Entry::Deleted => {
+                        rest.delete(key)?;
+                    }
+                }
+            }
+        }
+        self.base = Arc::new(merged);
+        self.delta = rest;
+        Ok(())
+    }
+
+    /// A view of the tables as they stand.
+    pub fn view(&self) -> View {
+        View {
+            base: Arc::clone(&self.base),
+            delta: Arc::new(self.delta.clone()),
+            institutions: Arc::new(self.institutions.clone()),
+            practitioners: self.live,
+            epoch: epoch_of(self.fingerprint, self.institutions.fingerprint()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{BjTime, PractitionerText};
+
+    fn rec(code: &str, version: u64, inst: &str) -> PractitionerRecord {
+        let json = format!(
+            r#"{{"code":"{code}","version":{version},"registrations":[{{"institution":"{inst}","from":"2020-01-01"}}]}}"#
+        );
+        PractitionerText::from_json(json.as_bytes()).unwrap().validate().unwrap()
+    }
+
+    fn key(s: &str) -> PractitionerKey<'_> {
+        PractitionerKey::parse(s).unwrap()
+    }
+
+    #[test]
+    fn delta_shadows_base_and_epoch_matches_a_fresh_build() {
+        let mut base = PractitionerTable::with_capacity(4);
+        base.upsert(&rec("D110105000001", 1, "H11010500001")).unwrap();
+        base.upsert(&rec("D110105000002", 1, "H11010500001")).unwrap();
+        let mut up = Updater::new(base, InstitutionTable::default());
+        assert_eq!(up.practitioner(&rec("D110105000001", 2, "H11010500002")).unwrap(), Applied::Changed);
+        assert_eq!(up.practitioner(&rec("D110105000001", 1, "H11010500003")).unwrap(), Applied::Unchanged);
+        assert_eq!(up.delete_practitioner(key("D110105000002")).unwrap(), Applied::Changed);
+        assert_eq!(up.practitioner(&rec("D110105000003", 1, "H11010500001")).unwrap(), Applied::Changed);
+        let view = up.view();
+        let t = BjTime::parse("2026-01-01").unwrap();
+        let inst2 = InstitutionCode::parse("H11010500002").unwrap();
+        assert!(view.practitioner(key("D110105000001")).unwrap().registered_at(inst2, t));
+        assert!(view.practitioner(key("D110105000002")).is_none());
+        assert!(view.practitioner(key("D110105000003")).is_some());
+        assert_eq!(view.practitioner_count(), 2);
+
+        let mut fresh = PractitionerTable::with_capacity(4);
+        fresh.upsert(&rec("D110105000003", 1, "H11010500001")).unwrap();
+        fresh.upsert(&rec("D110105000001", 2, "H11010500002")).unwrap();
+        assert_eq!(view.epoch(), View::new(fresh, InstitutionTable::default()).epoch());
+
+        let epoch = view.epoch();
+        up.compact().unwrap();
+        assert_eq!(up.view().epoch(), epoch);
+        assert_eq!(up.delta_len(), 0);
+    }
+
+    #[test]
+    fn background_compaction_keeps_updates_that_arrived_meanwhile() {
+        let mut up = Updater::new(PractitionerTable::with_capacity(4), InstitutionTable::default());
+        up.practitioner(&rec("D110105000001", 1, "H11010500001")).unwrap();
+        let (base, delta) = up.compaction_input();
+        up.practitioner(&rec("D110105000001", 2, "H11010500002")).unwrap();
+        up.practitioner(&rec("D110105000009", 1, "H11010500002")).unwrap();
+        let merged = base.rebuilt(Some(&delta)).unwrap();
+        let epoch = up.view().epoch();
+        up.install_compacted(merged, &delta).unwrap();
+        let view = up.view();
+        assert_eq!(view.epoch(), epoch);
+        assert_eq!(view.practitioner(key("D110105000001")).unwrap().version(), 2);
+        assert!(view.practitioner(key("D110105000009")).is_some());
+        assert_eq!(up.delta_len(), 2);
+    }
+
+    #[test]
+    fn handle_is_empty_until_published() {
+        let h = TableHandle::new();
+        assert!(h.load().is_none());
+        h.publish(Arc::new(View::default()));
+        assert!(h.load().is_some());
+    }
+}

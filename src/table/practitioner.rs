@@ -1,0 +1,682 @@
+//! The compact practitioner table: 12 million codes in well under 100 bytes each, a lookup costing
+//! about one cache miss.
+//!
+//! Layout:
+//! - `slots`: an open-addressing hash table (linear probing, power-of-two size, load ≤ 3/4) of 16-byte
+//!   slots holding the packed national code and the offset of its record. Key 0 marks an empty slot;
+//!   packed national codes always carry a non-zero kind tag, so 0 is never a code.
+//! - `legacy`: legacy local ids (not of a national form), rare, in an ordinary hash map.
+//! - `words`: every record, back to back, as 64-bit words:
+//!   `[version][header][registration × n: institution, from, until][period × m: from, until, meta, decision]`.
+//! - `strings`: period `basis` and `decision_id` texts, referenced by index (0 = none).
+//!
+//! A record replaced by a newer version leaves its old words behind until the table is rebuilt (see
+//! [`PractitionerTable::rebuilt`]); in a file that is rare, on a stream the delta layer absorbs it.
+//! A deleted code keeps its slot and points at a tombstone record, so a delta layer can shadow a base
+//! table's record with "deleted".
+
+use bincode::{Decode, Encode};
+use rustc_hash::FxHashMap;
+
+use crate::record::{
+    BjTime, InstitutionCode, Interval, Period, PractitionerCode, PractitionerKey, PractitionerRecord, Registration,
+    Status,
+};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Encode, Decode)]
+struct Slot {
+    key: u64,
+    at: u32,
+}
+
+/// Header word: registration count, period count, tombstone flag.
+const REGS_MASK: u64 = 0xFFFF;
+const PERIODS_SHIFT: u32 = 16;
+const TOMBSTONE: u64 = 1 << 63;
+/// Most registrations or periods one record may hold (fits the header's 16-bit counts).
+pub const MAX_ENTRIES: usize = 0xFFFF;
+
+const REG_WORDS: usize = 3;
+const PERIOD_WORDS: usize = 4;
+const TERMINATED_BIT: u64 = 1 << 63;
+
+/// What an upsert did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upsert {
+    /// A new code.
+    Inserted,
+    /// A newer version replaced the one held.
+    Replaced,
+    /// The record's version is not newer than the one held: ignored (version wins).
+    Stale,
+}
+
+/// Why a record cannot enter the table.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    /// More registrations or periods than a record may hold.
+    #[error("more than {MAX_ENTRIES} registrations or periods")]
+    TooManyEntries,
+    /// The table's arena is full (over 4 billion words).
+    #[error("table full")]
+    Full,
+}
+
+/// The practitioner table. See the module documentation for its layout.
+#[derive(Clone, Debug, Default)]
+pub struct PractitionerTable {
+    slots: Vec<Slot>,
+    used_slots: usize,
+    legacy: Vec<(String, u32)>,
+    /// Index into `legacy`; rebuilt on load rather than stored twice.
+    legacy_index: FxHashMap<Box<str>, usize>,
+    words: Vec<u64>,
+    strings: Vec<String>,
+    live: usize,
+    fingerprint: u64,
+}
+
+/// The table as a snapshot stores it (borrowed for writing).
+#[derive(Encode)]
+pub(crate) struct StoredRef<'a> {
+    slots: &'a [Slot],
+    used_slots: u64,
+    legacy: &'a [(String, u32)],
+    words: &'a [u64],
+    strings: &'a [String],
+    live: u64,
+    fingerprint: u64,
+}
+
+/// The table as a snapshot stores it (owned, for reading).
+#[derive(Decode)]
+pub(crate) struct Stored {
+    slots: Vec<Slot>,
+    used_slots: u64,
+    legacy: Vec<(String, u32)>,
+    words: Vec<u64>,
+    strings: Vec<String>,
+    live: u64,
+    fingerprint: u64,
+}
+
+/// A view of one record inside the table.
+#[derive(Clone, Copy, Debug)]
+pub struct PractitionerRef<'a> {
+    words: &'a [u64],
+    strings: &'a [String],
+}
+
+/// An entry as the table holds it: a record, or the mark of a deleted code.
+#[derive(Clone, Copy, Debug)]
+pub enum Entry<'a> {
+    /// The record.
+    Live(PractitionerRef<'a>),
+    /// The code was deleted (a tombstone on the status topic).
+    Deleted,
+}
+
+#[inline]
+fn hash(key: u64, bits: u32) -> usize {
+    // Fibonacci hashing: the multiply spreads the structured digits over the high bits.
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
+}
+
+/// A record's contribution to the table fingerprint: its code and version.
+pub(crate) fn record_fingerprint(key: PractitionerKey<'_>, version: u64) -> u64 {
+    let code = match key {
+        PractitionerKey::National(k) => k,
+        PractitionerKey::Legacy(s) => {
+            s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+        }
+    };
+    mix(code ^ mix(version.wrapping_add(0x51_7cc1_b727_220a)))
+}
+
+/// A strong 64-bit mixer (splitmix64's finaliser).
+pub(crate) fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl PractitionerTable {
+    /// An empty table sized for about `n` codes.
+    pub fn with_capacity(n: usize) -> Self {
+        let mut t = PractitionerTable::default();
+        t.strings.push(String::new());
+        t.resize_slots(slots_for(n));
+        t.words.reserve(n * 6);
+        t
+    }
+
+    /// Codes held, not counting deleted ones.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// True when no code is held.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Codes whose slot exists, deleted ones included.
+    pub fn entries(&self) -> usize {
+        self.used_slots + self.legacy.len()
+    }
+
+    /// An order-independent fingerprint of the content: the wrapping sum over live records of a hash of
+    /// (code, version). Equal fingerprints mean equal tables under the versioning contract of records.md.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// Bytes of memory held by the table's arrays.
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.words.capacity() * 8
+            + self.strings.iter().map(|s| s.capacity() + 24).sum::<usize>()
+            + self.legacy.iter().map(|(s, _)| s.capacity() + 32 + 48).sum::<usize>()
+    }
+
+    fn bits(&self) -> u32 {
+        self.slots.len().trailing_zeros()
+    }
+
+    fn resize_slots(&mut self, n: usize) {
+        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); n]);
+        let bits = self.bits();
+        let mask = n - 1;
+        for s in old.into_iter().filter(|s| s.key != 0) {
+            let mut i = hash(s.key, bits);
+            while self.slots[i].key != 0 {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = s;
+        }
+    }
+
+    #[inline]
+    fn find(&self, key: u64) -> Result<usize, usize> {
+        if self.slots.is_empty() {
+            return Err(usize::MAX);
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = hash(key, self.bits());
+        loop {
+            let s = self.slots[i];
+            if s.key == key {
+                return Ok(i);
+            }
+            if s.key == 0 {
+                return Err(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn offset_of(&self, key: PractitionerKey<'_>) -> Option<usize> {
+        match key {
+            PractitionerKey::National(k) => self.find(k).ok().map(|i| self.slots[i].at as usize),
+            PractitionerKey::Legacy(s) => self.legacy_index.get(s).map(|&i| self.legacy[i].1 as usize),
+        }
+    }
+
+    /// The entry for a code, if the table holds one.
+    #[inline]
+    pub fn get(&self, key: PractitionerKey<'_>) -> Option<Entry<'_>> {
+        let at = self.offset_of(key)?;
+        Some(self.entry_at(at))
+    }
+
+    fn entry_at(&self, at: usize) -> Entry<'_> {
+        // Invariant: every offset in a slot was written by `append` (or checked by `validate` after a
+        // load), so the record lies inside `words`; `get` keeps a corrupt offset from panicking anyway.
+        let header = self.words.get(at + 1).copied().unwrap_or(TOMBSTONE);
+        if header & TOMBSTONE != 0 {
+            return Entry::Deleted;
+        }
+        let len = record_words(header);
+        match self.words.get(at..at + len) {
+            Some(words) => Entry::Live(PractitionerRef { words, strings: &self.strings }),
+            None => Entry::Deleted,
+        }
+    }
+
+    /// The live record for a code, if any.
+    pub fn live(&self, key: PractitionerKey<'_>) -> Option<PractitionerRef<'_>> {
+        match self.get(key)? {
+            Entry::Live(r) => Some(r),
+            Entry::Deleted => None,
+        }
+    }
+
+    fn intern(&mut self, s: Option<&str>) -> Result<u64, TableError> {
+        match s {
+            None => Ok(0),
+            Some(s) => {
+                let id = self.strings.len();
+                if id >= 0x7FFF_FFFF {
+                    return Err(TableError::Full);
+                }
+                self.strings.push(s.to_owned());
+                Ok(id as u64)
+            }
+        }
+    }
+
+    fn append(&mut self, rec: &PractitionerRecord) -> Result<u32, TableError> {
+        if rec.registrations.len() > MAX_ENTRIES || rec.periods.len() > MAX_ENTRIES {
+            return Err(TableError::TooManyEntries);
+        }
+        let at = u32::try_from(self.words.len()).map_err(|_| TableError::Full)?;
+        self.words.push(rec.version);
+        self.words.push(rec.registrations.len() as u64 | (rec.periods.len() as u64) << PERIODS_SHIFT);
+        for r in &rec.registrations {
+            self.words.extend([r.institution.packed(), r.during.from.secs() as u64, r.during.until.secs() as u64]);
+        }
+        for p in &rec.periods {
+            let basis = self.intern(p.basis.as_deref())?;
+            let decision = self.intern(p.decision_id.as_deref())?;
+            let status = if p.status == Status::Terminated { TERMINATED_BIT } else { 0 };
+            self.words.extend([p.during.from.secs() as u64, p.during.until.secs() as u64, status | basis, decision]);
+        }
+        Ok(at)
+    }
+
+    fn append_tombstone(&mut self, version: u64) -> Result<u32, TableError> {
+        let at = u32::try_from(self.words.len()).map_err(|_| TableError::Full)?;
+        self.words.extend([version, TOMBSTONE]);
+        Ok(at)
+    }
+
+    /// Inserts a record, or replaces the one held if this one's version is newer (records.md: a stale
+    /// record must not roll a status back). A deleted code accepts any version.
+    pub fn upsert(&mut self, rec: &PractitionerRecord) -> Result<Upsert, TableError> {
+        let key = rec.code.key();
+        let held = self.offset_of(key).map(|at| (at, self.entry_at(at)));
+        let outcome = match held {
+            Some((_, Entry::Live(old))) if rec.version <= old.version() => return Ok(Upsert::Stale),
+            Some((_, Entry::Live(old))) => {
+                self.fingerprint = self.fingerprint.wrapping_sub(record_fingerprint(key, old.version()));
+                Upsert::Replaced
+            }
+            Some((_, Entry::Deleted)) => {
+                self.live += 1;
+                Upsert::Replaced
+            }
+            None => {
+                self.live += 1;
+                Upsert::Inserted
+            }
+        };
+        self.fingerprint = self.fingerprint.wrapping_add(record_fingerprint(key, rec.version));
+        let at = self.append(rec)?;
+        self.point(key, at);
+        Ok(outcome)
+    }
+
+    /// Marks a code deleted. Returns true if a live record was held. In a delta layer, a deletion of a
+    /// code the layer does not hold still records the tombstone, so it shadows the base.
+    pub fn delete(&mut self, key: PractitionerKey<'_>) -> Result<bool, TableError> {
+        let was_live = match self.get(key) {
+            Some(Entry::Live(old)) => {
+                self.fingerprint = self.fingerprint.wrapping_sub(record_fingerprint(key, old.version()));
+                self.live -= 1;
+                true
+            }
+            _ => false,
+        };
+        let at = self.append_tombstone(0)?;
+        self.point(key, at);
+        Ok(was_live)
+    }
+
+    fn point(&mut self, key: PractitionerKey<'_>, at: u32) {
+        match key {
+            PractitionerKey::National(k) => match self.find(k) {
+                Ok(i) => self.slots[i].at = at,
+                Err(_) => {
+                    if (self.used_slots + 1) * 4 > self.slots.len() * 3 {
+                        self.resize_slots(slots_for(self.used_slots + 1).max(self.slots.len() * 2));
+                    }
+                    // After the resize there is room: `find` returns an empty slot.
+                    if let Err(i) = self.find(k) {
+                        self.slots[i] = Slot { key: k, at };
+                        self.used_slots += 1;
+                    }
+                }
+            },
+            PractitionerKey::Legacy(s) => match self.legacy_index.get(s) {
+                Some(&i) => self.legacy[i].1 = at,
+                None => {
+                    self.legacy_index.insert(s.into(), self.legacy.len());
+                    self.legacy.push((s.to_owned(), at));
+                }
+            },
+        }
+    }
+
+    /// Every entry with its code (deleted ones included), in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (PractitionerCode, Entry<'_>)> + '_ {
+        let national = self
+            .slots
+            .iter()
+            .filter(|s| s.key != 0)
+            .map(|s| (PractitionerCode::National(s.key), self.entry_at(s.at as usize)));
+        let legacy = self
+            .legacy
+            .iter()
+            .map(|(code, at)| (PractitionerCode::Legacy(code.as_str().into()), self.entry_at(*at as usize)));
+        national.chain(legacy)
+    }
+
+    /// A fresh table holding this table's live records with `delta` applied on top; garbage left by
+    /// replaced records is dropped.
+    pub fn rebuilt(&self, delta: Option<&PractitionerTable>) -> Result<PractitionerTable, TableError> {
+        let mut out = PractitionerTable::with_capacity(self.live + delta.map_or(0, |d| d.entries()));
+        for (code, entry) in self.iter() {
+            let shadowed = delta.is_some_and(|d| d.get(code.key()).is_some());
+            if let (Entry::Live(r), false) = (entry, shadowed) {
+                out.upsert(&r.to_record(code))?;
+            }
+        }
+        if let Some(d) = delta {
+            for (code, entry) in d.iter() {
+                if let Entry::Live(r) = entry {
+                    out.upsert(&r.to_record(code))?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stored form, for a snapshot.
+    pub(crate) fn stored(&self) -> StoredRef<'_> {
+        StoredRef {
+            slots: &self.slots,
+            used_slots: self.used_slots as u64,
+            legacy: &self.legacy,
+            words: &self.words,
+            strings: &self.strings,
+            live: self.live as u64,
+            fingerprint: self.fingerprint,
+        }
+    }
+
+    /// Back from the stored form: rebuilds the legacy index and checks every offset, so that a corrupt
+    /// file is refused rather than half trusted.
+    pub(crate) fn from_stored(s: Stored) -> Result<Self, String> {
+        let mut t = PractitionerTable {
+            slots: s.slots,
+            used_slots: s.used_slots as usize,
+            legacy: s.legacy,
+            legacy_index: FxHashMap::default(),
+            words: s.words,
+            strings: s.strings,
+            live: s.live as usize,
+            fingerprint: s.fingerprint,
+        };
+        t.validate_loaded()?;
+        Ok(t)
+    }
+
+    fn validate_loaded(&mut self) -> Result<(), String> {
+        if !self.slots.is_empty() && !self.slots.len().is_power_of_two() {
+            return Err("slot count is not a power of two".into());
+        }
+        let words = self.words.len();
+        let check = |at: u32| -> Result<(), String> {
+            let at = at as usize;
+            let header = *self.words.get(at + 1).ok_or("record offset out of range")?;
+            let len = if header & TOMBSTONE != 0 { 2 } else { record_words(header) };
+            if at + len > words {
+                return Err("record runs past the arena".into());
+            }
+            if header & TOMBSTONE == 0 {
+                let r = PractitionerRef { words: &self.words[at..at + len], strings: &self.strings };
+                for (_, _, basis, decision) in r.raw_periods() {
+                    if basis as usize >= self.strings.len() || decision as usize >= self.strings.len() {
+                        return Err("string index out of range".into());
+                    }
+                }
+            }
+            Ok(())
+        };
+        let mut used = 0;
+        for s in self.slots.iter().filter(|s| s.key != 0) {
+            check(s.at)?;
+            used += 1;
+        }
+        for (_, at) in &self.legacy {
+            check(*at)?;
+        }
+        if used != self.used_slots {
+            return Err("slot count mismatch".into());
+        }
+        self.legacy_index = self.legacy.iter().enumerate().map(|(i, (code, _))| (code.as_str().into(), i)).collect();
+        if self.strings.is_empty() {
+            self.strings.push(String::new());
+        }
+        Ok(())
+    }
+}
+
+fn record_words(header: u64) -> usize {
+    let regs = (header & REGS_MASK) as usize;
+    let periods = ((header >> PERIODS_SHIFT) & REGS_MASK) as usize;
+    2 + regs * REG_WORDS + periods * PERIOD_WORDS
+}
+
+fn slots_for(n: usize) -> usize {
+    (n * 4 / 3 + 1).next_power_of_two().max(16)
+}
+
+impl<'a> PractitionerRef<'a> {
+    /// The record's version.
+    #[inline]
+    pub fn version(&self) -> u64 {
+        self.words[0]
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        let h = self.words[1];
+        ((h & REGS_MASK) as usize, ((h >> PERIODS_SHIFT) & REGS_MASK) as usize)
+    }
+
+    fn raw_registrations(&self) -> impl Iterator<Item = (u64, BjTime, BjTime)> + 'a {
+        let (regs, _) = self.counts();
+        let words = self.words;
+        words[2..2 + regs * REG_WORDS]
+            .chunks_exact(REG_WORDS)
+            .map(|w| (w[0], BjTime::from_secs(w[1] as i64), BjTime::from_secs(w[2] as i64)))
+    }
+
+    fn raw_periods(&self) -> impl Iterator<Item = (Status, Interval, u64, u64)> + 'a {
+        let (regs, periods) = self.counts();
+        let start = 2 + regs * REG_WORDS;
+        self.words[start..start + periods * PERIOD_WORDS].chunks_exact(PERIOD_WORDS).map(|w| {
+            let status = if w[2] & TERMINATED_BIT != 0 { Status::Terminated } else { Status::Suspended };
+            let during = Interval { from: BjTime::from_secs(w[0] as i64), until: BjTime::from_secs(w[1] as i64) };
+            (status, during, w[2] & 0x7FFF_FFFF, w[3])
+        })
+    }
+
+    /// Registered at any institution at `t`.
+    #[inline]
+    pub fn registered_anywhere(&self, t: BjTime) -> bool {
+        self.raw_registrations().any(|(_, from, until)| from <= t && t < until)
+    }
+
+    /// Registered at `institution` at `t`.
+    #[inline]
+    pub fn registered_at(&self, institution: InstitutionCode, t: BjTime) -> bool {
+        let inst = institution.packed();
+        self.raw_registrations().any(|(i, from, until)| i == inst && from <= t && t < until)
+    }
+
+    /// The person's status at `t`: `None` for normal; terminated wins over suspended (records.md).
+    #[inline]
+    pub fn status_at(&self, t: BjTime) -> Option<Status> {
+        let mut status = None;
+        for (s, during, _, _) in self.raw_periods() {
+            if during.contains(t) {
+                if s == Status::Terminated {
+                    return Some(s);
+                }
+                status = Some(s);
+            }
+        }
+        status
+    }
+
+    fn string(&self, id: u64) -> Option<String> {
+        (id != 0).then(|| self.strings.get(id as usize).cloned().unwrap_or_default())
+    }
+
+    /// The registrations.
+    pub fn registrations(&self) -> impl Iterator<Item = Registration> + 'a {
+        self.raw_registrations().map(|(inst, from, until)| Registration {
+            institution: InstitutionCode::from_packed(inst),
+            during: Interval { from, until },
+        })
+    }
+
+    /// The periods, with their basis and decision id.
+    pub fn periods(&self) -> impl Iterator<Item = Period> + 'a {
+        let this = *self;
+        self.raw_periods().map(move |(status, during, basis, decision)| Period {
+            status,
+            during,
+            basis: this.string(basis),
+            decision_id: this.string(decision),
+        })
+    }
+
+    /// The whole record.
+    pub fn to_record(&self, code: PractitionerCode) -> PractitionerRecord {
+        PractitionerRecord {
+            code,
+            registrations: self.registrations().collect(),
+            periods: self.periods().collect(),
+            version: self.version(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::PractitionerText;
+    use proptest::prelude::*;
+
+    pub(crate) fn rec(code: &str, version: u64, regs: &[(&str, &str, Option<&str>)]) -> PractitionerRecord {
+        let text = PractitionerText {
+            code: code.into(),
+            name: None,
+            kind: None,
+            registrations: regs
+                .iter()
+                .map(|(i, f, u)| crate::record::RegistrationText {
+                    institution: (*i).into(),
+                    from: (*f).into(),
+                    until: u.map(Into::into),
+                })
+                .collect(),
+            periods: vec![],
+            version,
+        };
+        text.validate().unwrap()
+    }
+
+    fn key(s: &str) -> PractitionerKey<'_> {
+        PractitionerKey::parse(s).unwrap()
+    }
+
+    #[test]
+    fn newer_version_wins_and_stale_is_ignored() {
+        let mut t = PractitionerTable::with_capacity(4);
+        let v5 = rec("D110105000123", 5, &[("H11010500001", "2021-03-01", None)]);
+        let v4 = rec("D110105000123", 4, &[("H11010500007", "2021-03-01", None)]);
+        let v6 = rec("D110105000123", 6, &[("H11010500009", "2021-03-01", None)]);
+        assert_eq!(t.upsert(&v5), Ok(Upsert::Inserted));
+        assert_eq!(t.upsert(&v4), Ok(Upsert::Stale));
+        assert_eq!(t.upsert(&v5), Ok(Upsert::Stale));
+        let r = t.live(key("D110105000123")).unwrap();
+        assert_eq!(r.version(), 5);
+        assert_eq!(r.to_record(v5.code.clone()), v5);
+        assert_eq!(t.upsert(&v6), Ok(Upsert::Replaced));
+        assert_eq!(t.live(key("D110105000123")).unwrap().to_record(v6.code.clone()), v6);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn legacy_codes_live_beside_national_ones() {
+        let mut t = PractitionerTable::with_capacity(4);
+        t.upsert(&rec("0457", 1, &[("H11010500001", "2021-03-01", None)])).unwrap();
+        t.upsert(&rec("D000000000457", 1, &[])).unwrap();
+        assert!(t.live(key("0457")).is_some());
+        assert!(t.live(key("0458")).is_none());
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn deletion_leaves_a_tombstone_and_accepts_any_later_version() {
+        let mut t = PractitionerTable::with_capacity(4);
+        let r = rec("D110105000123", 5, &[]);
+        t.upsert(&r).unwrap();
+        let fp = t.fingerprint();
+        assert_eq!(t.delete(r.code.key()), Ok(true));
+        assert!(matches!(t.get(r.code.key()), Some(Entry::Deleted)));
+        assert_eq!(t.len(), 0);
+        assert_eq!(t.fingerprint(), 0);
+        assert_eq!(t.upsert(&rec("D110105000123", 1, &[])), Ok(Upsert::Replaced));
+        assert_ne!(t.fingerprint(), fp);
+    }
+
+    #[test]
+    fn fingerprint_ignores_insertion_order() {
+        let a = rec("D110105000001", 1, &[]);
+        let b = rec("D110105000002", 2, &[]);
+        let mut t1 = PractitionerTable::with_capacity(4);
+        let mut t2 = PractitionerTable::with_capacity(4);
+        t1.upsert(&a).unwrap();
+        t1.upsert(&b).unwrap();
+        t2.upsert(&b).unwrap();
+        t2.upsert(&a).unwrap();
+        assert_eq!(t1.fingerprint(), t2.fingerprint());
+        assert_ne!(t1.fingerprint(), 0);
+    }
+
+    #[test]
+    fn rebuilt_applies_a_delta() {
+        let mut base = PractitionerTable::with_capacity(4);
+        base.upsert(&rec("D110105000001", 1, &[])).unwrap();
+        base.upsert(&rec("D110105000002", 1, &[])).unwrap();
+        let mut delta = PractitionerTable::with_capacity(4);
+        delta.upsert(&rec("D110105000002", 2, &[])).unwrap();
+        delta.delete(key("D110105000001")).unwrap();
+        delta.upsert(&rec("0457", 1, &[])).unwrap();
+        let merged = base.rebuilt(Some(&delta)).unwrap();
+        assert!(merged.live(key("D110105000001")).is_none());
+        assert_eq!(merged.live(key("D110105000002")).unwrap().version(), 2);
+        assert!(merged.live(key("0457")).is_some());
+        assert_eq!(merged.len(), 2);
+    }
+
+    proptest! {
+        #[test]
+        fn holds_what_was_put_in(digits in proptest::collection::hash_set(0u64..1_000_000_000_000, 1..300)) {
+            let mut t = PractitionerTable::with_capacity(1);
+            for d in &digits {
+                t.upsert(&rec(&format!("D{d:012}"), *d, &[])).unwrap();
+            }
+            prop_assert_eq!(t.len(), digits.len());
+            for d in &digits {
+                let code = format!("D{d:012}");
+                prop_assert_eq!(t.live(key(&code)).unwrap().version(), *d);
+            }
+            prop_assert!(t.live(key("D999999999999")).is_none() || digits.contains(&999_999_999_999));
+        }
+    }
+}
