@@ -7,10 +7,8 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
-
 use super::code::{CodeError, InstitutionCode, PractitionerKey, check_department};
+use super::json::{self, Value, scan_object, unescape};
 use super::money::Amount;
 use super::time::BjTime;
 
@@ -100,37 +98,90 @@ impl Malformed {
     }
 }
 
-/// The line as JSON sees it: every field kept raw, so numbers-as-strings and strings-as-numbers are
-/// both read exactly, and unknown fields are skipped without being parsed.
-#[derive(Deserialize)]
+/// The known fields of a line as the scanner found them; everything else is validated and skipped.
+#[derive(Default)]
 struct Raw<'a> {
-    #[serde(borrow)]
-    feedetl_sn: Option<&'a RawValue>,
-    #[serde(borrow)]
-    fixmedins_code: Option<&'a RawValue>,
-    #[serde(borrow)]
-    mdtrt_id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    psn_no: Option<&'a RawValue>,
-    #[serde(borrow)]
-    med_type: Option<&'a RawValue>,
-    #[serde(borrow)]
-    fee_ocur_time: Option<&'a RawValue>,
-    #[serde(borrow)]
-    bilg_dr_codg: Option<&'a RawValue>,
-    #[serde(borrow)]
-    bilg_dept_codg: Option<&'a RawValue>,
-    #[serde(borrow)]
-    det_item_fee_sumamt: Option<&'a RawValue>,
-    #[serde(borrow)]
-    er_flag: Option<&'a RawValue>,
-    #[serde(borrow)]
-    adm_way: Option<&'a RawValue>,
+    fields: [Option<Value<'a>>; FIELDS.len()],
+}
+
+/// The fields claimgate reads, in [`Raw::fields`] order.
+const FIELDS: [&str; 11] = [
+    "feedetl_sn",
+    "fixmedins_code",
+    "mdtrt_id",
+    "psn_no",
+    "med_type",
+    "fee_ocur_time",
+    "bilg_dr_codg",
+    "bilg_dept_codg",
+    "det_item_fee_sumamt",
+    "er_flag",
+    "adm_way",
+];
+
+const FEEDETL_SN: usize = 0;
+const FIXMEDINS_CODE: usize = 1;
+const MDTRT_ID: usize = 2;
+const PSN_NO: usize = 3;
+const MED_TYPE: usize = 4;
+const FEE_OCUR_TIME: usize = 5;
+const BILG_DR_CODG: usize = 6;
+const BILG_DEPT_CODG: usize = 7;
+const DET_ITEM_FEE_SUMAMT: usize = 8;
+const ER_FLAG: usize = 9;
+const ADM_WAY: usize = 10;
+
+/// The index in [`FIELDS`] of a member name; a `match` compiles to a length-then-bytes decision tree.
+#[inline]
+fn field_index(key: &str) -> Option<usize> {
+    Some(match key {
+        "feedetl_sn" => FEEDETL_SN,
+        "fixmedins_code" => FIXMEDINS_CODE,
+        "mdtrt_id" => MDTRT_ID,
+        "psn_no" => PSN_NO,
+        "med_type" => MED_TYPE,
+        "fee_ocur_time" => FEE_OCUR_TIME,
+        "bilg_dr_codg" => BILG_DR_CODG,
+        "bilg_dept_codg" => BILG_DEPT_CODG,
+        "det_item_fee_sumamt" => DET_ITEM_FEE_SUMAMT,
+        "er_flag" => ER_FLAG,
+        "adm_way" => ADM_WAY,
+        _ => return None,
+    })
+}
+
+impl<'a> Raw<'a> {
+    fn scan(bytes: &'a [u8]) -> Result<Raw<'a>, Malformed> {
+        let mut raw = Raw::default();
+        let mut duplicate: Option<&'static str> = None;
+        let scanned = scan_object(bytes, &mut |(key, escaped), value| {
+            let known = if escaped { field_index(&unescape(key, true)) } else { field_index(key) };
+            if let Some(i) = known {
+                if raw.fields[i].is_some() {
+                    duplicate = Some(FIELDS[i]);
+                    return Err(json::SyntaxError { at: 0, what: "duplicate" });
+                }
+                raw.fields[i] = Some(value);
+            }
+            Ok(())
+        });
+        match (scanned, duplicate) {
+            (Ok(()), _) => Ok(raw),
+            (Err(_), Some(f)) => Err(Malformed::at(f, format!("duplicate field `{f}`"))),
+            (Err(e), None) => Err(Malformed { field: None, message: e.to_string() }),
+        }
+    }
 }
 
 /// White space removed from both ends of every text field (records.md): exports pad with tabs.
+#[inline]
 fn trim(s: &str) -> &str {
-    s.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
+    let pad = |c: u8| matches!(c, b' ' | b'\t' | b'\r' | b'\n');
+    match s.as_bytes() {
+        [first, .., last] if !pad(*first) && !pad(*last) => s,
+        [only] if !pad(*only) => s,
+        _ => s.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n')),
+    }
 }
 
 fn trim_cow(s: Cow<'_, str>) -> Cow<'_, str> {
@@ -145,30 +196,19 @@ fn trim_cow(s: Cow<'_, str>) -> Cow<'_, str> {
 
 /// The text of a scalar field: a JSON string (unescaped) or a JSON number (its literal text), trimmed.
 /// `null` is treated as absent.
-fn scalar<'a>(raw: Option<&'a RawValue>, field: &'static str) -> Result<Option<Cow<'a, str>>, Malformed> {
-    let Some(raw) = raw else { return Ok(None) };
-    let text = raw.get();
-    match text.as_bytes().first() {
-        Some(b'"') => {
-            let inner = &text[1..text.len() - 1];
-            let s = if inner.contains('\\') {
-                // Escapes: let serde_json decode them (rare: a tab-padded export is the usual case).
-                let owned: String =
-                    serde_json::from_str(text).map_err(|e| Malformed::at(field, format!("field `{field}`: {e}")))?;
-                Cow::Owned(owned)
-            } else {
-                Cow::Borrowed(inner)
-            };
-            Ok(Some(trim_cow(s)))
+fn scalar<'a>(value: Option<Value<'a>>, field: &'static str) -> Result<Option<Cow<'a, str>>, Malformed> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Str { raw, escaped }) => Ok(Some(trim_cow(unescape(raw, escaped)))),
+        Some(Value::Num(n)) => Ok(Some(Cow::Borrowed(n))),
+        Some(Value::Bool | Value::Compound) => {
+            Err(Malformed::at(field, format!("field `{field}`: expected a string or a number")))
         }
-        Some(b'-' | b'0'..=b'9') => Ok(Some(Cow::Borrowed(text))),
-        Some(b'n') => Ok(None),
-        _ => Err(Malformed::at(field, format!("field `{field}`: expected a string or a number"))),
     }
 }
 
-fn required<'a>(raw: Option<&'a RawValue>, field: &'static str) -> Result<Cow<'a, str>, Malformed> {
-    match scalar(raw, field)? {
+fn required<'a>(value: Option<Value<'a>>, field: &'static str) -> Result<Cow<'a, str>, Malformed> {
+    match scalar(value, field)? {
         Some(s) if s.is_empty() => Err(Malformed::at(field, format!("field `{field}` is empty"))),
         Some(s) => Ok(s),
         None => Err(Malformed::missing(field)),
@@ -179,8 +219,18 @@ fn required<'a>(raw: Option<&'a RawValue>, field: &'static str) -> Result<Cow<'a
 /// characters. The national platform allows 30; the margin keeps provincial variants settling.
 const MAX_ID_LEN: usize = 64;
 
-fn id<'a>(raw: Option<&'a RawValue>, field: &'static str) -> Result<Cow<'a, str>, Malformed> {
+fn id<'a>(raw: Option<Value<'a>>, field: &'static str) -> Result<Cow<'a, str>, Malformed> {
     let s = required(raw, field)?;
+    if s.is_ascii() {
+        // The common case, checked byte-wise: length in bytes is length in characters.
+        if s.len() > MAX_ID_LEN {
+            return Err(Malformed::at(field, format!("field `{field}` is longer than {MAX_ID_LEN} characters")));
+        }
+        if s.bytes().any(|c| c < 0x20 || c == 0x7f) {
+            return Err(Malformed::at(field, format!("field `{field}` has control characters")));
+        }
+        return Ok(s);
+    }
     if s.chars().count() > MAX_ID_LEN {
         return Err(Malformed::at(field, format!("field `{field}` is longer than {MAX_ID_LEN} characters")));
     }
@@ -191,42 +241,34 @@ fn id<'a>(raw: Option<&'a RawValue>, field: &'static str) -> Result<Cow<'a, str>
 }
 
 /// A flag that counts as set when its value is 1 (`"1"`, `1`, `"1.0"`); any other scalar is unset.
-fn flag(raw: Option<&RawValue>, field: &'static str) -> Result<bool, Malformed> {
+fn flag(raw: Option<Value<'_>>, field: &'static str) -> Result<bool, Malformed> {
     Ok(scalar(raw, field)?.is_some_and(|s| MedType::parse(&s) == Some(MedType(1))))
 }
 
 impl<'a> Claim<'a> {
     /// Parses and validates one claim line (one Kafka message value or one line of a file).
     pub fn parse(bytes: &'a [u8]) -> Result<Claim<'a>, Malformed> {
-        let raw: Raw<'a> = serde_json::from_slice(bytes).map_err(|e| {
-            let message = e.to_string();
-            // serde_json names the field for these two; keep it for the dead letter's `field`.
-            let field = ["duplicate field `", "missing field `"]
-                .iter()
-                .find_map(|p| message.strip_prefix(p))
-                .and_then(|rest| rest.split('`').next())
-                .and_then(known_field);
-            Malformed { field, message }
-        })?;
+        let raw = Raw::scan(bytes)?;
+        let f = raw.fields;
 
-        let feedetl_sn = id(raw.feedetl_sn, "feedetl_sn")?;
-        let fixmedins_code = InstitutionCode::parse(&required(raw.fixmedins_code, "fixmedins_code")?)
+        let feedetl_sn = id(f[FEEDETL_SN], "feedetl_sn")?;
+        let fixmedins_code = InstitutionCode::parse(&required(f[FIXMEDINS_CODE], "fixmedins_code")?)
             .map_err(|e| Malformed::code("fixmedins_code", e))?;
-        let mdtrt_id = id(raw.mdtrt_id, "mdtrt_id")?;
-        id(raw.psn_no, "psn_no")?;
-        let med_text = required(raw.med_type, "med_type")?;
+        let mdtrt_id = id(f[MDTRT_ID], "mdtrt_id")?;
+        id(f[PSN_NO], "psn_no")?;
+        let med_text = required(f[MED_TYPE], "med_type")?;
         let med_type = MedType::parse(&med_text)
             .ok_or_else(|| Malformed::at("med_type", "field `med_type`: not a medical-type code (digits)"))?;
-        let time_text = required(raw.fee_ocur_time, "fee_ocur_time")?;
+        let time_text = required(f[FEE_OCUR_TIME], "fee_ocur_time")?;
         let fee_ocur_time = BjTime::parse(&time_text)
             .map_err(|e| Malformed::at("fee_ocur_time", format!("field `fee_ocur_time`: {e}")))?;
-        let bilg_dr_codg = required(raw.bilg_dr_codg, "bilg_dr_codg")?;
+        let bilg_dr_codg = required(f[BILG_DR_CODG], "bilg_dr_codg")?;
         let national = match PractitionerKey::parse(&bilg_dr_codg) {
             Ok(PractitionerKey::National(k)) => Some(k),
             Ok(PractitionerKey::Legacy(_)) => None,
             Err(e) => return Err(Malformed::code("bilg_dr_codg", e)),
         };
-        let bilg_dept_codg = match scalar(raw.bilg_dept_codg, "bilg_dept_codg")? {
+        let bilg_dept_codg = match scalar(f[BILG_DEPT_CODG], "bilg_dept_codg")? {
             // An empty optional field is absent: exports write "" for "not given".
             Some(s) if s.is_empty() => None,
             Some(s) => {
@@ -235,11 +277,11 @@ impl<'a> Claim<'a> {
             }
             None => None,
         };
-        let amount_text = required(raw.det_item_fee_sumamt, "det_item_fee_sumamt")?;
+        let amount_text = required(f[DET_ITEM_FEE_SUMAMT], "det_item_fee_sumamt")?;
         let amount = Amount::parse(&amount_text)
             .map_err(|e| Malformed::at("det_item_fee_sumamt", format!("field `det_item_fee_sumamt`: {e}")))?;
-        let er_flag = flag(raw.er_flag, "er_flag")?;
-        let adm_via_emergency = flag(raw.adm_way, "adm_way")?;
+        let er_flag = flag(f[ER_FLAG], "er_flag")?;
+        let adm_via_emergency = flag(f[ADM_WAY], "adm_way")?;
 
         Ok(Claim {
             feedetl_sn,
@@ -255,24 +297,6 @@ impl<'a> Claim<'a> {
             adm_via_emergency,
         })
     }
-}
-
-/// Maps a field name from a serde message to the static name the dead letter carries.
-fn known_field(name: &str) -> Option<&'static str> {
-    const FIELDS: [&str; 11] = [
-        "feedetl_sn",
-        "fixmedins_code",
-        "mdtrt_id",
-        "psn_no",
-        "med_type",
-        "fee_ocur_time",
-        "bilg_dr_codg",
-        "bilg_dept_codg",
-        "det_item_fee_sumamt",
-        "er_flag",
-        "adm_way",
-    ];
-    FIELDS.iter().copied().find(|f| *f == name)
 }
 
 #[cfg(test)]

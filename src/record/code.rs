@@ -241,6 +241,19 @@ impl InstitutionCode {
         InstitutionCode(packed)
     }
 
+    /// Appends the code's text (the hot path's form of `Display`).
+    #[inline]
+    pub fn write_bytes(self, out: &mut Vec<u8>) {
+        let mut digits = [b'0'; 12];
+        digits[0] = if self.is_pharmacy() { b'P' } else { b'H' };
+        let mut v = self.0 & (PHARMACY_BIT - 1);
+        for d in digits[1..].iter_mut().rev() {
+            *d = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        out.extend_from_slice(&digits);
+    }
+
     /// True for a retail pharmacy (`P`).
     pub fn is_pharmacy(self) -> bool {
         self.0 & PHARMACY_BIT != 0

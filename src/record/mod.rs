@@ -7,6 +7,7 @@
 mod claim;
 mod code;
 mod decision;
+pub mod json;
 mod money;
 mod status;
 mod time;

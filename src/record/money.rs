@@ -81,6 +81,18 @@ impl Amount {
         Ok(Amount(if neg { -fen } else { fen }))
     }
 
+    /// Appends the amount with two decimals, as `Display` writes it.
+    #[inline]
+    pub fn write_bytes(self, out: &mut Vec<u8>) {
+        if self.0 < 0 {
+            out.push(b'-');
+        }
+        let abs = self.0.unsigned_abs();
+        out.extend_from_slice(itoa::Buffer::new().format(abs / 100).as_bytes());
+        let cents = (abs % 100) as u8;
+        out.extend_from_slice(&[b'.', b'0' + cents / 10, b'0' + cents % 10]);
+    }
+
     /// Adds, saturating: 9.2e16 yuan is out of reach of any real sum.
     pub fn saturating_add(self, other: Amount) -> Amount {
         Amount(self.0.saturating_add(other.0))
@@ -142,6 +154,15 @@ mod tests {
         assert_eq!(Amount::from_fen(12650).to_string(), "126.50");
         assert_eq!(Amount::from_fen(-5).to_string(), "-0.05");
         assert_eq!(Amount::from_fen(0).to_string(), "0.00");
+    }
+
+    #[test]
+    fn write_bytes_matches_display() {
+        for fen in [0, 5, -5, 12650, -123456789, i64::MAX, i64::MIN + 1] {
+            let mut out = Vec::new();
+            Amount::from_fen(fen).write_bytes(&mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), Amount::from_fen(fen).to_string());
+        }
     }
 
     #[test]

@@ -109,11 +109,26 @@ impl BjTime {
         BjTime(self.0.saturating_add(days.saturating_mul(DAY)))
     }
 
-    /// Writes `yyyy-MM-dd HH:mm:ss` into `out`.
-    pub fn write_to(self, out: &mut String) {
-        use fmt::Write;
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{self}");
+    /// Appends `yyyy-MM-dd HH:mm:ss` to `out` (the hot path's form of `Display`).
+    #[inline]
+    pub fn write_bytes(self, out: &mut Vec<u8>) {
+        let days = self.0.div_euclid(DAY);
+        let secs = self.0.rem_euclid(DAY);
+        let (y, m, d) = civil_from_days(days);
+        if !(0..=9999).contains(&y) {
+            out.extend_from_slice(self.to_string().as_bytes());
+            return;
+        }
+        let y = y as u32;
+        let two = |v: u32| [b'0' + (v / 10) as u8, b'0' + (v % 10) as u8];
+        let [y1, y2] = two(y / 100);
+        let [y3, y4] = two(y % 100);
+        let [m1, m2] = two(m);
+        let [d1, d2] = two(d);
+        let [h1, h2] = two((secs / 3600) as u32);
+        let [n1, n2] = two((secs / 60 % 60) as u32);
+        let [s1, s2] = two((secs % 60) as u32);
+        out.extend_from_slice(&[y1, y2, y3, y4, b'-', m1, m2, b'-', d1, d2, b' ', h1, h2, b':', n1, n2, b':', s1, s2]);
     }
 }
 
@@ -206,6 +221,16 @@ mod tests {
         assert_eq!(BjTime::parse("0999-01-01"), Err(TimeError::Range));
         assert_eq!(BjTime::parse("２０２６-04-02"), Err(TimeError::Format));
         assert_eq!(BjTime::parse(""), Err(TimeError::Format));
+    }
+
+    #[test]
+    fn write_bytes_matches_display() {
+        for text in ["2026-04-02 10:31:00", "1970-01-01 00:00:00", "2199-12-31 23:59:59", "1900-01-01 00:00:01"] {
+            let t = BjTime::parse(text).unwrap();
+            let mut out = Vec::new();
+            t.write_bytes(&mut out);
+            assert_eq!(out, text.as_bytes());
+        }
     }
 
     #[test]

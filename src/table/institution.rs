@@ -128,8 +128,11 @@ pub fn institution_status(rec: &InstitutionRecord, t: BjTime, department: Option
 pub(crate) struct StoredInstitution {
     code: u64,
     version: u64,
-    periods: Vec<(bool, i64, i64, Option<Vec<String>>, Option<String>)>,
+    periods: Vec<StoredPeriod>,
 }
+
+/// A period as a snapshot stores it: terminated?, from, until, departments, basis.
+type StoredPeriod = (bool, i64, i64, Option<Vec<String>>, Option<String>);
 
 impl From<&InstitutionRecord> for StoredInstitution {
     fn from(r: &InstitutionRecord) -> Self {

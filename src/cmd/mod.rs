@@ -1,0 +1,6 @@
+//! One module per subcommand. Each parses its arguments, wires the edges (`crate::io`) around the core
+//! library, and returns an error with context for `main` to print.
+
+pub mod review;
+pub mod synth;
+pub mod tables;

@@ -1,0 +1,355 @@
+//! Files: JSON Lines in, plain or compressed by the file name's ending (`.gz`, `.zst`), `-` for the
+//! standard streams; outputs written to a temporary name and renamed into place on success, so a failed
+//! run never leaves half a file under the real name.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result};
+
+/// How an input or output is compressed, from its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Plain text.
+    None,
+    /// gzip (`.gz`).
+    Gzip,
+    /// Zstandard (`.zst`).
+    Zstd,
+}
+
+impl Compression {
+    /// From a path's ending.
+    pub fn of(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("gz") => Compression::Gzip,
+            Some("zst") | Some("zstd") => Compression::Zstd,
+            _ => Compression::None,
+        }
+    }
+}
+
+/// Counts bytes as they are read, for progress bars over compressed files.
+pub struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// An opened input: the decompressed reader, its size on disk (if known), and a counter of bytes read
+/// from disk.
+pub struct Input {
+    /// Decompressed bytes.
+    pub reader: Box<dyn BufRead + Send>,
+    /// Size of the file on disk; `None` for standard input.
+    pub size: Option<u64>,
+    /// Bytes read from disk so far.
+    pub read: Arc<AtomicU64>,
+    /// The name to show in messages.
+    pub name: String,
+}
+
+const BUF: usize = 1 << 20;
+
+/// Opens a path (or `-` for standard input) for reading, decompressing by its ending.
+pub fn open(path: &Path) -> Result<Input> {
+    let read = Arc::new(AtomicU64::new(0));
+    if path == Path::new("-") {
+        let reader = Counting { inner: io::stdin(), count: Arc::clone(&read) };
+        return Ok(Input {
+            reader: Box::new(BufReader::with_capacity(BUF, reader)),
+            size: None,
+            read,
+            name: "-".into(),
+        });
+    }
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let size = file.metadata().ok().map(|m| m.len());
+    let raw = Counting { inner: file, count: Arc::clone(&read) };
+    let reader: Box<dyn BufRead + Send> = match Compression::of(path) {
+        Compression::None => Box::new(BufReader::with_capacity(BUF, raw)),
+        Compression::Gzip => Box::new(BufReader::with_capacity(
+            BUF,
+            flate2::read::MultiGzDecoder::new(BufReader::with_capacity(BUF, raw)),
+        )),
+        Compression::Zstd => Box::new(BufReader::with_capacity(
+            BUF,
+            zstd::Decoder::new(raw).with_context(|| format!("cannot read {} as zstd", path.display()))?,
+        )),
+    };
+    Ok(Input { reader, size, read, name: path.display().to_string() })
+}
+
+/// An output file, compressed by its ending, that appears under its real name only when finished.
+pub struct Output {
+    writer: Option<Box<dyn Finish>>,
+    tmp: Option<PathBuf>,
+    path: PathBuf,
+}
+
+/// A writer that can be finished (compression trailers written, buffers flushed).
+trait Finish: Write + Send {
+    fn finish(self: Box<Self>) -> io::Result<()>;
+}
+
+impl<W: Write + Send> Finish for BufWriter<W> {
+    fn finish(mut self: Box<Self>) -> io::Result<()> {
+        self.flush()
+    }
+}
+
+struct GzFinish(flate2::write::GzEncoder<BufWriter<File>>);
+
+impl Write for GzFinish {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl Finish for GzFinish {
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        self.0.finish()?.flush()
+    }
+}
+
+struct ZstdFinish(zstd::Encoder<'static, BufWriter<File>>);
+
+impl Write for ZstdFinish {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl Finish for ZstdFinish {
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        self.0.finish()?.flush()
+    }
+}
+
+impl Output {
+    /// Creates `path` (or standard output for `-`), compressing by its ending.
+    pub fn create(path: &Path) -> Result<Output> {
+        if path == Path::new("-") {
+            let w: Box<dyn Finish> = Box::new(BufWriter::with_capacity(BUF, io::stdout()));
+            return Ok(Output { writer: Some(w), tmp: None, path: path.into() });
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        let file = File::create(&tmp).with_context(|| format!("cannot create {}", path.display()))?;
+        let buffered = BufWriter::with_capacity(BUF, file);
+        let writer: Box<dyn Finish> = match Compression::of(path) {
+            Compression::None => Box::new(buffered),
+            Compression::Gzip => {
+                Box::new(GzFinish(flate2::write::GzEncoder::new(buffered, flate2::Compression::fast())))
+            }
+            Compression::Zstd => {
+                let mut enc = zstd::Encoder::new(buffered, 3)?;
+                // Compression on its own thread keeps the writer off the decision threads' backs.
+                let _ = enc.multithread(1);
+                Box::new(ZstdFinish(enc))
+            }
+        };
+        Ok(Output { writer: Some(writer), tmp: Some(tmp), path: path.into() })
+    }
+
+    /// Finishes the file and moves it under its real name.
+    pub fn finish(mut self) -> Result<()> {
+        if let Some(w) = self.writer.take() {
+            w.finish().with_context(|| format!("cannot write {}", self.path.display()))?;
+        }
+        if let Some(tmp) = self.tmp.take() {
+            std::fs::rename(&tmp, &self.path).with_context(|| format!("cannot create {}", self.path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.writer {
+            Some(w) => w.write(buf),
+            None => Err(io::Error::other("output already finished")),
+        }
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match &mut self.writer {
+            Some(w) => w.write_all(buf),
+            None => Err(io::Error::other("output already finished")),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.writer {
+            Some(w) => w.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        // Not finished: an error happened. Remove the partial file rather than leave it half written.
+        if let Some(tmp) = self.tmp.take() {
+            self.writer.take();
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
+/// A block of whole lines read from an input, and the number of its first line (1-based).
+pub struct Chunk {
+    /// The bytes: whole lines, each ending in `\n` except perhaps the input's last.
+    pub data: Vec<u8>,
+    /// Line number of the first line in the input.
+    pub first_line: u64,
+}
+
+/// Reads an input in blocks of about `size` bytes cut at line ends.
+pub struct Chunker {
+    input: Box<dyn BufRead + Send>,
+    size: usize,
+    carry: Vec<u8>,
+    next_line: u64,
+    done: bool,
+}
+
+impl Chunker {
+    /// Blocks of about `size` bytes.
+    pub fn new(input: Box<dyn BufRead + Send>, size: usize) -> Self {
+        Chunker { input, size, carry: Vec::new(), next_line: 1, done: false }
+    }
+}
+
+impl Iterator for Chunker {
+    type Item = io::Result<Chunk>;
+
+    fn next(&mut self) -> Option<io::Result<Chunk>> {
+        if self.done {
+            return None;
+        }
+        let mut data = std::mem::take(&mut self.carry);
+        data.reserve(self.size + 4096);
+        while data.len() < self.size {
+            let buf = match self.input.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            };
+            if buf.is_empty() {
+                self.done = true;
+                break;
+            }
+            let n = buf.len().min(self.size - data.len());
+            data.extend_from_slice(&buf[..n]);
+            self.input.consume(n);
+        }
+        if !self.done {
+            // Cut after the last newline; a line longer than the block waits for more data.
+            match memchr::memrchr(b'\n', &data) {
+                Some(p) => self.carry = data.split_off(p + 1),
+                None => {
+                    let mut rest = Vec::new();
+                    match self.input.read_until(b'\n', &mut rest) {
+                        Ok(0) => self.done = true,
+                        Ok(_) => {}
+                        Err(e) => return Some(Err(e)),
+                    }
+                    data.extend_from_slice(&rest);
+                }
+            }
+        }
+        if data.is_empty() {
+            return None;
+        }
+        let first_line = self.next_line;
+        self.next_line += memchr::memchr_iter(b'\n', &data).count() as u64;
+        if !data.ends_with(b"\n") {
+            self.next_line += 1;
+        }
+        Some(Ok(Chunk { data, first_line }))
+    }
+}
+
+/// The lines of a chunk, without their line ends (`\n` or `\r\n`), with their line numbers; blank
+/// lines are skipped.
+pub fn lines(chunk: &Chunk) -> impl Iterator<Item = (u64, &[u8])> {
+    chunk
+        .data
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .map(move |(i, l)| (chunk.first_line + i as u64, l.strip_suffix(b"\r").unwrap_or(l)))
+        .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cut_at_line_ends_and_count_lines() {
+        let text = (1..=1000).map(|i| format!("line {i}\n")).collect::<String>() + "last";
+        let chunks: Vec<Chunk> =
+            Chunker::new(Box::new(io::Cursor::new(text.clone().into_bytes())), 100).map(|c| c.unwrap()).collect();
+        assert!(chunks.len() > 10);
+        let mut all = Vec::new();
+        for c in &chunks {
+            for (n, l) in lines(c) {
+                all.push((n, String::from_utf8(l.to_vec()).unwrap()));
+            }
+        }
+        assert_eq!(all.len(), 1001);
+        assert_eq!(all[0], (1, "line 1".into()));
+        assert_eq!(all[999], (1000, "line 1000".into()));
+        assert_eq!(all[1000], (1001, "last".into()));
+    }
+
+    #[test]
+    fn long_lines_survive_small_blocks() {
+        let long = "x".repeat(10_000);
+        let text = format!("{long}\nshort\n{long}\n");
+        let got: Vec<Vec<u8>> = Chunker::new(Box::new(io::Cursor::new(text.into_bytes())), 64)
+            .flat_map(|c| lines(&c.unwrap()).map(|(_, l)| l.to_vec()).collect::<Vec<_>>())
+            .collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].len(), 10_000);
+    }
+
+    #[test]
+    fn compressed_round_trip_and_atomic_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.jsonl", "a.jsonl.gz", "a.jsonl.zst"] {
+            let path = dir.path().join(name);
+            let mut out = Output::create(&path).unwrap();
+            out.write_all(b"{\"a\":1}\n{\"a\":2}\n").unwrap();
+            assert!(!path.exists(), "visible before finish");
+            out.finish().unwrap();
+            let mut text = String::new();
+            open(&path).unwrap().reader.read_to_string(&mut text).unwrap();
+            assert_eq!(text, "{\"a\":1}\n{\"a\":2}\n", "{name}");
+        }
+        let path = dir.path().join("dropped.jsonl");
+        let mut out = Output::create(&path).unwrap();
+        out.write_all(b"partial").unwrap();
+        drop(out);
+        assert!(!path.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "temporary file left behind");
+    }
+}
