@@ -21,6 +21,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Decide claims inline: consume `claims` from Kafka, produce decisions and dead letters.
+    Stream(Box<cmd::stream::StreamArgs>),
     /// Re-decide claim lines from files against the tables as of each line's service time, and report.
     Review(cmd::review::ReviewArgs),
     /// Status tables: validate registry exports, write binary snapshots.
@@ -28,11 +30,25 @@ enum Command {
     Tables(cmd::tables::TablesCmd),
     /// Generate a realistic synthetic data set (seeded, reproducible).
     Gen(cmd::synth::GenArgs),
+    /// Produce a file of claim lines to a topic (keyed `fixmedins_code|mdtrt_id`).
+    Send(cmd::tools::SendArgs),
+    /// Read decision topics from the beginning and count records by topic and reason.
+    Tail(cmd::tools::TailArgs),
+    /// Kafka topics: create the six topics claimgate uses.
+    #[command(subcommand)]
+    Topics(cmd::topics::TopicsCmd),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Stream(_)) {
+        io::logging::init_default();
+    }
     let result = match cli.command {
+        Command::Stream(args) => cmd::stream::run(*args),
+        Command::Topics(c) => cmd::topics::run(c),
+        Command::Send(args) => cmd::tools::send(args),
+        Command::Tail(args) => cmd::tools::tail(args),
         Command::Review(args) => cmd::review::run(args),
         Command::Tables(c) => cmd::tables::run(c),
         Command::Gen(args) => cmd::synth::run(args),

@@ -2,5 +2,8 @@
 //! library, and returns an error with context for `main` to print.
 
 pub mod review;
+pub mod stream;
 pub mod synth;
 pub mod tables;
+pub mod tools;
+pub mod topics;

@@ -9,9 +9,12 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
 use super::review::TableArgs;
-use crate::io::clock;
-use crate::io::files::Output;
+use crate::io::files::{self, Chunker, Output, lines};
+use crate::io::kafka::KafkaConfig;
+use crate::io::kafka::publish::Publisher;
 use crate::io::progress::Progress;
+use crate::io::{clock, tables};
+use claimgate::record::{InstitutionText, PractitionerText};
 use claimgate::table::snapshot;
 
 /// `claimgate tables …`
@@ -25,6 +28,32 @@ pub enum TablesCmd {
         /// The snapshot file.
         snapshot: PathBuf,
     },
+    /// Produce status records to the compacted status topics, keyed by code. Every line is validated
+    /// first (a bad line stops before anything is sent); JSON Lines are sent as written (names and
+    /// unknown fields kept), a snapshot's records as the table holds them.
+    Publish(PublishArgs),
+}
+
+/// Arguments of `tables publish`.
+#[derive(Args, Debug)]
+pub struct PublishArgs {
+    /// Bootstrap brokers, host:port[,host:port…].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub brokers: String,
+    #[command(flatten)]
+    pub tables: TableArgs,
+    /// Practitioner status topic.
+    #[arg(long, default_value = "practitioners", value_name = "TOPIC")]
+    pub topic_practitioners: String,
+    /// Institution status topic.
+    #[arg(long, default_value = "institutions", value_name = "TOPIC")]
+    pub topic_institutions: String,
+    /// A librdkafka property, e.g. -X security.protocol=SASL_SSL.
+    #[arg(short = 'X', value_name = "NAME=VALUE")]
+    pub property: Vec<String>,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// Arguments of `tables build`.
@@ -44,6 +73,7 @@ pub struct BuildArgs {
 pub fn run(cmd: TablesCmd) -> Result<()> {
     match cmd {
         TablesCmd::Build(args) => build(args),
+        TablesCmd::Publish(args) => publish(args),
         TablesCmd::Inspect { snapshot: path } => {
             let file = std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
             let h = snapshot::read_header(std::io::BufReader::new(file))
@@ -79,5 +109,82 @@ fn build(args: BuildArgs) -> Result<()> {
         load_secs,
         started.elapsed().as_secs_f64() - load_secs
     );
+    Ok(())
+}
+
+/// Parses `-X name=value` properties.
+pub fn properties(props: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+    props
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => Ok((k.trim().to_owned(), v.to_owned())),
+            None => anyhow::bail!("-X {p}: expected NAME=VALUE"),
+        })
+        .collect()
+}
+
+/// Validates every line of a status file, then sends them: nothing is sent if a line is bad.
+fn publish_file(
+    publisher: &Publisher,
+    path: &std::path::Path,
+    topic: &str,
+    validate: impl Fn(&[u8]) -> Result<String, String>,
+) -> Result<()> {
+    for pass in ["validate", "send"] {
+        let input = files::open(path)?;
+        let name = input.name.clone();
+        for chunk in Chunker::new(input.reader, 4 << 20) {
+            let chunk = chunk.with_context(|| format!("cannot read {name}"))?;
+            for (n, line) in lines(&chunk) {
+                let key = validate(line).map_err(|e| anyhow::anyhow!("{name}:{n}: {e}"))?;
+                if pass == "send" {
+                    publisher.send(topic, key.as_bytes(), Some(line))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn publish(args: PublishArgs) -> Result<()> {
+    let started = Instant::now();
+    let kafka = KafkaConfig { brokers: args.brokers.clone(), properties: properties(&args.property)? };
+    let publisher = Publisher::new(&kafka)?;
+    let source = args.tables.source();
+    let snapshot = source.snapshot.clone().or_else(|| source.practitioners.clone().filter(|p| tables::is_snapshot(p)));
+    if let Some(path) = snapshot {
+        let (_, view) = tables::load_snapshot(&path)?;
+        for rec in view.practitioner_records() {
+            let text = rec.to_text();
+            publisher.send(&args.topic_practitioners, text.code.as_bytes(), Some(&serde_json::to_vec(&text)?))?;
+        }
+        for rec in view.institutions().iter() {
+            let text = rec.to_text();
+            publisher.send(&args.topic_institutions, text.code.as_bytes(), Some(&serde_json::to_vec(&text)?))?;
+        }
+    } else {
+        let Some(p) = &source.practitioners else {
+            anyhow::bail!("nothing to publish: give --practitioners and/or --institutions, or --snapshot");
+        };
+        publish_file(&publisher, p, &args.topic_practitioners, |line| {
+            let rec = PractitionerText::from_json(line).and_then(|t| t.validate()).map_err(|e| e.to_string())?;
+            Ok(rec.code.to_string())
+        })?;
+        if let Some(i) = &source.institutions {
+            publish_file(&publisher, i, &args.topic_institutions, |line| {
+                let rec = InstitutionText::from_json(line).and_then(|t| t.validate()).map_err(|e| e.to_string())?;
+                Ok(rec.code.to_string())
+            })?;
+        }
+    }
+    let delivered = publisher.finish(std::time::Duration::from_secs(120))?;
+    if !args.quiet {
+        eprintln!(
+            "published {delivered} status records to {} / {} in {:.1} s",
+            args.topic_practitioners,
+            args.topic_institutions,
+            started.elapsed().as_secs_f64()
+        );
+    }
     Ok(())
 }

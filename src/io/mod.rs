@@ -3,5 +3,9 @@
 
 pub mod clock;
 pub mod files;
+pub mod http;
+pub mod kafka;
+pub mod logging;
+pub mod metrics;
 pub mod progress;
 pub mod tables;

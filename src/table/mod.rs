@@ -201,6 +201,14 @@ impl Updater {
             self.live += 1;
         }
         self.fingerprint = self.fingerprint.wrapping_add(practitioner::record_fingerprint(key, rec.version));
+        // Before any view shares the base (loading at start-up), write into it directly: no delta, no
+        // compaction, no second copy of a 12-million-code table.
+        if self.delta.entries() == 0 {
+            if let Some(base) = Arc::get_mut(&mut self.base) {
+                base.upsert(rec)?;
+                return Ok(Applied::Changed);
+            }
+        }
         // `rec` is newer than anything the delta holds for this code (checked above), and a delta
         // tombstone accepts any version, so this upsert always lands.
         self.delta.upsert(rec)?;
@@ -212,6 +220,12 @@ impl Updater {
         let Some(v) = self.current(key).map(|r| r.version()) else { return Ok(Applied::Unchanged) };
         self.fingerprint = self.fingerprint.wrapping_sub(practitioner::record_fingerprint(key, v));
         self.live -= 1;
+        if self.delta.entries() == 0 {
+            if let Some(base) = Arc::get_mut(&mut self.base) {
+                base.delete(key)?;
+                return Ok(Applied::Changed);
+            }
+        }
         self.delta.delete(key)?;
         Ok(Applied::Changed)
     }
@@ -357,6 +371,22 @@ mod tests {
         assert_eq!(view.practitioner(key("D110105000001")).unwrap().version(), 2);
         assert!(view.practitioner(key("D110105000009")).is_some());
         assert_eq!(up.delta_len(), 2);
+    }
+
+    #[test]
+    fn updates_before_the_first_view_go_straight_into_the_base() {
+        let mut up = Updater::new(PractitionerTable::with_capacity(4), InstitutionTable::default());
+        up.practitioner(&rec("D110105000001", 1, "H11010500001")).unwrap();
+        up.delete_practitioner(key("D110105000001")).unwrap();
+        up.practitioner(&rec("D110105000002", 1, "H11010500001")).unwrap();
+        assert_eq!(up.delta_len(), 0);
+        let view = up.view();
+        // Now the base is shared: updates go to the delta.
+        up.practitioner(&rec("D110105000003", 1, "H11010500001")).unwrap();
+        assert_eq!(up.delta_len(), 1);
+        assert!(view.practitioner(key("D110105000003")).is_none());
+        assert!(up.view().practitioner(key("D110105000003")).is_some());
+        assert_eq!(up.view().practitioner_count(), 2);
     }
 
     #[test]

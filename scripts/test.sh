@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The project's test command (README, .ci/run): starts a Kafka-compatible broker on loopback for the
+# integration tests (installing it on first use), runs every test of the workspace, stops the broker.
+#
+#   scripts/test.sh                 all tests
+#   scripts/test.sh <cargo test args>   e.g. scripts/test.sh --test stream -- restart
+#
+# CLAIMGATE_TEST_PORT picks the broker's port (default 19192, away from the demo's 19092).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+PORT="${CLAIMGATE_TEST_PORT:-19192}"
+DIR="$ROOT/.tools/run/test-broker-$PORT"
+
+stop_broker() { scripts/broker.sh stop --port "$PORT" --dir "$DIR" >/dev/null 2>&1 || true; }
+trap stop_broker EXIT
+
+out="$(scripts/broker.sh start --port "$PORT" --dir "$DIR")"
+BROKER="$(printf '%s\n' "$out" | sed -n 's/^BROKER=//p')"
+export CLAIMGATE_TEST_BROKERS="$BROKER"
+echo "test.sh: broker at $BROKER (log: $DIR/broker.log)" >&2
+
+cargo test --workspace --locked "$@"

@@ -1,0 +1,423 @@
+//! `claimgate stream` configuration: defaults, then a TOML file, then `CLAIMGATE_*` environment
+//! variables, then flags — checked at start-up, with errors that name the setting.
+//!
+//! Environment variables map to settings with `__` between levels: `CLAIMGATE_BROKERS`,
+//! `CLAIMGATE_LIMITS__MAX_IN_FLIGHT`, `CLAIMGATE_HTTP__TOKEN`, and librdkafka properties as
+//! `CLAIMGATE_KAFKA__SASL__PASSWORD` (= `sasl.password`). `CLAIMGATE_TEST_*` and `CLAIMGATE_BENCH_*` belong
+//! to the test suite and benchmarks and are not settings.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::Value;
+use serde::{Deserialize, Serialize};
+
+/// Every setting of `claimgate stream`.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Bootstrap brokers, `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Consumer group of the claims consumers.
+    pub group: String,
+    /// Policy profile: a shipped name or a TOML file.
+    pub profile: String,
+    /// Exactly-once delivery through Kafka transactions (the broker must support them).
+    pub exactly_once: bool,
+    /// Exactly-once: the producer's `transactional.id`; default `<group>-<host>-<pid>`.
+    pub transactional_id: Option<String>,
+    /// Topic names.
+    pub topics: Topics,
+    /// The operations port.
+    pub http: Http,
+    /// Bounds and timings.
+    pub limits: Limits,
+    /// Logging.
+    pub log: Log,
+    /// librdkafka properties passed unchanged to every client (security, SASL, TLS, tuning).
+    pub kafka: BTreeMap<String, Value>,
+}
+
+/// Topic names (service.md).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topics {
+    /// Claim lines in.
+    pub claims: String,
+    /// Accepted decisions out.
+    pub accepted: String,
+    /// Rejected decisions out.
+    pub rejected: String,
+    /// Dead letters out.
+    pub dlq: String,
+    /// Practitioner status records (log-compacted).
+    pub practitioners: String,
+    /// Institution status records (log-compacted).
+    pub institutions: String,
+}
+
+/// The HTTP operations port.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    /// Listen address; loopback by default.
+    pub addr: String,
+    /// When set, `/v1/…` requires `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+}
+
+/// Bounds and timings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Claims consumed but not yet acknowledged by the broker; above it, consumption pauses.
+    pub max_in_flight: usize,
+    /// Claims taken per batch (one table snapshot per batch).
+    pub batch_size: usize,
+    /// A claim message larger than this goes to the dead-letter topic.
+    pub max_message_bytes: usize,
+    /// Graceful shutdown must finish within this many seconds.
+    pub shutdown_timeout_s: u64,
+    /// Start-up: the status topics count as read once every partition reached its end and no record
+    /// arrived for this long (covers brokers whose end-offset report lags, see BROKER.md).
+    pub status_settle_ms: u64,
+    /// A batch of status records is published at once, at the latest after this long.
+    pub status_publish_ms: u64,
+    /// The table counts as stale when the status topics could not be confirmed for this long.
+    pub stale_after_s: u64,
+    /// Exactly-once: a transaction spans at most this long.
+    pub transaction_ms: u64,
+}
+
+/// Logging.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// `text` or `json`.
+    pub format: String,
+    /// A `tracing` filter, e.g. `info` or `claimgate=debug,rdkafka=warn`.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            brokers: "127.0.0.1:9092".into(),
+            group: "claimgate".into(),
+            profile: claimgate::profile::DEFAULT.into(),
+            exactly_once: false,
+            transactional_id: None,
+            topics: Topics {
+                claims: "claims".into(),
+                accepted: "claims.accepted".into(),
+                rejected: "claims.rejected".into(),
+                dlq: "claims.dlq".into(),
+                practitioners: "practitioners".into(),
+                institutions: "institutions".into(),
+            },
+            http: Http { addr: "127.0.0.1:9898".into(), token: None },
+            limits: Limits {
+                max_in_flight: 50_000,
+                batch_size: 1_000,
+                max_message_bytes: 65_536,
+                shutdown_timeout_s: 30,
+                status_settle_ms: 500,
+                status_publish_ms: 100,
+                stale_after_s: 30,
+                transaction_ms: 100,
+            },
+            log: Log { format: "text".into(), level: "info".into() },
+            kafka: BTreeMap::new(),
+        }
+    }
+}
+
+/// Properties claimgate sets itself; a user value would break its delivery guarantees.
+const MANAGED: [&str; 7] = [
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "transactional.id",
+    "isolation.level",
+    "bootstrap.servers",
+    "enable.partition.eof",
+];
+
+/// True for property names whose values must never be printed.
+pub fn is_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "secret", "token", "jaas", "key.pem", "private", "credential"].iter().any(|s| k.contains(s))
+}
+
+/// Flattens nested tables (`[kafka.sasl] password = …`, `CLAIMGATE_KAFKA__SASL__PASSWORD`) into
+/// librdkafka's dotted names, values as text.
+fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, String>) -> Result<()> {
+    match value {
+        Value::Dict(_, dict) => {
+            for (k, v) in dict {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, v, out)?;
+            }
+        }
+        Value::String(_, s) => {
+            out.insert(prefix.to_owned(), s.clone());
+        }
+        Value::Bool(_, b) => {
+            out.insert(prefix.to_owned(), b.to_string());
+        }
+        Value::Num(_, n) => {
+            let text = n.to_u128().map(|u| u.to_string()).or_else(|| n.to_i128().map(|i| i.to_string()));
+            out.insert(
+                prefix.to_owned(),
+                text.unwrap_or_else(|| n.to_f64().map_or_else(String::new, |f| f.to_string())),
+            );
+        }
+        _ => bail!("setting `kafka.{prefix}`: expected a string, number or boolean"),
+    }
+    Ok(())
+}
+
+/// Overrides from the command line (highest precedence).
+#[derive(Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brokers: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exactly_once: Option<bool>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub http: BTreeMap<&'static str, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub topics: BTreeMap<&'static str, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub log: BTreeMap<&'static str, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub kafka: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Layers defaults, `file`, the environment and `overrides`, then checks every setting.
+    pub fn load(file: Option<&PathBuf>, env: Env, overrides: Overrides) -> Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                bail!("--config {}: no such file", path.display());
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(env).merge(Serialized::defaults(overrides));
+        let cfg: Config = fig.extract().map_err(|e| {
+            // figment names the key and where its value came from; keep all of it.
+            anyhow::anyhow!(
+                "invalid configuration: {}",
+                e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+            )
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The environment provider: `CLAIMGATE_*`, `__` between levels, minus the test and bench variables.
+    pub fn env() -> Env {
+        Env::prefixed("CLAIMGATE_")
+            .split("__")
+            .filter(|k| !k.as_str().starts_with("test_") && !k.as_str().starts_with("bench_"))
+    }
+
+    /// The librdkafka properties given by the user, flattened.
+    pub fn kafka_properties(&self) -> Result<BTreeMap<String, String>> {
+        let mut out = BTreeMap::new();
+        for (k, v) in &self.kafka {
+            flatten(k, v, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.brokers.trim().is_empty() {
+            bail!("setting `brokers`: empty; give host:port[,host:port…]");
+        }
+        for b in self.brokers.split(',') {
+            let b = b.trim();
+            let ok = b.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !ok {
+                bail!("setting `brokers`: `{b}` is not host:port");
+            }
+        }
+        if self.group.trim().is_empty() {
+            bail!("setting `group`: empty");
+        }
+        let t = &self.topics;
+        let named = [
+            ("topics.claims", &t.claims),
+            ("topics.accepted", &t.accepted),
+            ("topics.rejected", &t.rejected),
+            ("topics.dlq", &t.dlq),
+            ("topics.practitioners", &t.practitioners),
+            ("topics.institutions", &t.institutions),
+        ];
+        for (i, (setting, name)) in named.iter().enumerate() {
+            let valid = !name.is_empty()
+                && name.len() <= 249
+                && *name != "."
+                && *name != ".."
+                && name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+            if !valid {
+                bail!("setting `{setting}`: `{name}` is not a valid topic name ([a-zA-Z0-9._-], at most 249)");
+            }
+            if let Some((other, _)) = named[..i].iter().find(|(_, n)| n == name) {
+                bail!("setting `{setting}`: `{name}` is also `{other}`; every topic must differ");
+            }
+        }
+        if self.http.addr.parse::<SocketAddr>().is_err() {
+            bail!("setting `http.addr`: `{}` is not ip:port", self.http.addr);
+        }
+        if self.http.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            bail!("setting `http.token`: empty; leave it unset to serve /v1/ without a token");
+        }
+        let l = &self.limits;
+        for (setting, v) in [
+            ("limits.max_in_flight", l.max_in_flight as u64),
+            ("limits.batch_size", l.batch_size as u64),
+            ("limits.max_message_bytes", l.max_message_bytes as u64),
+            ("limits.shutdown_timeout_s", l.shutdown_timeout_s),
+            ("limits.status_publish_ms", l.status_publish_ms),
+            ("limits.stale_after_s", l.stale_after_s),
+            ("limits.transaction_ms", l.transaction_ms),
+        ] {
+            if v == 0 {
+                bail!("setting `{setting}`: must be greater than 0");
+            }
+        }
+        if l.batch_size > l.max_in_flight {
+            bail!(
+                "setting `limits.batch_size` ({}) must not exceed `limits.max_in_flight` ({})",
+                l.batch_size,
+                l.max_in_flight
+            );
+        }
+        if l.status_publish_ms > 1_000 {
+            bail!(
+                "setting `limits.status_publish_ms`: at most 1000 (service.md: a status change reaches decisions within a second)"
+            );
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bail!("setting `log.format`: `{}`; expected `text` or `json`", self.log.format);
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            bail!("setting `log.level`: `{}` is not a log filter (e.g. `info`, `claimgate=debug`)", self.log.level);
+        }
+        for key in self.kafka_properties()?.keys() {
+            if MANAGED.contains(&key.as_str()) {
+                bail!(
+                    "setting `kafka.{key}`: claimgate sets this property itself (use `brokers`, `group` or `exactly_once`)"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Prints the configuration with secrets replaced, for the start-up log line.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kafka: BTreeMap<String, String> = self
+            .kafka_properties()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| if is_secret(&k) { (k, "***".into()) } else { (k, v) })
+            .collect();
+        f.debug_struct("Config")
+            .field("brokers", &self.brokers)
+            .field("group", &self.group)
+            .field("profile", &self.profile)
+            .field("exactly_once", &self.exactly_once)
+            .field("transactional_id", &self.transactional_id)
+            .field("topics", &self.topics)
+            .field("http.addr", &self.http.addr)
+            .field("http.token", &self.http.token.as_ref().map(|_| "***"))
+            .field("limits", &self.limits)
+            .field("log", &self.log)
+            .field("kafka", &kafka)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, env: &[(&str, &str)], overrides: Overrides) -> Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, toml).unwrap();
+        let mut result = None;
+        figment::Jail::expect_with(|jail| {
+            for (k, v) in env {
+                jail.set_env(k, v);
+            }
+            result = Some(Config::load(Some(&path), Config::env(), overrides));
+            Ok(())
+        });
+        result.unwrap()
+    }
+
+    #[test]
+    fn layers_file_then_env_then_flags() {
+        let cfg = load(
+            "brokers = \"file:1\"\ngroup = \"g-file\"\n[limits]\nmax_in_flight = 9000\n[kafka]\n\"socket.timeout.ms\" = 5000\n",
+            &[("CLAIMGATE_GROUP", "g-env"), ("CLAIMGATE_KAFKA__SASL__PASSWORD", "hunter2"), ("CLAIMGATE_TEST_BROKERS", "x")],
+            Overrides { group: Some("g-flag".into()), ..Overrides::default() },
+        )
+        .unwrap();
+        assert_eq!(cfg.brokers, "file:1");
+        assert_eq!(cfg.group, "g-flag");
+        assert_eq!(cfg.limits.max_in_flight, 9000);
+        let props = cfg.kafka_properties().unwrap();
+        assert_eq!(props["socket.timeout.ms"], "5000");
+        assert_eq!(props["sasl.password"], "hunter2");
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("hunter2") && shown.contains("sasl.password"), "{shown}");
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let cases = [
+            ("[limits]\nmax_in_flight = \"many\"\n", "max_in_flight"),
+            ("[limits]\nmax_in_flight = 0\n", "limits.max_in_flight"),
+            ("[limits]\nbatch_size = 100000\n", "limits.batch_size"),
+            ("brokers = \"nohost\"\n", "setting `brokers`"),
+            ("[topics]\naccepted = \"claims\"\n", "topics.accepted"),
+            ("[topics]\ndlq = \"bad topic!\"\n", "topics.dlq"),
+            ("[http]\naddr = \"everywhere\"\n", "http.addr"),
+            ("[log]\nformat = \"xml\"\n", "log.format"),
+            ("colour = 1\n", "colour"),
+            ("[kafka]\n\"group.id\" = \"x\"\n", "kafka.group.id"),
+            ("[limits]\nstatus_publish_ms = 5000\n", "limits.status_publish_ms"),
+        ];
+        for (toml, needle) in cases {
+            let e = load(toml, &[], Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains(needle), "{toml:?}: {e}");
+        }
+        let e = load("", &[("CLAIMGATE_LIMITS__BATCH_SIZE", "x")], Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("batch_size") && e.contains("CLAIMGATE_LIMITS__BATCH_SIZE"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_recognised() {
+        for k in
+            ["sasl.password", "ssl.key.password", "sasl.oauthbearer.client.secret", "ssl.key.pem", "sasl.jaas.config"]
+        {
+            assert!(is_secret(k), "{k}");
+        }
+        assert!(!is_secret("security.protocol"));
+    }
+}

@@ -1,0 +1,287 @@
+//! `claimgate stream`: the inline filter in the settlement pipeline (service.md).
+//!
+//! Threads: the status follower (tables), the claim pipeline (decisions), and a small tokio runtime for
+//! the operations port and the signals. On SIGTERM or Ctrl-C: readiness turns false, the pipeline stops
+//! taking claims, waits for its in-flight outputs, commits, and the process exits 0 — or exits 1 if
+//! that does not finish within `limits.shutdown_timeout_s` (the uncommitted claims are then decided
+//! again on restart: at least once). A second signal exits at once.
+
+pub mod config;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+
+use crate::io::http::{self, HttpState};
+use crate::io::kafka::KafkaConfig;
+use crate::io::kafka::follower::{self, FollowerConfig, TableState};
+use crate::io::kafka::pipeline::{self, PipelineConfig};
+use crate::io::{logging, metrics};
+use claimgate::table::TableHandle;
+use config::{Config, Overrides};
+
+/// Arguments of `claimgate stream`. Every setting can also come from the configuration file and from
+/// `CLAIMGATE_*` environment variables; flags win.
+#[derive(Args, Debug, Default)]
+pub struct StreamArgs {
+    /// Bootstrap brokers, host:port[,host:port…] (setting `brokers`).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub brokers: Option<String>,
+    /// Consumer group of the claim consumers (setting `group`, default `claimgate`).
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+    /// Policy profile: national-2024 (default), huaian-2020, lanzhou-2014, or a TOML file (setting `profile`).
+    #[arg(long, value_name = "NAME|FILE")]
+    pub profile: Option<String>,
+    /// Listen address of /metrics, /healthz, /readyz and /v1/… (setting `http.addr`, default 127.0.0.1:9898).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+    /// TOML configuration file (see `config/claimgate.example.toml`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Exactly-once delivery through Kafka transactions (setting `exactly_once`).
+    #[arg(long)]
+    pub exactly_once: bool,
+    /// Input topic (setting `topics.claims`).
+    #[arg(long, value_name = "TOPIC")]
+    pub topic_claims: Option<String>,
+    /// Accepted decisions (setting `topics.accepted`).
+    #[arg(long, value_name = "TOPIC")]
+    pub topic_accepted: Option<String>,
+    /// Rejected decisions (setting `topics.rejected`).
+    #[arg(long, value_name = "TOPIC")]
+    pub topic_rejected: Option<String>,
+    /// Dead letters (setting `topics.dlq`).
+    #[arg(long, value_name = "TOPIC")]
+    pub topic_dlq: Option<String>,
+    /// Practitioner status topic (setting `topics.practitioners`).
+    #[arg(long, value_name = "TOPIC")]
+    pub topic_practitioners: Option<String>,
+    /// Institution status topic (setting `topics.institutions`).
+    #[arg(long, value_name = "TOPIC")]
+    pub topic_institutions: Option<String>,
+    /// Log format: text or json (setting `log.format`).
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. info or claimgate=debug (setting `log.level`).
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// A librdkafka property for every client, e.g. -X security.protocol=SASL_SSL (setting `kafka.<name>`).
+    #[arg(short = 'X', value_name = "NAME=VALUE")]
+    pub property: Vec<String>,
+}
+
+impl StreamArgs {
+    fn overrides(&self) -> Result<Overrides> {
+        let mut o = Overrides {
+            brokers: self.brokers.clone(),
+            group: self.group.clone(),
+            profile: self.profile.clone(),
+            exactly_once: self.exactly_once.then_some(true),
+            ..Overrides::default()
+        };
+        if let Some(a) = &self.http {
+            o.http.insert("addr", a.clone());
+        }
+        for (name, v) in [
+            ("claims", &self.topic_claims),
+            ("accepted", &self.topic_accepted),
+            ("rejected", &self.topic_rejected),
+            ("dlq", &self.topic_dlq),
+            ("practitioners", &self.topic_practitioners),
+            ("institutions", &self.topic_institutions),
+        ] {
+            if let Some(v) = v {
+                o.topics.insert(name, v.clone());
+            }
+        }
+        if let Some(f) = &self.log_format {
+            o.log.insert("format", f.clone());
+        }
+        if let Some(l) = &self.log_level {
+            o.log.insert("level", l.clone());
+        }
+        for p in &self.property {
+            let Some((k, v)) = p.split_once('=') else { bail!("-X {p}: expected NAME=VALUE") };
+            o.kafka.insert(k.trim().to_owned(), v.to_owned());
+        }
+        Ok(o)
+    }
+}
+
+fn transactional_id(cfg: &Config) -> String {
+    cfg.transactional_id.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+        let host = if host.is_empty() { "host".to_owned() } else { host };
+        format!("{}-{host}-{}", cfg.group, std::process::id())
+    })
+}
+
+/// Runs the stream until a signal, or until the pipeline fails.
+pub fn run(args: StreamArgs) -> Result<()> {
+    let cfg = Config::load(args.config.as_ref(), Config::env(), args.overrides()?)?;
+    logging::init(&cfg.log.format, &cfg.log.level)?;
+    tracing::info!(event = "starting", version = env!("CARGO_PKG_VERSION"), config = ?cfg);
+    let profile = crate::cmd::review::load_profile(&cfg.profile).context("setting `profile`")?;
+    let prometheus = metrics::install()?;
+    let kafka = KafkaConfig { brokers: cfg.brokers.clone(), properties: cfg.kafka_properties()? };
+    let addr: SocketAddr = cfg.http.addr.parse().context("setting `http.addr`")?;
+
+    let tables = Arc::new(TableHandle::new());
+    let table_state = Arc::new(TableState::default());
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::new(AtomicBool::new(false));
+    let pipeline_alive = Arc::new(AtomicBool::new(true));
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("claimgate-http")
+        .enable_all()
+        .build()
+        .context("cannot start the HTTP runtime")?;
+    // Bind first: a taken port is a configuration error, reported before anything else starts.
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .with_context(|| format!("setting `http.addr`: cannot listen on {addr}"))?;
+    tracing::info!(event = "http_listening", %addr);
+
+    let follower = follower::spawn(
+        &kafka,
+        FollowerConfig {
+            practitioners: cfg.topics.practitioners.clone(),
+            institutions: cfg.topics.institutions.clone(),
+            settle: Duration::from_millis(cfg.limits.status_settle_ms),
+            publish_every: Duration::from_millis(cfg.limits.status_publish_ms),
+            stale_after: Duration::from_secs(cfg.limits.stale_after_s),
+        },
+        Arc::clone(&tables),
+        Arc::clone(&table_state),
+        Arc::clone(&shutdown),
+    )?;
+
+    let pcfg = PipelineConfig {
+        claims: cfg.topics.claims.clone(),
+        accepted: cfg.topics.accepted.clone(),
+        rejected: cfg.topics.rejected.clone(),
+        dlq: cfg.topics.dlq.clone(),
+        group: cfg.group.clone(),
+        max_in_flight: cfg.limits.max_in_flight,
+        batch_size: cfg.limits.batch_size,
+        max_message_bytes: cfg.limits.max_message_bytes,
+        shutdown_timeout: Duration::from_secs(cfg.limits.shutdown_timeout_s),
+        transaction_time: Duration::from_millis(cfg.limits.transaction_ms),
+        transactional_id: cfg.exactly_once.then(|| transactional_id(&cfg)),
+    };
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let pipeline = {
+        let (kafka, tables, state, shutdown, alive) = (
+            kafka.clone(),
+            Arc::clone(&tables),
+            Arc::clone(&table_state),
+            Arc::clone(&shutdown),
+            Arc::clone(&pipeline_alive),
+        );
+        std::thread::Builder::new().name("claim-pipeline".into()).spawn(move || {
+            let r = pipeline::run(&kafka, &pcfg, &tables, &state.ready, &profile, &shutdown);
+            alive.store(false, Ordering::Relaxed);
+            let _ = done_tx.send(());
+            r
+        })?
+    };
+
+    let state = HttpState {
+        prometheus: prometheus.clone(),
+        tables: Arc::clone(&tables),
+        table_state: Arc::clone(&table_state),
+        pipeline_alive: Arc::clone(&pipeline_alive),
+        stopping: Arc::clone(&stopping),
+        token: cfg.http.token.as_deref().map(Arc::from),
+        stale_after_s: cfg.limits.stale_after_s as f64,
+    };
+    let grace = Duration::from_secs(cfg.limits.shutdown_timeout_s + 5);
+    let outcome: Result<()> = rt.block_on(async {
+        let (stop_http_tx, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, http::router(state))
+                .with_graceful_shutdown(async {
+                    let _ = stop_http_rx.await;
+                })
+                .await
+        });
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                prometheus.run_upkeep();
+            }
+        });
+        let signalled = tokio::select! {
+            s = signal() => { s?; true }
+            _ = done_rx => false,
+        };
+        if signalled {
+            tracing::info!(event = "shutdown_requested", "stopping: draining in-flight claims");
+            stopping.store(true, Ordering::Relaxed);
+            shutdown.store(true, Ordering::Relaxed);
+            let mut pipeline_done = tokio::task::spawn_blocking(move || pipeline.join());
+            let joined = tokio::select! {
+                j = &mut pipeline_done => Some(j),
+                s = signal() => { s?; tracing::warn!(event = "shutdown_forced", "second signal: exiting now"); None }
+                _ = tokio::time::sleep(grace) => None,
+            };
+            shutdown.store(true, Ordering::Relaxed);
+            let _ = stop_http_tx.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+            match joined {
+                Some(Ok(Ok(Ok(())))) => Ok(()),
+                Some(Ok(Ok(Err(e)))) => Err(e),
+                Some(_) => Err(anyhow!("the claim pipeline panicked")),
+                None => Err(anyhow!("shutdown did not finish within {grace:?}")),
+            }
+        } else {
+            // The pipeline ended on its own: that is an error (its result says which).
+            stopping.store(true, Ordering::Relaxed);
+            shutdown.store(true, Ordering::Relaxed);
+            let _ = stop_http_tx.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+            match tokio::task::spawn_blocking(move || pipeline.join()).await {
+                Ok(Ok(Ok(()))) => Err(anyhow!("the claim pipeline stopped unexpectedly")),
+                Ok(Ok(Err(e))) => Err(e),
+                _ => Err(anyhow!("the claim pipeline panicked")),
+            }
+        }
+    });
+    shutdown.store(true, Ordering::Relaxed);
+    match follower.join() {
+        Ok(Err(e)) => tracing::warn!(event = "follower_error", error = %format!("{e:#}")),
+        Err(_) => tracing::error!(event = "follower_panicked"),
+        Ok(Ok(())) => {}
+    }
+    rt.shutdown_timeout(Duration::from_secs(1));
+    match &outcome {
+        Ok(()) => tracing::info!(event = "stopped", "clean shutdown"),
+        Err(e) => tracing::error!(event = "stopped", error = %format!("{e:#}")),
+    }
+    outcome
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn signal() -> Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => Ok(()),
+            r = tokio::signal::ctrl_c() => r.map_err(Into::into),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.map_err(Into::into)
+    }
+}

@@ -1,0 +1,75 @@
+//! Topic creation and partition discovery.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::KafkaConfig;
+
+/// A topic to create.
+#[derive(Clone, Debug)]
+pub struct TopicSpec {
+    /// Name.
+    pub name: String,
+    /// Partitions.
+    pub partitions: i32,
+    /// Log-compacted (`cleanup.policy=compact`), for status topics.
+    pub compacted: bool,
+}
+
+/// Creates topics that do not exist yet; existing ones are left as they are. Returns the names created.
+pub fn create_topics(kafka: &KafkaConfig, topics: &[TopicSpec], replication: i32) -> Result<Vec<String>> {
+    let admin: AdminClient<DefaultClientContext> =
+        kafka.client(&[]).create().context("cannot create a Kafka admin client")?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| {
+            let n = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(replication));
+            if t.compacted { n.set("cleanup.policy", "compact") } else { n }
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let results = rt.block_on(admin.create_topics(new.iter(), &opts)).context("cannot create topics")?;
+    let mut created = Vec::new();
+    for r in results {
+        match r {
+            Ok(name) => created.push(name),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, e)) => bail!("cannot create topic {name}: {e}"),
+        }
+    }
+    Ok(created)
+}
+
+/// The partitions of `topic`, waiting up to `wait` for the topic to appear in the metadata.
+pub fn partitions<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    wait: Duration,
+) -> Result<Vec<i32>> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let result = consumer.fetch_metadata(Some(topic), Duration::from_secs(5));
+        if let Ok(md) = &result {
+            if let Some(t) = md.topics().iter().find(|t| t.name() == topic) {
+                if t.error().is_none() && !t.partitions().is_empty() {
+                    let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+                    ids.sort_unstable();
+                    return Ok(ids);
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            return match result {
+                Err(e) => Err(anyhow::Error::new(e).context(format!("cannot read the metadata of topic {topic}"))),
+                Ok(_) => bail!("topic {topic} does not exist (create it with `claimgate topics create`)"),
+            };
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

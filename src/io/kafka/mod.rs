@@ -1,0 +1,90 @@
+//! Kafka: client configuration, the status follower, the claim pipeline, publishing status records and
+//! creating topics. Only standard Kafka protocol features are used (no broker-specific calls), so the
+//! same binary runs against Apache Kafka and the Tansu test broker (see `../shared/BROKER.md`).
+
+pub mod admin;
+pub mod follower;
+pub mod pipeline;
+pub mod publish;
+pub mod tracker;
+
+use std::collections::BTreeMap;
+
+use rdkafka::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
+
+use super::metrics;
+
+/// Where the brokers are and which librdkafka properties to pass through.
+#[derive(Clone, Debug)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// User properties, passed unchanged to every client (TLS, SASL, tuning).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    /// A client configuration with the brokers, claimgate's defaults for `role`, then the user's
+    /// properties on top.
+    pub fn client(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        c.set_log_level(RDKafkaLogLevel::Warning);
+        for (k, v) in defaults {
+            c.set(*k, *v);
+        }
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+/// Routes librdkafka's logs and errors into `tracing` and the metrics, and its statistics into the
+/// consumer-lag gauge.
+#[derive(Clone, Debug)]
+pub struct Context {
+    /// Which client this is, for logs and metrics: `claims`, `status`, `producer`, `admin`.
+    pub client: &'static str,
+}
+
+impl ClientContext for Context {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "rdkafka", client = self.client, facility = fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "rdkafka", client = self.client, facility = fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "rdkafka", client = self.client, facility = fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "rdkafka", client = self.client, facility = fac, "{log_message}")
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        ::metrics::counter!(metrics::BROKER_ERRORS, "client" => self.client).increment(1);
+        tracing::warn!(event = "broker_error", client = self.client, %error, reason, "Kafka client error (the client retries)");
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        for topic in statistics.topics.values() {
+            for (id, p) in &topic.partitions {
+                if *id >= 0 && p.consumer_lag >= 0 {
+                    ::metrics::gauge!(metrics::CONSUMER_LAG, "topic" => topic.topic.clone(), "partition" => id.to_string())
+                        .set(p.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Context {}

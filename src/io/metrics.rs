@@ -1,0 +1,131 @@
+//! Metric names and the Prometheus recorder. One place names every metric, so `/metrics` has no
+//! ad-hoc names; hot-path counters are registered once and incremented through handles (an atomic add),
+//! and per-claim counts are added once per batch.
+
+use anyhow::{Context, Result};
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use claimgate::record::{Reason, Verdict};
+
+/// Claims decided, by verdict and reason.
+pub const CLAIMS: &str = "claimgate_claims_total";
+/// Emergency overrides, by the reason overridden.
+pub const OVERRIDES: &str = "claimgate_emergency_overrides_total";
+/// Dead letters, by the field at fault.
+pub const DEAD_LETTERS: &str = "claimgate_dead_letters_total";
+/// Claims under legacy (non-national) practitioner codes.
+pub const LEGACY_CODES: &str = "claimgate_legacy_codes_total";
+/// Seconds from consuming a claim to the broker's acknowledgement of its output.
+pub const CLAIM_LATENCY: &str = "claimgate_claim_latency_seconds";
+/// Seconds to parse, decide and encode one batch, divided by its claims.
+pub const DECISION_SECONDS: &str = "claimgate_decision_seconds";
+/// Claims consumed and not yet acknowledged.
+pub const IN_FLIGHT: &str = "claimgate_in_flight";
+/// Consumption paused by back-pressure (1) or not (0).
+pub const PAUSED: &str = "claimgate_consumption_paused";
+/// Outputs whose delivery failed and was retried.
+pub const DELIVERY_RETRIES: &str = "claimgate_delivery_retries_total";
+/// Consumer lag by partition, from librdkafka statistics.
+pub const CONSUMER_LAG: &str = "claimgate_consumer_lag";
+/// Table epoch (content fingerprint) of the view deciding now.
+pub const TABLE_EPOCH: &str = "claimgate_table_epoch";
+/// Views published since start.
+pub const TABLE_GENERATION: &str = "claimgate_table_generation";
+/// Live practitioner codes.
+pub const TABLE_PRACTITIONERS: &str = "claimgate_table_practitioners";
+/// Institutions with a status history.
+pub const TABLE_INSTITUTIONS: &str = "claimgate_table_institutions";
+/// Codes in the delta layer.
+pub const TABLE_DELTA: &str = "claimgate_table_delta_codes";
+/// Seconds since the status topics were last confirmed read to their end.
+pub const TABLE_AGE: &str = "claimgate_table_age_seconds";
+/// 1 when the table is older than `limits.stale_after_s`.
+pub const TABLE_STALE: &str = "claimgate_table_stale";
+/// Status records read, by topic and outcome (applied, stale, deleted, invalid).
+pub const STATUS_RECORDS: &str = "claimgate_status_records_total";
+/// Seconds from a status record's broker timestamp to the publish of the view holding it.
+pub const STATUS_TO_VIEW: &str = "claimgate_status_to_view_seconds";
+/// 1 when ready to decide.
+pub const READY: &str = "claimgate_ready";
+/// Errors reported by the Kafka clients, by client.
+pub const BROKER_ERRORS: &str = "claimgate_broker_errors_total";
+/// Exactly-once transactions committed and aborted.
+pub const TRANSACTIONS: &str = "claimgate_transactions_total";
+
+/// Installs the process-wide recorder (the `metrics` facade is global by design) and returns the
+/// handle that renders `/metrics`.
+pub fn install() -> Result<PrometheusHandle> {
+    let latency = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0];
+    let fine = [1e-7, 2e-7, 5e-7, 1e-6, 2e-6, 5e-6, 1e-5, 1e-4];
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(CLAIM_LATENCY.into()), &latency)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(STATUS_TO_VIEW.into()), &latency))
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(DECISION_SECONDS.into()), &fine))
+        .context("metrics buckets")?
+        .install_recorder()
+        .context("cannot install the metrics recorder")
+}
+
+/// Handles of the claim pipeline's counters, registered once.
+pub struct ClaimMetrics {
+    by_reason: Vec<Counter>,
+    overrides: Vec<Counter>,
+    /// Dead letters with no single field at fault.
+    pub dead_letters: Counter,
+    /// Legacy codes.
+    pub legacy: Counter,
+    /// Consume-to-ack latency.
+    pub latency: Histogram,
+    /// Per-claim decision time.
+    pub decision: Histogram,
+    /// In flight.
+    pub in_flight: Gauge,
+    /// Paused.
+    pub paused: Gauge,
+    /// Retries.
+    pub retries: Counter,
+}
+
+impl ClaimMetrics {
+    /// Registers the handles.
+    pub fn new() -> Self {
+        let verdict = |r: Reason| {
+            if matches!(r, Reason::Ok | Reason::EmergencyOverride) { Verdict::Accept } else { Verdict::Reject }
+        };
+        ClaimMetrics {
+            by_reason: Reason::ALL
+                .iter()
+                .map(|r| counter!(CLAIMS, "verdict" => verdict(*r).as_str(), "reason" => r.as_str()))
+                .collect(),
+            overrides: Reason::ALL.iter().map(|r| counter!(OVERRIDES, "overridden" => r.as_str())).collect(),
+            dead_letters: counter!(DEAD_LETTERS, "field" => "-"),
+            legacy: counter!(LEGACY_CODES),
+            latency: histogram!(CLAIM_LATENCY),
+            decision: histogram!(DECISION_SECONDS),
+            in_flight: gauge!(IN_FLIGHT),
+            paused: gauge!(PAUSED),
+            retries: counter!(DELIVERY_RETRIES),
+        }
+    }
+
+    /// Adds a batch's counts by reason.
+    pub fn add(&self, by_reason: &[u64; 9], overridden: &[u64; 9]) {
+        for i in 0..9 {
+            if by_reason[i] > 0 {
+                self.by_reason[i].increment(by_reason[i]);
+            }
+            if overridden[i] > 0 {
+                self.overrides[i].increment(overridden[i]);
+            }
+        }
+    }
+
+    /// Counts a dead letter by its field.
+    pub fn dead_letter(&self, field: Option<&'static str>) {
+        match field {
+            Some(f) => counter!(DEAD_LETTERS, "field" => f).increment(1),
+            None => self.dead_letters.increment(1),
+        }
+    }
+}
