@@ -227,9 +227,10 @@ impl Config {
 
     /// The environment provider: `CLAIMGATE_*`, `__` between levels, minus the test and bench variables.
     pub fn env() -> Env {
-        Env::prefixed("CLAIMGATE_")
-            .split("__")
-            .filter(|k| !k.as_str().starts_with("test_") && !k.as_str().starts_with("bench_"))
+        Env::prefixed("CLAIMGATE_").split("__").filter(|k| {
+            let k = k.as_str().to_ascii_lowercase();
+            !k.starts_with("test_") && !k.starts_with("bench_")
+        })
     }
 
     /// The librdkafka properties given by the user, flattened.

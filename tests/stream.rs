@@ -1,0 +1,304 @@
+//! `claimgate stream` against a real Kafka-compatible broker (started by `scripts/test.sh`): each test
+//! creates its own topics and consumer group.
+
+mod util;
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::time::Duration;
+
+use util::{Env, Output, by_topic, claimgate, identity, read_jsonl, without_time};
+
+const READY: Duration = Duration::from_secs(90);
+const OUTPUTS: Duration = Duration::from_secs(120);
+
+/// Every input line has exactly one output identity; duplicates (allowed by at-least-once) must be
+/// byte-identical except `decided_at`. Returns outputs by identity.
+fn one_per_line(outputs: &[Output]) -> HashMap<(String, String, String), serde_json::Value> {
+    let mut seen: HashMap<(String, String, String), serde_json::Value> = HashMap::new();
+    for o in outputs.iter().filter(|o| !o.topic.ends_with("dlq")) {
+        let v = without_time(&o.value);
+        if let Some(prev) = seen.insert(identity(&o.value), v.clone()) {
+            assert_eq!(prev, v, "a duplicate decision differs");
+        }
+    }
+    seen
+}
+
+#[test]
+fn end_to_end_decisions_match_review() {
+    let env = Env::new("e2e");
+    env.generate(2_000, 3_000, 11);
+    env.publish_tables(&env.path("practitioners.jsonl"), Some(&env.path("institutions.jsonl")));
+    env.send(&env.path("claims.jsonl"));
+    let mut stream = env.stream("g", &[]);
+    stream.wait_ready(READY);
+    let outputs = env.outputs(3_000, OUTPUTS);
+    assert_eq!(outputs.len(), 3_000, "not every line was answered:\n{}", stream.log_text());
+    assert_eq!(stream.terminate(Duration::from_secs(40)), Some(0), "{}", stream.log_text());
+
+    let out = env.path("review.jsonl");
+    let dead = env.path("review-dead.jsonl");
+    claimgate(&[
+        "review",
+        "--claims",
+        &env.path("claims.jsonl").display().to_string(),
+        "--practitioners",
+        &env.path("practitioners.jsonl").display().to_string(),
+        "--institutions",
+        &env.path("institutions.jsonl").display().to_string(),
+        "--out",
+        &out.display().to_string(),
+        "--dead-letters",
+        &dead.display().to_string(),
+        "--quiet",
+    ]);
+    let review: HashMap<_, _> = read_jsonl(&out).iter().map(|v| (identity(v), without_time(v))).collect();
+    let streamed = one_per_line(&outputs);
+    assert_eq!(streamed.len(), review.len());
+    for (id, v) in &streamed {
+        assert_eq!(Some(v), review.get(id), "stream and review differ for {id:?}");
+    }
+    // Decisions go to the topic of their verdict, keyed like the input (records.md).
+    for o in outputs.iter().filter(|o| !o.topic.ends_with("dlq")) {
+        let verdict = o.value["verdict"].as_str().unwrap();
+        assert!(o.topic.ends_with(if verdict == "accept" { "accepted" } else { "rejected" }));
+        let key = format!("{}|{}", o.value["fixmedins_code"].as_str().unwrap(), o.value["mdtrt_id"].as_str().unwrap());
+        assert_eq!(o.key.as_deref(), Some(key.as_bytes()));
+    }
+    // The same lines are dead letters in both, with the same reasons.
+    let reviewed_dead: Vec<(String, String)> =
+        read_jsonl(&dead).iter().map(|v| (v["raw"].to_string(), v["error"].to_string())).collect();
+    let mut streamed_dead: Vec<(String, String)> = outputs
+        .iter()
+        .filter(|o| o.topic.ends_with("dlq"))
+        .map(|o| (o.value["raw"].to_string(), o.value["error"].to_string()))
+        .collect();
+    let mut reviewed_dead = reviewed_dead;
+    reviewed_dead.sort();
+    streamed_dead.sort();
+    assert!(!streamed_dead.is_empty(), "the generated day has malformed lines");
+    assert_eq!(streamed_dead, reviewed_dead);
+}
+
+fn practitioner_line(version: u64, suspended: Option<(&str, &str)>) -> String {
+    let periods = match suspended {
+        Some((from, until)) => format!(
+            r#"[{{"status":"suspended","from":"{from}","until":"{until}","basis":"test","decision_id":"T-1"}}]"#
+        ),
+        None => "[]".into(),
+    };
+    format!(
+        r#"{{"code":"D110105000123","registrations":[{{"institution":"H11010500001","from":"2020-01-01"}}],"periods":{periods},"version":{version}}}"#
+    )
+}
+
+fn claim_lines(visit: &str, time: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"feedetl_sn":"{i}","fixmedins_code":"H11010500001","mdtrt_id":"{visit}","psn_no":"P1","med_type":"11","fee_ocur_time":"{time}","bilg_dr_codg":"D110105000123","det_item_fee_sumamt":"10.00"}}"#
+            ) + "\n"
+        })
+        .collect()
+}
+
+#[test]
+fn a_status_change_mid_stream_applies_by_service_time() {
+    let env = Env::new("status");
+    std::fs::write(env.path("p1.jsonl"), practitioner_line(1, None) + "\n").unwrap();
+    env.publish_tables(&env.path("p1.jsonl"), None);
+    std::fs::write(env.path("a.jsonl"), claim_lines("MA", "2026-05-10 09:00:00", 10)).unwrap();
+    env.send(&env.path("a.jsonl"));
+    let mut stream = env.stream("g", &[]);
+    stream.wait_ready(READY);
+    let first = env.outputs(10, OUTPUTS);
+    assert_eq!(first.len(), 10, "{}", stream.log_text());
+    assert!(first.iter().all(|o| o.value["reason"] == "OK"));
+
+    // A suspension for May is recorded; it applies to lines served in May whenever they arrive.
+    std::fs::write(env.path("p2.jsonl"), practitioner_line(2, Some(("2026-05-01", "2026-06-01"))) + "\n").unwrap();
+    env.publish_tables(&env.path("p2.jsonl"), None);
+    let mut seen = false;
+    for _ in 0..100 {
+        let body = stream.get("/v1/practitioners/D110105000123?at=2026-05-10").map(|r| r.1).unwrap_or_default();
+        if body.contains("\"status\":\"suspended\"") {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(seen, "the suspension never reached the table:\n{}", stream.log_text());
+    let mut b = claim_lines("MB", "2026-05-20 09:00:00", 10);
+    b += &claim_lines("MC", "2026-06-01 00:00:00", 10);
+    std::fs::write(env.path("b.jsonl"), b).unwrap();
+    env.send(&env.path("b.jsonl"));
+    let all = env.outputs(30, OUTPUTS);
+    assert_eq!(all.len(), 30, "{}", stream.log_text());
+    for o in &all {
+        let v = &o.value;
+        match v["mdtrt_id"].as_str().unwrap() {
+            "MA" => assert_eq!((v["reason"].as_str(), v["practitioner_version"].as_u64()), (Some("OK"), Some(1))),
+            "MB" => {
+                assert_eq!(v["reason"], "PRACTITIONER_SUSPENDED");
+                assert_eq!(v["practitioner_version"], 2);
+                assert!(o.topic.ends_with("rejected"));
+            }
+            // Half-open: the first instant after the period is normal again.
+            "MC" => assert_eq!((v["reason"].as_str(), v["practitioner_version"].as_u64()), (Some("OK"), Some(2))),
+            other => panic!("unexpected visit {other}"),
+        }
+    }
+    let epochs: HashSet<u64> = all.iter().map(|o| o.value["table_epoch"].as_u64().unwrap()).collect();
+    assert_eq!(epochs.len(), 2, "decisions name the table that made them");
+    assert_eq!(stream.terminate(Duration::from_secs(40)), Some(0));
+}
+
+#[test]
+fn malformed_lines_land_in_the_dead_letter_topic() {
+    let env = Env::new("dlq");
+    std::fs::write(env.path("p.jsonl"), practitioner_line(1, None) + "\n").unwrap();
+    env.publish_tables(&env.path("p.jsonl"), None);
+    let good = claim_lines("M1", "2026-05-10 09:00:00", 1);
+    let mut lines: Vec<Vec<u8>> = vec![
+        b"this is not json".to_vec(),
+        good.replace("\"bilg_dr_codg\":\"D110105000123\",", "").trim().as_bytes().to_vec(),
+        good.replace("2026-05-10 09:00:00", "2026-02-30 09:00:00").trim().as_bytes().to_vec(),
+        good.replace("\"10.00\"", "\"10.005\"").trim().as_bytes().to_vec(),
+        good.replace("\"P1\"", "\"P\u{00e9}\"").replace("\"M1\"", "\"M\\u0000\"").trim().as_bytes().to_vec(),
+        good.replace("H11010500001", "X1").trim().as_bytes().to_vec(),
+        format!("{{\"pad\":\"{}\",{}", "x".repeat(3000), &good.trim()[1..]).into_bytes(),
+    ];
+    let mut bad_utf8 = good.trim().as_bytes().to_vec();
+    bad_utf8.insert(20, 0xff);
+    lines.push(bad_utf8);
+    lines.push(good.trim().as_bytes().to_vec());
+    let mut file = std::fs::File::create(env.path("c.jsonl")).unwrap();
+    for l in &lines {
+        file.write_all(l).unwrap();
+        file.write_all(b"\n").unwrap();
+    }
+    drop(file);
+    std::fs::write(env.path("limits.toml"), "[limits]\nmax_message_bytes = 2048\n").unwrap();
+    env.send(&env.path("c.jsonl"));
+    let mut stream = env.stream("g", &["--config", &env.path("limits.toml").display().to_string()]);
+    stream.wait_ready(READY);
+    let outputs = env.outputs(lines.len(), OUTPUTS);
+    assert_eq!(outputs.len(), lines.len(), "{}", stream.log_text());
+    let counts = by_topic(&outputs);
+    assert_eq!(counts.get("dlq"), Some(&(lines.len() - 1)), "{outputs:#?}");
+    assert_eq!(counts.get("accepted"), Some(&1));
+    let mut fields = Vec::new();
+    for o in outputs.iter().filter(|o| o.topic.ends_with("dlq")) {
+        let v = &o.value;
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()));
+        assert!(v["source"].as_str().unwrap().starts_with(&env.topic("claims/")));
+        assert!(v["received_at"].as_str().is_some());
+        // The original bytes are kept: as text, or base64 when they are not UTF-8.
+        let raw: Vec<u8> = match (&v["raw"], &v["raw_base64"]) {
+            (serde_json::Value::String(s), _) => s.as_bytes().to_vec(),
+            (_, serde_json::Value::String(b)) => {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.decode(b).unwrap()
+            }
+            _ => panic!("no raw bytes in {v}"),
+        };
+        let whole = lines.iter().any(|l| *l == raw);
+        let truncated = v["error"].as_str().unwrap().contains("max_message_bytes") && raw.len() == 2048;
+        assert!(whole || truncated, "raw bytes not kept: {v}");
+        fields.push(v["field"].as_str().unwrap_or("-").to_owned());
+    }
+    fields.sort();
+    assert_eq!(
+        fields,
+        ["-", "-", "-", "bilg_dr_codg", "det_item_fee_sumamt", "fee_ocur_time", "fixmedins_code", "mdtrt_id"],
+        "{outputs:#?}"
+    );
+    assert!(stream.metric("claimgate_dead_letters_total") >= 8.0);
+    assert_eq!(stream.terminate(Duration::from_secs(40)), Some(0));
+}
+
+#[test]
+fn a_restarted_processor_resumes_with_no_line_lost() {
+    let env = Env::new("restart");
+    env.generate(1_000, 20_000, 21);
+    env.publish_tables(&env.path("practitioners.jsonl"), Some(&env.path("institutions.jsonl")));
+    env.send(&env.path("claims.jsonl"));
+    // A small in-flight bound (each batch waits for the broker's acknowledgements), so that the first
+    // run is stopped part-way.
+    std::fs::write(env.path("slow.toml"), "[limits]\nbatch_size = 10\nmax_in_flight = 20\n").unwrap();
+    let slow = env.path("slow.toml").display().to_string();
+    let mut first = env.stream("g", &["--config", &slow]);
+    first.wait_ready(READY);
+    let mut partial = Vec::new();
+    for _ in 0..600 {
+        partial = env.outputs(1, Duration::from_secs(1));
+        if !partial.is_empty() {
+            break;
+        }
+    }
+    assert!(!partial.is_empty(), "{}", first.log_text());
+    assert_eq!(first.terminate(Duration::from_secs(40)), Some(0), "{}", first.log_text());
+    let after_first = env.outputs(20_000, Duration::from_secs(3)).len();
+    assert!(after_first < 20_000, "the first run finished everything; the restart was not tested");
+
+    let mut second = env.stream("g", &[]);
+    second.wait_ready(READY);
+    let outputs = env.outputs(20_000, OUTPUTS);
+    let decided = one_per_line(&outputs).len();
+    let dead = outputs
+        .iter()
+        .filter(|o| o.topic.ends_with("dlq"))
+        .map(|o| o.value["source"].to_string())
+        .collect::<HashSet<_>>();
+    assert_eq!(decided + dead.len(), 20_000, "lines lost across the restart ({after_first} before it)");
+    assert_eq!(second.terminate(Duration::from_secs(40)), Some(0));
+}
+
+fn assigned(log: &str) -> Option<Vec<i64>> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "partitions_assigned" || v["event"] == "partitions_revoked")
+        .last()
+        .filter(|v| v["event"] == "partitions_assigned")
+        .and_then(|v| {
+            let text = v["partitions"].as_str()?.trim_matches(['[', ']']).to_owned();
+            Some(text.split(',').filter_map(|p| p.trim().parse().ok()).collect())
+        })
+}
+
+#[test]
+fn two_instances_in_one_group_split_the_partitions_and_decide_every_line_once() {
+    let env = Env::new("group");
+    env.generate(1_000, 4_000, 31);
+    env.publish_tables(&env.path("practitioners.jsonl"), Some(&env.path("institutions.jsonl")));
+    let mut a = env.stream("g", &[]);
+    let mut b = env.stream("g", &[]);
+    a.wait_ready(READY);
+    b.wait_ready(READY);
+    // Wait for a settled assignment that covers the four partitions between the two.
+    let mut split = false;
+    for _ in 0..600 {
+        if let (Some(pa), Some(pb)) = (assigned(&a.log_text()), assigned(&b.log_text())) {
+            let all: HashSet<i64> = pa.iter().chain(&pb).copied().collect();
+            if !pa.is_empty() && !pb.is_empty() && all.len() == 4 && pa.len() + pb.len() == 4 {
+                split = true;
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(split, "the group never split the partitions:\nA:\n{}\nB:\n{}", a.log_text(), b.log_text());
+    env.send(&env.path("claims.jsonl"));
+    let outputs = env.outputs(4_000, OUTPUTS);
+    assert_eq!(outputs.len(), 4_000, "A:\n{}\nB:\n{}", a.log_text(), b.log_text());
+    let decided = one_per_line(&outputs).len();
+    let dead = outputs.iter().filter(|o| o.topic.ends_with("dlq")).count();
+    assert_eq!(decided + dead, 4_000);
+    let by_a = a.metric("claimgate_claims_total") + a.metric("claimgate_dead_letters_total");
+    let by_b = b.metric("claimgate_claims_total") + b.metric("claimgate_dead_letters_total");
+    assert!(by_a > 0.0 && by_b > 0.0, "one instance did all the work: A {by_a}, B {by_b}");
+    assert_eq!(by_a + by_b, 4_000.0, "a line was decided twice");
+    assert_eq!(a.terminate(Duration::from_secs(40)), Some(0));
+    assert_eq!(b.terminate(Duration::from_secs(40)), Some(0));
+}

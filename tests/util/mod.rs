@@ -1,0 +1,342 @@
+//! Helpers of the integration tests: the broker that `scripts/test.sh` started, per-test topics, the
+//! `claimgate` binary as a child process, and readers of the output topics.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use claimgate::synth::{GenConfig, World};
+
+/// The broker of the test run: `scripts/test.sh` starts one and sets `CLAIMGATE_TEST_BROKERS`.
+pub fn broker() -> String {
+    std::env::var("CLAIMGATE_TEST_BROKERS").unwrap_or_else(|_| {
+        panic!(
+            "CLAIMGATE_TEST_BROKERS is not set: run the integration tests with scripts/test.sh, which starts the broker"
+        )
+    })
+}
+
+/// The claimgate binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_claimgate"))
+}
+
+/// Runs claimgate to completion; panics with its output if it fails.
+pub fn claimgate(args: &[&str]) -> String {
+    let out = Command::new(bin()).args(args).output().expect("run claimgate");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "claimgate {args:?} failed:\n{text}");
+    text
+}
+
+static PORT: AtomicU16 = AtomicU16::new(0);
+
+/// A free loopback port for an HTTP listener.
+pub fn free_port() -> u16 {
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let p = l.local_addr().expect("addr").port();
+        if PORT.swap(p, Ordering::Relaxed) != p {
+            return p;
+        }
+    }
+}
+
+/// One test's own topics, group and files.
+pub struct Env {
+    pub prefix: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// Creates the six topics under a prefix unique to this test and process.
+    pub fn new(name: &str) -> Env {
+        let prefix = format!("t{}-{name}-", std::process::id());
+        claimgate(&["topics", "create", "--brokers", &broker(), "--prefix", &prefix, "--partitions", "4"]);
+        Env { prefix, dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes a synthetic data set into the test's directory: practitioners, institutions, claims.
+    pub fn generate(&self, practitioners: u64, claims: u64, seed: u64) -> World {
+        let world = World::new(GenConfig { seed, practitioners, claims, malformed_rate: 0.01, ..GenConfig::default() });
+        let mut p = std::fs::File::create(self.path("practitioners.jsonl")).unwrap();
+        world.write_practitioners(&mut p, |_| {}).unwrap();
+        let mut i = std::fs::File::create(self.path("institutions.jsonl")).unwrap();
+        world.write_institutions(&mut i).unwrap();
+        let mut c = std::fs::File::create(self.path("claims.jsonl")).unwrap();
+        for line in world.claims() {
+            c.write_all(&line.bytes).unwrap();
+            c.write_all(b"\n").unwrap();
+        }
+        world
+    }
+
+    /// Publishes the test's status files to its status topics.
+    pub fn publish_tables(&self, practitioners: &Path, institutions: Option<&Path>) {
+        let mut args = vec![
+            "tables".to_owned(),
+            "publish".into(),
+            "--brokers".into(),
+            broker(),
+            "--practitioners".into(),
+            practitioners.display().to_string(),
+            "--topic-practitioners".into(),
+            self.topic("practitioners"),
+            "--topic-institutions".into(),
+            self.topic("institutions"),
+        ];
+        if let Some(i) = institutions {
+            args.push("--institutions".into());
+            args.push(i.display().to_string());
+        }
+        claimgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+
+    /// Sends a file of claim lines to the test's claims topic.
+    pub fn send(&self, claims: &Path) {
+        claimgate(&["send", "--brokers", &broker(), "--topic", &self.topic("claims"), &claims.display().to_string()]);
+    }
+
+    /// Starts `claimgate stream` on the test's topics.
+    pub fn stream(&self, group: &str, extra: &[&str]) -> Stream {
+        let port = free_port();
+        let log = self.path(&format!("stream-{group}-{port}.log"));
+        let mut args: Vec<String> = vec![
+            "stream".into(),
+            "--brokers".into(),
+            broker(),
+            "--group".into(),
+            format!("{}{group}", self.prefix),
+            "--http".into(),
+            format!("127.0.0.1:{port}"),
+            "--log-format".into(),
+            "json".into(),
+        ];
+        for t in ["claims", "accepted", "rejected", "dlq", "practitioners", "institutions"] {
+            let topic = match t {
+                "accepted" => self.topic("claims.accepted"),
+                "rejected" => self.topic("claims.rejected"),
+                "dlq" => self.topic("claims.dlq"),
+                other => self.topic(other),
+            };
+            args.push(format!("--topic-{t}"));
+            args.push(topic);
+        }
+        // A short session timeout: the test broker holds a group join for about half of it (BROKER.md).
+        for p in ["session.timeout.ms=6000", "heartbeat.interval.ms=500"] {
+            args.push("-X".into());
+            args.push(p.into());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let file = std::fs::File::create(&log).unwrap();
+        let child =
+            Command::new(bin()).args(&args).stdout(Stdio::null()).stderr(file).spawn().expect("start claimgate stream");
+        Stream { child: Some(child), port, log }
+    }
+
+    /// Reads the three output topics from the beginning until `expected` records arrived (or `wait`
+    /// passed); returns (topic, key, value) of each.
+    pub fn outputs(&self, expected: usize, wait: Duration) -> Vec<Output> {
+        read_topics(
+            &[self.topic("claims.accepted"), self.topic("claims.rejected"), self.topic("claims.dlq")],
+            expected,
+            wait,
+        )
+    }
+}
+
+/// One output record.
+#[derive(Clone, Debug)]
+pub struct Output {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub value: serde_json::Value,
+    pub raw: Vec<u8>,
+}
+
+/// Reads topics from the beginning until `expected` records arrived or `wait` passed.
+pub fn read_topics(topics: &[String], expected: usize, wait: Duration) -> Vec<Output> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("group.id", "claimgate-tests-reader")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("reader");
+    let mut tpl = TopicPartitionList::new();
+    for t in topics {
+        let md = consumer.fetch_metadata(Some(t), Duration::from_secs(10)).expect("metadata");
+        for p in md.topics()[0].partitions() {
+            tpl.add_partition_offset(t, p.id(), Offset::Beginning).unwrap();
+        }
+    }
+    consumer.assign(&tpl).unwrap();
+    let deadline = Instant::now() + wait;
+    let mut out = Vec::new();
+    while out.len() < expected && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let raw = m.payload().unwrap_or_default().to_vec();
+            out.push(Output {
+                topic: m.topic().to_owned(),
+                key: m.key().map(<[u8]>::to_vec),
+                value: serde_json::from_slice(&raw).unwrap_or(serde_json::Value::Null),
+                raw,
+            });
+        }
+    }
+    out
+}
+
+/// A running `claimgate stream`.
+pub struct Stream {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Stream {
+    /// GET a path on the operations port: (status, body).
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.port, path)
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub fn wait_ready(&mut self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if let Some(c) = &mut self.child {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("claimgate stream exited early ({status}):\n{}", self.log_text());
+                }
+            }
+            if self.get("/readyz").is_some_and(|(s, _)| s == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("claimgate stream not ready after {wait:?}:\n{}", self.log_text());
+    }
+
+    /// A counter or gauge from `/metrics`, summed over its label sets.
+    pub fn metric(&self, name: &str) -> f64 {
+        let Some((_, body)) = self.get("/metrics") else { return 0.0 };
+        body.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits; returns the exit code.
+    pub fn terminate(&mut self, wait: Duration) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// Kills with SIGKILL (a crash) and reaps.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A minimal HTTP/1.1 GET on loopback: (status, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_request(port, path, &[])
+}
+
+/// A GET with extra header lines.
+pub fn http_request(port: u16, path: &str, headers: &[&str]) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra}\r\n").ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// A decision's identity: (fixmedins_code, mdtrt_id, feedetl_sn).
+pub fn identity(v: &serde_json::Value) -> (String, String, String) {
+    let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    (s("fixmedins_code"), s("mdtrt_id"), s("feedetl_sn"))
+}
+
+/// A decision without `decided_at`, for byte-for-byte comparison.
+pub fn without_time(v: &serde_json::Value) -> serde_json::Value {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("decided_at");
+        o.remove("received_at");
+    }
+    v
+}
+
+/// Reads a JSON Lines file into values.
+pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+/// Counts outputs by topic suffix (`accepted`, `rejected`, `dlq`).
+pub fn by_topic(outputs: &[Output]) -> HashMap<&'static str, usize> {
+    let mut m = HashMap::new();
+    for o in outputs {
+        let k = if o.topic.ends_with("accepted") {
+            "accepted"
+        } else if o.topic.ends_with("rejected") {
+            "rejected"
+        } else {
+            "dlq"
+        };
+        *m.entry(k).or_default() += 1;
+    }
+    m
+}
