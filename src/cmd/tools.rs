@@ -117,12 +117,18 @@ pub fn tail(args: TailArgs) -> Result<()> {
     let mut out = args.out.as_deref().map(Output::create).transpose()?;
     let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut total = 0u64;
+    // Broker timestamps of the first and last record: the span over which the producer wrote them.
+    let (mut first_ts, mut last_ts) = (i64::MAX, i64::MIN);
     let mut last = Instant::now();
     while last.elapsed() < Duration::from_secs(args.idle_s) && args.count.is_none_or(|c| total < c) {
         let Some(msg) = consumer.poll(Duration::from_millis(100)) else { continue };
         let msg = msg?;
         last = Instant::now();
         total += 1;
+        if let Some(ts) = msg.timestamp().to_millis() {
+            first_ts = first_ts.min(ts);
+            last_ts = last_ts.max(ts);
+        }
         let payload = msg.payload().unwrap_or_default();
         #[derive(serde::Deserialize)]
         struct R {
@@ -139,6 +145,10 @@ pub fn tail(args: TailArgs) -> Result<()> {
         o.finish()?;
     }
     println!("{total} records");
+    if total > 1 && last_ts > first_ts {
+        let span = (last_ts - first_ts) as f64 / 1000.0;
+        println!("  written over {span:.3} s by their producer: {:.0} records/s", total as f64 / span);
+    }
     for ((topic, reason), n) in counts {
         println!("  {topic:<20} {reason:<34} {n:>10}");
     }

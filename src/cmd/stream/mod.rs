@@ -74,6 +74,9 @@ pub struct StreamArgs {
     /// A librdkafka property for every client, e.g. -X security.protocol=SASL_SSL (setting `kafka.<name>`).
     #[arg(short = 'X', value_name = "NAME=VALUE")]
     pub property: Vec<String>,
+    /// Benchmark baseline: forward claims unchanged to the accepted topic without deciding them.
+    #[arg(long, hide = true)]
+    pub pass_through: bool,
 }
 
 impl StreamArgs {
@@ -176,7 +179,11 @@ pub fn run(args: StreamArgs) -> Result<()> {
         shutdown_timeout: Duration::from_secs(cfg.limits.shutdown_timeout_s),
         transaction_time: Duration::from_millis(cfg.limits.transaction_ms),
         transactional_id: cfg.exactly_once.then(|| transactional_id(&cfg)),
+        pass_through: args.pass_through,
     };
+    if args.pass_through {
+        tracing::warn!(event = "pass_through", "benchmark mode: claims are forwarded, not decided");
+    }
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let pipeline = {
         let (kafka, tables, state, shutdown, alive) = (

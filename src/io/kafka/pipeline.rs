@@ -57,19 +57,42 @@ pub struct PipelineConfig {
     pub transaction_time: Duration,
     /// Exactly-once: the producer's transactional id.
     pub transactional_id: Option<String>,
+    /// Benchmark baseline: forward every claim unchanged to the accepted topic, deciding nothing —
+    /// the same consumer, producer and commit path, so the ratio to it isolates the decision's cost.
+    pub pass_through: bool,
 }
 
-/// What travels with a produced output and comes back with its acknowledgement.
-struct Token {
-    partition: i32,
-    offset: i64,
-    consumed_at: Instant,
-    attempt: u32,
+/// What travels with a produced output and comes back with its acknowledgement, packed in the opaque
+/// word librdkafka carries (no allocation per claim): the source partition (15 bits), offset (48 bits),
+/// and a flag marking the one claim in flight whose latency is being sampled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Token(usize);
+
+const PROBE: usize = 1 << 63;
+const OFFSET_BITS: u32 = 48;
+
+impl Token {
+    fn new(partition: i32, offset: i64, probe: bool) -> Token {
+        // Kafka partitions stay far below 2^15 and offsets below 2^48 (a million claims a second for
+        // nine years); out-of-range values are clamped rather than allowed to corrupt the other field.
+        let p = (partition.clamp(0, 0x7FFF) as usize) << OFFSET_BITS;
+        let o = offset.clamp(0, (1 << OFFSET_BITS) - 1) as usize;
+        Token(p | o | if probe { PROBE } else { 0 })
+    }
+    fn partition(self) -> i32 {
+        ((self.0 >> OFFSET_BITS) & 0x7FFF) as i32
+    }
+    fn offset(self) -> i64 {
+        (self.0 & ((1 << OFFSET_BITS) - 1)) as i64
+    }
+    fn is_probe(self) -> bool {
+        self.0 & PROBE != 0
+    }
 }
 
 /// A delivery report.
 struct Ack {
-    token: Box<Token>,
+    token: Token,
     /// On failure: the error and the message to send again.
     failed: Option<(KafkaError, Retry)>,
 }
@@ -96,9 +119,10 @@ impl ClientContext for ProducerCtx {
 }
 
 impl ProducerContext for ProducerCtx {
-    type DeliveryOpaque = Box<Token>;
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, token: Box<Token>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, token: usize) {
+        let token = Token(token);
         let failed = match result {
             Ok(_) => None,
             Err((e, msg)) => Some((
@@ -122,7 +146,9 @@ type Producer_ = ThreadedProducer<ProducerCtx>;
 /// the pipeline thread, inside and outside `poll`; the mutex is never contended).
 struct Inflight {
     tracker: Mutex<Tracker>,
-    retries: Mutex<VecDeque<(Box<Token>, Retry)>>,
+    retries: Mutex<VecDeque<(Token, Retry)>>,
+    /// When the claim flagged as the latency probe was sent; one probe in flight at a time.
+    probe: Mutex<Option<Instant>>,
     acks: Receiver<Ack>,
     producer: Arc<Producer_>,
     topic: String,
@@ -141,16 +167,19 @@ impl Inflight {
         while let Some(ack) = next {
             match ack.failed {
                 None => {
-                    self.metrics.latency.record(ack.token.consumed_at.elapsed().as_secs_f64());
-                    tracker.acknowledged(ack.token.partition, ack.token.offset);
+                    if ack.token.is_probe() {
+                        if let Some(sent) = self.probe.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                            self.metrics.latency.record(sent.elapsed().as_secs_f64());
+                        }
+                    }
+                    tracker.acknowledged(ack.token.partition(), ack.token.offset());
                 }
                 Some((error, retry)) => {
                     tracing::warn!(
                         event = "delivery_failed",
                         topic = retry.topic,
-                        source_partition = ack.token.partition,
-                        source_offset = ack.token.offset,
-                        attempt = ack.token.attempt,
+                        source_partition = ack.token.partition(),
+                        source_offset = ack.token.offset(),
                         %error,
                         "output not acknowledged; sending it again (its claim's offset stays uncommitted)"
                     );
@@ -172,18 +201,27 @@ impl Inflight {
         n
     }
 
+    /// True if this claim should carry the latency probe (none is in flight): starts its clock.
+    fn take_probe(&self) -> bool {
+        let mut slot = self.probe.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_some() {
+            return false;
+        }
+        *slot = Some(Instant::now());
+        true
+    }
+
     fn resend_due(&self) {
         let mut retries = self.retries.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         while retries.front().is_some_and(|(_, r)| r.not_before <= now) {
-            let Some((mut token, retry)) = retries.pop_front() else { break };
-            token.attempt += 1;
-            let mut record = BaseRecord::with_opaque_to(&retry.topic, token).payload(&retry.payload);
+            let Some((token, retry)) = retries.pop_front() else { break };
+            let mut record = BaseRecord::with_opaque_to(&retry.topic, token.0).payload(&retry.payload);
             if let Some(k) = &retry.key {
                 record = record.key(k);
             }
             if let Err((_, record)) = self.producer.send(record) {
-                let token = record.delivery_opaque;
+                let token = Token(record.delivery_opaque);
                 retries.push_front((token, Retry { not_before: now + Duration::from_millis(200), ..retry }));
                 break;
             }
@@ -266,21 +304,24 @@ struct Batch<'a> {
 }
 
 impl Batch<'_> {
-    /// Decides one consumed message into `buf`; returns the output topic and key (the input's key, or
-    /// `fixmedins_code|mdtrt_id` when the input has none and the line parsed).
+    /// Decides one consumed message into `buf`; returns the output topic, and a key when the input has
+    /// none and the line parsed (`fixmedins_code|mdtrt_id`); otherwise the output takes the input's key.
     fn decide(&mut self, msg: &BorrowedMessage<'_>, buf: &mut Vec<u8>) -> (&str, Option<Vec<u8>>) {
         buf.clear();
         let cfg = self.cfg;
-        let input_key = msg.key().map(<[u8]>::to_vec);
         let stamp = &self.stamp;
         let dead = |error: &str, field: Option<&str>, raw: &[u8], buf: &mut Vec<u8>| {
             let source = format!("{}/{}@{}", msg.topic(), msg.partition(), msg.offset());
             DeadLetter::new(error, field, &source, raw, stamp.decided_at).write(buf);
         };
+        if cfg.pass_through {
+            buf.extend_from_slice(msg.payload().unwrap_or_default());
+            return (&cfg.accepted, None);
+        }
         let Some(payload) = msg.payload() else {
             dead("empty message (null value)", None, b"", buf);
             self.metrics.dead_letter(None);
-            return (&cfg.dlq, input_key);
+            return (&cfg.dlq, None);
         };
         if payload.len() > cfg.max_message_bytes {
             let error = format!(
@@ -291,7 +332,7 @@ impl Batch<'_> {
             );
             dead(&error, None, &payload[..cfg.max_message_bytes], buf);
             self.metrics.dead_letter(None);
-            return (&cfg.dlq, input_key);
+            return (&cfg.dlq, None);
         }
         match process(payload, self.view, self.profile, stamp, buf) {
             Ok(d) => {
@@ -302,7 +343,7 @@ impl Batch<'_> {
                 }
                 self.counts.legacy += u64::from(o.legacy_code);
                 let topic = if o.verdict == Verdict::Accept { &cfg.accepted } else { &cfg.rejected };
-                let key = input_key.unwrap_or_else(|| {
+                let key = msg.key().is_none().then(|| {
                     // records.md: the key is `fixmedins_code|mdtrt_id`.
                     let mut k = Vec::with_capacity(32);
                     d.claim.fixmedins_code.write_bytes(&mut k);
@@ -310,13 +351,13 @@ impl Batch<'_> {
                     k.extend_from_slice(d.claim.mdtrt_id.as_bytes());
                     k
                 });
-                (topic, Some(key))
+                (topic, key)
             }
             Err(m) => {
                 buf.clear();
                 dead(&m.message, m.field, payload, buf);
                 self.metrics.dead_letter(m.field);
-                (&cfg.dlq, input_key)
+                (&cfg.dlq, None)
             }
         }
     }
@@ -383,6 +424,7 @@ pub fn run(
     let inflight = Arc::new(Inflight {
         tracker: Mutex::new(Tracker::new()),
         retries: Mutex::new(VecDeque::new()),
+        probe: Mutex::new(None),
         acks: ack_rx,
         producer: Arc::clone(&producer),
         topic: cfg.claims.clone(),
@@ -473,16 +515,11 @@ pub fn run(
             };
             wait = Duration::ZERO;
             let (topic, key) = batch.decide(&msg, &mut buf);
-            let token = Box::new(Token {
-                partition: msg.partition(),
-                offset: msg.offset(),
-                consumed_at: Instant::now(),
-                attempt: 0,
-            });
+            let token = Token::new(msg.partition(), msg.offset(), inflight.take_probe());
             inflight.tracker.lock().unwrap_or_else(|p| p.into_inner()).consumed(msg.partition(), msg.offset());
-            let mut record = BaseRecord::with_opaque_to(topic, token).payload(&buf[..]);
-            if let Some(k) = &key {
-                record = record.key(&k[..]);
+            let mut record = BaseRecord::with_opaque_to(topic, token.0).payload(&buf[..]);
+            if let Some(k) = key.as_deref().or(msg.key()) {
+                record = record.key(k);
             }
             send(&producer, record, &inflight, &consumer);
             taken += 1;
@@ -502,7 +539,7 @@ pub fn run(
 /// Sends, waiting for queue space (acknowledgements first) while the producer's queue is full.
 fn send<C: ConsumerContext>(
     producer: &Producer_,
-    mut record: BaseRecord<'_, [u8], [u8], Box<Token>>,
+    mut record: BaseRecord<'_, [u8], [u8], usize>,
     inflight: &Inflight,
     consumer: &BaseConsumer<C>,
 ) {
@@ -523,7 +560,7 @@ fn send<C: ConsumerContext>(
                     payload: r.payload.map(<[u8]>::to_vec).unwrap_or_default(),
                     not_before: Instant::now() + Duration::from_millis(500),
                 };
-                inflight.retries.lock().unwrap_or_else(|p| p.into_inner()).push_back((r.delivery_opaque, retry));
+                inflight.retries.lock().unwrap_or_else(|p| p.into_inner()).push_back((Token(r.delivery_opaque), retry));
                 return;
             }
         }
@@ -575,6 +612,7 @@ fn run_transactional(
     let inflight = Arc::new(Inflight {
         tracker: Mutex::new(Tracker::new()),
         retries: Mutex::new(VecDeque::new()),
+        probe: Mutex::new(None),
         acks: ack_rx,
         producer: Arc::clone(&producer),
         topic: cfg.claims.clone(),
@@ -597,7 +635,11 @@ fn run_transactional(
     while !shutdown.load(Ordering::Relaxed) {
         // Acknowledgements only feed the latency metric here: the transaction commit is the guarantee.
         while let Ok(ack) = inflight.acks.try_recv() {
-            metrics.latency.record(ack.token.consumed_at.elapsed().as_secs_f64());
+            if ack.token.is_probe() {
+                if let Some(sent) = inflight.probe.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    metrics.latency.record(sent.elapsed().as_secs_f64());
+                }
+            }
         }
         let Some(view) = handle.load() else {
             std::thread::sleep(Duration::from_millis(10));
@@ -635,15 +677,10 @@ fn run_transactional(
                 None => span.push((msg.partition(), msg.offset(), msg.offset() + 1)),
             }
             let (topic, key) = batch.decide(&msg, &mut buf);
-            let token = Box::new(Token {
-                partition: msg.partition(),
-                offset: msg.offset(),
-                consumed_at: Instant::now(),
-                attempt: 0,
-            });
-            let mut record = BaseRecord::with_opaque_to(topic, token).payload(&buf[..]);
-            if let Some(k) = &key {
-                record = record.key(&k[..]);
+            let token = Token::new(msg.partition(), msg.offset(), inflight.take_probe());
+            let mut record = BaseRecord::with_opaque_to(topic, token.0).payload(&buf[..]);
+            if let Some(k) = key.as_deref().or(msg.key()) {
+                record = record.key(k);
             }
             loop {
                 match producer.send(record) {
@@ -714,4 +751,17 @@ fn run_transactional(
     }
     tracing::info!(event = "pipeline_stopped", mode = "exactly_once", "last transaction committed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Token;
+
+    #[test]
+    fn tokens_pack_partition_offset_and_probe() {
+        for (p, o, probe) in [(0, 0, false), (3, 18_812, true), (32_767, (1 << 48) - 1, false), (12, 1 << 40, true)] {
+            let t = Token::new(p, o, probe);
+            assert_eq!((t.partition(), t.offset(), t.is_probe()), (p, o, probe));
+        }
+    }
 }
