@@ -12,6 +12,8 @@
 //!   the published view behind `arc-swap`, the binary snapshot.
 //! - [`profile`] — region policy profiles, as data (`profiles/*.toml`, embedded).
 //! - [`decide`] — rules.md's order of checks: claim + view + profile → outcome. Pure.
+//! - [`score`] — scoring.md: ledger of findings + profile → practitioner status periods and a report.
+//!   Catalogues, working-day calendar, engine. Pure.
 //! - [`synth`] — the synthetic data set (seeded, O(1) memory), for the demo, benchmarks and load test.
 //! - [`batch`] — parse, decide and encode a line into its output record: the unit of work the
 //!   stream and the bulk review share.
@@ -22,5 +24,6 @@ pub mod batch;
 pub mod decide;
 pub mod profile;
 pub mod record;
+pub mod score;
 pub mod synth;
 pub mod table;

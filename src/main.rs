@@ -25,6 +25,9 @@ enum Command {
     Stream(Box<cmd::stream::StreamArgs>),
     /// Re-decide claim lines from files against the tables as of each line's service time, and report.
     Review(cmd::review::ReviewArgs),
+    /// From inspection findings to status: score a ledger under a profile's rules and write practitioner
+    /// records with the suspensions and terminations it derives, and a report (scoring.md).
+    Score(cmd::score::ScoreArgs),
     /// Status tables: validate registry exports, write binary snapshots.
     #[command(subcommand)]
     Tables(cmd::tables::TablesCmd),
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Send(args) => cmd::tools::send(args),
         Command::Tail(args) => cmd::tools::tail(args),
         Command::Review(args) => cmd::review::run(args),
+        Command::Score(args) => cmd::score::run(args),
         Command::Tables(c) => cmd::tables::run(c),
         Command::Gen(args) => cmd::synth::run(args),
     };

@@ -2,6 +2,7 @@
 //! library, and returns an error with context for `main` to print.
 
 pub mod review;
+pub mod score;
 pub mod stream;
 pub mod synth;
 pub mod tables;

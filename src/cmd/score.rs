@@ -1,0 +1,192 @@
+//! `claimgate score`: from inspection findings to practitioner status (scoring.md; service.md, `score`).
+//!
+//! Reads the ledger and the practitioner records held, runs the pure engine (`claimgate::score`), and
+//! writes one practitioner record per code — the records `review` and `stream` consume — and a
+//! Markdown report. The records are built in full before anything is written, and each output goes
+//! to a temporary name renamed into place at the end, so a bad ledger line leaves no file behind.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use clap::Args;
+use serde_json::{Map, Value};
+
+use super::review::load_profile;
+use crate::io::files::{self, Output};
+use claimgate::record::PractitionerText;
+use claimgate::score::report::count;
+use claimgate::score::{Ledger, Scored, Scoring, Sources, markdown, score};
+
+/// Arguments of `claimgate score`.
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    /// Profile whose `[scoring]` rules apply: a shipped name (national-2024, huaian-2020, lanzhou-2014)
+    /// or a TOML file.
+    #[arg(long, default_value = claimgate::profile::DEFAULT, value_name = "NAME|FILE")]
+    pub profile: String,
+    /// The ledger: one event per line (JSON Lines; `.gz` / `.zst` by ending; `-` for standard input),
+    /// in any order.
+    #[arg(long, value_name = "FILE")]
+    pub ledger: PathBuf,
+    /// Practitioner records held now (JSON Lines): the derived periods are merged into them.
+    #[arg(long, value_name = "FILE")]
+    pub practitioners: Option<PathBuf>,
+    /// Write the practitioner records here (JSON Lines; `-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Write the report here (Markdown).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// No summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Lines with their 1-based numbers.
+type Numbered = Vec<(u64, Vec<u8>)>;
+
+/// The name of a JSON Lines input and its lines, blank lines left out.
+fn read_lines(path: &Path) -> Result<(String, Numbered)> {
+    let mut input = files::open(path)?;
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    let mut n = 0u64;
+    loop {
+        buf.clear();
+        if input.reader.read_until(b'\n', &mut buf).with_context(|| format!("cannot read {}", input.name))? == 0 {
+            break;
+        }
+        n += 1;
+        while buf.last().is_some_and(|c| *c == b'\n' || *c == b'\r') {
+            buf.pop();
+        }
+        if !buf.iter().all(u8::is_ascii_whitespace) {
+            out.push((n, buf.clone()));
+        }
+    }
+    Ok((input.name, out))
+}
+
+/// Practitioner records as read, and the fields of each that records.md does not define (kept when
+/// the record is written again).
+#[derive(Default)]
+struct Inputs {
+    name: Option<String>,
+    records: Vec<PractitionerText>,
+    extras: Vec<Map<String, Value>>,
+}
+
+const KNOWN: [&str; 6] = ["code", "name", "kind", "registrations", "periods", "version"];
+
+fn read_practitioners(path: &Path) -> Result<Inputs> {
+    let (name, lines) = read_lines(path)?;
+    let mut inputs = Inputs { name: Some(name.clone()), ..Inputs::default() };
+    for (n, line) in lines {
+        let text = PractitionerText::from_json(&line)
+            .and_then(|t| t.validate().map(|_| t))
+            .map_err(|e| anyhow!("{name}:{n}: {e}"))?;
+        let mut extra: Map<String, Value> = serde_json::from_slice(&line).map_err(|e| anyhow!("{name}:{n}: {e}"))?;
+        extra.retain(|k, _| !KNOWN.contains(&k.as_str()));
+        inputs.records.push(text);
+        inputs.extras.push(extra);
+    }
+    Ok(inputs)
+}
+
+/// One record ready to write or publish: its key (the code) and its JSON value.
+pub struct Encoded {
+    /// The practitioner code: the Kafka key on the `practitioners` topic.
+    #[expect(dead_code, reason = "read by --publish, which produces to the practitioners topic")]
+    pub key: String,
+    /// The record, one line of JSON.
+    pub value: String,
+}
+
+/// The records as JSON, with each input record's unknown fields appended in key order.
+fn encode(scored: &Scored, extras: &[Map<String, Value>]) -> Result<Vec<Encoded>> {
+    scored
+        .records
+        .iter()
+        .map(|r| {
+            let mut value = serde_json::to_string(&r.record).context("cannot encode a record")?;
+            if let Some(extra) = r.input.and_then(|i| extras.get(i)).filter(|e| !e.is_empty()) {
+                value.pop(); // the closing brace of the object serde_json just wrote
+                for (k, v) in extra {
+                    value.push(',');
+                    value.push_str(&serde_json::to_string(k)?);
+                    value.push(':');
+                    value.push_str(&serde_json::to_string(v)?);
+                }
+                value.push('}');
+            }
+            Ok(Encoded { key: r.record.code.clone(), value })
+        })
+        .collect()
+}
+
+/// Runs `claimgate score`.
+pub fn run(args: ScoreArgs) -> Result<()> {
+    let profile = load_profile(&args.profile)?;
+    let rules = Scoring::from_profile(&profile)?;
+
+    let (ledger_name, lines) = read_lines(&args.ledger)?;
+    let ledger = Ledger::parse(lines.iter().map(|(n, l)| (*n, l.as_slice())), &rules)
+        .map_err(|e| anyhow!("ledger {ledger_name}: {e}"))?;
+    let inputs = match &args.practitioners {
+        Some(p) => read_practitioners(p)?,
+        None => Inputs::default(),
+    };
+    let scored = score(&rules, &ledger, &inputs.records).map_err(|e| anyhow!("ledger {ledger_name}: {e}"))?;
+    let records = encode(&scored, &inputs.extras)?;
+    // Publishing goes here: `records` are the values for the `practitioners` topic, keyed by `key`.
+
+    let mut out = Output::create(&args.out)?;
+    for r in &records {
+        out.write_all(r.value.as_bytes())?;
+        out.write_all(b"\n")?;
+    }
+    let report = match &args.report {
+        Some(path) => {
+            let sources = Sources {
+                profile: if profile.title.is_empty() {
+                    profile.name.clone()
+                } else {
+                    format!("{} — {}", profile.name, profile.title)
+                },
+                ledger: ledger_name.clone(),
+                practitioners: inputs.name.clone(),
+            };
+            let mut r = Output::create(path)?;
+            r.write_all(markdown(&scored.report, &sources).as_bytes())?;
+            Some(r)
+        }
+        None => None,
+    };
+    out.finish()?;
+    if let Some(r) = report {
+        r.finish()?;
+    }
+
+    if !args.quiet {
+        let rep = &scored.report;
+        let summary = format!(
+            "scored {} under {}: {} written to {} ({} changed, {} new); {} derived; {} ignored{}\n",
+            count(rep.events, "event"),
+            rules.profile,
+            count(rep.records, "record"),
+            args.out.display(),
+            rep.changed,
+            rep.new,
+            count(rep.periods(), "period"),
+            count(rep.ignored(), "event"),
+            args.report.as_ref().map(|r| format!(" (see {})", r.display())).unwrap_or_default()
+        );
+        if args.out == Path::new("-") {
+            eprint!("{summary}");
+        } else {
+            print!("{summary}");
+        }
+    }
+    Ok(())
+}

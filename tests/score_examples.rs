@@ -1,0 +1,211 @@
+//! The worked examples of `docs/scoring.md`: `claimgate score` on each region's ledger under
+//! `examples/ledgers/`, then `claimgate review` on its output, checked claim by claim. Seeds: Huai'an =
+//! 000_a49834594c269b75.txt, Qinghai (national-2024) = 001_70455349a9435e17.txt, Lanzhou =
+//! 002_0d8737387619c9dd.txt.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_claimgate");
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ledgers")
+}
+
+fn claimgate(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).current_dir(examples()).output().expect("claimgate runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = claimgate(args);
+    assert!(out.status.success(), "claimgate {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+struct Run {
+    _dir: tempfile::TempDir,
+    records: String,
+    report: String,
+    /// `feedetl_sn` → (verdict, reason).
+    verdicts: BTreeMap<String, (String, String)>,
+}
+
+/// `score` the region's ledger over the shared practitioner records, then `review` its claims.
+fn score_and_review(profile: &str) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("practitioners.scored.jsonl");
+    let report = dir.path().join("score.md");
+    let decisions = dir.path().join("decisions.jsonl");
+    let (ledger, claims) = (format!("{profile}.jsonl"), format!("{profile}.claims.jsonl"));
+    let summary = ok(&[
+        "score",
+        "--profile",
+        profile,
+        "--ledger",
+        &ledger,
+        "--practitioners",
+        "practitioners.jsonl",
+        "--out",
+        out.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(summary.starts_with("scored "), "{summary}");
+    ok(&[
+        "review",
+        "--claims",
+        &claims,
+        "--practitioners",
+        out.to_str().unwrap(),
+        "--profile",
+        profile,
+        "--out",
+        decisions.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let verdicts = std::fs::read_to_string(&decisions)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let s = |k: &str| v[k].as_str().unwrap().to_owned();
+            (s("feedetl_sn"), (s("verdict"), s("reason")))
+        })
+        .collect();
+    Run {
+        records: std::fs::read_to_string(&out).unwrap(),
+        report: std::fs::read_to_string(&report).unwrap(),
+        verdicts,
+        _dir: dir,
+    }
+}
+
+fn expect(run: &Run, want: &[(&str, &str, &str)]) {
+    assert_eq!(run.verdicts.len(), want.len());
+    for (sn, verdict, reason) in want {
+        let got = &run.verdicts[*sn];
+        assert_eq!((got.0.as_str(), got.1.as_str()), (*verdict, *reason), "claim {sn}");
+    }
+}
+
+#[test]
+fn worked_example_national_2024() {
+    let run = score_and_review("national-2024");
+    expect(
+        &run,
+        &[
+            ("QH-01", "accept", "OK"),                      // before the suspension
+            ("QH-02", "reject", "PRACTITIONER_SUSPENDED"),  // 9 points: Art. 11(2)
+            ("QH-03", "accept", "EMERGENCY_OVERRIDE"),      // emergency: Art. 9(6)2
+            ("QH-04", "reject", "PRACTITIONER_SUSPENDED"),  // at the other site too: Art. 9(6)5
+            ("QH-05", "reject", "PRACTITIONER_SUSPENDED"),  // planned end passed, no restore yet
+            ("QH-06", "accept", "OK"),                      // restored: Art. 18
+            ("QH-07", "accept", "OK"),                      // before the termination
+            ("QH-08", "reject", "PRACTITIONER_TERMINATED"), // one case of 13 points: Art. 11(3)
+            ("QH-09", "reject", "PRACTITIONER_TERMINATED"), // no emergency exception: Art. 9(6)3
+            ("QH-10", "reject", "PRACTITIONER_SUSPENDED"),  // responsible for the institution: Art. 9(6)6
+            ("QH-11", "accept", "OK"),                      // the institution's period is over
+            ("QH-12", "accept", "OK"),                      // not responsible: normal
+            ("QH-13", "accept", "OK"),                      // the finding was revoked: Art. 15
+            ("QH-14", "accept", "OK"),                      // never named
+        ],
+    );
+    assert!(run.records.contains(r#""basis":"national-2024 Art. 11(2): 9 points in 2026","decision_id":"F-QH-02""#));
+    // Fields records.md does not define are passed on.
+    assert!(run.records.lines().next().unwrap().ends_with(r#","version":5,"title":"主治医师"}"#), "{}", run.records);
+    assert!(run.report.contains("cannot be repaired"));
+}
+
+#[test]
+fn worked_example_huaian_2020() {
+    let run = score_and_review("huaian-2020");
+    expect(
+        &run,
+        &[
+            ("HA-01", "accept", "OK"),                     // within the 15 working days' notice: Art. 22(4)
+            ("HA-02", "reject", "PRACTITIONER_SUSPENDED"), // 9 points, 3 months: Art. 22(3)
+            ("HA-03", "reject", "PRACTITIONER_SUSPENDED"), // no emergency exception: Art. 11
+            ("HA-04", "reject", "PRACTITIONER_SUSPENDED"),
+            ("HA-05", "accept", "OK"), // restored before the planned end: Art. 25
+            ("HA-06", "accept", "OK"), // notice across 中秋 and 国庆 with make-up days
+            ("HA-07", "reject", "PRACTITIONER_SUSPENDED"),
+            ("HA-08", "reject", "PRACTITIONER_SUSPENDED"), // planned end passed, restore came later
+            ("HA-09", "accept", "OK"),
+            ("HA-10", "reject", "PRACTITIONER_SUSPENDED"), // 12 points, 1 year: Art. 22(4)
+            ("HA-11", "accept", "OK"),                     // cleared: Art. 31
+            ("HA-12", "reject", "PRACTITIONER_SUSPENDED"), // the institution suspended: Art. 27(5)
+            ("HA-13", "reject", "PRACTITIONER_SUSPENDED"),
+            ("HA-14", "accept", "OK"),
+        ],
+    );
+    assert!(run.report.contains("| 2 | F-HA-02 | finding | 2026-02-10 | **ignored** |"));
+    assert!(run.report.contains("annual assessment failed"));
+}
+
+#[test]
+fn worked_example_lanzhou_2014() {
+    let run = score_and_review("lanzhou-2014");
+    expect(
+        &run,
+        &[
+            ("LZ-01", "accept", "OK"),
+            ("LZ-02", "reject", "PRACTITIONER_SUSPENDED"), // 6 points, 3 months: Art. 17
+            ("LZ-03", "accept", "OK"),                     // resumes without a restore
+            ("LZ-04", "reject", "PRACTITIONER_SUSPENDED"), // 8 points, 6 months
+            ("LZ-05", "reject", "PRACTITIONER_SUSPENDED"), // no emergency exception: Art. 9
+            ("LZ-06", "accept", "OK"),
+            ("LZ-07", "accept", "OK"),
+            ("LZ-08", "reject", "PRACTITIONER_TERMINATED"), // 10 points: disqualified
+            ("LZ-09", "reject", "PRACTITIONER_TERMINATED"), // registered again during the ban: Art. 18
+            ("LZ-10", "accept", "OK"),                      // 5 + 5 in two agreement periods
+        ],
+    );
+    assert!(run.report.contains("the agreement period 2023-03-01 to 2025-03-01 | 5 |"));
+}
+
+#[test]
+fn scoring_is_deterministic_and_scoring_its_output_again_changes_nothing() {
+    let a = score_and_review("national-2024");
+    let b = score_and_review("national-2024");
+    assert_eq!(a.records, b.records);
+    assert_eq!(a.report, b.report);
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.jsonl");
+    std::fs::write(&first, &a.records).unwrap();
+    let again = dir.path().join("again.jsonl");
+    let args = ["score", "--profile", "national-2024", "--ledger", "national-2024.jsonl", "--quiet"];
+    ok(&[&args[..], &["--practitioners", first.to_str().unwrap(), "--out", again.to_str().unwrap()]].concat());
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), a.records);
+}
+
+#[test]
+fn a_bad_ledger_line_stops_the_run_names_the_line_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("bad.jsonl");
+    let good = std::fs::read_to_string(examples().join("national-2024.jsonl")).unwrap();
+    let bad = good.replacen("national-2024/10.4.2.1", "national-2024/10.4.2.9", 1);
+    std::fs::write(&ledger, bad).unwrap();
+    let out = dir.path().join("out.jsonl");
+    let report = dir.path().join("report.md");
+    let run = claimgate(&[
+        "score",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--practitioners",
+        "practitioners.jsonl",
+        "--out",
+        out.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains(
+            "line 2, event F-QH-02: unknown item `national-2024/10.4.2.9`: not in the national-2024 catalogue"
+        ),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "only the ledger is there");
+}
