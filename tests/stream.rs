@@ -203,7 +203,7 @@ fn malformed_lines_land_in_the_dead_letter_topic() {
             }
             _ => panic!("no raw bytes in {v}"),
         };
-        let whole = lines.iter().any(|l| *l == raw);
+        let whole = lines.contains(&raw);
         let truncated = v["error"].as_str().unwrap().contains("max_message_bytes") && raw.len() == 2048;
         assert!(whole || truncated, "raw bytes not kept: {v}");
         fields.push(v["field"].as_str().unwrap_or("-").to_owned());
@@ -258,8 +258,7 @@ fn a_restarted_processor_resumes_with_no_line_lost() {
 fn assigned(log: &str) -> Option<Vec<i64>> {
     log.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["event"] == "partitions_assigned" || v["event"] == "partitions_revoked")
-        .last()
+        .rfind(|v| v["event"] == "partitions_assigned" || v["event"] == "partitions_revoked")
         .filter(|v| v["event"] == "partitions_assigned")
         .and_then(|v| {
             let text = v["partitions"].as_str()?.trim_matches(['[', ']']).to_owned();

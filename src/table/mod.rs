@@ -203,11 +203,11 @@ impl Updater {
         self.fingerprint = self.fingerprint.wrapping_add(practitioner::record_fingerprint(key, rec.version));
         // Before any view shares the base (loading at start-up), write into it directly: no delta, no
         // compaction, no second copy of a 12-million-code table.
-        if self.delta.entries() == 0 {
-            if let Some(base) = Arc::get_mut(&mut self.base) {
-                base.upsert(rec)?;
-                return Ok(Applied::Changed);
-            }
+        if self.delta.entries() == 0
+            && let Some(base) = Arc::get_mut(&mut self.base)
+        {
+            base.upsert(rec)?;
+            return Ok(Applied::Changed);
         }
         // `rec` is newer than anything the delta holds for this code (checked above), and a delta
         // tombstone accepts any version, so this upsert always lands.
@@ -220,11 +220,11 @@ impl Updater {
         let Some(v) = self.current(key).map(|r| r.version()) else { return Ok(Applied::Unchanged) };
         self.fingerprint = self.fingerprint.wrapping_sub(practitioner::record_fingerprint(key, v));
         self.live -= 1;
-        if self.delta.entries() == 0 {
-            if let Some(base) = Arc::get_mut(&mut self.base) {
-                base.delete(key)?;
-                return Ok(Applied::Changed);
-            }
+        if self.delta.entries() == 0
+            && let Some(base) = Arc::get_mut(&mut self.base)
+        {
+            base.delete(key)?;
+            return Ok(Applied::Changed);
         }
         self.delta.delete(key)?;
         Ok(Applied::Changed)

@@ -223,10 +223,10 @@ impl Stream {
     pub fn wait_ready(&mut self, wait: Duration) {
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline {
-            if let Some(c) = &mut self.child {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!("claimgate stream exited early ({status}):\n{}", self.log_text());
-                }
+            if let Some(c) = &mut self.child
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!("claimgate stream exited early ({status}):\n{}", self.log_text());
             }
             if self.get("/readyz").is_some_and(|(s, _)| s == 200) {
                 return;

@@ -215,11 +215,27 @@ impl Config {
         }
         fig = fig.merge(env).merge(Serialized::defaults(overrides));
         let cfg: Config = fig.extract().map_err(|e| {
-            // figment names the key and where its value came from; keep all of it.
-            anyhow::anyhow!(
-                "invalid configuration: {}",
-                e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
-            )
+            // Name the setting as the file writes it, and where its value came from: the file, or the
+            // exact environment variable.
+            let all: Vec<String> = e
+                .into_iter()
+                .map(|err| {
+                    let setting = err.path.join(".").to_ascii_lowercase();
+                    let source = match &err.metadata {
+                        Some(m) if m.name.contains("environment") => {
+                            format!("environment variable CLAIMGATE_{}", err.path.join("__").to_ascii_uppercase())
+                        }
+                        Some(m) => m.source.as_ref().map_or_else(|| m.name.to_string(), |s| s.to_string()),
+                        None => "flags".into(),
+                    };
+                    if setting.is_empty() {
+                        format!("{} (in {source})", err.kind)
+                    } else {
+                        format!("setting `{setting}`: {} (in {source})", err.kind)
+                    }
+                })
+                .collect();
+            anyhow::anyhow!("invalid configuration: {}", all.join("; "))
         })?;
         cfg.validate()?;
         Ok(cfg)
@@ -356,6 +372,8 @@ impl fmt::Debug for Config {
 mod tests {
     use super::*;
 
+    // figment's Jail closure returns figment's own (large) error type; that is its API, not ours.
+    #[allow(clippy::result_large_err)]
     fn load(toml: &str, env: &[(&str, &str)], overrides: Overrides) -> Result<Config> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");

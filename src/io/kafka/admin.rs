@@ -55,14 +55,14 @@ pub fn partitions<C: rdkafka::consumer::ConsumerContext>(
     let deadline = Instant::now() + wait;
     loop {
         let result = consumer.fetch_metadata(Some(topic), Duration::from_secs(5));
-        if let Ok(md) = &result {
-            if let Some(t) = md.topics().iter().find(|t| t.name() == topic) {
-                if t.error().is_none() && !t.partitions().is_empty() {
-                    let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
-                    ids.sort_unstable();
-                    return Ok(ids);
-                }
-            }
+        if let Ok(md) = &result
+            && let Some(t) = md.topics().iter().find(|t| t.name() == topic)
+            && t.error().is_none()
+            && !t.partitions().is_empty()
+        {
+            let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+            ids.sort_unstable();
+            return Ok(ids);
         }
         if Instant::now() >= deadline {
             return match result {

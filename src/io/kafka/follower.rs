@@ -245,10 +245,10 @@ impl Follower {
 
     /// Confirms the status topics are reachable and read to their end; exposes the table's age.
     fn check_freshness(&mut self, consumer: &BaseConsumer<Context>) {
-        if let Some(ends) = self.end_offsets(consumer) {
-            if self.at_end(&ends) || self.dirty_since.is_none() {
-                self.state.confirmed_ms.store(unix_ms(), Ordering::Relaxed);
-            }
+        if let Some(ends) = self.end_offsets(consumer)
+            && (self.at_end(&ends) || self.dirty_since.is_none())
+        {
+            self.state.confirmed_ms.store(unix_ms(), Ordering::Relaxed);
         }
         let age = self.state.age_secs();
         gauge!(m::TABLE_AGE).set(age);
@@ -309,10 +309,10 @@ impl Follower {
             }
             Some(bytes) => {
                 let rec = PractitionerText::from_json(bytes).and_then(|t| t.validate()).map_err(|e| e.to_string())?;
-                if let Some(k) = key {
-                    if PractitionerKey::parse(k).ok() != Some(rec.code.key()) {
-                        return Err(format!("key `{k}` is not the record's code"));
-                    }
+                if let Some(k) = key
+                    && PractitionerKey::parse(k).ok() != Some(rec.code.key())
+                {
+                    return Err(format!("key `{k}` is not the record's code"));
                 }
                 self.updater.practitioner(&rec).map(Some).map_err(|e| e.to_string())
             }
@@ -329,10 +329,10 @@ impl Follower {
             }
             Some(bytes) => {
                 let rec = InstitutionText::from_json(bytes).and_then(|t| t.validate()).map_err(|e| e.to_string())?;
-                if let Some(k) = key {
-                    if InstitutionCode::parse(k).ok() != Some(rec.code) {
-                        return Err(format!("key `{k}` is not the record's code"));
-                    }
+                if let Some(k) = key
+                    && InstitutionCode::parse(k).ok() != Some(rec.code)
+                {
+                    return Err(format!("key `{k}` is not the record's code"));
                 }
                 Ok(Some(self.updater.institution(rec)))
             }

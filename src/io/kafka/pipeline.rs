@@ -167,10 +167,10 @@ impl Inflight {
         while let Some(ack) = next {
             match ack.failed {
                 None => {
-                    if ack.token.is_probe() {
-                        if let Some(sent) = self.probe.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                            self.metrics.latency.record(sent.elapsed().as_secs_f64());
-                        }
+                    if ack.token.is_probe()
+                        && let Some(sent) = self.probe.lock().unwrap_or_else(|p| p.into_inner()).take()
+                    {
+                        self.metrics.latency.record(sent.elapsed().as_secs_f64());
                     }
                     tracker.acknowledged(ack.token.partition(), ack.token.offset());
                 }
@@ -521,6 +521,11 @@ pub fn run(
             if let Some(k) = key.as_deref().or(msg.key()) {
                 record = record.key(k);
             }
+            // Headers pass through (trace ids, the load test's send stamps): what passes on keeps
+            // what it does not understand (records.md).
+            if let Some(h) = msg.headers() {
+                record = record.headers(h.detach());
+            }
             send(&producer, record, &inflight, &consumer);
             taken += 1;
         }
@@ -635,10 +640,10 @@ fn run_transactional(
     while !shutdown.load(Ordering::Relaxed) {
         // Acknowledgements only feed the latency metric here: the transaction commit is the guarantee.
         while let Ok(ack) = inflight.acks.try_recv() {
-            if ack.token.is_probe() {
-                if let Some(sent) = inflight.probe.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                    metrics.latency.record(sent.elapsed().as_secs_f64());
-                }
+            if ack.token.is_probe()
+                && let Some(sent) = inflight.probe.lock().unwrap_or_else(|p| p.into_inner()).take()
+            {
+                metrics.latency.record(sent.elapsed().as_secs_f64());
             }
         }
         let Some(view) = handle.load() else {
@@ -682,6 +687,11 @@ fn run_transactional(
             if let Some(k) = key.as_deref().or(msg.key()) {
                 record = record.key(k);
             }
+            // Headers pass through (trace ids, the load test's send stamps): what passes on keeps
+            // what it does not understand (records.md).
+            if let Some(h) = msg.headers() {
+                record = record.headers(h.detach());
+            }
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
@@ -716,10 +726,10 @@ fn run_transactional(
                     .send_offsets_to_transaction(&offsets, &gm, txn_timeout)
                     .and_then(|()| producer.commit_transaction(txn_timeout))
                     .map_err(|e| {
-                        if let KafkaError::Transaction(te) = &e {
-                            if te.is_fatal() {
-                                return format!("fatal: {e}");
-                            }
+                        if let KafkaError::Transaction(te) = &e
+                            && te.is_fatal()
+                        {
+                            return format!("fatal: {e}");
                         }
                         e.to_string()
                     }),
