@@ -301,3 +301,65 @@ fn two_instances_in_one_group_split_the_partitions_and_decide_every_line_once() 
     assert_eq!(a.terminate(Duration::from_secs(40)), Some(0));
     assert_eq!(b.terminate(Duration::from_secs(40)), Some(0));
 }
+
+#[test]
+fn scored_records_published_to_the_topic_change_stream_decisions_like_review() {
+    let env = Env::new("score");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ledgers");
+    let held = root.join("practitioners.jsonl");
+    env.publish_tables(&held, None);
+    let mut stream = env.stream("g", &[]);
+    stream.wait_ready(READY);
+    let scored = env.path("scored.jsonl");
+    claimgate(&[
+        "score",
+        "--profile",
+        "national-2024",
+        "--ledger",
+        &root.join("national-2024.jsonl").display().to_string(),
+        "--practitioners",
+        &held.display().to_string(),
+        "--out",
+        &scored.display().to_string(),
+        "--publish",
+        "--brokers",
+        &util::broker(),
+        "--topic-practitioners",
+        &env.topic("practitioners"),
+        "--quiet",
+    ]);
+    let mut suspended = false;
+    for _ in 0..100 {
+        let body = stream.get("/v1/practitioners/D110105000001?at=2026-03-20").map(|r| r.1).unwrap_or_default();
+        if body.contains("\"status\":\"suspended\"") {
+            suspended = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(suspended, "the scored suspension never reached the stream:\n{}", stream.log_text());
+    let claims = root.join("national-2024.claims.jsonl");
+    env.send(&claims);
+    let n = read_jsonl(&claims).len();
+    let outputs = env.outputs(n, OUTPUTS);
+    assert_eq!(outputs.len(), n, "{}", stream.log_text());
+    let out = env.path("review.jsonl");
+    claimgate(&[
+        "review",
+        "--claims",
+        &claims.display().to_string(),
+        "--practitioners",
+        &scored.display().to_string(),
+        "--out",
+        &out.display().to_string(),
+        "--quiet",
+    ]);
+    let review: HashMap<_, _> = read_jsonl(&out).iter().map(|v| (identity(v), without_time(v))).collect();
+    let streamed = one_per_line(&outputs);
+    assert!(streamed.values().any(|v| v["reason"] == "PRACTITIONER_SUSPENDED"));
+    // Same records on both sides (the scored file is what was published), so even the epochs agree.
+    for (id, v) in &streamed {
+        assert_eq!(Some(v), review.get(id), "stream and review differ for {id:?}");
+    }
+    assert_eq!(stream.terminate(Duration::from_secs(40)), Some(0));
+}

@@ -13,7 +13,10 @@ use clap::Args;
 use serde_json::{Map, Value};
 
 use super::review::load_profile;
+use super::tables::properties;
 use crate::io::files::{self, Output};
+use crate::io::kafka::KafkaConfig;
+use crate::io::kafka::publish::Publisher;
 use claimgate::record::PractitionerText;
 use claimgate::score::report::count;
 use claimgate::score::{Ledger, Scored, Scoring, Sources, markdown, score};
@@ -38,6 +41,19 @@ pub struct ScoreArgs {
     /// Write the report here (Markdown).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Also produce the records to the practitioners topic (keyed by code), after the file is written;
+    /// the stream's version-wins takes changed records and ignores unchanged ones.
+    #[arg(long, requires = "brokers")]
+    pub publish: bool,
+    /// Bootstrap brokers for --publish.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub brokers: Option<String>,
+    /// The practitioners topic for --publish.
+    #[arg(long, default_value = "practitioners", value_name = "TOPIC")]
+    pub topic_practitioners: String,
+    /// A librdkafka property for --publish, e.g. -X security.protocol=SASL_SSL.
+    #[arg(short = 'X', value_name = "NAME=VALUE")]
+    pub property: Vec<String>,
     /// No summary.
     #[arg(long, short)]
     pub quiet: bool,
@@ -97,7 +113,6 @@ fn read_practitioners(path: &Path) -> Result<Inputs> {
 /// One record ready to write or publish: its key (the code) and its JSON value.
 pub struct Encoded {
     /// The practitioner code: the Kafka key on the `practitioners` topic.
-    #[expect(dead_code, reason = "read by --publish, which produces to the practitioners topic")]
     pub key: String,
     /// The record, one line of JSON.
     pub value: String,
@@ -139,7 +154,6 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     };
     let scored = score(&rules, &ledger, &inputs.records).map_err(|e| anyhow!("ledger {ledger_name}: {e}"))?;
     let records = encode(&scored, &inputs.extras)?;
-    // Publishing goes here: `records` are the values for the `practitioners` topic, keyed by `key`.
 
     let mut out = Output::create(&args.out)?;
     for r in &records {
@@ -166,6 +180,18 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     out.finish()?;
     if let Some(r) = report {
         r.finish()?;
+    }
+    if args.publish {
+        let brokers = args.brokers.clone().unwrap_or_default();
+        let kafka = KafkaConfig { brokers, properties: properties(&args.property)? };
+        let publisher = Publisher::new(&kafka)?;
+        for r in &records {
+            publisher.send(&args.topic_practitioners, r.key.as_bytes(), Some(r.value.as_bytes()))?;
+        }
+        let delivered = publisher.finish(std::time::Duration::from_secs(120))?;
+        if !args.quiet {
+            eprintln!("published {delivered} practitioner records to {}", args.topic_practitioners);
+        }
     }
 
     if !args.quiet {
