@@ -149,6 +149,15 @@ impl Output {
             let w: Box<dyn Finish> = Box::new(BufWriter::with_capacity(BUF, io::stdout()));
             return Ok(Output { writer: Some(w), tmp: None, path: path.into() });
         }
+        // A device or a pipe (`/dev/null`, a FIFO) is written to directly: there is nothing to rename.
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            let w: Box<dyn Finish> = Box::new(BufWriter::with_capacity(BUF, file));
+            return Ok(Output { writer: Some(w), tmp: None, path: path.into() });
+        }
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
         let file = File::create(&tmp).with_context(|| format!("cannot create {}", path.display()))?;

@@ -172,6 +172,7 @@ pub fn run(args: ReviewArgs) -> Result<()> {
     let progress = Progress::new(args.quiet);
     let profile = load_profile(&args.profile)?;
     let loaded = args.tables.source().load(&progress)?;
+    let tables_seconds = started.elapsed().as_secs_f64();
     let view = Arc::new(loaded.view);
     let previous = args.previous.as_deref().map(Previous::load).transpose()?.map(Arc::new);
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
@@ -294,6 +295,7 @@ pub fn run(args: ReviewArgs) -> Result<()> {
         previous: previous.as_ref().map(|p| (p.name.clone(), p.lines)),
         started_at,
         seconds: started.elapsed().as_secs_f64(),
+        tables_seconds,
     };
     if let Some(path) = &args.report {
         let mut r = Output::create(path)?;
