@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::files::{self, Chunker, lines};
 use super::progress::Progress;
-use claimgate::record::{InstitutionText, PractitionerText};
+use claimgate::record::{InstitutionText, PractitionerRow};
 use claimgate::table::{InstitutionTable, PractitionerTable, Upsert, View, snapshot};
 
 /// What loading a file found.
@@ -55,7 +55,7 @@ pub fn load_practitioners(path: &Path, progress: &Progress) -> Result<(Practitio
             .collect::<Vec<_>>()
             .into_par_iter()
             .map(|(n, line)| {
-                PractitionerText::from_json(line)
+                PractitionerRow::from_json(line)
                     .and_then(|t| t.validate())
                     .map_err(|e| anyhow::anyhow!("{name}:{n}: {e}"))
                     .map(|r| (n, r))

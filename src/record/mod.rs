@@ -21,6 +21,6 @@ pub use decision::{DeadLetter, DecisionRecord, Outcome, Reason, Stamp, Verdict, 
 pub use money::{Amount, AmountError};
 pub use status::{
     InstitutionPeriod, InstitutionPeriodText, InstitutionRecord, InstitutionText, Interval, Period, PeriodText,
-    PractitionerRecord, PractitionerText, RecordError, Registration, RegistrationText, Status,
+    PractitionerRecord, PractitionerRow, PractitionerText, RecordError, Registration, RegistrationText, Status,
 };
 pub use time::{BjTime, DAY, TimeError};

@@ -1,6 +1,8 @@
 //! Practitioner and institution status records (records.md): the rows of the status tables, as they
 //! arrive on the compacted topics and in registry files.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use super::code::{CodeError, InstitutionCode, PractitionerCode, check_department};
@@ -223,14 +225,16 @@ fn time_field(text: &str, field: impl Fn() -> String) -> Result<BjTime, RecordEr
     BjTime::parse(text.trim()).map_err(|error| RecordError::Time { field: field(), error })
 }
 
-fn interval(from: &str, until: Option<&str>, at: &str) -> Result<Interval, RecordError> {
-    let from = time_field(from, || format!("{at}.from"))?;
+/// `at` names the record part for errors; it is only called on an error, so the common path does not
+/// format strings.
+fn interval(from: &str, until: Option<&str>, at: impl Fn() -> String) -> Result<Interval, RecordError> {
+    let from = time_field(from, || format!("{}.from", at()))?;
     let until = match until {
-        Some(u) => time_field(u, || format!("{at}.until"))?,
+        Some(u) => time_field(u, || format!("{}.until", at()))?,
         None => BjTime::MAX,
     };
     if until <= from {
-        return Err(RecordError::EmptyInterval { field: at.to_owned() });
+        return Err(RecordError::EmptyInterval { field: at() });
     }
     Ok(Interval { from, until })
 }
@@ -243,6 +247,81 @@ impl PractitionerText {
 
     /// Validates into typed values.
     pub fn validate(&self) -> Result<PractitionerRecord, RecordError> {
+        fn c(s: &str) -> Cow<'_, str> {
+            Cow::Borrowed(s)
+        }
+        PractitionerRow {
+            code: c(&self.code),
+            registrations: self
+                .registrations
+                .iter()
+                .map(|r| RegistrationRow {
+                    institution: c(&r.institution),
+                    from: c(&r.from),
+                    until: r.until.as_deref().map(c),
+                })
+                .collect(),
+            periods: self
+                .periods
+                .iter()
+                .map(|p| PeriodRow {
+                    status: p.status,
+                    from: c(&p.from),
+                    until: p.until.as_deref().map(c),
+                    basis: p.basis.as_deref().map(c),
+                    decision_id: p.decision_id.as_deref().map(c),
+                })
+                .collect(),
+            version: self.version,
+        }
+        .validate()
+    }
+}
+
+#[derive(Deserialize)]
+struct RegistrationRow<'a> {
+    #[serde(borrow)]
+    institution: Cow<'a, str>,
+    #[serde(borrow)]
+    from: Cow<'a, str>,
+    #[serde(borrow, default)]
+    until: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct PeriodRow<'a> {
+    status: Status,
+    #[serde(borrow)]
+    from: Cow<'a, str>,
+    #[serde(borrow, default)]
+    until: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    basis: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    decision_id: Option<Cow<'a, str>>,
+}
+
+/// A practitioner record read for a table: borrowed from the input line, and without the fields the
+/// table does not keep (name, kind, unknown ones), so that loading 12 million records allocates little.
+#[derive(Deserialize)]
+pub struct PractitionerRow<'a> {
+    #[serde(borrow)]
+    code: Cow<'a, str>,
+    #[serde(borrow, default)]
+    registrations: Vec<RegistrationRow<'a>>,
+    #[serde(borrow, default)]
+    periods: Vec<PeriodRow<'a>>,
+    version: u64,
+}
+
+impl<'a> PractitionerRow<'a> {
+    /// Parses one JSON line.
+    pub fn from_json(bytes: &'a [u8]) -> Result<Self, RecordError> {
+        serde_json::from_slice(bytes).map_err(|e| RecordError::Json(e.to_string()))
+    }
+
+    /// Validates into typed values.
+    pub fn validate(&self) -> Result<PractitionerRecord, RecordError> {
         let code = PractitionerCode::parse(self.code.trim())
             .map_err(|error| RecordError::Code { field: "code".into(), error })?;
         let registrations = self
@@ -250,10 +329,10 @@ impl PractitionerText {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                let at = format!("registrations[{i}]");
+                let at = || format!("registrations[{i}]");
                 let institution = InstitutionCode::parse(r.institution.trim())
-                    .map_err(|error| RecordError::Code { field: format!("{at}.institution"), error })?;
-                Ok(Registration { institution, during: interval(&r.from, r.until.as_deref(), &at)? })
+                    .map_err(|error| RecordError::Code { field: format!("{}.institution", at()), error })?;
+                Ok(Registration { institution, during: interval(&r.from, r.until.as_deref(), at)? })
             })
             .collect::<Result<_, RecordError>>()?;
         let periods = self
@@ -263,9 +342,9 @@ impl PractitionerText {
             .map(|(i, p)| {
                 Ok(Period {
                     status: p.status,
-                    during: interval(&p.from, p.until.as_deref(), &format!("periods[{i}]"))?,
-                    basis: p.basis.clone(),
-                    decision_id: p.decision_id.clone(),
+                    during: interval(&p.from, p.until.as_deref(), || format!("periods[{i}]"))?,
+                    basis: p.basis.as_deref().map(str::to_owned),
+                    decision_id: p.decision_id.as_deref().map(str::to_owned),
                 })
             })
             .collect::<Result<_, RecordError>>()?;
@@ -341,7 +420,7 @@ impl InstitutionText {
                 };
                 Ok(InstitutionPeriod {
                     status: p.status,
-                    during: interval(&p.from, p.until.as_deref(), &at)?,
+                    during: interval(&p.from, p.until.as_deref(), || at.clone())?,
                     departments,
                     basis: p.basis.clone(),
                 })
@@ -399,7 +478,7 @@ mod tests {
 
     #[test]
     fn intervals_are_half_open() {
-        let i = interval("2026-03-20", Some("2026-06-20"), "x").unwrap();
+        let i = interval("2026-03-20", Some("2026-06-20"), || "x".into()).unwrap();
         assert!(!i.contains(BjTime::parse("2026-03-19 23:59:59").unwrap()));
         assert!(i.contains(BjTime::parse("2026-03-20 00:00:00").unwrap()));
         assert!(i.contains(BjTime::parse("2026-06-19 23:59:59").unwrap()));

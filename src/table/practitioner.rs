@@ -23,10 +23,10 @@ use crate::record::{
     Status,
 };
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Encode, Decode)]
-struct Slot {
-    key: u64,
-    at: u32,
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Slot {
+    pub(crate) key: u64,
+    pub(crate) at: u32,
 }
 
 /// Header word: registration count, period count, tombstone flag.
@@ -76,28 +76,17 @@ pub struct PractitionerTable {
     fingerprint: u64,
 }
 
-/// The table as a snapshot stores it (borrowed for writing).
-#[derive(Encode)]
-pub(crate) struct StoredRef<'a> {
-    slots: &'a [Slot],
+/// The table's small parts as a snapshot stores them (bincode); the two large arrays, `slots` and
+/// `words`, follow as raw little-endian arrays of the lengths given here (see `snapshot`).
+#[derive(Clone, Debug, Encode, Decode)]
+pub(crate) struct Meta {
+    pub(crate) slot_count: u64,
+    pub(crate) word_count: u64,
     used_slots: u64,
-    legacy: &'a [(String, u32)],
-    words: &'a [u64],
-    strings: &'a [String],
     live: u64,
     fingerprint: u64,
-}
-
-/// The table as a snapshot stores it (owned, for reading).
-#[derive(Decode)]
-pub(crate) struct Stored {
-    slots: Vec<Slot>,
-    used_slots: u64,
     legacy: Vec<(String, u32)>,
-    words: Vec<u64>,
     strings: Vec<String>,
-    live: u64,
-    fingerprint: u64,
 }
 
 /// A view of one record inside the table.
@@ -393,31 +382,41 @@ impl PractitionerTable {
         Ok(out)
     }
 
-    /// The stored form, for a snapshot.
-    pub(crate) fn stored(&self) -> StoredRef<'_> {
-        StoredRef {
-            slots: &self.slots,
+    /// The small parts, for a snapshot.
+    pub(crate) fn meta(&self) -> Meta {
+        Meta {
+            slot_count: self.slots.len() as u64,
+            word_count: self.words.len() as u64,
             used_slots: self.used_slots as u64,
-            legacy: &self.legacy,
-            words: &self.words,
-            strings: &self.strings,
             live: self.live as u64,
             fingerprint: self.fingerprint,
+            legacy: self.legacy.clone(),
+            strings: self.strings.clone(),
         }
     }
 
-    /// Back from the stored form: rebuilds the legacy index and checks every offset, so that a corrupt
-    /// file is refused rather than half trusted.
-    pub(crate) fn from_stored(s: Stored) -> Result<Self, String> {
+    /// The slot array, for a snapshot.
+    pub(crate) fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+
+    /// The record arena, for a snapshot.
+    pub(crate) fn words(&self) -> &[u64] {
+        &self.words
+    }
+
+    /// Back from a snapshot's parts: rebuilds the legacy index and checks every offset, so that a
+    /// corrupt file is refused rather than half trusted.
+    pub(crate) fn from_parts(meta: Meta, slots: Vec<Slot>, words: Vec<u64>) -> Result<Self, String> {
         let mut t = PractitionerTable {
-            slots: s.slots,
-            used_slots: s.used_slots as usize,
-            legacy: s.legacy,
+            slots,
+            used_slots: meta.used_slots as usize,
+            legacy: meta.legacy,
             legacy_index: FxHashMap::default(),
-            words: s.words,
-            strings: s.strings,
-            live: s.live as usize,
-            fingerprint: s.fingerprint,
+            words,
+            strings: meta.strings,
+            live: meta.live as usize,
+            fingerprint: meta.fingerprint,
         };
         t.validate_loaded()?;
         hint_huge_pages(&t.slots);

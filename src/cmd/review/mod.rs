@@ -117,7 +117,8 @@ const BLOCK: usize = 1 << 20;
 fn work(job: Job, view: &View, profile: &Profile, previous: Option<&Previous>) -> Done {
     let decided_at = clock::now_text();
     let stamp = Stamp { profile: &profile.name, table_epoch: view.epoch(), decided_at: &decided_at };
-    let mut decisions = Vec::with_capacity(job.chunk.data.len() * 5 / 4);
+    // Decisions run about 1.3 times the size of the claim lines: reserve once.
+    let mut decisions = Vec::with_capacity(job.chunk.data.len() * 3 / 2);
     let mut dead = Vec::new();
     let mut stats = Stats::default();
     for (n, line) in lines(&job.chunk) {

@@ -20,7 +20,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::{Context, KafkaConfig, admin};
 use crate::io::metrics as m;
-use claimgate::record::{InstitutionCode, InstitutionText, PractitionerKey, PractitionerText};
+use claimgate::record::{InstitutionCode, InstitutionText, PractitionerKey, PractitionerRow};
 use claimgate::table::{Applied, InstitutionTable, PractitionerTable, TableHandle, Updater};
 
 /// What the rest of the process may read about the tables.
@@ -308,7 +308,7 @@ impl Follower {
                 Ok(None)
             }
             Some(bytes) => {
-                let rec = PractitionerText::from_json(bytes).and_then(|t| t.validate()).map_err(|e| e.to_string())?;
+                let rec = PractitionerRow::from_json(bytes).and_then(|t| t.validate()).map_err(|e| e.to_string())?;
                 if let Some(k) = key
                     && PractitionerKey::parse(k).ok() != Some(rec.code.key())
                 {
