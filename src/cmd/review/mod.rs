@@ -5,6 +5,7 @@
 //! letters, and folds each block's counts into the report. Every queue is bounded, so memory stays flat
 //! whatever the input size.
 
+mod html;
 mod previous;
 pub mod report;
 
@@ -48,7 +49,8 @@ pub struct ReviewArgs {
     /// `dead-letters.jsonl`, created only if a line is malformed.
     #[arg(long, value_name = "FILE")]
     pub dead_letters: Option<PathBuf>,
-    /// Write the report here (Markdown).
+    /// Write the report here: Markdown, or a self-contained HTML page with charts when the name ends
+    /// in `.html`.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
     /// The inline decisions of the same lines: the report lists every line whose verdict changed and
@@ -300,7 +302,12 @@ pub fn run(args: ReviewArgs) -> Result<()> {
     };
     if let Some(path) = &args.report {
         let mut r = Output::create(path)?;
-        r.write_all(report::markdown(&stats, &info).as_bytes())?;
+        let text = if path.extension().is_some_and(|e| e == "html" || e == "htm") {
+            html::html(&stats, &info)
+        } else {
+            report::markdown(&stats, &info)
+        };
+        r.write_all(text.as_bytes())?;
         r.finish()?;
     }
     if !args.quiet {

@@ -1,0 +1,188 @@
+//! `claimgate review` through the binary: inputs, outputs, the report, `--previous`, errors.
+
+mod util;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use util::{bin, claimgate, identity, read_jsonl};
+
+fn world(dir: &std::path::Path, claims: u64) {
+    claimgate(&[
+        "gen",
+        "--out-dir",
+        &dir.display().to_string(),
+        "--practitioners",
+        "3000",
+        "--claims",
+        &claims.to_string(),
+        "--malformed-rate",
+        "0.01",
+        "--quiet",
+    ]);
+}
+
+fn review(dir: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let p = dir.join("practitioners.jsonl").display().to_string();
+    let i = dir.join("institutions.jsonl").display().to_string();
+    let mut args = vec!["review", "--practitioners", &p, "--institutions", &i];
+    args.extend_from_slice(extra);
+    Command::new(bin()).args(&args).output().expect("run review")
+}
+
+#[test]
+fn decisions_come_out_in_input_order_across_files_and_compressions() {
+    let dir = tempfile::tempdir().unwrap();
+    world(dir.path(), 4_000);
+    // Bytes, not text: the generated day has lines that are not UTF-8.
+    let data = std::fs::read(dir.path().join("claims.jsonl")).unwrap();
+    let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let (a, b) = lines.split_at(1_500);
+    let join = |part: &[&[u8]]| part.iter().flat_map(|l| l.iter().copied().chain([b'\n'])).collect::<Vec<u8>>();
+    std::fs::write(dir.path().join("a.jsonl"), join(a)).unwrap();
+    let mut enc = zstd::Encoder::new(std::fs::File::create(dir.path().join("b.jsonl.zst")).unwrap(), 3).unwrap();
+    enc.write_all(&join(b)).unwrap();
+    enc.finish().unwrap();
+    let out = dir.path().join("out.jsonl.gz");
+    let dl = dir.path().join("dl.jsonl");
+    let r = review(
+        dir.path(),
+        &[
+            "--claims",
+            &dir.path().join("a.jsonl").display().to_string(),
+            "--claims",
+            &dir.path().join("b.jsonl.zst").display().to_string(),
+            "--out",
+            &out.display().to_string(),
+            "--dead-letters",
+            &dl.display().to_string(),
+            "--threads",
+            "2",
+            "--quiet",
+        ],
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let mut decoded = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(std::fs::File::open(&out).unwrap()), &mut decoded)
+        .unwrap();
+    let decisions: Vec<serde_json::Value> = decoded.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let dead = read_jsonl(&dl);
+    assert_eq!(decisions.len() + dead.len(), lines.len());
+    // Input order: the decisions' identities follow the input lines that parsed.
+    let expected: Vec<_> = lines
+        .iter()
+        .filter_map(|l| claimgate::record::Claim::parse(l).ok())
+        .map(|c| (c.fixmedins_code.to_string(), c.mdtrt_id.to_string(), c.feedetl_sn.to_string()))
+        .collect();
+    let got: Vec<_> = decisions.iter().map(identity).collect();
+    assert_eq!(got, expected);
+    // Dead letters name their file and line.
+    assert!(dead.iter().all(|d| d["source"].as_str().unwrap().contains(".jsonl")));
+}
+
+#[test]
+fn the_report_sums_exactly_and_previous_lists_the_money_to_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    world(dir.path(), 3_000);
+    let claims = dir.path().join("claims.jsonl").display().to_string();
+    let first = dir.path().join("first.jsonl");
+    let r = review(dir.path(), &["--claims", &claims, "--out", &first.display().to_string(), "--quiet"]);
+    assert!(r.status.success());
+    // Pretend the inline filter accepted everything (a stale table): every rejection now is money to
+    // recover.
+    let inline: Vec<String> = read_jsonl(&first)
+        .into_iter()
+        .map(|mut v| {
+            v["verdict"] = "accept".into();
+            v["reason"] = "OK".into();
+            v.to_string()
+        })
+        .collect();
+    let prev = dir.path().join("inline.jsonl");
+    std::fs::write(&prev, inline.join("\n") + "\n").unwrap();
+    let report = dir.path().join("report.md");
+    let r = review(
+        dir.path(),
+        &["--claims", &claims, "--previous", &prev.display().to_string(), "--report", &report.display().to_string()],
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let md = std::fs::read_to_string(&report).unwrap();
+    let rejected: Vec<serde_json::Value> =
+        read_jsonl(&first).into_iter().filter(|v| v["verdict"] == "reject").collect();
+    let fen: i64 = rejected
+        .iter()
+        .map(|v| claimgate::record::Amount::parse(v["det_item_fee_sumamt"].as_str().unwrap()).unwrap().fen())
+        .sum();
+    let total = claimgate::record::Amount::from_fen(fen).to_string();
+    let row = md.lines().find(|l| l.contains("**to recover**")).expect("a to-recover row");
+    assert!(row.contains(&format!("| {} |", rejected.len())), "{row}");
+    let digits: String = row.split('|').nth(3).unwrap().trim().replace(',', "");
+    assert_eq!(digits, total, "{row}");
+    // Every changed line is listed.
+    let listed = ["| OK | PRACTITIONER_", "| OK | INSTITUTION_", "| OK | DEPARTMENT_"]
+        .iter()
+        .map(|p| md.matches(p).count())
+        .sum::<usize>();
+    assert_eq!(listed, rejected.len());
+    // The summary on standard output says the same.
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(stdout.contains("to recover"), "{stdout}");
+}
+
+#[test]
+fn an_html_report_has_charts() {
+    let dir = tempfile::tempdir().unwrap();
+    world(dir.path(), 2_000);
+    let claims = dir.path().join("claims.jsonl").display().to_string();
+    let html = dir.path().join("report.html");
+    let r = review(dir.path(), &["--claims", &claims, "--report", &html.display().to_string(), "--quiet"]);
+    assert!(r.status.success());
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!doctype html>"));
+    assert!(page.matches("<svg").count() == 2 && page.contains("<rect"));
+    assert!(page.contains("<table>") && page.contains("PRACTITIONER_UNREGISTERED"));
+}
+
+#[test]
+fn standard_input_works_and_unreadable_inputs_fail_with_the_file_named() {
+    let dir = tempfile::tempdir().unwrap();
+    world(dir.path(), 500);
+    let mut child = Command::new(bin())
+        .args([
+            "review",
+            "--claims",
+            "-",
+            "--practitioners",
+            &dir.path().join("practitioners.jsonl").display().to_string(),
+            "--out",
+            "-",
+            "--quiet",
+            "--dead-letters",
+            &dir.path().join("dl.jsonl").display().to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = std::fs::read(dir.path().join("claims.jsonl")).unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let decided = String::from_utf8_lossy(&out.stdout).lines().count();
+    let dead = read_jsonl(&dir.path().join("dl.jsonl")).len();
+    assert_eq!(decided + dead, 500);
+
+    let r = review(dir.path(), &["--claims", "/no/such/claims.jsonl"]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("/no/such/claims.jsonl"));
+    let bad = dir.path().join("bad-practitioners.jsonl");
+    std::fs::write(&bad, "{\"code\":\"D110105000001\",\"version\":1}\n{not json}\n").unwrap();
+    let r = Command::new(bin())
+        .args(["review", "--claims", &dir.path().join("claims.jsonl").display().to_string()])
+        .args(["--practitioners", &bad.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("bad-practitioners.jsonl:2"), "{err}");
+}
