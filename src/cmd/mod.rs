@@ -1,6 +1,7 @@
 //! One module per subcommand. Each parses its arguments, wires the edges (`crate::io`) around the core
 //! library, and returns an error with context for `main` to print.
 
+pub mod import;
 pub mod review;
 pub mod score;
 pub mod stream;

@@ -31,6 +31,9 @@ pub enum TablesCmd {
         #[arg(long)]
         load: bool,
     },
+    /// Import registry exports in CSV (registrations, status periods, institution periods) into the JSON
+    /// Lines records that `build`, `review` and `publish` read.
+    Import(super::import::ImportArgs),
     /// Produce status records to the compacted status topics, keyed by code. Every line is validated
     /// first (a bad line stops before anything is sent); JSON Lines are sent as written (names and
     /// unknown fields kept), a snapshot's records as the table holds them.
@@ -77,6 +80,7 @@ pub fn run(cmd: TablesCmd) -> Result<()> {
     match cmd {
         TablesCmd::Build(args) => build(args),
         TablesCmd::Publish(args) => publish(args),
+        TablesCmd::Import(args) => super::import::run(args),
         TablesCmd::Inspect { snapshot: path, load: true } => {
             let started = Instant::now();
             let (h, view) = tables::load_snapshot(&path)?;
