@@ -63,6 +63,7 @@ fn lookup(c: &mut Criterion) {
         started.elapsed().as_secs_f64(),
         table.heap_bytes() as f64 / n as f64
     );
+    let table_bytes = table.heap_bytes();
     let view = View::new(table, InstitutionTable::default());
     let mut rng = Pcg64Mcg::seed_from_u64(2);
     let probes: Vec<u64> = (0..1 << 22).map(|_| keys[rng.random_range(0..keys.len())]).collect();
@@ -83,6 +84,17 @@ fn lookup(c: &mut Criterion) {
             black_box(view.practitioner(PractitionerKey::National(probes[i])).map(|r| r.registered_anywhere(t)))
         })
     });
+    // The floor: one random read from an array as large as the table's slots and records, so that
+    // "about one memory miss" can be read as a ratio measured in the same run.
+    let floor: Vec<u64> = (0..(table_bytes / 8) as u64).collect();
+    let mask = floor.len().next_power_of_two() / 2 - 1;
+    g.bench_function("one_random_memory_read_baseline", |b| {
+        b.iter(|| {
+            i = (i + 1) & (probes.len() - 1);
+            black_box(floor[(probes[i] as usize).wrapping_mul(0x9E37_79B9) & mask])
+        })
+    });
+    drop(floor);
     g.bench_function("absent_key", |b| {
         b.iter(|| {
             i = (i + 1) & (probes.len() - 1);

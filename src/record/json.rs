@@ -368,12 +368,26 @@ pub fn unescape(raw: &str, escaped: bool) -> Cow<'_, str> {
     Cow::Owned(serde_json::from_str::<String>(&quoted).unwrap_or_default())
 }
 
+/// True if `b` holds a byte JSON strings must escape; eight bytes at a time.
+#[inline]
+fn needs_escape(b: &[u8]) -> bool {
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        if special_bytes(u64::from_le_bytes(a)) != 0 {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&c| c == b'"' || c == b'\\' || c < 0x20)
+}
+
 /// Appends `s` as a JSON string (with quotes), escaping what JSON requires.
 #[inline]
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let b = s.as_bytes();
-    if !b.iter().any(|&c| c == b'"' || c == b'\\' || c < 0x20) {
+    if !needs_escape(b) {
         out.extend_from_slice(b);
     } else {
         for &c in b {

@@ -31,8 +31,9 @@ use super::{InstitutionTable, PractitionerTable, View};
 
 /// The file's first eight bytes.
 pub const MAGIC: [u8; 8] = *b"CGSNAP\r\n";
-/// The layout version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The layout version this build writes and reads (1: every array as a bincode sequence; 2: the two
+/// large arrays raw).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// No snapshot section may claim more than this many bytes. A corrupt length then fails to decode
 /// instead of asking the allocator for an impossible amount; a 12-million-code table is under 1 GiB.
@@ -287,8 +288,8 @@ mod tests {
         assert!(matches!(read(&b"{\"code\":1}"[..]), Err(SnapshotError::Magic)));
         assert!(matches!(read(&b""[..]), Err(SnapshotError::Magic)));
         let mut v2 = bytes.clone();
-        v2[8] = 2;
-        assert!(matches!(read(&v2[..]), Err(SnapshotError::Version { found: 2 })));
+        v2[8] = 3;
+        assert!(matches!(read(&v2[..]), Err(SnapshotError::Version { found: 3 })));
         let mut flipped = bytes.clone();
         let n = flipped.len();
         flipped[n - 20] ^= 0x40;
