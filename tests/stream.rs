@@ -363,3 +363,21 @@ fn scored_records_published_to_the_topic_change_stream_decisions_like_review() {
     }
     assert_eq!(stream.terminate(Duration::from_secs(40)), Some(0));
 }
+
+#[test]
+fn exactly_once_decides_every_line_once_in_transactions() {
+    let env = Env::new("eos");
+    env.generate(1_000, 3_000, 41);
+    env.publish_tables(&env.path("practitioners.jsonl"), Some(&env.path("institutions.jsonl")));
+    env.send(&env.path("claims.jsonl"));
+    let mut stream = env.stream("g", &["--exactly-once"]);
+    stream.wait_ready(READY);
+    let outputs = env.outputs(3_000, OUTPUTS);
+    assert_eq!(outputs.len(), 3_000, "{}", stream.log_text());
+    // Read committed: no duplicate, not even an identical one.
+    let decided = one_per_line(&outputs).len();
+    let dead = outputs.iter().filter(|o| o.topic.ends_with("dlq")).count();
+    assert_eq!(decided + dead, 3_000);
+    assert!(stream.metric("claimgate_transactions_total") >= 1.0, "{}", stream.log_text());
+    assert_eq!(stream.terminate(Duration::from_secs(40)), Some(0), "{}", stream.log_text());
+}
