@@ -21,7 +21,11 @@ OUT="$ROOT/demo"
 BROKER_DIR="$ROOT/.tools/run/demo-broker-$PORT"
 C="$ROOT/target/release/claimgate"
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [[ -t 1 ]]; then
+    say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+    say() { printf '\n== %s\n' "$*"; }
+fi
 
 say "building claimgate (release; the first build compiles librdkafka, a few minutes)"
 cargo build --release --locked --quiet
