@@ -124,6 +124,10 @@ impl Follower {
                     Ok(p) => break p,
                     Err(e) if !shutdown.load(Ordering::Relaxed) => {
                         tracing::warn!(event = "status_topic_missing", topic, error = %format!("{e:#}"), "waiting for the status topic; no claim is decided until it is read");
+                        // Serve the client's queued logs and errors (a failed TLS handshake, a refused
+                        // login): they say why, and are otherwise held until the first poll. Nothing is
+                        // assigned yet, so no record can be taken here.
+                        let _ = consumer.poll(Duration::ZERO);
                     }
                     Err(e) => return Err(e),
                 }
