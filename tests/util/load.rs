@@ -208,8 +208,15 @@ pub enum Key {
     Dead(Vec<u8>),
 }
 
+/// `limits.max_message_bytes` by default: a larger message is dead-lettered with only its first
+/// bytes kept.
+pub const MAX_MESSAGE_BYTES: usize = 65_536;
+
 /// The output a line must have: a decision if it is well formed, else a dead letter.
 pub fn expected_key(line: &[u8]) -> Key {
+    if line.len() > MAX_MESSAGE_BYTES {
+        return Key::Dead(line[..MAX_MESSAGE_BYTES].to_vec());
+    }
     match claimgate::record::Claim::parse(line) {
         Ok(c) => Key::Decision(c.fixmedins_code.to_string(), c.mdtrt_id.to_string(), c.feedetl_sn.to_string()),
         Err(_) => Key::Dead(line.to_vec()),

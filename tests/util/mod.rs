@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod load;
+pub mod privacy;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -141,6 +142,11 @@ impl Env {
 
     /// Starts `claimgate stream` on the test's topics.
     pub fn stream(&self, group: &str, extra: &[&str]) -> Stream {
+        self.stream_env(group, extra, &[])
+    }
+
+    /// Starts `claimgate stream` with extra environment variables (e.g. `CLAIMGATE_HTTP__TOKEN`).
+    pub fn stream_env(&self, group: &str, extra: &[&str], vars: &[(&str, &str)]) -> Stream {
         let port = free_port();
         let log = self.path(&format!("stream-{group}-{port}.log"));
         let mut args: Vec<String> = vec![
@@ -174,8 +180,13 @@ impl Env {
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         let file = std::fs::File::create(&log).unwrap();
-        let child =
-            Command::new(bin()).args(&args).stdout(Stdio::null()).stderr(file).spawn().expect("start claimgate stream");
+        let child = Command::new(bin())
+            .args(&args)
+            .envs(vars.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start claimgate stream");
         Stream { child: Some(child), port, log }
     }
 
