@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use claimgate::synth::{GenConfig, Line, World};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use util::load::{Reader, expected_key};
+use util::load::{Reader, expected_keys};
 use util::privacy::{assert_masked, personal_data};
 use util::{Env, Stream, http_request};
 
@@ -257,16 +257,16 @@ fn psn_no_and_names_never_reach_the_logs_dead_letters_included() {
     // Debug logs: everything claimgate says, not just the default level.
     let mut s = env.stream("g", &["--log-level", "debug"]);
     s.wait_ready(READY);
-    let expected: std::collections::HashSet<_> = lines.iter().map(|l| expected_key(&l.bytes)).collect();
+    let expected = expected_keys(&lines);
     let mut reader = Reader::new(
         &env.broker,
         &[env.topic("claims.accepted"), env.topic("claims.rejected"), env.topic("claims.dlq")],
     );
-    let done = reader.until(Duration::from_secs(120), |o| util::load::all_answered(&expected, o));
+    let done = reader.until_answered(&expected, Duration::from_secs(120));
     assert!(done, "not every line was answered:\n{}", s.log_text());
     assert_eq!(s.terminate(Duration::from_secs(40)), Some(0));
     let log = s.log_text();
-    let dead = reader.outputs.iter().filter(|o| o.topic.ends_with("dlq")).count();
+    let dead = reader.records.iter().filter(|o| o.is_dead_letter()).count();
     assert!(dead >= 6, "the dead letters this test is about did not happen ({dead})");
     assert!(!util::events(&log, "status_record_invalid").is_empty(), "the bad status record was not reported:\n{log}");
     assert_masked(&log, &lines);

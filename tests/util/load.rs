@@ -18,8 +18,6 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use claimgate::synth::Line;
 
-use super::Output;
-
 struct Ctx {
     delivered: Arc<AtomicU64>,
     failed: Arc<Mutex<Vec<String>>>,
@@ -124,11 +122,32 @@ impl Drop for Load {
     }
 }
 
-/// Reads topics from their beginning, incrementally.
+/// One record of an output topic, kept lean (a soak reads a million): its value is parsed on demand.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub raw: Vec<u8>,
+}
+
+impl Record {
+    /// The value as JSON (`Null` if it is not JSON).
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.raw).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// A dead letter?
+    pub fn is_dead_letter(&self) -> bool {
+        self.topic.ends_with("dlq")
+    }
+}
+
+/// Reads topics from their beginning, incrementally, keeping the set of line keys seen.
 pub struct Reader {
     consumer: BaseConsumer,
     /// Every record read so far, in order of arrival.
-    pub outputs: Vec<Output>,
+    pub records: Vec<Record>,
+    seen: HashSet<Key>,
 }
 
 impl Reader {
@@ -148,37 +167,36 @@ impl Reader {
             }
         }
         consumer.assign(&tpl).unwrap();
-        Reader { consumer, outputs: Vec::new() }
+        Reader { consumer, records: Vec::new(), seen: HashSet::new() }
     }
 
     /// Reads for up to `wait`, returning early once nothing arrives for 200 ms.
     pub fn poll(&mut self, wait: Duration) -> usize {
         let deadline = Instant::now() + wait;
-        let before = self.outputs.len();
+        let before = self.records.len();
         while Instant::now() < deadline {
             match self.consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
-                    let raw = m.payload().unwrap_or_default().to_vec();
-                    self.outputs.push(Output {
+                    let r = Record {
                         topic: m.topic().to_owned(),
                         key: m.key().map(<[u8]>::to_vec),
-                        value: serde_json::from_slice(&raw).unwrap_or(serde_json::Value::Null),
-                        raw,
-                    });
+                        raw: m.payload().unwrap_or_default().to_vec(),
+                    };
+                    self.seen.insert(output_key(&r));
+                    self.records.push(r);
                 }
                 Some(Err(_)) => std::thread::sleep(Duration::from_millis(50)),
                 None => break,
             }
         }
-        self.outputs.len() - before
+        self.records.len() - before
     }
 
-    /// Reads until `done` holds for what was read (checked after each poll) or `wait` passed; true if
-    /// it held.
-    pub fn until(&mut self, wait: Duration, mut done: impl FnMut(&[Output]) -> bool) -> bool {
+    /// Reads until every key of `expected` has an output, or `wait` passed; true if they all have.
+    pub fn until_answered(&mut self, expected: &HashSet<Key>, wait: Duration) -> bool {
         let deadline = Instant::now() + wait;
         loop {
-            if done(&self.outputs) {
+            if expected.iter().all(|k| self.seen.contains(k)) {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -223,13 +241,31 @@ pub fn expected_key(line: &[u8]) -> Key {
     }
 }
 
-/// The key of an output record.
-pub fn output_key(o: &Output) -> Key {
-    if o.topic.ends_with("dlq") {
-        let v = &o.value;
-        let raw = match (&v["raw"], &v["raw_base64"]) {
-            (serde_json::Value::String(s), _) => s.as_bytes().to_vec(),
-            (_, serde_json::Value::String(b)) => {
+/// The keys every line must have.
+pub fn expected_keys(lines: &[Line]) -> HashSet<Key> {
+    lines.iter().map(|l| expected_key(&l.bytes)).collect()
+}
+
+/// The key of an output record: a decision's identity, or the bytes a dead letter keeps.
+pub fn output_key(r: &Record) -> Key {
+    #[derive(Default, serde::Deserialize)]
+    struct Fields {
+        #[serde(default)]
+        fixmedins_code: String,
+        #[serde(default)]
+        mdtrt_id: String,
+        #[serde(default)]
+        feedetl_sn: String,
+        #[serde(default)]
+        raw: Option<String>,
+        #[serde(default)]
+        raw_base64: Option<String>,
+    }
+    let f: Fields = serde_json::from_slice(&r.raw).unwrap_or_default();
+    if r.is_dead_letter() {
+        let raw = match (f.raw, f.raw_base64) {
+            (Some(s), _) => s.into_bytes(),
+            (None, Some(b)) => {
                 use base64::Engine;
                 base64::engine::general_purpose::STANDARD.decode(b).unwrap_or_default()
             }
@@ -237,8 +273,7 @@ pub fn output_key(o: &Output) -> Key {
         };
         Key::Dead(raw)
     } else {
-        let (i, m, f) = super::identity(&o.value);
-        Key::Decision(i, m, f)
+        Key::Decision(f.fixmedins_code, f.mdtrt_id, f.feedetl_sn)
     }
 }
 
@@ -289,7 +324,7 @@ impl Tally {
 type Seen = (String, Option<Vec<u8>>, Vec<u8>);
 
 /// Accounts for every line.
-pub fn tally(lines: &[Line], outputs: &[Output]) -> Tally {
+pub fn tally(lines: &[Line], outputs: &[Record]) -> Tally {
     let expected: HashSet<Key> = lines.iter().map(|l| expected_key(&l.bytes)).collect();
     assert_eq!(expected.len(), lines.len(), "the test's lines are not unique");
     // The first output of each key, as (topic, key, bytes without the stamp).
@@ -333,10 +368,4 @@ pub fn tally(lines: &[Line], outputs: &[Output]) -> Tally {
         }
     }
     t
-}
-
-/// True when every expected key has an output among `outputs`.
-pub fn all_answered(expected: &HashSet<Key>, outputs: &[Output]) -> bool {
-    let seen: HashSet<Key> = outputs.iter().map(output_key).collect();
-    expected.iter().all(|k| seen.contains(k))
 }
