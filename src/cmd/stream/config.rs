@@ -462,6 +462,22 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configurations_are_valid() {
+        for name in ["claimgate.example.toml", "claimgate.sasl-ssl.example.toml"] {
+            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config").join(name);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let cfg = load(&text, &[], Overrides::default()).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            let shown = format!("{cfg:?}");
+            assert!(!shown.contains("change-me"), "{name}: {shown}");
+        }
+        // The first one says what the defaults are.
+        let text =
+            std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/claimgate.example.toml"));
+        let from_file = load(&text.unwrap(), &[], Overrides::default()).unwrap();
+        assert_eq!(format!("{from_file:?}"), format!("{:?}", Config::default()));
+    }
+
+    #[test]
     fn secrets_are_recognised() {
         for k in
             ["sasl.password", "ssl.key.password", "sasl.oauthbearer.client.secret", "ssl.key.pem", "sasl.jaas.config"]
