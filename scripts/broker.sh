@@ -6,8 +6,11 @@
 #
 # Usage:
 #   scripts/broker.sh install                        install into .tools/tansu/, print the binary path
-#   scripts/broker.sh start  [--port N] [--dir D]    start on 127.0.0.1:N (default 19092), wait until it
+#   scripts/broker.sh start  [--port N] [--dir D] [--advertise-port M]
+#                                                    start on 127.0.0.1:N (default 19092), wait until it
 #                                                     answers; prints BROKER=127.0.0.1:N and PID=...
+#                                                     --advertise-port: tell clients to connect to port M
+#                                                     instead (a proxy in front of the broker, in tests)
 #   scripts/broker.sh stop   [--port N] [--dir D]    stop the broker whose PID is in D/broker.pid
 #   scripts/broker.sh status [--port N]              exit 0 if a broker answers on the port, 1 otherwise
 #   scripts/broker.sh freeze [--port N] [--dir D]    SIGSTOP the broker (outage tests)
@@ -217,6 +220,7 @@ live_pid() {
 
 PORT="$DEFAULT_PORT"
 DIR=""
+ADVERTISE_PORT=""
 
 parse_opts() {
     while [[ $# -gt 0 ]]; do
@@ -225,11 +229,15 @@ parse_opts() {
             --port=*) PORT="${1#--port=}"; shift ;;
             --dir) [[ $# -ge 2 ]] || die "--dir needs a value"; DIR="$2"; shift 2 ;;
             --dir=*) DIR="${1#--dir=}"; shift ;;
+            --advertise-port) [[ $# -ge 2 ]] || die "--advertise-port needs a value"; ADVERTISE_PORT="$2"; shift 2 ;;
+            --advertise-port=*) ADVERTISE_PORT="${1#--advertise-port=}"; shift ;;
             -h|--help) usage ;;
             *) die "unknown argument: $1 (see scripts/broker.sh --help)" ;;
         esac
     done
     [[ "$PORT" =~ ^[0-9]+$ ]] && (( PORT >= 1 && PORT <= 65535 )) || die "invalid port: $PORT"
+    [[ -z "$ADVERTISE_PORT" ]] || { [[ "$ADVERTISE_PORT" =~ ^[0-9]+$ ]] && (( ADVERTISE_PORT >= 1 && ADVERTISE_PORT <= 65535 )); } \
+        || die "invalid advertised port: $ADVERTISE_PORT"
     if [[ -z "$DIR" ]]; then
         DIR="$TOOLS/run/broker-$PORT"
     elif [[ "$DIR" != /* ]]; then
@@ -253,7 +261,7 @@ cmd_start() {
     mkdir -p "$DIR"
     if [[ -f "$LOGFILE" ]]; then mv -f "$LOGFILE" "$LOGFILE.1"; fi
 
-    local url="tcp://$HOST:$PORT" t0
+    local url="tcp://$HOST:$PORT" advertised="tcp://$HOST:${ADVERTISE_PORT:-$PORT}" t0
     t0="$(date +%s%N)"
     # Explicit flags override tansu's env fallbacks (LISTENER_URL, STORAGE_ENGINE, ...); drop the
     # env-only settings that would change its behaviour. All std streams go to the log so that
@@ -263,7 +271,7 @@ cmd_start() {
         exec env -u SCHEMA_REGISTRY -u OTEL_EXPORTER_OTLP_ENDPOINT -u CLUSTER_ID \
             nohup "$BIN" broker \
             --listener-url "$url" \
-            --advertised-listener-url "$url" \
+            --advertised-listener-url "$advertised" \
             --storage-engine "memory://tansu/" \
             </dev/null >"$LOGFILE" 2>&1
     ) &

@@ -50,6 +50,14 @@ pub const STATUS_TO_VIEW: &str = "claimgate_status_to_view_seconds";
 pub const READY: &str = "claimgate_ready";
 /// Errors reported by the Kafka clients, by client.
 pub const BROKER_ERRORS: &str = "claimgate_broker_errors_total";
+/// Warnings and errors that the Kafka clients (librdkafka) logged, by client and librdkafka facility:
+/// request timeouts (`REQTMOUT`), a lost group session (`SESSTMOUT`), failed connections (`FAIL`), ….
+/// An unresponsive broker shows here, not in [`BROKER_ERRORS`]: librdkafka reports a global error only
+/// when every connection is down, and a hung broker keeps its connections open.
+pub const BROKER_WARNINGS: &str = "claimgate_broker_warnings_total";
+/// Partitions of the claims topic assigned to this instance: 0 while it has lost its group session
+/// (e.g. during a broker outage) or before it joined.
+pub const CLAIMS_PARTITIONS: &str = "claimgate_claims_partitions";
 /// Exactly-once transactions committed and aborted.
 pub const TRANSACTIONS: &str = "claimgate_transactions_total";
 

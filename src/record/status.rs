@@ -221,6 +221,42 @@ pub struct InstitutionRecord {
     pub version: u64,
 }
 
+/// A record that is not of the record's shape, said without the record's values: serde_json quotes
+/// the offending value (`invalid type: string "张三", expected u64`), and these messages reach logs
+/// (`status_record_invalid`) and terminals, where names must not (service.md). Field names, types and
+/// the position stay.
+fn json_error(e: serde_json::Error) -> RecordError {
+    RecordError::Json(without_values(&e.to_string()))
+}
+
+/// Cuts the quoted values out of a serde message: `string "…"` and `` variant `…` ``.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    loop {
+        let string = rest.find("string \"").map(|i| (i, "string ", '"'));
+        let variant = rest.find("variant `").map(|i| (i, "variant ", '`'));
+        let Some((at, word, quote)) = [string, variant].into_iter().flatten().min_by_key(|(i, _, _)| *i) else {
+            out.push_str(rest);
+            return out;
+        };
+        out.push_str(&rest[..at]);
+        out.push_str(word.trim_end());
+        let body = &rest[at + word.len() + 1..];
+        // The value ends at the next unescaped closing quote (serde writes strings with `{:?}`).
+        let mut escaped = false;
+        let end = body.char_indices().find(|&(_, c)| {
+            let close = c == quote && !escaped;
+            escaped = c == '\\' && !escaped;
+            close
+        });
+        rest = match end {
+            Some((i, c)) => &body[i + c.len_utf8()..],
+            None => "",
+        };
+    }
+}
+
 fn time_field(text: &str, field: impl Fn() -> String) -> Result<BjTime, RecordError> {
     BjTime::parse(text.trim()).map_err(|error| RecordError::Time { field: field(), error })
 }
@@ -242,7 +278,7 @@ fn interval(from: &str, until: Option<&str>, at: impl Fn() -> String) -> Result<
 impl PractitionerText {
     /// Parses one JSON line.
     pub fn from_json(bytes: &[u8]) -> Result<Self, RecordError> {
-        serde_json::from_slice(bytes).map_err(|e| RecordError::Json(e.to_string()))
+        serde_json::from_slice(bytes).map_err(json_error)
     }
 
     /// Validates into typed values.
@@ -391,7 +427,7 @@ impl PractitionerRecord {
 impl InstitutionText {
     /// Parses one JSON line.
     pub fn from_json(bytes: &[u8]) -> Result<Self, RecordError> {
-        serde_json::from_slice(bytes).map_err(|e| RecordError::Json(e.to_string()))
+        serde_json::from_slice(bytes).map_err(json_error)
     }
 
     /// Validates into typed values.
@@ -497,6 +533,22 @@ mod tests {
         assert!(PractitionerText::from_json(bad.as_bytes()).is_err());
         let bad = SPEC_EXAMPLE.replace("\"version\": 17", "\"version\": -1");
         assert!(PractitionerText::from_json(bad.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn shape_errors_do_not_repeat_the_values() {
+        for (bad, kept) in [
+            (SPEC_EXAMPLE.replace("\"version\": 17", "\"version\": \"张三\""), "invalid type: string, expected u64"),
+            (SPEC_EXAMPLE.replace("\"suspended\"", "\"张 \\\" 三\""), "unknown variant, expected"),
+            (SPEC_EXAMPLE.replace("\"doctor\"", "[\"张三\"]"), "invalid type: sequence, expected a string"),
+        ] {
+            let e = PractitionerText::from_json(bad.as_bytes()).unwrap_err().to_string();
+            assert!(!e.contains('张') && !e.contains('三'), "{e}");
+            assert!(e.contains(kept) && e.contains(" column "), "{e}");
+        }
+        assert_eq!(without_values("missing field `version` at line 1"), "missing field `version` at line 1");
+        assert_eq!(without_values("a string \"x\" and variant `y` end"), "a string and variant end");
+        assert_eq!(without_values("string \"unterminated"), "string");
     }
 
     #[test]

@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod broker;
+pub mod load;
+pub mod privacy;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -57,14 +61,27 @@ pub fn free_port() -> u16 {
 pub struct Env {
     pub prefix: String,
     pub dir: tempfile::TempDir,
+    /// The broker the test's topics live on: the shared one of `scripts/test.sh`, or a test's own.
+    pub broker: String,
 }
 
 impl Env {
-    /// Creates the six topics under a prefix unique to this test and process.
+    /// Creates the six topics under a prefix unique to this test and process, on the shared broker.
     pub fn new(name: &str) -> Env {
+        Env::on(&broker(), name)
+    }
+
+    /// Creates the six topics on a given broker (e.g. a test's own, see [`broker::OwnBroker`]).
+    pub fn on(broker: &str, name: &str) -> Env {
         let prefix = format!("t{}-{name}-", std::process::id());
-        claimgate(&["topics", "create", "--brokers", &broker(), "--prefix", &prefix, "--partitions", "4"]);
-        Env { prefix, dir: tempfile::tempdir().expect("tempdir") }
+        claimgate(&["topics", "create", "--brokers", broker, "--prefix", &prefix, "--partitions", "4"]);
+        Env { prefix, dir: tempfile::tempdir().expect("tempdir"), broker: broker.to_owned() }
+    }
+
+    /// An Env whose topics are not created (for tests of missing topics).
+    pub fn without_topics(broker: &str, name: &str) -> Env {
+        let prefix = format!("t{}-{name}-", std::process::id());
+        Env { prefix, dir: tempfile::tempdir().expect("tempdir"), broker: broker.to_owned() }
     }
 
     pub fn topic(&self, name: &str) -> String {
@@ -96,7 +113,7 @@ impl Env {
             "tables".to_owned(),
             "publish".into(),
             "--brokers".into(),
-            broker(),
+            self.broker.clone(),
             "--practitioners".into(),
             practitioners.display().to_string(),
             "--topic-practitioners".into(),
@@ -113,17 +130,29 @@ impl Env {
 
     /// Sends a file of claim lines to the test's claims topic.
     pub fn send(&self, claims: &Path) {
-        claimgate(&["send", "--brokers", &broker(), "--topic", &self.topic("claims"), &claims.display().to_string()]);
+        claimgate(&[
+            "send",
+            "--brokers",
+            &self.broker,
+            "--topic",
+            &self.topic("claims"),
+            &claims.display().to_string(),
+        ]);
     }
 
     /// Starts `claimgate stream` on the test's topics.
     pub fn stream(&self, group: &str, extra: &[&str]) -> Stream {
+        self.stream_env(group, extra, &[])
+    }
+
+    /// Starts `claimgate stream` with extra environment variables (e.g. `CLAIMGATE_HTTP__TOKEN`).
+    pub fn stream_env(&self, group: &str, extra: &[&str], vars: &[(&str, &str)]) -> Stream {
         let port = free_port();
         let log = self.path(&format!("stream-{group}-{port}.log"));
         let mut args: Vec<String> = vec![
             "stream".into(),
             "--brokers".into(),
-            broker(),
+            self.broker.clone(),
             "--group".into(),
             format!("{}{group}", self.prefix),
             "--http".into(),
@@ -138,8 +167,11 @@ impl Env {
                 "dlq" => self.topic("claims.dlq"),
                 other => self.topic(other),
             };
-            args.push(format!("--topic-{t}"));
-            args.push(topic);
+            // A test may name a topic itself (e.g. one that does not exist).
+            if !extra.contains(&format!("--topic-{t}").as_str()) {
+                args.push(format!("--topic-{t}"));
+                args.push(topic);
+            }
         }
         // A short session timeout: the test broker holds a group join for about half of it (BROKER.md).
         for p in ["session.timeout.ms=6000", "heartbeat.interval.ms=500"] {
@@ -148,15 +180,21 @@ impl Env {
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         let file = std::fs::File::create(&log).unwrap();
-        let child =
-            Command::new(bin()).args(&args).stdout(Stdio::null()).stderr(file).spawn().expect("start claimgate stream");
+        let child = Command::new(bin())
+            .args(&args)
+            .envs(vars.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start claimgate stream");
         Stream { child: Some(child), port, log }
     }
 
     /// Reads the three output topics from the beginning until `expected` records arrived (or `wait`
     /// passed); returns (topic, key, value) of each.
     pub fn outputs(&self, expected: usize, wait: Duration) -> Vec<Output> {
-        read_topics(
+        read_topics_from(
+            &self.broker,
             &[self.topic("claims.accepted"), self.topic("claims.rejected"), self.topic("claims.dlq")],
             expected,
             wait,
@@ -173,10 +211,15 @@ pub struct Output {
     pub raw: Vec<u8>,
 }
 
-/// Reads topics from the beginning until `expected` records arrived or `wait` passed.
+/// Reads topics of the shared broker from the beginning until `expected` records arrived or `wait` passed.
 pub fn read_topics(topics: &[String], expected: usize, wait: Duration) -> Vec<Output> {
+    read_topics_from(&broker(), topics, expected, wait)
+}
+
+/// Reads topics from the beginning until `expected` records arrived or `wait` passed.
+pub fn read_topics_from(broker: &str, topics: &[String], expected: usize, wait: Duration) -> Vec<Output> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker())
+        .set("bootstrap.servers", broker)
         .set("group.id", "claimgate-tests-reader")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
@@ -339,4 +382,29 @@ pub fn by_topic(outputs: &[Output]) -> HashMap<&'static str, usize> {
         *m.entry(k).or_default() += 1;
     }
     m
+}
+
+/// Deletes topics (the status-outage test): panics if the broker refuses.
+pub fn delete_topics(broker: &str, topics: &[String]) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", broker).create().expect("admin client");
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = rt.block_on(admin.delete_topics(&names, &opts)).expect("delete topics");
+    for r in results {
+        if let Err((name, e)) = r {
+            panic!("cannot delete topic {name}: {e}");
+        }
+    }
+}
+
+/// The JSON log lines of `log` whose `event` is `event`.
+pub fn events(log: &str, event: &str) -> Vec<serde_json::Value> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == event)
+        .collect()
 }

@@ -15,6 +15,7 @@ use anyhow::{Result, bail};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::value::Value;
+use rdkafka::error::KafkaError;
 use serde::{Deserialize, Serialize};
 
 /// Every setting of `claimgate stream`.
@@ -272,6 +273,11 @@ impl Config {
         if self.group.trim().is_empty() {
             bail!("setting `group`: empty");
         }
+        if let Some(id) = &self.transactional_id
+            && (id.trim().is_empty() || id.chars().any(char::is_control))
+        {
+            bail!("setting `transactional_id`: empty or with control characters; leave it unset for the default");
+        }
         let t = &self.topics;
         let named = [
             ("topics.claims", &t.claims),
@@ -332,12 +338,33 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             bail!("setting `log.level`: `{}` is not a log filter (e.g. `info`, `claimgate=debug`)", self.log.level);
         }
-        for key in self.kafka_properties()?.keys() {
+        let props = self.kafka_properties()?;
+        for (key, value) in &props {
             if MANAGED.contains(&key.as_str()) {
                 bail!(
                     "setting `kafka.{key}`: claimgate sets this property itself (use `brokers`, `group` or `exactly_once`)"
                 );
             }
+            // librdkafka's own check of the name and the value, here rather than when the first client
+            // is created, so that the error names the setting; a secret's value is never repeated.
+            let mut c = rdkafka::config::ClientConfig::new();
+            c.set(key, value);
+            if let Err(e) = c.create_native_config() {
+                let why = match e {
+                    KafkaError::ClientConfig(..) if is_secret(key) => "refused by librdkafka".to_owned(),
+                    KafkaError::ClientConfig(_, desc, _, _) => desc,
+                    other => other.to_string(),
+                };
+                bail!("setting `kafka.{key}`: {why}");
+            }
+        }
+        // A transaction must end before the broker aborts it (librdkafka's default is 60 s).
+        let txn_timeout_ms: u64 = props.get("transaction.timeout.ms").and_then(|v| v.parse().ok()).unwrap_or(60_000);
+        if l.transaction_ms >= txn_timeout_ms {
+            bail!(
+                "setting `limits.transaction_ms` ({}) must be below the producer's transaction.timeout.ms ({txn_timeout_ms})",
+                l.transaction_ms
+            );
         }
         Ok(())
     }
@@ -421,6 +448,10 @@ mod tests {
             ("colour = 1\n", "colour"),
             ("[kafka]\n\"group.id\" = \"x\"\n", "kafka.group.id"),
             ("[limits]\nstatus_publish_ms = 5000\n", "limits.status_publish_ms"),
+            ("transactional_id = \" \"\n", "setting `transactional_id`"),
+            ("[limits]\ntransaction_ms = 60000\n", "setting `limits.transaction_ms`"),
+            ("[kafka]\n\"no.such.property\" = 1\n", "setting `kafka.no.such.property`"),
+            ("[kafka]\n\"session.timeout.ms\" = \"soon\"\n", "setting `kafka.session.timeout.ms`"),
         ];
         for (toml, needle) in cases {
             let e = load(toml, &[], Overrides::default()).unwrap_err().to_string();
@@ -428,6 +459,22 @@ mod tests {
         }
         let e = load("", &[("CLAIMGATE_LIMITS__BATCH_SIZE", "x")], Overrides::default()).unwrap_err().to_string();
         assert!(e.contains("batch_size") && e.contains("CLAIMGATE_LIMITS__BATCH_SIZE"), "{e}");
+    }
+
+    #[test]
+    fn the_example_configurations_are_valid() {
+        for name in ["claimgate.example.toml", "claimgate.sasl-ssl.example.toml"] {
+            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config").join(name);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let cfg = load(&text, &[], Overrides::default()).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            let shown = format!("{cfg:?}");
+            assert!(!shown.contains("change-me"), "{name}: {shown}");
+        }
+        // The first one says what the defaults are.
+        let text =
+            std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/claimgate.example.toml"));
+        let from_file = load(&text.unwrap(), &[], Overrides::default()).unwrap();
+        assert_eq!(format!("{from_file:?}"), format!("{:?}", Config::default()));
     }
 
     #[test]

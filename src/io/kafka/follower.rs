@@ -124,6 +124,10 @@ impl Follower {
                     Ok(p) => break p,
                     Err(e) if !shutdown.load(Ordering::Relaxed) => {
                         tracing::warn!(event = "status_topic_missing", topic, error = %format!("{e:#}"), "waiting for the status topic; no claim is decided until it is read");
+                        // Serve the client's queued logs and errors (a failed TLS handshake, a refused
+                        // login): they say why, and are otherwise held until the first poll. Nothing is
+                        // assigned yet, so no record can be taken here.
+                        let _ = consumer.poll(Duration::ZERO);
                     }
                     Err(e) => return Err(e),
                 }
@@ -162,12 +166,22 @@ impl Follower {
         let mut ends = None;
         let mut records = 0u64;
         while !shutdown.load(Ordering::Relaxed) {
-            if let Some(msg) = consumer.poll(Duration::from_millis(50)) {
-                let msg = msg.context("status consumer")?;
-                self.apply(&msg);
-                records += 1;
-                last_record = Instant::now();
-                continue;
+            match consumer.poll(Duration::from_millis(50)) {
+                Some(Ok(msg)) => {
+                    self.apply(&msg);
+                    records += 1;
+                    last_record = Instant::now();
+                    continue;
+                }
+                // A consumer error here is transient (e.g. `AllBrokersDown` while the broker cannot be
+                // reached at start-up): librdkafka reconnects and the fetch resumes. Returning it ended
+                // the follower thread, leaving the process up but never ready, with nothing said until
+                // shutdown.
+                Some(Err(e)) => {
+                    tracing::warn!(event = "status_read_error", error = %e, "cannot read the status topics yet; retrying");
+                    continue;
+                }
+                None => {}
             }
             if ends.as_ref().is_none_or(|e| !self.at_end(e)) {
                 ends = self.end_offsets(consumer);

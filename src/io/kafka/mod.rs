@@ -54,6 +54,10 @@ pub struct Context {
 
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if (level as i32) <= RDKafkaLogLevel::Warning as i32 {
+            ::metrics::counter!(metrics::BROKER_WARNINGS, "client" => self.client, "facility" => fac.to_owned())
+                .increment(1);
+        }
         match level {
             RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
                 tracing::error!(target: "rdkafka", client = self.client, facility = fac, "{log_message}")

@@ -277,7 +277,9 @@ impl ConsumerContext for ConsumerCtx {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let assigned = consumer.assignment().map_or(0, |a| a.count());
+        ::metrics::gauge!(crate::io::metrics::CLAIMS_PARTITIONS).set(assigned as f64);
         if let Rebalance::Assign(tpl) = rebalance {
             let assigned: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             tracing::info!(event = "partitions_assigned", partitions = ?assigned);

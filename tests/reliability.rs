@@ -1,0 +1,425 @@
+//! Reliability under faults (issue 6), against the real binary and a real broker:
+//!
+//! - crash: `kill -9` of `claimgate stream` at random moments under a steady load, restarted each time;
+//!   every line sent must end with a decision or a dead letter, and every duplicate must be identical
+//!   byte for byte except its time stamp;
+//! - broker outage: the broker frozen (SIGSTOP) for longer than the session timeout mid-stream, then
+//!   thawed; nothing lost, the outage visible in logs and metrics;
+//! - status topics gone mid-stream: decisions go on with the last table, its age exposed;
+//! - no table at start-up (status topics missing, or the broker unreachable): nothing is decided and
+//!   `/readyz` stays false.
+//!
+//! The outage tests freeze a broker of their own (`util::broker::OwnBroker`), never the shared one.
+//! Sizes come from the environment so that `scripts/soak.sh` can run the same tests longer:
+//! `CLAIMGATE_TEST_CRASH_KILLS` (default 10), `CLAIMGATE_TEST_CRASH_RATE` (lines/s, default 1000),
+//! `CLAIMGATE_TEST_OUTAGE_S` (seconds frozen, default 15), `CLAIMGATE_TEST_SEED`. With
+//! `CLAIMGATE_TEST_REPORT=FILE`, each test appends its figures to FILE as one JSON line.
+
+mod util;
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use rand::{RngExt, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+
+use claimgate::synth::{GenConfig, Line, World};
+use util::broker::{OwnBroker, Proxy};
+use util::load::{Load, Reader, Tally, expected_keys, tally};
+use util::privacy::assert_masked;
+use util::{Env, Stream};
+
+const READY: Duration = Duration::from_secs(90);
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn seed() -> u64 {
+    env_u64(
+        "CLAIMGATE_TEST_SEED",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs()),
+    )
+}
+
+/// Appends a test's figures to `CLAIMGATE_TEST_REPORT`, and prints them.
+fn report(test: &str, figures: serde_json::Value) {
+    let line = serde_json::json!({ "test": test, "figures": figures }).to_string();
+    println!("{line}");
+    if let Ok(path) = std::env::var("CLAIMGATE_TEST_REPORT") {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("report file");
+        writeln!(f, "{line}").expect("write report");
+    }
+}
+
+fn tally_json(t: &Tally) -> serde_json::Value {
+    serde_json::json!({
+        "lines": t.lines, "decided": t.decided, "dead_letters": t.dead, "lost": t.lost,
+        "duplicates": t.duplicates, "differing_duplicates": t.differing.len(), "unexpected": t.unexpected,
+    })
+}
+
+fn assert_clean(t: &Tally, logs: &str) {
+    assert!(
+        t.clean(),
+        "lines lost or duplicates differing: lost {} (e.g. {:?}), unexpected {}, differing {:?}\nlogs:\n{}",
+        t.lost,
+        t.lost_examples,
+        t.unexpected,
+        t.differing,
+        tail(logs, 200)
+    );
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A world whose claim lines never run out; the test stops the sender.
+fn world(seed: u64) -> &'static World {
+    Box::leak(Box::new(World::new(GenConfig {
+        seed,
+        practitioners: 2_000,
+        claims: u64::MAX / 2,
+        malformed_rate: 0.01,
+        ..GenConfig::default()
+    })))
+}
+
+fn publish_world(env: &Env, world: &World) {
+    let mut p = std::fs::File::create(env.path("practitioners.jsonl")).unwrap();
+    world.write_practitioners(&mut p, |_| {}).unwrap();
+    let mut i = std::fs::File::create(env.path("institutions.jsonl")).unwrap();
+    world.write_institutions(&mut i).unwrap();
+    env.publish_tables(&env.path("practitioners.jsonl"), Some(&env.path("institutions.jsonl")));
+}
+
+fn output_topics(env: &Env) -> Vec<String> {
+    vec![env.topic("claims.accepted"), env.topic("claims.rejected"), env.topic("claims.dlq")]
+}
+
+/// Lines in a log that report a panic: must be none.
+fn panics(log: &str) -> usize {
+    log.lines().filter(|l| l.contains("panicked")).count()
+}
+
+/// Waits until every line has an output, or `wait` passes.
+fn wait_answered(reader: &mut Reader, lines: &[Line], wait: Duration) -> bool {
+    reader.until_answered(&expected_keys(lines), wait)
+}
+
+#[test]
+fn kill_9_at_random_moments_under_load_loses_no_line() {
+    let kills = env_u64("CLAIMGATE_TEST_CRASH_KILLS", 10);
+    let rate = env_u64("CLAIMGATE_TEST_CRASH_RATE", 1_000);
+    let seed = seed();
+    eprintln!("crash test: seed {seed} (CLAIMGATE_TEST_SEED), {kills} kills, {rate} lines/s");
+    let mut rng = Pcg64Mcg::seed_from_u64(seed);
+    let started = Instant::now();
+    let env = Env::new("crash");
+    let world = world(seed);
+    publish_world(&env, world);
+    let load = Load::start(&env.broker, &env.topic("claims"), world.claims(), rate);
+
+    let mut logs = String::new();
+    let mut during_processing = 0;
+    for k in 0..kills {
+        let mut s = env.stream("g", &[]);
+        let spawned = Instant::now();
+        // Half the kills fall anywhere from start-up on (loading tables, joining the group), half once
+        // this instance is deciding: at a random moment within its first seconds of work.
+        if k % 2 == 0 {
+            std::thread::sleep(Duration::from_millis(rng.random_range(200..6_000)));
+        } else {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline
+                && s.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+                && s.metric("claimgate_claims_total") + s.metric("claimgate_dead_letters_total") == 0.0
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            std::thread::sleep(Duration::from_millis(rng.random_range(0..2_000)));
+        }
+        if let Some(status) = s.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            panic!("claimgate stream exited by itself ({status}) before kill {}:\n{}", k + 1, s.log_text());
+        }
+        let in_flight = s.metric("claimgate_in_flight");
+        let decided = s.metric("claimgate_claims_total") + s.metric("claimgate_dead_letters_total");
+        if decided > 0.0 {
+            during_processing += 1;
+        }
+        s.kill();
+        eprintln!(
+            "kill {}: after {:.1} s, {decided} decided by this instance, {in_flight} in flight, {} lines sent",
+            k + 1,
+            spawned.elapsed().as_secs_f64(),
+            load.delivered()
+        );
+        logs.push_str(&s.log_text());
+    }
+    // The last instance runs to the end: the sender stops, every line must come out.
+    let mut last = env.stream("g", &[]);
+    last.wait_ready(READY);
+    let lines = load.finish();
+    let mut reader = Reader::new(&env.broker, &output_topics(&env));
+    // A bound on the wait that grows with the load (a soak sends hundreds of thousands of lines).
+    let answered = wait_answered(&mut reader, &lines, Duration::from_secs(240.max(lines.len() as u64 / 500)));
+    assert!(answered || lines.is_empty(), "not every line was answered in time:\n{}", tail(&last.log_text(), 100));
+    assert_eq!(last.terminate(Duration::from_secs(40)), Some(0), "{}", tail(&last.log_text(), 100));
+    logs.push_str(&last.log_text());
+    reader.drain(Duration::from_secs(3));
+
+    let t = tally(&lines, &reader.records);
+    let panicked = panics(&logs);
+    let mut figures = tally_json(&t);
+    figures["kills"] = kills.into();
+    figures["kills_while_deciding"] = during_processing.into();
+    figures["panics"] = panicked.into();
+    figures["seed"] = seed.into();
+    figures["seconds"] = started.elapsed().as_secs().into();
+    report("crash", figures);
+    if let Ok(dir) = std::env::var("CLAIMGATE_TEST_LOGS") {
+        std::fs::write(std::path::Path::new(&dir).join("crash.log"), &logs).expect("write logs");
+    }
+    assert_clean(&t, &logs);
+    assert_eq!(panicked, 0, "a panic in the logs:\n{logs}");
+    assert!(t.dead > 0, "the load has malformed lines; none reached the dead-letter topic");
+    assert!(during_processing >= kills / 2, "too few kills hit an instance while it was deciding");
+    assert_masked(&logs, &lines);
+}
+
+/// Waits until the stream has decided (or dead-lettered) at least `n` lines.
+fn wait_deciding(s: &Stream, n: f64, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if s.metric("claimgate_claims_total") + s.metric("claimgate_dead_letters_total") >= n {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// Waits until a metric satisfies `ok`.
+fn wait_metric(s: &Stream, name: &str, wait: Duration, ok: impl Fn(f64) -> bool) -> Option<f64> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let v = s.metric(name);
+        if ok(v) {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_frozen_broker_is_ridden_out_with_no_line_lost_and_the_outage_reported() {
+    let outage = Duration::from_secs(env_u64("CLAIMGATE_TEST_OUTAGE_S", 15));
+    let seed = seed();
+    let started = Instant::now();
+    let mut broker = OwnBroker::start();
+    let env = Env::on(&broker.addr, "outage");
+    let world = world(seed ^ 0x07a6e);
+    publish_world(&env, world);
+    // A table counts as stale after 3 s without confirmation, so that an outage of a few seconds shows.
+    std::fs::write(env.path("stale.toml"), "[limits]\nstale_after_s = 3\n").unwrap();
+    let mut s = env.stream("g", &["--config", &env.path("stale.toml").display().to_string()]);
+    s.wait_ready(READY);
+    let load = Load::start(&env.broker, &env.topic("claims"), world.claims(), 500);
+    assert!(wait_deciding(&s, 100.0, Duration::from_secs(60)), "{}", tail(&s.log_text(), 100));
+    let warnings_before = s.metric("claimgate_broker_warnings_total");
+    assert_eq!(s.metric("claimgate_claims_partitions"), 4.0, "{}", tail(&s.log_text(), 50));
+
+    // The outage: longer than the session timeout (6 s), so the group forgets the member meanwhile.
+    broker.freeze();
+    let frozen = Instant::now();
+    let (mut max_age, mut saw_stale, mut min_partitions) = (0.0f64, false, 4.0f64);
+    while frozen.elapsed() < outage {
+        // The operations port keeps answering during the outage.
+        max_age = max_age.max(s.metric("claimgate_table_age_seconds"));
+        saw_stale |= s.metric("claimgate_table_stale") == 1.0;
+        min_partitions = min_partitions.min(s.metric("claimgate_claims_partitions"));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let warnings_during = s.metric("claimgate_broker_warnings_total") - warnings_before;
+    let decided_in_outage = s.metric("claimgate_claims_total");
+    broker.thaw();
+    eprintln!("thawed after {:.1} s", frozen.elapsed().as_secs_f64());
+
+    // Afterwards: the same process goes on, and every line comes out.
+    std::thread::sleep(Duration::from_secs(3));
+    let lines = load.finish();
+    let mut reader = Reader::new(&env.broker, &output_topics(&env));
+    let answered = wait_answered(&mut reader, &lines, Duration::from_secs(180));
+    assert!(answered, "not every line was answered after the outage:\n{}", tail(&s.log_text(), 200));
+    assert!(s.child.as_mut().unwrap().try_wait().unwrap().is_none(), "the processor exited during the outage");
+    let fresh_again = wait_metric(&s, "claimgate_table_stale", Duration::from_secs(30), |v| v == 0.0);
+    let partitions_again = wait_metric(&s, "claimgate_claims_partitions", Duration::from_secs(30), |v| v == 4.0);
+    let age_after = s.metric("claimgate_table_age_seconds");
+    assert_eq!(s.terminate(Duration::from_secs(40)), Some(0), "{}", tail(&s.log_text(), 100));
+    reader.drain(Duration::from_secs(3));
+    let log = s.log_text();
+    let t = tally(&lines, &reader.records);
+    let mut figures = tally_json(&t);
+    figures["outage_s"] = outage.as_secs().into();
+    figures["max_table_age_s"] = max_age.into();
+    figures["broker_warnings"] = warnings_during.into();
+    figures["panics"] = panics(&log).into();
+    figures["seconds"] = started.elapsed().as_secs().into();
+    report("broker_outage", figures);
+
+    assert_clean(&t, &log);
+    assert_eq!(panics(&log), 0, "{log}");
+    // Reported: the table's age grew past the stale bound and said so, in metrics and logs; the clients'
+    // timeouts were counted; the claims partitions were lost with the group session; and all of it
+    // cleared once the broker was back.
+    assert!(saw_stale && max_age >= 3.0, "the outage never showed as a stale table (max age {max_age})\n{log}");
+    assert!(!util::events(&log, "table_stale").is_empty(), "no table_stale log line:\n{log}");
+    assert!(!util::events(&log, "table_fresh").is_empty(), "no table_fresh log line after the outage:\n{log}");
+    assert!(warnings_during > 0.0, "no client warning counted during the outage:\n{log}");
+    assert!(log.contains("REQTMOUT") || log.contains("SESSTMOUT"), "no timeout in the logs:\n{log}");
+    assert_eq!(min_partitions, 0.0, "the lost group session did not show:\n{log}");
+    assert!(partitions_again.is_some(), "the partitions were not assigned again:\n{log}");
+    assert!(fresh_again.is_some() && age_after < 30.0, "the table never became fresh again:\n{log}");
+    assert!(decided_in_outage > 0.0);
+}
+
+#[test]
+fn with_the_status_topics_unreachable_decisions_go_on_with_the_last_table_and_its_age() {
+    let seed = seed();
+    // Every client connection passes through a proxy, which can make the status topics unreachable
+    // while the claims keep flowing.
+    let (proxy, listener) = Proxy::listen();
+    let broker = OwnBroker::start_advertising(Some(proxy.port));
+    proxy.forward_to(listener, broker.addr.clone());
+    let env = Env::on(&format!("127.0.0.1:{}", proxy.port), "stale");
+    let world = world(seed ^ 0x57a1e);
+    publish_world(&env, world);
+    std::fs::write(env.path("stale.toml"), "[limits]\nstale_after_s = 2\n").unwrap();
+    let mut s = env.stream("g", &["--config", &env.path("stale.toml").display().to_string()]);
+    s.wait_ready(READY);
+    let load = Load::start(&env.broker, &env.topic("claims"), world.claims(), 300);
+    assert!(wait_deciding(&s, 50.0, Duration::from_secs(60)), "{}", tail(&s.log_text(), 100));
+    let epoch = s.metric("claimgate_table_epoch");
+
+    // The status topics become unreachable; the claims keep coming.
+    proxy.block(&env.topic("practitioners"));
+    proxy.block(&env.topic("institutions"));
+    let stale = wait_metric(&s, "claimgate_table_stale", Duration::from_secs(60), |v| v == 1.0);
+    assert!(stale.is_some(), "the table never turned stale:\n{}", tail(&s.log_text(), 100));
+    let decided_when_stale = s.metric("claimgate_claims_total");
+    assert!(
+        wait_deciding(&s, decided_when_stale + 1_000.0, Duration::from_secs(60)),
+        "decisions stopped with the status topics unreachable:\n{}",
+        tail(&s.log_text(), 100)
+    );
+    let age = s.metric("claimgate_table_age_seconds");
+    let ready = s.get("/readyz").unwrap();
+    let still_stale = s.metric("claimgate_table_stale");
+    let dropped = proxy.dropped();
+
+    // Reachable again: the table is confirmed fresh.
+    proxy.unblock_all();
+    let fresh = wait_metric(&s, "claimgate_table_stale", Duration::from_secs(60), |v| v == 0.0);
+    let lines = load.finish();
+    let mut reader = Reader::new(&env.broker, &output_topics(&env));
+    assert!(wait_answered(&mut reader, &lines, Duration::from_secs(120)), "{}", tail(&s.log_text(), 100));
+    assert_eq!(s.terminate(Duration::from_secs(40)), Some(0), "{}", tail(&s.log_text(), 100));
+    reader.drain(Duration::from_secs(2));
+    let log = s.log_text();
+    let t = tally(&lines, &reader.records);
+    let mut figures = tally_json(&t);
+    figures["table_age_s_while_unreachable"] = age.into();
+    figures["requests_dropped"] = dropped.into();
+    report("status_topics_unreachable", figures);
+    assert_clean(&t, &log);
+
+    assert!(dropped > 0, "the proxy dropped no status request");
+    assert!(age >= 2.0 && still_stale == 1.0, "table age {age}, stale {still_stale}");
+    assert_eq!(ready.0, 200, "a stale table keeps deciding, so the instance stays ready: {ready:?}");
+    assert!(ready.1.contains("stale"), "{ready:?}");
+    assert!(!util::events(&log, "table_stale").is_empty(), "{log}");
+    assert!(fresh.is_some() && !util::events(&log, "table_fresh").is_empty(), "never fresh again:\n{log}");
+    // Every decision names the table that made it: the last one, before, during and after.
+    let epochs: HashSet<u64> = reader
+        .records
+        .iter()
+        .filter(|o| !o.topic.ends_with("dlq"))
+        .filter_map(|o| o.value()["table_epoch"].as_u64())
+        .collect();
+    assert_eq!(epochs, HashSet::from([epoch as u64]), "decisions on another table than the last one");
+}
+
+#[test]
+fn with_no_status_topic_at_start_up_nothing_is_decided_and_readiness_stays_false() {
+    let env = Env::new("notable");
+    std::fs::write(
+        env.path("c.jsonl"),
+        (0..20)
+            .map(|i| format!(r#"{{"feedetl_sn":"{i}","fixmedins_code":"H11010500001","mdtrt_id":"M1","psn_no":"P1","med_type":"11","fee_ocur_time":"2026-05-10 09:00:00","bilg_dr_codg":"D110105000123","det_item_fee_sumamt":"10.00"}}"#) + "\n")
+            .collect::<String>(),
+    )
+    .unwrap();
+    env.send(&env.path("c.jsonl"));
+    // The practitioner topic's name points at a topic that does not exist.
+    let missing = env.topic("missing-practitioners");
+    let s = env.stream("g", &["--topic-practitioners", &missing]);
+    let deadline = Instant::now() + Duration::from_secs(12);
+    let mut answered = 0;
+    while Instant::now() < deadline {
+        if let Some((status, _)) = s.get("/readyz") {
+            answered += 1;
+            assert_eq!(status, 503, "ready without a table:\n{}", s.log_text());
+        }
+        assert_eq!(s.metric("claimgate_claims_total"), 0.0);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(answered > 10, "the operations port did not answer:\n{}", s.log_text());
+    assert!(env.outputs(1, Duration::from_secs(2)).is_empty(), "a claim was decided without a table");
+    let log = s.log_text();
+    assert!(!util::events(&log, "status_topic_missing").is_empty(), "the wait is not logged:\n{log}");
+    assert!(util::events(&log, "status_loaded").is_empty(), "{log}");
+}
+
+#[test]
+fn with_the_broker_unreachable_at_start_up_nothing_is_decided_until_it_is_back() {
+    let mut broker = OwnBroker::start();
+    let env = Env::on(&broker.addr, "unreachable");
+    let world = world(seed() ^ 0xdead);
+    publish_world(&env, world);
+    let lines: Vec<Line> = world.claims().take(500).collect();
+    let mut file = std::fs::File::create(env.path("c.jsonl")).unwrap();
+    for l in &lines {
+        file.write_all(&l.bytes).unwrap();
+        file.write_all(b"\n").unwrap();
+    }
+    drop(file);
+    env.send(&env.path("c.jsonl"));
+    broker.freeze();
+    let mut s = env.stream("g", &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut answered = 0;
+    while Instant::now() < deadline {
+        if let Some((status, _)) = s.get("/readyz") {
+            answered += 1;
+            assert_eq!(status, 503, "ready without a table:\n{}", s.log_text());
+        }
+        assert_eq!(s.metric("claimgate_claims_total") + s.metric("claimgate_dead_letters_total"), 0.0);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(answered > 10, "the operations port did not answer:\n{}", s.log_text());
+    // Back: the tables load, readiness turns true, and every line is answered once.
+    broker.thaw();
+    s.wait_ready(READY);
+    let mut reader = Reader::new(&env.broker, &output_topics(&env));
+    assert!(wait_answered(&mut reader, &lines, Duration::from_secs(120)), "{}", tail(&s.log_text(), 100));
+    assert_eq!(s.terminate(Duration::from_secs(40)), Some(0), "{}", tail(&s.log_text(), 100));
+    reader.drain(Duration::from_secs(2));
+    let t = tally(&lines, &reader.records);
+    assert_clean(&t, &s.log_text());
+}
