@@ -353,7 +353,7 @@ pub struct PractitionerRow<'a> {
 impl<'a> PractitionerRow<'a> {
     /// Parses one JSON line.
     pub fn from_json(bytes: &'a [u8]) -> Result<Self, RecordError> {
-        serde_json::from_slice(bytes).map_err(|e| RecordError::Json(e.to_string()))
+        serde_json::from_slice(bytes).map_err(json_error)
     }
 
     /// Validates into typed values.
