@@ -65,7 +65,7 @@ if [[ " $* " != *" --systems "* ]] || [[ " $* " == *peer* ]]; then
     loadtest/peers/run_peer.sh --setup-only
 fi
 mkdir -p "$WORK" "$OUT"
-rm -f "$WORK"/*.pid
+rm -f "$WORK"/*.pid "$WORK"/lt*-stream.log "$WORK"/lt*-ready "$WORK"/lt*-stats.json
 scripts/broker.sh start --port "$PORT" --dir "$BROKER_DIR" >/dev/null
 ELAPSED=$(( $(date +%s) - T0 ))
 # Keep about 60 s for starting and stopping the systems and writing the report.

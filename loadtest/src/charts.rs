@@ -34,7 +34,7 @@ fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
 /// Latency (ms, log scale) by percentile, one line per series.
 pub fn percentile_curves(path: &Path, title: &str, series: &[Series<'_>]) -> Result<()> {
     let total = series.iter().filter_map(|s| s.points.last().map(|p| p.total)).max().unwrap_or(10);
-    let end = (total.max(10) as f64).log10().ceil().clamp(2.0, 6.0);
+    let end = (total.max(10) as f64).log10().floor().clamp(2.0, 5.0);
     let values = series.iter().flat_map(|s| s.points.iter().map(|p| p.value_ms));
     let (lo, hi) = values.fold((f64::MAX, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (lo, hi) = if hi <= 0.0 { (0.1, 10.0) } else { (lo.max(0.01) * 0.8, hi * 1.25) };
@@ -43,6 +43,7 @@ pub fn percentile_curves(path: &Path, title: &str, series: &[Series<'_>]) -> Res
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(15)
+        .margin_right(45)
         .x_label_area_size(45)
         .y_label_area_size(70)
         .build_cartesian_2d(0f64..end, (lo..hi).log_scale())

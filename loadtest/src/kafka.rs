@@ -147,6 +147,8 @@ pub struct Sent {
     pub seconds: f64,
     /// Most the generator was ever behind its schedule, ms.
     pub max_behind_ms: f64,
+    /// CPU use while the lines were sent.
+    pub cpu: crate::cpu::CpuUse,
 }
 
 /// One step of the generator: where, which step, how many when, from when (session clock, ns).
@@ -195,6 +197,7 @@ pub fn generate(producer: &GenProducer, pool: &Pool, clock: &Clock, plan: &GenSt
         failed: producer.context().failed.load(Ordering::Relaxed) - failed_before,
         seconds,
         max_behind_ms: max_behind as f64 / 1e6,
+        cpu: crate::cpu::CpuUse::default(),
     }
 }
 

@@ -9,6 +9,7 @@
 //! line is checked for loss and duplication. See `loadtest/README.md`.
 
 mod charts;
+mod cpu;
 mod hgrm;
 mod kafka;
 mod pool;
@@ -78,7 +79,7 @@ struct Args {
     #[arg(long, default_value_t = 10.0)]
     drain: f64,
     /// First rate of the claimgate and pass-through sweeps, lines/s.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 10_000)]
     start_rate: u64,
     /// Each next rate is this times the last, until a rate saturates.
     #[arg(long, default_value_t = 1.5)]
@@ -99,8 +100,16 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     peer_refine: u32,
     /// Seconds measured at half of claimgate's saturating rate.
-    #[arg(long, default_value_t = 15.0)]
+    #[arg(long, default_value_t = 6.0)]
     half_seconds: f64,
+    /// Rounds of half-rate steps (claimgate, pass-through, broker in turn; the report gives medians),
+    /// as many as the time budget allows.
+    #[arg(long, default_value_t = 3)]
+    half_repeats: u32,
+    /// Do not try a saturated sweep rate a second time (by default a rate counts as saturated only if
+    /// it saturates twice: a neighbour's burst on a shared machine should not end a sweep).
+    #[arg(long)]
+    no_retry: bool,
     /// Take this as claimgate's saturating rate for the half-rate steps instead of measuring it.
     #[arg(long)]
     half_of: Option<u64>,
@@ -205,6 +214,8 @@ fn real_main() -> Result<()> {
         peer_max_rate: args.peer_max_rate,
         peer_refine: args.peer_refine,
         half_seconds: args.half_seconds,
+        half_repeats: args.half_repeats,
+        retry_saturated: !args.no_retry,
         status_changes: args.status_changes,
         trickle_rate: args.trickle_rate,
         budget_seconds: args.budget,
@@ -218,9 +229,11 @@ fn real_main() -> Result<()> {
         (Some(a), Some(b)) if b > 0 => Some((a as f64 / b as f64 * 100.0).round() / 100.0),
         _ => None,
     };
-    let p99_at = |s: System| {
-        outcomes.steps.iter().find(|r| r.system == s && r.phase == results::Phase::HalfRate).map(|r| r.latency.p99_ms)
-    };
+    let half_rate_figures: Vec<results::HalfRateFigure> = [System::Claimgate, System::PassThrough, System::Broker]
+        .into_iter()
+        .filter_map(|s| results::HalfRateFigure::of(s, &outcomes.steps))
+        .collect();
+    let p99_at = |s: System| half_rate_figures.iter().find(|f| f.system == s).map(|f| f.median_p99_ms);
     let verdicts = |s: System| outcomes.verdicts.iter().find(|v| v.0 == s).map(|v| &v.1);
     let peer_agreement = match (verdicts(System::Claimgate), verdicts(System::Peer)) {
         (Some(a), Some(b)) => Some(a.compare(b)),
@@ -271,6 +284,7 @@ fn real_main() -> Result<()> {
         half_rate: outcomes.half_rate,
         half_rate_p99_ms: p99_at(System::Claimgate),
         half_rate_pass_through_p99_ms: p99_at(System::PassThrough),
+        half_rate_figures,
         status: outcomes.status.clone(),
         peer_agreement,
         // A saturated step's backlog is cut off when its system is stopped: those lines stay in the
@@ -281,6 +295,7 @@ fn real_main() -> Result<()> {
         systems: outcomes.systems.clone(),
         steps: outcomes.steps.clone(),
         wall_seconds: started.elapsed().as_secs_f64(),
+        load_average_end: results::load_average(),
         notes,
     };
     let hgrms: Vec<(String, String)> = outcomes.steps.iter().map(|r| (r.hgrm.clone(), r.hgrm_text.clone())).collect();

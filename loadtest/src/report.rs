@@ -55,7 +55,8 @@ fn write_charts(dir: &Path, summary: &Summary) -> Result<Vec<(String, String)>> 
             .iter()
             .map(|s| charts::Series {
                 label: format!(
-                    "{} {}/s{}",
+                    "#{} {} {}/s{}",
+                    s.hgrm.get(..2).unwrap_or_default(),
                     s.system.name(),
                     s.target_rate,
                     if s.phase == Phase::Status { " + status changes" } else { "" }
@@ -69,17 +70,20 @@ fn write_charts(dir: &Path, summary: &Summary) -> Result<Vec<(String, String)>> 
             "End-to-end latency at half of claimgate's saturating rate",
             &series,
         )?;
-        made.push((file, "claimgate and the pass-through at half of claimgate's saturating rate".into()));
+        made.push((
+            file,
+            "claimgate, the pass-through and the broker alone at half of claimgate's saturating rate".into(),
+        ));
     }
     type Points = Vec<(f64, f64, f64)>;
     let points: Vec<(System, Points)> = systems
         .iter()
         .map(|&sys| {
-            let mut p: Vec<(f64, f64, f64)> = of(summary, sys, Phase::Sweep)
-                .iter()
-                .map(|s| (s.achieved_rate, s.latency.p50_ms, s.latency.p99_ms))
-                .collect();
-            p.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let mut steps = of(summary, sys, Phase::Sweep);
+            // In the order of the target rate: the curve as the load rises.
+            steps.sort_by_key(|s| s.target_rate);
+            let p: Vec<(f64, f64, f64)> =
+                steps.iter().map(|s| (s.achieved_rate, s.latency.p50_ms, s.latency.p99_ms)).collect();
             (sys, p)
         })
         .filter(|(_, p)| !p.is_empty())
@@ -108,11 +112,13 @@ pub fn markdown(s: &Summary, charts: &[(String, String)]) -> String {
     let _ = writeln!(o, "# claimgate load test — {}\n", s.started);
     let _ = writeln!(
         o,
-        "Machine: {} cores (`nproc`), {}, {} GiB, Linux {}. Broker: {}. Command: `{}`. Wall time of the run: {:.0} s.\n",
+        "Machine: {} cores (`nproc`), {}, {} GiB, Linux {}; load average at the start {}, at the end {} (a shared machine). Broker: {}. Command: `{}`. Wall time of the run: {:.0} s.\n",
         s.machine.nproc,
         s.machine.cpu_model,
         s.machine.memory_gib,
         s.machine.kernel,
+        s.machine.load_average,
+        s.load_average_end,
         s.broker,
         s.command,
         s.wall_seconds
@@ -133,11 +139,21 @@ pub fn markdown(s: &Summary, charts: &[(String, String)]) -> String {
         );
     }
     if let (Some(h), Some(p99)) = (s.half_rate, s.half_rate_p99_ms) {
-        let pt99 = s.half_rate_pass_through_p99_ms.map_or_else(|| "—".into(), |v| format!("{v:.2} ms"));
+        let fig = |sys: System| s.half_rate_figures.iter().find(|f| f.system == sys);
+        let n = fig(System::Claimgate).map_or(0, |f| f.p99_ms.len());
+        let pt = s.half_rate_pass_through_p99_ms;
+        let pt99 = pt.map_or_else(|| "—".into(), |v| format!("{v:.1} ms"));
+        let br99 = fig(System::Broker).map_or_else(|| "—".into(), |f| format!("{:.1} ms", f.median_p99_ms));
+        let added = pt.map_or_else(|| "—".into(), |pt| format!("{:+.1} ms", p99 - pt));
         let _ = writeln!(
             o,
-            "| added latency: p99 end to end at half the saturating rate ({h}/s), coordinated omission corrected | ≤ 5 ms | {p99:.2} ms (pass-through at the same rate: {pt99}) | {} |",
+            "| latency: p99 end to end at half the saturating rate ({h}/s), coordinated omission corrected, median of {n} | ≤ 5 ms | claimgate {p99:.1} ms; pass-through {pt99}; broker alone {br99} | {} |",
             check(p99 <= 5.0)
+        );
+        let _ = writeln!(
+            o,
+            "| added latency: claimgate's p99 minus the pass-through's at that rate (medians) | ≤ 5 ms | {added} | {} |",
+            check(pt.is_some_and(|pt| p99 - pt <= 5.0))
         );
     }
     if let Some(st) = &s.status {
@@ -207,18 +223,18 @@ pub fn markdown(s: &Summary, charts: &[(String, String)]) -> String {
     let _ = writeln!(o, "\n## Every step\n");
     let _ = writeln!(
         o,
-        "Latency: from the line's intended send time (open loop, coordinated omission corrected) to its output's arrival at the reader, ms, lines meant for the measurement window only (warm-up excluded). Each step ran on fresh topics with a freshly started system. Lost: lines without an output at the end; for a saturated step, the backlog its system had not decided when it was stopped (still in the claims topic, not lost) is shown in brackets.\n"
+        "Latency: from the line's intended send time (open loop, coordinated omission corrected) to its output's arrival at the reader, ms, lines meant for the measurement window only (warm-up excluded). Each step ran on fresh topics with a freshly started system. Lost: lines without an output at the end; for a saturated step, the backlog its system had not decided when it was stopped (still in the claims topic, not lost) is shown in brackets. CPU, while the lines were sent: how busy the whole machine was (100% = every core), then the system under test, the load test, and the rest (the broker and the machine's other users) in percent of one core.\n"
     );
     let _ = writeln!(
         o,
-        "| system | phase | target/s | achieved/s | p50 | p90 | p99 | p99.9 | p99.99 | max | lost | dup | saturation | histogram |"
+        "| system | phase | target/s | achieved/s | p50 | p90 | p99 | p99.9 | p99.99 | max | lost | dup | saturation | CPU: machine busy / system / load test / rest | histogram |"
     );
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &s.steps {
         let l = &r.latency;
         let _ = writeln!(
             o,
-            "| {} | {:?} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:?} | [{}]({}) |",
+            "| {} | {:?} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:?} | {:.0}% / {:.0}% / {:.0}% / {:.0}% | [{}]({}) |",
             r.system.name(),
             r.phase,
             r.target_rate,
@@ -232,9 +248,34 @@ pub fn markdown(s: &Summary, charts: &[(String, String)]) -> String {
             if r.ok() || r.lost == 0 { r.lost.to_string() } else { format!("({} undecided at stop)", r.lost) },
             r.duplicates,
             r.saturation,
+            r.cpu.machine_busy_pct,
+            r.cpu.system_pct,
+            r.cpu.loadtest_pct,
+            r.cpu.others_pct,
             r.hgrm,
             r.hgrm
         );
+    }
+    if !s.half_rate_figures.is_empty() {
+        let _ = writeln!(o, "\n## At half of claimgate's saturating rate\n");
+        let _ = writeln!(
+            o,
+            "Repeated rounds, each system in turn on fresh topics; the broker alone is the generator and the reader with no system between them (the reader reads the claims topic): the floor under the others.\n"
+        );
+        let _ = writeln!(o, "| system | rate | p50 median (each) | p99 median (each) |\n|---|---|---|---|");
+        for f in &s.half_rate_figures {
+            let each = |v: &[f64]| v.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(", ");
+            let _ = writeln!(
+                o,
+                "| {} | {}/s | {:.1} ms ({}) | {:.1} ms ({}) |",
+                f.system.name(),
+                f.rate,
+                f.median_p50_ms,
+                each(&f.p50_ms),
+                f.median_p99_ms,
+                each(&f.p99_ms)
+            );
+        }
     }
     if let Some(st) = &s.status {
         let _ = writeln!(o, "\n## Status change to effect\n");

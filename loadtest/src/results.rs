@@ -36,6 +36,9 @@ pub struct StepResult {
     /// system under test, limited the step.
     pub generator_max_behind_ms: f64,
     pub delivery_failures: u64,
+    /// CPU use while the lines were sent: the whole machine, the system under test, the load test,
+    /// and everything else (the broker, other users of the machine).
+    pub cpu: crate::cpu::CpuUse,
     /// Outputs per second received during the measurement window.
     pub achieved_rate: f64,
     /// End-to-end latency of the lines meant to be sent in the measurement window.
@@ -81,6 +84,7 @@ impl StepResult {
             send_rate: if sent.seconds > 0.0 { sent.sent as f64 / sent.seconds } else { 0.0 },
             generator_max_behind_ms: sent.max_behind_ms,
             delivery_failures: sent.failed,
+            cpu: sent.cpu,
             achieved_rate: achieved,
             latency: Percentiles::of(&rec.hist),
             p50_first_fifth_ms: first,
@@ -144,6 +148,60 @@ pub struct SystemSummary {
     pub cut_short: bool,
 }
 
+/// One system at the half rate, over its repeated steps.
+#[derive(Clone, Debug, Serialize)]
+pub struct HalfRateFigure {
+    pub system: System,
+    pub rate: u64,
+    /// p50 and p99 of each repeat, in the order run (ms).
+    pub p50_ms: Vec<f64>,
+    pub p99_ms: Vec<f64>,
+    pub median_p50_ms: f64,
+    pub median_p99_ms: f64,
+}
+
+impl HalfRateFigure {
+    /// From the half-rate steps of `system`; `None` if it had none.
+    pub fn of(system: System, steps: &[StepResult]) -> Option<HalfRateFigure> {
+        let mine: Vec<&StepResult> =
+            steps.iter().filter(|r| r.system == system && r.phase == Phase::HalfRate).collect();
+        let first = mine.first()?;
+        let p50: Vec<f64> = mine.iter().map(|r| r.latency.p50_ms).collect();
+        let p99: Vec<f64> = mine.iter().map(|r| r.latency.p99_ms).collect();
+        Some(HalfRateFigure {
+            system,
+            rate: first.target_rate,
+            median_p50_ms: median(&p50),
+            median_p99_ms: median(&p99),
+            p50_ms: p50,
+            p99_ms: p99,
+        })
+    }
+}
+
+/// Median (the mean of the middle two for an even count; 0 when empty).
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&[]), 0.0);
+    }
+}
+
 /// The status-change-to-effect measurement.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct StatusResult {
@@ -171,6 +229,8 @@ pub struct Machine {
     pub cpu_model: String,
     pub memory_gib: f64,
     pub kernel: String,
+    /// /proc/loadavg's 1, 5 and 15 minute averages when the run started.
+    pub load_average: String,
 }
 
 impl Machine {
@@ -192,12 +252,19 @@ impl Machine {
             .unwrap_or(0.0);
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
         Machine {
+            load_average: load_average(),
             nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
             cpu_model,
             memory_gib: (kb / 1024.0 / 1024.0 * 10.0).round() / 10.0,
             kernel,
         }
     }
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
 /// Everything a run measured.
@@ -217,6 +284,8 @@ pub struct Summary {
     pub half_rate: Option<u64>,
     pub half_rate_p99_ms: Option<f64>,
     pub half_rate_pass_through_p99_ms: Option<f64>,
+    /// Every system's half-rate steps: medians and spread.
+    pub half_rate_figures: Vec<HalfRateFigure>,
     pub status: Option<StatusResult>,
     /// claimgate's and the peer's outcomes over the same generated lines.
     pub peer_agreement: Option<Agreement>,
@@ -225,5 +294,6 @@ pub struct Summary {
     pub identity_mismatches_total: u64,
     pub steps: Vec<StepResult>,
     pub wall_seconds: f64,
+    pub load_average_end: String,
     pub notes: Vec<String>,
 }

@@ -117,36 +117,64 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
+/// Creates the run's shared status topics and publishes the generated tables to them (once per run:
+/// the tables do not change during a sweep, and a system reads them whole at start-up).
+pub fn publish_shared_tables(setup: &Setup) -> Result<()> {
+    let prefix = format!("lt{}-tables-", setup.run_id);
+    claimgate(setup, &["topics", "create", "--brokers", &setup.brokers, "--prefix", &prefix, "--partitions", "1"])?;
+    publish_tables(setup, &Topics::with_prefix(&prefix))
+}
+
+/// Publishes the generated tables to a topic set's status topics.
+fn publish_tables(setup: &Setup, topics: &Topics) -> Result<()> {
+    claimgate(
+        setup,
+        &[
+            "tables",
+            "publish",
+            "-q",
+            "--brokers",
+            &setup.brokers,
+            "--practitioners",
+            &setup.practitioners.display().to_string(),
+            "--institutions",
+            &setup.institutions.display().to_string(),
+            "--topic-practitioners",
+            &topics.practitioners,
+            "--topic-institutions",
+            &topics.institutions,
+        ],
+    )
+}
+
 impl Session {
-    /// Creates the topics, publishes the tables, starts the system and waits until it has decided a
-    /// first batch of lines (tables loaded, consumer group joined).
-    pub fn start(setup: &Setup, system: System, pool: Arc<Pool>, clock: Clock, n: u32) -> Result<Session> {
+    /// Creates the topics, starts the system and waits until it has decided a first batch of lines
+    /// (tables loaded, consumer group joined). The status tables are the run's shared ones
+    /// ([`publish_tables`]) unless `own_tables`: then the session's own status topics get a copy (the
+    /// status-change test rewrites a record).
+    pub fn start(
+        setup: &Setup,
+        system: System,
+        pool: Arc<Pool>,
+        clock: Clock,
+        n: u32,
+        own_tables: bool,
+    ) -> Result<Session> {
         let t0 = Instant::now();
-        let prefix = format!("lt{}-{}{}-", setup.run_id, system.name(), n);
-        let topics = Topics::with_prefix(&prefix);
+        let prefix = format!("lt{}-{n:02}-{}-", setup.run_id, system.name());
+        let mut topics = Topics::with_prefix(&prefix);
         let parts = setup.partitions.to_string();
         claimgate(
             setup,
             &["topics", "create", "--brokers", &setup.brokers, "--prefix", &prefix, "--partitions", &parts],
         )?;
-        claimgate(
-            setup,
-            &[
-                "tables",
-                "publish",
-                "-q",
-                "--brokers",
-                &setup.brokers,
-                "--practitioners",
-                &setup.practitioners.display().to_string(),
-                "--institutions",
-                &setup.institutions.display().to_string(),
-                "--topic-practitioners",
-                &topics.practitioners,
-                "--topic-institutions",
-                &topics.institutions,
-            ],
-        )?;
+        if own_tables {
+            publish_tables(setup, &topics)?;
+        } else {
+            let shared = Topics::with_prefix(&format!("lt{}-tables-", setup.run_id));
+            topics.practitioners = shared.practitioners;
+            topics.institutions = shared.institutions;
+        }
         let log = setup.work.join(format!("{prefix}stream.log"));
         let logfile = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
         let group = format!("{prefix}group");
@@ -324,6 +352,8 @@ impl Session {
         let stop = AtomicBool::new(false);
         let (producer, pool, clock, topic) = (&*self.producer, &*self.pool, self.clock, self.topics.claims.clone());
         let plan = GenStep { topic: &topic, step: id, schedule: &schedule, start_ns: start };
+        let pid = self.child.as_ref().map(Child::id);
+        let cpu_before = crate::cpu::sample(pid);
         let sent = std::thread::scope(|s| {
             let g = s.spawn(|| generate(producer, pool, &clock, &plan, &stop));
             let d = s.spawn(move || during(start));
@@ -332,6 +362,8 @@ impl Session {
             sent
         })
         .map_err(|_| anyhow::anyhow!("the generator panicked"))?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let sent = Sent { cpu: crate::cpu::usage(&cpu_before, &crate::cpu::sample(pid), cores), ..sent };
         self.last_sent = sent.sent;
         let deadline = Instant::now() + drain;
         let reader = self.reader();
@@ -375,7 +407,7 @@ impl Session {
     /// Stops the system (SIGTERM, then SIGKILL after 30 s) and the reader; returns the reader's
     /// final counts.
     pub fn finish(mut self) -> Result<ReaderEnd> {
-        self.settle(Duration::from_secs(2), Duration::from_secs(30));
+        self.settle(Duration::from_millis(300), Duration::from_secs(10));
         self.stop();
         let _ = rdkafka::producer::Producer::flush(&*self.producer, Duration::from_secs(5));
         self.reader.take().context("reader already stopped")?.stop()
