@@ -72,8 +72,9 @@ ELAPSED=$(( $(date +%s) - T0 ))
 BUDGET=$(( TOTAL_S - ELAPSED - 60 ))
 (( BUDGET >= MIN_BUDGET_S )) || BUDGET=$MIN_BUDGET_S
 log "set-up took ${ELAPSED} s; measuring for at most ${BUDGET} s; results in $OUT"
+BROKER_PID="$(tr -dc '0-9' <"$BROKER_DIR/broker.pid")"
 target/release/claimgate-loadtest --brokers "127.0.0.1:$PORT" --claimgate target/release/claimgate \
-    "${PEER[@]}" --out "$OUT" --work "$WORK" --budget "$BUDGET" "$@" &
+    "${PEER[@]}" --out "$OUT" --work "$WORK" --budget "$BUDGET" --broker-pid "$BROKER_PID" "$@" &
 LT_PID=$!
 wait "$LT_PID"
 LT_PID=""

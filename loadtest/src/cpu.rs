@@ -8,6 +8,7 @@ pub struct Sample {
     total: u64,
     idle: u64,
     system: Option<u64>,
+    broker: Option<u64>,
     loadtest: u64,
 }
 
@@ -17,8 +18,10 @@ pub struct CpuUse {
     pub machine_busy_pct: f64,
     pub system_pct: f64,
     pub loadtest_pct: f64,
-    /// Busy share of the machine not taken by the system under test or the load test (the broker and
-    /// whatever else runs), in percent of one core.
+    /// The broker, if its PID was given.
+    pub broker_pct: f64,
+    /// Busy share of the machine not taken by any of those (the machine's other users; the broker
+    /// too if its PID was not given), in percent of one core.
     pub others_pct: f64,
 }
 
@@ -42,11 +45,17 @@ fn parse_proc(text: &str) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
-/// Reads the counters; `system` is the PID of the system under test, if there is one.
-pub fn sample(system: Option<u32>) -> Sample {
+/// Reads the counters; `system` is the PID of the system under test, `broker` the broker's.
+pub fn sample(system: Option<u32>, broker: Option<u32>) -> Sample {
     let (total, idle) = std::fs::read_to_string("/proc/stat").ok().as_deref().and_then(parse_stat).unwrap_or((0, 0));
     let of = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().as_deref().and_then(parse_proc);
-    Sample { total, idle, system: system.and_then(|p| of(&p.to_string())), loadtest: of("self").unwrap_or(0) }
+    Sample {
+        total,
+        idle,
+        system: system.and_then(|p| of(&p.to_string())),
+        broker: broker.and_then(|p| of(&p.to_string())),
+        loadtest: of("self").unwrap_or(0),
+    }
 }
 
 /// Use between `a` and `b` on a machine of `cores` cores.
@@ -57,17 +66,20 @@ pub fn usage(a: &Sample, b: &Sample, cores: usize) -> CpuUse {
     }
     let per_core = total as f64 / cores.max(1) as f64;
     let busy = total.saturating_sub(b.idle.saturating_sub(a.idle)) as f64;
-    let system = match (a.system, b.system) {
+    let diff = |x: Option<u64>, y: Option<u64>| match (x, y) {
         (Some(x), Some(y)) => y.saturating_sub(x) as f64,
         _ => 0.0,
     };
+    let system = diff(a.system, b.system);
+    let broker = diff(a.broker, b.broker);
     let loadtest = b.loadtest.saturating_sub(a.loadtest) as f64;
     let pct = |t: f64| (t / per_core * 1000.0).round() / 10.0;
     CpuUse {
         machine_busy_pct: (busy / total as f64 * 1000.0).round() / 10.0,
         system_pct: pct(system),
         loadtest_pct: pct(loadtest),
-        others_pct: pct((busy - system - loadtest).max(0.0)),
+        broker_pct: pct(broker),
+        others_pct: pct((busy - system - loadtest - broker).max(0.0)),
     }
 }
 
@@ -86,11 +98,14 @@ mod tests {
 
     #[test]
     fn usage_splits_the_machine() {
-        // 2 cores, 200 ticks elapsed in all: 150 busy; the system took 60, the load test 30.
-        let a = Sample { total: 1000, idle: 500, system: Some(10), loadtest: 5 };
-        let b = Sample { total: 1200, idle: 550, system: Some(70), loadtest: 35 };
+        // 2 cores, 200 ticks elapsed in all: 150 busy; the system took 60, the load test 30, the
+        // broker 40: 20 were someone else's.
+        let a = Sample { total: 1000, idle: 500, system: Some(10), broker: Some(100), loadtest: 5 };
+        let b = Sample { total: 1200, idle: 550, system: Some(70), broker: Some(140), loadtest: 35 };
         let u = usage(&a, &b, 2);
-        assert_eq!(u, CpuUse { machine_busy_pct: 75.0, system_pct: 60.0, loadtest_pct: 30.0, others_pct: 60.0 });
+        let want =
+            CpuUse { machine_busy_pct: 75.0, system_pct: 60.0, loadtest_pct: 30.0, broker_pct: 40.0, others_pct: 20.0 };
+        assert_eq!(u, want);
         assert_eq!(usage(&a, &a, 2), CpuUse::default());
     }
 }

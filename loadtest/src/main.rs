@@ -127,6 +127,10 @@ struct Args {
     /// it sets a floor under end-to-end latency; shorter waits cost the broker more fetch requests.
     #[arg(long, default_value_t = 50)]
     fetch_wait_ms: u32,
+    /// The broker's PID (scripts/loadtest.sh gives it): its CPU use is then reported apart from the
+    /// machine's other users'.
+    #[arg(long)]
+    broker_pid: Option<u32>,
     /// A librdkafka property for every client (load test and systems under test), NAME=VALUE.
     #[arg(short = 'X', value_name = "NAME=VALUE")]
     property: Vec<String>,
@@ -200,6 +204,7 @@ fn real_main() -> Result<()> {
         props,
         run_id,
         fetch_wait_ms: args.fetch_wait_ms,
+        broker_pid: args.broker_pid,
     };
     let plan = run::Plan {
         systems,

@@ -223,18 +223,18 @@ pub fn markdown(s: &Summary, charts: &[(String, String)]) -> String {
     let _ = writeln!(o, "\n## Every step\n");
     let _ = writeln!(
         o,
-        "Latency: from the line's intended send time (open loop, coordinated omission corrected) to its output's arrival at the reader, ms, lines meant for the measurement window only (warm-up excluded). Each step ran on fresh topics with a freshly started system. Lost: lines without an output at the end; for a saturated step, the backlog its system had not decided when it was stopped (still in the claims topic, not lost) is shown in brackets. CPU, while the lines were sent: how busy the whole machine was (100% = every core), then the system under test, the load test, and the rest (the broker and the machine's other users) in percent of one core.\n"
+        "Latency: from the line's intended send time (open loop, coordinated omission corrected) to its output's arrival at the reader, ms, lines meant for the measurement window only (warm-up excluded). Each step ran on fresh topics with a freshly started system. Lost: lines without an output at the end; for a saturated step, the backlog its system had not decided when it was stopped (still in the claims topic, not lost) is shown in brackets. CPU, while the lines were sent: how busy the whole machine was (100% = every core), then the system under test, the broker, the load test, and the machine's other users in percent of one core.\n"
     );
     let _ = writeln!(
         o,
-        "| system | phase | target/s | achieved/s | p50 | p90 | p99 | p99.9 | p99.99 | max | lost | dup | saturation | CPU: machine busy / system / load test / rest | histogram |"
+        "| system | phase | target/s | achieved/s | p50 | p90 | p99 | p99.9 | p99.99 | max | lost | dup | saturation | CPU: machine / system / broker / load test / others | histogram |"
     );
     let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &s.steps {
         let l = &r.latency;
         let _ = writeln!(
             o,
-            "| {} | {:?} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:?} | {:.0}% / {:.0}% / {:.0}% / {:.0}% | [{}]({}) |",
+            "| {} | {:?} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:?} | {:.0}% / {:.0}% / {:.0}% / {:.0}% / {:.0}% | [{}]({}) |",
             r.system.name(),
             r.phase,
             r.target_rate,
@@ -250,6 +250,7 @@ pub fn markdown(s: &Summary, charts: &[(String, String)]) -> String {
             r.saturation,
             r.cpu.machine_busy_pct,
             r.cpu.system_pct,
+            r.cpu.broker_pct,
             r.cpu.loadtest_pct,
             r.cpu.others_pct,
             r.hgrm,

@@ -120,42 +120,73 @@ pub fn run(
         } else {
             0.0
         };
-        loop {
-            let mut any = false;
-            for (system, sweep) in sweeps.iter_mut() {
-                let system = *system;
-                let Some(rate) = sweep.next() else { continue };
-                let a = acc.iter_mut().find(|a| a.system == system).unwrap_or_else(|| unreachable!());
-                if a.cut_short {
-                    continue;
-                }
-                if time_left() - later < step_cost(system, plan.measure) {
-                    a.cut_short = true;
+        // One step of `system` at `rate` (tried twice if it saturates); `None` when out of time.
+        let mut try_rate = |system: System, rate: u64| -> Result<Option<bool>> {
+            let a = acc.iter_mut().find(|a| a.system == system).unwrap_or_else(|| unreachable!());
+            if a.cut_short || time_left() - later < step_cost(system, plan.measure) {
+                if !a.cut_short {
                     out.notes.push(format!("{}: sweep cut short by the time budget before {rate}/s", system.name()));
-                    continue;
                 }
-                any = true;
-                let r = one_step(setup, &pool, clock, &mut n, a, false, |s| {
+                a.cut_short = true;
+                return Ok(None);
+            }
+            let r = one_step(setup, &pool, clock, &mut n, a, false, |s| {
+                measure(s, system, Phase::Sweep, rate, plan.warmup, plan.measure, plan.drain).map(|r| (r, None))
+            })?;
+            let mut saturated = !r.ok();
+            out.steps.push(r);
+            // On a shared machine a neighbour's burst can saturate a step: a saturated rate is tried
+            // once more, and counts as saturated only if it saturates again.
+            if saturated && plan.retry_saturated && time_left() - later >= step_cost(system, plan.measure) {
+                eprintln!("loadtest: {} {rate}/s saturated: once more", system.name());
+                let again = one_step(setup, &pool, clock, &mut n, a, false, |s| {
                     measure(s, system, Phase::Sweep, rate, plan.warmup, plan.measure, plan.drain).map(|r| (r, None))
                 })?;
-                let mut saturated = !r.ok();
-                out.steps.push(r);
-                // On a shared machine a neighbour's burst can saturate a step: a saturated rate is
-                // tried once more, and counts as saturated only if it saturates again.
-                if saturated && plan.retry_saturated && time_left() - later >= step_cost(system, plan.measure) {
-                    eprintln!("loadtest: {} {rate}/s saturated: once more", system.name());
-                    let again = one_step(setup, &pool, clock, &mut n, a, false, |s| {
-                        measure(s, system, Phase::Sweep, rate, plan.warmup, plan.measure, plan.drain).map(|r| (r, None))
-                    })?;
-                    saturated = !again.ok();
-                    out.steps.push(again);
+                saturated = !again.ok();
+                out.steps.push(again);
+            }
+            Ok(Some(saturated))
+        };
+        // The ladder: every system of the group at each rate in turn, up until all of them saturate
+        // (a system that saturated is still tried at the higher rates: on a shared machine the noise
+        // of a moment must not end one system's sweep while the other goes on in a calmer one).
+        let (mut rate, max) =
+            if g == 0 { (plan.start_rate, plan.max_rate) } else { (plan.peer_start_rate, plan.peer_max_rate) };
+        'ladder: loop {
+            let mut all_saturated = true;
+            for (system, sweep) in sweeps.iter_mut() {
+                match try_rate(*system, rate)? {
+                    None => break 'ladder,
+                    Some(saturated) => {
+                        sweep.record(rate, saturated);
+                        all_saturated &= saturated;
+                    }
                 }
-                sweep.record(rate, saturated);
+            }
+            if all_saturated || rate >= max {
+                break;
+            }
+            rate = round_rate((rate as f64 * plan.factor) as u64).min(max);
+        }
+        // Then each system's own bisection between its highest rate that kept up and the next one
+        // that did not, in turn.
+        let refine = if g == 0 { plan.refine } else { plan.peer_refine };
+        let mut refining: Vec<(System, Sweep)> =
+            sweeps.iter().map(|(s, sw)| (*s, Sweep::seeded(sw.highest_ok(), sw.lowest_bad(), refine))).collect();
+        loop {
+            let mut any = false;
+            for (system, sweep) in refining.iter_mut() {
+                let Some(rate) = sweep.next() else { continue };
+                if let Some(saturated) = try_rate(*system, rate)? {
+                    any = true;
+                    sweep.record(rate, saturated);
+                }
             }
             if !any {
                 break;
             }
         }
+        let sweeps = refining;
         for (system, sweep) in &sweeps {
             if let Some(a) = acc.iter_mut().find(|a| a.system == *system) {
                 a.saturating = sweep.highest_ok();

@@ -67,6 +67,8 @@ pub struct Setup {
     /// `fetch.wait.max.ms` of every consumer of the claims and decisions (systems under test and
     /// reader): the test broker answers a fetch only when this wait ends, not when data arrives.
     pub fetch_wait_ms: u32,
+    /// The broker's PID, to tell its CPU use from the machine's other users'.
+    pub broker_pid: Option<u32>,
 }
 
 /// A running system under test with its generator and reader.
@@ -84,6 +86,7 @@ pub struct Session {
     next_step: u32,
     /// Lines sent by the last step.
     last_sent: u64,
+    broker_pid: Option<u32>,
     pub ready_seconds: f64,
 }
 
@@ -265,6 +268,7 @@ impl Session {
             clock,
             next_step: 1,
             last_sent: 0,
+            broker_pid: setup.broker_pid,
             ready_seconds: 0.0,
         };
         if let Err(e) = s.wait_ready(ready_file.as_deref(), Duration::from_secs(180)) {
@@ -353,7 +357,8 @@ impl Session {
         let (producer, pool, clock, topic) = (&*self.producer, &*self.pool, self.clock, self.topics.claims.clone());
         let plan = GenStep { topic: &topic, step: id, schedule: &schedule, start_ns: start };
         let pid = self.child.as_ref().map(Child::id);
-        let cpu_before = crate::cpu::sample(pid);
+        let broker = self.broker_pid;
+        let cpu_before = crate::cpu::sample(pid, broker);
         let sent = std::thread::scope(|s| {
             let g = s.spawn(|| generate(producer, pool, &clock, &plan, &stop));
             let d = s.spawn(move || during(start));
@@ -363,7 +368,7 @@ impl Session {
         })
         .map_err(|_| anyhow::anyhow!("the generator panicked"))?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let sent = Sent { cpu: crate::cpu::usage(&cpu_before, &crate::cpu::sample(pid), cores), ..sent };
+        let sent = Sent { cpu: crate::cpu::usage(&cpu_before, &crate::cpu::sample(pid, broker), cores), ..sent };
         self.last_sent = sent.sent;
         let deadline = Instant::now() + drain;
         let reader = self.reader();

@@ -81,14 +81,25 @@ impl Sweep {
         self.tried.push((rate, saturated));
     }
 
+    /// A sweep that only bisects between `ok` (kept up) and `bad` (saturated): the refinement after
+    /// a ladder. Without `bad` there is nothing to refine.
+    pub fn seeded(ok: Option<u64>, bad: Option<u64>, refine: u32) -> Sweep {
+        let top = ok.unwrap_or(1);
+        let mut s = Sweep::new(top, 2.0, top, refine);
+        s.tried = ok.map(|r| (r, false)).into_iter().chain(bad.map(|b| (b, true))).collect();
+        s
+    }
+
     /// The highest rate that kept up.
     pub fn highest_ok(&self) -> Option<u64> {
         self.tried.iter().filter(|t| !t.1).map(|t| t.0).max()
     }
 
-    /// The lowest rate that saturated.
+    /// The lowest rate above [`Sweep::highest_ok`] that saturated (on a noisy machine a lower rate may
+    /// have saturated too; it does not bound the saturating rate).
     pub fn lowest_bad(&self) -> Option<u64> {
-        self.tried.iter().filter(|t| t.1).map(|t| t.0).min()
+        let ok = self.highest_ok().unwrap_or(0);
+        self.tried.iter().filter(|t| t.1 && t.0 > ok).map(|t| t.0).min()
     }
 
     /// The next rate to try, or `None` when the sweep is done.
@@ -177,6 +188,29 @@ mod tests {
         s.record(5_000, false);
         assert_eq!(s.next(), None);
         assert_eq!(s.highest_ok(), Some(5_000));
+    }
+
+    #[test]
+    fn seeded_sweeps_only_bisect() {
+        let mut s = Sweep::seeded(Some(20_000), Some(30_000), 2);
+        assert_eq!(s.next(), Some(25_000));
+        s.record(25_000, true);
+        assert_eq!(s.next(), Some(22_500));
+        s.record(22_500, false);
+        assert_eq!(s.next(), None);
+        assert_eq!((s.highest_ok(), s.lowest_bad()), (Some(22_500), Some(25_000)));
+        assert_eq!(Sweep::seeded(Some(50_000), None, 2).next(), None, "never saturated: nothing to refine");
+        assert_eq!(Sweep::seeded(None, Some(10_000), 1).next(), Some(5_000));
+    }
+
+    #[test]
+    fn a_saturated_rate_below_one_that_kept_up_does_not_bound_it() {
+        let mut s = Sweep::new(10_000, 1.5, 100_000, 0);
+        s.record(10_000, false);
+        s.record(15_000, true);
+        s.record(22_500, false);
+        s.record(33_750, true);
+        assert_eq!((s.highest_ok(), s.lowest_bad()), (Some(22_500), Some(33_750)));
     }
 
     #[test]
