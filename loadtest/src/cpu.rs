@@ -13,7 +13,7 @@ pub struct Sample {
 }
 
 /// CPU use between two samples: `machine_busy_pct` of all cores; the others in percent of one core.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CpuUse {
     pub machine_busy_pct: f64,
     pub system_pct: f64,

@@ -18,7 +18,7 @@ pub fn new_histogram() -> Histogram<u64> {
 }
 
 /// The percentiles the report shows, in milliseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Percentiles {
     /// Latencies recorded.
     pub count: u64,
@@ -100,9 +100,35 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
     out
 }
 
+/// Reads the distribution back from `.hgrm` text (as [`hgrm`] writes it).
+pub fn parse(text: &str) -> Vec<Point> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 3 {
+                return None;
+            }
+            Some(Point { value_ms: f[0].parse().ok()?, quantile: f[1].parse().ok()?, total: f[2].parse().ok()? })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hgrm_reads_back() {
+        let h = uniform_1_to_10000_us();
+        let back = parse(&hgrm(&h));
+        let orig = distribution(&h);
+        assert_eq!(back.len(), orig.len());
+        for (a, b) in back.iter().zip(&orig) {
+            assert!((a.value_ms - b.value_ms).abs() < 0.001 && (a.quantile - b.quantile).abs() < 1e-9);
+            assert_eq!(a.total, b.total);
+        }
+    }
 
     fn uniform_1_to_10000_us() -> Histogram<u64> {
         let mut h = new_histogram();

@@ -39,8 +39,12 @@ use session::{Setup, System};
 #[command(name = "claimgate-loadtest", version)]
 struct Args {
     /// Bootstrap brokers of the broker to load (loopback only).
-    #[arg(long, value_name = "HOST:PORT")]
-    brokers: String,
+    #[arg(long, value_name = "HOST:PORT", required_unless_present = "rerender")]
+    brokers: Option<String>,
+    /// Run nothing: write report.md and the charts of an existing results folder again from its
+    /// summary.json and .hgrm files.
+    #[arg(long, value_name = "DIR")]
+    rerender: Option<PathBuf>,
     /// The claimgate binary under test.
     #[arg(long, default_value = "target/release/claimgate")]
     claimgate: PathBuf,
@@ -146,6 +150,12 @@ fn main() {
 fn real_main() -> Result<()> {
     let started = Instant::now();
     let args = Args::parse();
+    if let Some(dir) = &args.rerender {
+        report::rerender(dir)?;
+        println!("{}", dir.join("report.md").display());
+        return Ok(());
+    }
+    let brokers = args.brokers.clone().unwrap_or_default();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let started_text = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC").to_string();
     let systems: Vec<System> = args
@@ -153,7 +163,7 @@ fn real_main() -> Result<()> {
         .iter()
         .map(|s| System::parse(s.trim()).with_context(|| format!("--systems: unknown system `{s}`")))
         .collect::<Result<_>>()?;
-    for b in args.brokers.split(',') {
+    for b in brokers.split(',') {
         let host = b.rsplit_once(':').map_or(b, |(h, _)| h);
         if !(host.starts_with("127.") || host == "localhost" || host == "[::1]") {
             bail!("--brokers {b}: the load test only loads a broker on this machine (loopback)");
@@ -194,7 +204,7 @@ fn real_main() -> Result<()> {
     );
     let run_id = format!("{:x}", std::process::id());
     let setup = Setup {
-        brokers: args.brokers.clone(),
+        brokers: brokers.clone(),
         claimgate: args.claimgate.clone(),
         peer: args.peer.clone(),
         practitioners,
@@ -282,7 +292,7 @@ fn real_main() -> Result<()> {
         started: started_text,
         command,
         machine: Machine::detect(),
-        broker: format!("{} (Tansu 0.6.0, memory storage, via scripts/broker.sh)", args.brokers),
+        broker: format!("{brokers} (Tansu 0.6.0, memory storage, via scripts/broker.sh)"),
         settings,
         pass_through_ratio: ratio(sat(System::Claimgate), sat(System::PassThrough)),
         peer_ratio: ratio(sat(System::Claimgate), sat(System::Peer)),

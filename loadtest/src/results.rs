@@ -1,6 +1,6 @@
 //! What a run measured, in the form `summary.json` holds and `report.md` shows.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::hgrm::{Percentiles, Point};
 use crate::kafka::{Sent, StepRec};
@@ -9,7 +9,7 @@ use crate::sweep::{Observed, Saturation};
 use crate::tally::Agreement;
 
 /// Which part of the run a step belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
     /// A rate of the sweep.
@@ -21,7 +21,7 @@ pub enum Phase {
 }
 
 /// One measured step.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StepResult {
     pub system: System,
     pub phase: Phase,
@@ -129,7 +129,7 @@ pub fn phase_name(p: Phase) -> &'static str {
 }
 
 /// One system's sweep in short.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SystemSummary {
     pub system: System,
     /// Highest rate that kept up.
@@ -149,7 +149,7 @@ pub struct SystemSummary {
 }
 
 /// One system at the half rate, over its repeated steps.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HalfRateFigure {
     pub system: System,
     pub rate: u64,
@@ -203,7 +203,7 @@ mod tests {
 }
 
 /// The status-change-to-effect measurement.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StatusResult {
     pub changes: u64,
     /// Changes whose effect was seen.
@@ -223,7 +223,7 @@ pub struct StatusResult {
 }
 
 /// The machine.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Machine {
     pub nproc: usize,
     pub cpu_model: String,
@@ -268,7 +268,7 @@ pub fn load_average() -> String {
 }
 
 /// Everything a run measured.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Summary {
     pub started: String,
     pub command: String,

@@ -15,7 +15,7 @@ use crate::pool::Pool;
 use crate::schedule::Schedule;
 
 /// Which system.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum System {
     /// `claimgate stream`.

@@ -16,7 +16,7 @@ pub struct Observed {
 }
 
 /// Why a step counts as saturated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Saturation {
     /// Kept up.

@@ -185,7 +185,7 @@ impl Verdicts {
 }
 
 /// Two systems' outcomes over the same lines.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Agreement {
     /// Lines both systems decided.
     pub compared: u64,
