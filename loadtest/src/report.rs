@@ -214,11 +214,11 @@ pub fn markdown(s: &Summary, charts: &[(String, String)]) -> String {
     let _ = writeln!(o, "\n## Saturating rates\n");
     let _ = writeln!(
         o,
-        "Saturation: achieved rate below 95% of the target, the median latency of the last fifth of the window over 200 ms and twice that of the first fifth (a queue building), or lines still missing after the drain time. The saturating rate is the highest rate that kept up; the next rate tried did not.\n"
+        "Saturation: achieved rate below 95% of the target, the median latency of the last fifth of the window over 200 ms and twice that of the first fifth (a queue building), or lines still missing after the drain time. A rate that saturated was tried once more and counts as saturated only if it saturated again. The saturating rate is the highest rate that kept up; the next column is the lowest rate above it that did not.\n"
     );
     let _ = writeln!(
         o,
-        "| system | saturating rate | first saturated rate | highest achieved | ready after | verdict conflicts | outputs without stamp |"
+        "| system | saturating rate | lowest saturated rate above it | highest achieved | ready after | verdict conflicts | outputs without stamp |"
     );
     let _ = writeln!(o, "|---|---|---|---|---|---|---|");
     for x in &s.systems {
