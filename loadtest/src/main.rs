@@ -1,1 +1,332 @@
-fn main() {}
+//! `claimgate-loadtest`: an open-loop load test of `claimgate stream` on a real broker, side by side
+//! with a pass-through (the same binary forwarding claims undecided) and a Python peer (quixstreams).
+//!
+//! It generates synthetic claim lines (`claimgate::synth`), sends them to the claims topic at a fixed
+//! rate whatever the system under test does, stamps each with its intended send time, reads the
+//! decisions and dead letters back, and records each line's latency from its intended send time
+//! (coordinated omission corrected) in an HdrHistogram. A rate sweep finds each system's saturating
+//! rate; claimgate is also measured at half of its saturating rate and under status changes. Every
+//! line is checked for loss and duplication. See `loadtest/README.md`.
+
+mod charts;
+mod cpu;
+mod hgrm;
+mod kafka;
+mod pool;
+mod report;
+mod results;
+mod run;
+mod schedule;
+mod session;
+mod stamp;
+mod sweep;
+mod tally;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use clap::Parser;
+
+use results::{Machine, Summary};
+use session::{Setup, System};
+
+/// Open-loop load test of `claimgate stream` (latency, saturating rate, status change to effect), side
+/// by side with a pass-through and the quixstreams peer. Writes report.md, summary.json, .hgrm files
+/// and SVG charts into the results folder.
+#[derive(Parser, Debug)]
+#[command(name = "claimgate-loadtest", version)]
+struct Args {
+    /// Bootstrap brokers of the broker to load (loopback only).
+    #[arg(long, value_name = "HOST:PORT", required_unless_present = "rerender")]
+    brokers: Option<String>,
+    /// Run nothing: write report.md and the charts of an existing results folder again from its
+    /// summary.json and .hgrm files.
+    #[arg(long, value_name = "DIR")]
+    rerender: Option<PathBuf>,
+    /// The claimgate binary under test.
+    #[arg(long, default_value = "target/release/claimgate")]
+    claimgate: PathBuf,
+    /// The peer's launcher (loadtest/peers/run_peer.sh); needed for the peer systems.
+    #[arg(long)]
+    peer: Option<PathBuf>,
+    /// Systems to run: claimgate, pass-through, broker (the broker alone, at the half rate only), peer,
+    /// peer-pass-through.
+    #[arg(long, value_delimiter = ',', default_value = "claimgate,pass-through,broker,peer")]
+    systems: Vec<String>,
+    /// Results folder (default results/<UTC date-time>/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Scratch folder for the generated tables and the systems' logs.
+    #[arg(long, default_value = ".tools/loadtest")]
+    work: PathBuf,
+    /// Practitioners in the generated table.
+    #[arg(long, default_value_t = 100_000)]
+    practitioners: u64,
+    /// Distinct claim lines generated before the run and sent round and round.
+    #[arg(long, default_value_t = 300_000)]
+    pool: usize,
+    /// Seed of the data generator.
+    #[arg(long, default_value_t = 20_240_423)]
+    seed: u64,
+    /// Partitions of the claim and decision topics.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// Seconds of each step before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Seconds measured per sweep step.
+    #[arg(long, default_value_t = 6.0)]
+    measure: f64,
+    /// Longest wait for a step's last outputs after its last line was sent, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    drain: f64,
+    /// First rate of the claimgate and pass-through sweeps, lines/s.
+    #[arg(long, default_value_t = 10_000)]
+    start_rate: u64,
+    /// Each next rate is this times the last, until a rate saturates.
+    #[arg(long, default_value_t = 1.5)]
+    factor: f64,
+    /// Highest rate tried.
+    #[arg(long, default_value_t = 400_000)]
+    max_rate: u64,
+    /// Bisection steps between the last rate that kept up and the first that did not.
+    #[arg(long, default_value_t = 2)]
+    refine: u32,
+    /// First rate of the peer's sweep.
+    #[arg(long, default_value_t = 5_000)]
+    peer_start_rate: u64,
+    /// Highest rate tried on the peer.
+    #[arg(long, default_value_t = 80_000)]
+    peer_max_rate: u64,
+    /// Bisection steps of the peer's sweep.
+    #[arg(long, default_value_t = 1)]
+    peer_refine: u32,
+    /// Seconds measured at half of claimgate's saturating rate.
+    #[arg(long, default_value_t = 6.0)]
+    half_seconds: f64,
+    /// Rounds of half-rate steps (claimgate, pass-through, broker in turn; the report gives medians),
+    /// as many as the time budget allows.
+    #[arg(long, default_value_t = 3)]
+    half_repeats: u32,
+    /// Do not try a saturated sweep rate a second time (by default a rate counts as saturated only if
+    /// it saturates twice: a neighbour's burst on a shared machine should not end a sweep).
+    #[arg(long)]
+    no_retry: bool,
+    /// Take this as claimgate's saturating rate for the half-rate steps instead of measuring it.
+    #[arg(long)]
+    half_of: Option<u64>,
+    /// Status changes to time (0: none).
+    #[arg(long, default_value_t = 20)]
+    status_changes: u64,
+    /// Claims per second of the status-change practitioner during the status test.
+    #[arg(long, default_value_t = 200)]
+    trickle_rate: u64,
+    /// Time budget of the measurements, seconds: sweeps stop early to stay within it.
+    #[arg(long, default_value_t = 600.0)]
+    budget: f64,
+    /// `fetch.wait.max.ms` of every consumer of claims and decisions (systems under test and reader).
+    /// The test broker (Tansu 0.6.0) holds every fetch for this long even when data arrives sooner, so
+    /// it sets a floor under end-to-end latency; shorter waits cost the broker more fetch requests.
+    #[arg(long, default_value_t = 50)]
+    fetch_wait_ms: u32,
+    /// The broker's PID (scripts/loadtest.sh gives it): its CPU use is then reported apart from the
+    /// machine's other users'.
+    #[arg(long)]
+    broker_pid: Option<u32>,
+    /// A librdkafka property for every client (load test and systems under test), NAME=VALUE.
+    #[arg(short = 'X', value_name = "NAME=VALUE")]
+    property: Vec<String>,
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("claimgate-loadtest: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    let started = Instant::now();
+    let args = Args::parse();
+    if let Some(dir) = &args.rerender {
+        report::rerender(dir)?;
+        println!("{}", dir.join("report.md").display());
+        return Ok(());
+    }
+    let brokers = args.brokers.clone().unwrap_or_default();
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let started_text = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    let systems: Vec<System> = args
+        .systems
+        .iter()
+        .map(|s| System::parse(s.trim()).with_context(|| format!("--systems: unknown system `{s}`")))
+        .collect::<Result<_>>()?;
+    for b in brokers.split(',') {
+        let host = b.rsplit_once(':').map_or(b, |(h, _)| h);
+        if !(host.starts_with("127.") || host == "localhost" || host == "[::1]") {
+            bail!("--brokers {b}: the load test only loads a broker on this machine (loopback)");
+        }
+    }
+    if systems.iter().any(|s| matches!(s, System::Peer | System::PeerPassThrough)) && args.peer.is_none() {
+        bail!("the peer systems need --peer loadtest/peers/run_peer.sh");
+    }
+    if !args.claimgate.exists() {
+        bail!("{}: no such file (cargo build --release)", args.claimgate.display());
+    }
+    let mut props = vec![];
+    for p in &args.property {
+        let (k, v) = p.split_once('=').with_context(|| format!("-X {p}: expected NAME=VALUE"))?;
+        props.push((k.trim().to_owned(), v.to_owned()));
+    }
+    let out = args.out.clone().unwrap_or_else(run::default_out);
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    std::fs::create_dir_all(&args.work).with_context(|| format!("cannot create {}", args.work.display()))?;
+
+    let t = Instant::now();
+    let world = pool::world(args.seed, args.practitioners, args.pool as u64);
+    let practitioners = args.work.join("practitioners.jsonl");
+    let institutions = args.work.join("institutions.jsonl");
+    pool::write_tables(&world, &practitioners, &institutions)?;
+    let lines = Arc::new(pool::Pool::generate(&world, args.pool)?);
+    if lines.is_empty() {
+        bail!("no claim lines generated (--pool)");
+    }
+    let trickle = pool::Trickle::find(&world, &lines)?;
+    eprintln!(
+        "loadtest: {} practitioners, {} claim lines generated in {:.1} s; status-change practitioner {} at {}",
+        args.practitioners,
+        lines.len(),
+        t.elapsed().as_secs_f64(),
+        trickle.record.code,
+        trickle.institution
+    );
+    let run_id = format!("{:x}", std::process::id());
+    let setup = Setup {
+        brokers: brokers.clone(),
+        claimgate: args.claimgate.clone(),
+        peer: args.peer.clone(),
+        practitioners,
+        institutions,
+        work: args.work.clone(),
+        partitions: args.partitions,
+        props,
+        run_id,
+        fetch_wait_ms: args.fetch_wait_ms,
+        broker_pid: args.broker_pid,
+    };
+    let plan = run::Plan {
+        systems,
+        warmup: args.warmup,
+        measure: args.measure,
+        drain: args.drain,
+        start_rate: args.start_rate,
+        factor: args.factor,
+        max_rate: args.max_rate,
+        refine: args.refine,
+        peer_start_rate: args.peer_start_rate,
+        peer_max_rate: args.peer_max_rate,
+        peer_refine: args.peer_refine,
+        half_seconds: args.half_seconds,
+        half_repeats: args.half_repeats,
+        retry_saturated: !args.no_retry,
+        status_changes: args.status_changes,
+        trickle_rate: args.trickle_rate,
+        budget_seconds: args.budget,
+        half_rate: args.half_of.map(|r| sweep::round_rate(r / 2)),
+    };
+    let day = world.config().day;
+    let outcomes = run::run(&setup, &plan, Arc::clone(&lines), &trickle, day)?;
+
+    let sat = |s: System| outcomes.systems.iter().find(|x| x.system == s).and_then(|x| x.saturating_rate);
+    let ratio = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0 => Some((a as f64 / b as f64 * 100.0).round() / 100.0),
+        _ => None,
+    };
+    let half_rate_figures: Vec<results::HalfRateFigure> = [System::Claimgate, System::PassThrough, System::Broker]
+        .into_iter()
+        .filter_map(|s| results::HalfRateFigure::of(s, &outcomes.steps))
+        .collect();
+    let p99_at = |s: System| half_rate_figures.iter().find(|f| f.system == s).map(|f| f.median_p99_ms);
+    let verdicts = |s: System| outcomes.verdicts.iter().find(|v| v.0 == s).map(|v| &v.1);
+    let peer_agreement = match (verdicts(System::Claimgate), verdicts(System::Peer)) {
+        (Some(a), Some(b)) => Some(a.compare(b)),
+        _ => None,
+    };
+    let mut notes = outcomes.notes.clone();
+    if let Some(a) = &peer_agreement
+        && a.disagreements > 0
+    {
+        notes.push(format!("{} lines got a different outcome from the peer than from claimgate", a.disagreements));
+    }
+    for r in &outcomes.steps {
+        if r.generator_max_behind_ms > 200.0 && r.ok() {
+            notes.push(format!(
+                "{} {}/s: the generator fell {:.0} ms behind its schedule at worst (counted in the latency)",
+                r.system.name(),
+                r.target_rate,
+                r.generator_max_behind_ms
+            ));
+        }
+        if r.delivery_failures > 0 {
+            notes.push(format!(
+                "{} {}/s: {} claim lines not delivered",
+                r.system.name(),
+                r.target_rate,
+                r.delivery_failures
+            ));
+        }
+    }
+    let settings = serde_json::json!({
+        "plan": plan,
+        "practitioners": args.practitioners,
+        "pool_lines": lines.len(),
+        "seed": args.seed,
+        "partitions": args.partitions,
+        "properties": args.property,
+        "fetch_wait_ms": args.fetch_wait_ms,
+        "status_practitioner": trickle.record.code,
+    });
+    let summary = Summary {
+        started: started_text,
+        command,
+        machine: Machine::detect(),
+        broker: format!("{brokers} (Tansu 0.6.0, memory storage, via scripts/broker.sh)"),
+        settings,
+        pass_through_ratio: ratio(sat(System::Claimgate), sat(System::PassThrough)),
+        peer_ratio: ratio(sat(System::Claimgate), sat(System::Peer)),
+        half_rate: outcomes.half_rate,
+        half_rate_p99_ms: p99_at(System::Claimgate),
+        half_rate_pass_through_p99_ms: p99_at(System::PassThrough),
+        half_rate_figures,
+        status: outcomes.status.clone(),
+        peer_agreement,
+        // A saturated step's backlog is cut off when its system is stopped: those lines stay in the
+        // claims topic undecided (they would be decided on a restart) and are not counted as lost.
+        lost_total: outcomes.steps.iter().filter(|r| r.ok()).map(|r| r.lost).sum(),
+        duplicates_total: outcomes.steps.iter().map(|r| r.duplicates).sum(),
+        identity_mismatches_total: outcomes.steps.iter().map(|r| r.identity_mismatches).sum(),
+        systems: outcomes.systems.clone(),
+        steps: outcomes.steps.clone(),
+        wall_seconds: started.elapsed().as_secs_f64(),
+        load_average_end: results::load_average(),
+        notes,
+    };
+    let hgrms: Vec<(String, String)> = outcomes.steps.iter().map(|r| (r.hgrm.clone(), r.hgrm_text.clone())).collect();
+    report::write(&out, &summary, &hgrms)?;
+    for (system, text) in &outcomes.metrics {
+        std::fs::write(out.join(format!("metrics-{}.txt", system.name())), text)?;
+    }
+    println!("{}", out.join("report.md").display());
+    eprintln!(
+        "loadtest: done in {:.0} s: claimgate/pass-through {:?}, claimgate/peer {:?}, p99 at half rate {:?} ms, lost {}, duplicated {}",
+        summary.wall_seconds,
+        summary.pass_through_ratio,
+        summary.peer_ratio,
+        summary.half_rate_p99_ms,
+        summary.lost_total,
+        summary.duplicates_total
+    );
+    Ok(())
+}
