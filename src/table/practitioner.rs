@@ -13,7 +13,9 @@
 //! A record replaced by a newer version leaves its old words behind until the table is rebuilt (see
 //! [`PractitionerTable::rebuilt`]); in a file that is rare, on a stream the delta layer absorbs it.
 //! A deleted code keeps its slot and points at a tombstone record, so a delta layer can shadow a base
-//! table's record with "deleted".
+//! table's record with "deleted". The slot's offset carries the tombstone too, in its top bit
+//! ([`DEAD`]), so that "is this code live?" costs the one memory miss of the slot (performance.md's
+//! lookup target); the record's own words are read only when the caller reads the record.
 
 use bincode::{Decode, Encode};
 use rustc_hash::FxHashMap;
@@ -33,6 +35,9 @@ pub(crate) struct Slot {
 const REGS_MASK: u64 = 0xFFFF;
 const PERIODS_SHIFT: u32 = 16;
 const TOMBSTONE: u64 = 1 << 63;
+/// The top bit of a slot's (or legacy entry's) offset: the code points at a tombstone. Offsets
+/// themselves stay below it (a table of more than 2^31 words, 16 GiB, is `TableError::Full`).
+pub(crate) const DEAD: u32 = 1 << 31;
 /// Most registrations or periods one record may hold (fits the header's 16-bit counts).
 pub const MAX_ENTRIES: usize = 0xFFFF;
 
@@ -221,16 +226,16 @@ impl PractitionerTable {
     }
 
     fn entry_at(&self, at: usize) -> Entry<'_> {
-        // Invariant: every offset in a slot was written by `append` (or checked by `validate` after a
-        // load), so the record lies inside `words`; `get` keeps a corrupt offset from panicking anyway.
-        let header = self.words.get(at + 1).copied().unwrap_or(TOMBSTONE);
-        if header & TOMBSTONE != 0 {
+        // Invariant: every offset in a slot was written by `append` (or checked by `validate_loaded`
+        // after a load, tombstone bit included), so a live record lies whole inside `words`. The
+        // record's words are not touched here: the reference starts at the record and runs to the end
+        // of the arena, and its accessors read the header for the lengths when they are called.
+        if at & DEAD as usize != 0 {
             return Entry::Deleted;
         }
-        let len = record_words(header);
-        match self.words.get(at..at + len) {
-            Some(words) => Entry::Live(PractitionerRef { words, strings: &self.strings }),
-            None => Entry::Deleted,
+        match self.words.get(at..) {
+            Some(words) if words.len() >= 2 => Entry::Live(PractitionerRef { words, strings: &self.strings }),
+            _ => Entry::Deleted,
         }
     }
 
@@ -260,7 +265,7 @@ impl PractitionerTable {
         if rec.registrations.len() > MAX_ENTRIES || rec.periods.len() > MAX_ENTRIES {
             return Err(TableError::TooManyEntries);
         }
-        let at = u32::try_from(self.words.len()).map_err(|_| TableError::Full)?;
+        let at = self.next_offset()?;
         self.words.push(rec.version);
         self.words.push(rec.registrations.len() as u64 | (rec.periods.len() as u64) << PERIODS_SHIFT);
         for r in &rec.registrations {
@@ -276,9 +281,13 @@ impl PractitionerTable {
     }
 
     fn append_tombstone(&mut self, version: u64) -> Result<u32, TableError> {
-        let at = u32::try_from(self.words.len()).map_err(|_| TableError::Full)?;
+        let at = self.next_offset()?;
         self.words.extend([version, TOMBSTONE]);
-        Ok(at)
+        Ok(at | DEAD)
+    }
+
+    fn next_offset(&self) -> Result<u32, TableError> {
+        u32::try_from(self.words.len()).ok().filter(|&at| at < DEAD).ok_or(TableError::Full)
     }
 
     /// Inserts a record, or replaces the one held if this one's version is newer (records.md: a stale
@@ -430,9 +439,13 @@ impl PractitionerTable {
         }
         let words = self.words.len();
         let check = |at: u32| -> Result<(), String> {
-            let at = at as usize;
+            let dead = at & DEAD != 0;
+            let at = (at & !DEAD) as usize;
             let header = *self.words.get(at + 1).ok_or("record offset out of range")?;
-            let len = if header & TOMBSTONE != 0 { 2 } else { record_words(header) };
+            if dead != (header & TOMBSTONE != 0) {
+                return Err("tombstone mark of a slot disagrees with its record".into());
+            }
+            let len = if dead { 2 } else { record_words(header) };
             if at + len > words {
                 return Err("record runs past the arena".into());
             }
@@ -659,6 +672,33 @@ mod tests {
         assert_eq!(t.fingerprint(), 0);
         assert_eq!(t.upsert(&rec("D110105000123", 1, &[])), Ok(Upsert::Replaced));
         assert_ne!(t.fingerprint(), fp);
+    }
+
+    #[test]
+    fn a_tombstone_is_marked_in_its_slot_and_a_load_checks_the_mark() {
+        let mut t = PractitionerTable::with_capacity(4);
+        for code in ["D110105000123", "D110105000124", "0457"] {
+            t.upsert(&rec(code, 5, &[])).unwrap();
+        }
+        for code in ["D110105000123", "0457"] {
+            t.delete(PractitionerKey::parse(code).unwrap()).unwrap();
+        }
+        let national = t.slots.iter().find(|s| s.key != 0 && s.at & DEAD != 0).expect("a marked slot");
+        assert_eq!(t.words[(national.at & !DEAD) as usize + 1] & TOMBSTONE, TOMBSTONE);
+        assert!(t.legacy.iter().all(|(_, at)| at & DEAD != 0));
+        assert!(matches!(t.get(PractitionerKey::parse("D110105000124").unwrap()), Some(Entry::Live(_))));
+        // A loaded table whose marks agree with its records is accepted...
+        let mut ok = t.clone();
+        assert_eq!(ok.validate_loaded(), Ok(()));
+        // ...one where a slot and its record disagree is refused.
+        let mut bad = t.clone();
+        let i = bad.slots.iter().position(|s| s.key != 0 && s.at & DEAD == 0).unwrap();
+        bad.slots[i].at |= DEAD;
+        assert!(bad.validate_loaded().is_err());
+        let mut bad = t;
+        let i = bad.slots.iter().position(|s| s.key != 0 && s.at & DEAD != 0).unwrap();
+        bad.slots[i].at &= !DEAD;
+        assert!(bad.validate_loaded().is_err());
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! format       u32       FORMAT_VERSION
 //! header       bincode 2 (standard config, fixed-width integers, little-endian): Header
 //! table meta   bincode 2: the practitioner table's small parts, with the lengths of the two arrays
-//! slots        slot_count × (key u64, offset u32), raw little-endian
+//! slots        slot_count × (key u64, offset u32), raw little-endian; an offset's top bit marks a
+//!              code that points at a tombstone
 //! words        word_count × u64, raw little-endian (the record arena)
 //! institutions bincode 2: the institution records
 //! checksum     u32       CRC-32 of everything after the format word
@@ -32,8 +33,8 @@ use super::{InstitutionTable, PractitionerTable, View};
 /// The file's first eight bytes.
 pub const MAGIC: [u8; 8] = *b"CGSNAP\r\n";
 /// The layout version this build writes and reads (1: every array as a bincode sequence; 2: the two
-/// large arrays raw).
-pub const FORMAT_VERSION: u32 = 2;
+/// large arrays raw; 3: the tombstone mark in each slot's offset, so a lookup reads only the slot).
+pub const FORMAT_VERSION: u32 = 3;
 
 /// No snapshot section may claim more than this many bytes. A corrupt length then fails to decode
 /// instead of asking the allocator for an impossible amount; a 12-million-code table is under 1 GiB.
@@ -287,9 +288,11 @@ mod tests {
         write(&mut bytes, &sample(), "now").unwrap();
         assert!(matches!(read(&b"{\"code\":1}"[..]), Err(SnapshotError::Magic)));
         assert!(matches!(read(&b""[..]), Err(SnapshotError::Magic)));
-        let mut v2 = bytes.clone();
-        v2[8] = 3;
-        assert!(matches!(read(&v2[..]), Err(SnapshotError::Version { found: 3 })));
+        for other in [2, FORMAT_VERSION + 1] {
+            let mut v = bytes.clone();
+            v[8..12].copy_from_slice(&other.to_le_bytes());
+            assert!(matches!(read(&v[..]), Err(SnapshotError::Version { found }) if found == other));
+        }
         let mut flipped = bytes.clone();
         let n = flipped.len();
         flipped[n - 20] ^= 0x40;
