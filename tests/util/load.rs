@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{Offset, TopicPartitionList};
 
 use claimgate::synth::Line;
 
@@ -152,21 +151,7 @@ pub struct Reader {
 
 impl Reader {
     pub fn new(broker: &str, topics: &[String]) -> Reader {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", broker)
-            .set("group.id", "claimgate-tests-reader")
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
-            .create()
-            .expect("reader");
-        let mut tpl = TopicPartitionList::new();
-        for t in topics {
-            let md = consumer.fetch_metadata(Some(t), Duration::from_secs(30)).expect("metadata");
-            for p in md.topics()[0].partitions() {
-                tpl.add_partition_offset(t, p.id(), Offset::Beginning).unwrap();
-            }
-        }
-        consumer.assign(&tpl).unwrap();
+        let consumer = super::reader_from_beginning(broker, topics);
         Reader { consumer, records: Vec::new(), seen: HashSet::new() }
     }
 

@@ -211,13 +211,9 @@ pub struct Output {
     pub raw: Vec<u8>,
 }
 
-/// Reads topics of the shared broker from the beginning until `expected` records arrived or `wait` passed.
-pub fn read_topics(topics: &[String], expected: usize, wait: Duration) -> Vec<Output> {
-    read_topics_from(&broker(), topics, expected, wait)
-}
-
-/// Reads topics from the beginning until `expected` records arrived or `wait` passed.
-pub fn read_topics_from(broker: &str, topics: &[String], expected: usize, wait: Duration) -> Vec<Output> {
+/// A committed-only reader with every partition of `topics` assigned from the beginning (no group
+/// membership: tests read outputs like a global table).
+pub fn reader_from_beginning(broker: &str, topics: &[String]) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker)
         .set("group.id", "claimgate-tests-reader")
@@ -227,12 +223,23 @@ pub fn read_topics_from(broker: &str, topics: &[String], expected: usize, wait: 
         .expect("reader");
     let mut tpl = TopicPartitionList::new();
     for t in topics {
-        let md = consumer.fetch_metadata(Some(t), Duration::from_secs(10)).expect("metadata");
+        let md = consumer.fetch_metadata(Some(t), Duration::from_secs(30)).expect("metadata");
         for p in md.topics()[0].partitions() {
             tpl.add_partition_offset(t, p.id(), Offset::Beginning).unwrap();
         }
     }
     consumer.assign(&tpl).unwrap();
+    consumer
+}
+
+/// Reads topics of the shared broker from the beginning until `expected` records arrived or `wait` passed.
+pub fn read_topics(topics: &[String], expected: usize, wait: Duration) -> Vec<Output> {
+    read_topics_from(&broker(), topics, expected, wait)
+}
+
+/// Reads topics from the beginning until `expected` records arrived or `wait` passed.
+pub fn read_topics_from(broker: &str, topics: &[String], expected: usize, wait: Duration) -> Vec<Output> {
+    let consumer = reader_from_beginning(broker, topics);
     let deadline = Instant::now() + wait;
     let mut out = Vec::new();
     while out.len() < expected && Instant::now() < deadline {
