@@ -21,11 +21,9 @@ use std::sync::OnceLock;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
-use claimgate::batch::process;
-use claimgate::profile::Profile;
-use claimgate::record::{Claim, DeadLetter, InstitutionText, PractitionerText, Stamp};
+use claimgate::record::{InstitutionText, PractitionerText};
 use claimgate::synth::{GenConfig, World};
-use claimgate::table::{InstitutionTable, PractitionerTable, View};
+use claimgate::table::PractitionerTable;
 
 fn cases() -> u32 {
     std::env::var("CLAIMGATE_TEST_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000)
@@ -41,70 +39,9 @@ fn config() -> ProptestConfig {
     }
 }
 
-/// A table where `D110105000123` is registered at `H11010500001`, and the default profile.
-fn fixture() -> &'static (View, Profile) {
-    static F: OnceLock<(View, Profile)> = OnceLock::new();
-    F.get_or_init(|| {
-        let mut p = PractitionerTable::with_capacity(4);
-        let rec = r#"{"code":"D110105000123","version":1,"registrations":[{"institution":"H11010500001","from":"2020-01-01"}]}"#;
-        p.upsert(&PractitionerText::from_json(rec.as_bytes()).unwrap().validate().unwrap()).unwrap();
-        (View::new(p, InstitutionTable::default()), Profile::shipped("national-2024").unwrap())
-    })
-}
-
-/// The property, for one input.
+/// The property, for one input (`oracle/property.rs`, shared with the cargo fuzz target).
 fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
-    let ours = Claim::parse(bytes);
-    let spec = oracle::read(bytes);
-    let shown = || String::from_utf8_lossy(bytes).into_owned();
-    match (&ours, &spec) {
-        (Ok(c), Ok(l)) => {
-            prop_assert_eq!(&*c.feedetl_sn, &l.feedetl_sn, "{}", shown());
-            prop_assert_eq!(c.fixmedins_code.to_string(), l.fixmedins_code.clone(), "{}", shown());
-            prop_assert_eq!(&*c.mdtrt_id, &l.mdtrt_id, "{}", shown());
-            prop_assert_eq!(&*c.bilg_dr_codg, &l.bilg_dr_codg, "{}", shown());
-            prop_assert_eq!(c.bilg_dept_codg.as_deref(), l.bilg_dept_codg.as_deref(), "{}", shown());
-            prop_assert_eq!(c.fee_ocur_time.to_string(), l.fee_ocur_time.clone(), "{}", shown());
-            prop_assert_eq!(c.amount.fen(), l.amount_fen, "{}", shown());
-            prop_assert_eq!(c.med_type.0, l.med_type, "{}", shown());
-            prop_assert_eq!((c.er_flag, c.adm_via_emergency), (l.er_flag, l.adm_way_emergency), "{}", shown());
-            // The whole path: the decision is valid JSON and names the line.
-            let (view, profile) = fixture();
-            let stamp =
-                Stamp { profile: &profile.name, table_epoch: view.epoch(), decided_at: "2026-04-02 10:31:00.004" };
-            let mut out = Vec::new();
-            let d = process(bytes, view, profile, &stamp, &mut out);
-            prop_assert!(d.is_ok(), "parsed but not decided: {}", shown());
-            let v: serde_json::Value = serde_json::from_slice(&out).map_err(|e| TestCaseError::fail(format!("{e}")))?;
-            prop_assert_eq!(v["feedetl_sn"].as_str(), Some(l.feedetl_sn.as_str()));
-            prop_assert_eq!(v["mdtrt_id"].as_str(), Some(l.mdtrt_id.as_str()));
-            prop_assert_eq!(v["fixmedins_code"].as_str(), Some(l.fixmedins_code.as_str()));
-            prop_assert!(matches!(v["verdict"].as_str(), Some("accept" | "reject")), "{v}");
-        }
-        (Err(m), Err(r)) => {
-            prop_assert!(!m.message.is_empty(), "a refusal without a reason: {}", shown());
-            // The field at fault agrees, except where claimgate stopped its scan at a duplicate field
-            // before a later syntax error.
-            if !m.message.contains("duplicate") {
-                prop_assert_eq!(m.field, r.field, "{} vs spec {:?}: {}", m.message, r, shown());
-            }
-            // The dead letter keeps the bytes and says why.
-            let mut out = Vec::new();
-            DeadLetter::new(&m.message, m.field, "claims/0@0", bytes, "2026-04-02 10:31:00.004").write(&mut out);
-            let back: DeadLetter<'_> =
-                serde_json::from_slice(&out).map_err(|e| TestCaseError::fail(format!("dead letter: {e}")))?;
-            let raw = back.raw_bytes();
-            prop_assert_eq!(raw.as_deref(), Some(bytes));
-            prop_assert!(!back.error.is_empty());
-            // And the whole path refuses it too.
-            let (view, profile) = fixture();
-            let stamp = Stamp { profile: &profile.name, table_epoch: 1, decided_at: "2026-04-02 10:31:00.004" };
-            prop_assert!(process(bytes, view, profile, &stamp, &mut Vec::new()).is_err());
-        }
-        (Ok(_), Err(r)) => prop_assert!(false, "ACCEPTED a line the spec refuses ({r:?}): {}", shown()),
-        (Err(m), Ok(_)) => prop_assert!(false, "refused a well-formed line ({m}): {}", shown()),
-    }
-    Ok(())
+    oracle::property::claim_line(bytes).map_err(TestCaseError::fail)
 }
 
 // --- inputs ---------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod property;
+
 use std::collections::HashSet;
 use std::fmt;
 
