@@ -209,3 +209,78 @@ fn a_bad_ledger_line_stops_the_run_names_the_line_and_writes_nothing() {
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "only the ledger is there");
 }
+
+/// A Huai'an finding decided on 2026-12-21: its 15-working-day notice ends in 2027.
+const LATE_FINDING: &str = r#"{"id": "F-HA-late", "type": "finding", "code": "D320803000101", "case_id": "C-late", "item": "huaian-2020/15.1", "decided_at": "2026-12-21"}"#;
+
+fn score_late(dir: &Path, extra: &[&str]) -> (Output, String, String) {
+    let ledger = dir.join("late.jsonl");
+    std::fs::write(&ledger, format!("{LATE_FINDING}\n")).unwrap();
+    let (out, report) = (dir.join("out.jsonl"), dir.join("report.md"));
+    let args = [
+        "score",
+        "--profile",
+        "huaian-2020",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    let run = claimgate(&[&args[..], extra].concat());
+    let records = std::fs::read_to_string(&out).unwrap_or_default();
+    let report = std::fs::read_to_string(&report).unwrap_or_default();
+    (run, records, report)
+}
+
+#[test]
+fn a_notice_into_a_year_without_a_holiday_list_is_provisional_and_the_run_succeeds_huaian_22_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let (run, records, report) = score_late(dir.path(), &[]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    assert!(err.contains("warning: 1 period is PROVISIONAL") && err.contains("2027"), "{err}");
+    assert!(records.contains(r#""from":"2027-01-11""#) && records.contains("PROVISIONAL"), "{records}");
+    assert!(report.contains("## Provisional periods"), "{report}");
+}
+
+#[test]
+fn a_calendar_loaded_at_run_time_replaces_the_provisional_count_huaian_22_4() {
+    let dir = tempfile::tempdir().unwrap();
+    // Test data in the shipped format (not the State Council's 2027 notice): a holiday on 01-04 and 01-05.
+    let cals = dir.path().join("calendars");
+    std::fs::create_dir(&cals).unwrap();
+    std::fs::write(
+        cals.join("2027.toml"),
+        "[[year]]\nyear = 2027\nsource = \"test\"\nholidays = [\"2027-01-01\", \"2027-01-04\", \"2027-01-05\"]\nmakeup_workdays = []\n",
+    )
+    .unwrap();
+    std::fs::write(cals.join("README.txt"), "not a calendar: ignored").unwrap();
+    // First without it (provisional), then again over the records written, as an agency would.
+    let (_, provisional, _) = score_late(dir.path(), &[]);
+    assert!(provisional.contains("PROVISIONAL"));
+    let held = dir.path().join("held.jsonl");
+    std::fs::write(&held, &provisional).unwrap();
+    let args = ["--calendar", cals.to_str().unwrap(), "--practitioners", held.to_str().unwrap()];
+    let (run, records, report) = score_late(dir.path(), &args);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    assert!(!err.contains("PROVISIONAL"), "{err}");
+    assert!(records.contains(r#""from":"2027-01-14""#) && !records.contains("PROVISIONAL"), "{records}");
+    assert!(records.contains(r#""version":2"#), "the replaced record's version is raised: {records}");
+    assert!(!report.contains("Provisional"), "{report}");
+}
+
+#[test]
+fn a_bad_calendar_file_is_refused_with_its_name_and_the_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let cal = dir.path().join("2027.toml");
+    std::fs::write(&cal, "[[year]]\nyear = 2027\nholidays = [\"2027-02-08\", \"2027-02-08\"]\nmakeup_workdays = []\n")
+        .unwrap();
+    let (run, records, _) = score_late(dir.path(), &["--calendar", cal.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(err.contains("2027.toml") && err.contains("2027-02-08 is listed twice in year 2027"), "{err}");
+    assert!(records.is_empty(), "nothing written");
+}

@@ -54,9 +54,64 @@ pub struct ScoreArgs {
     /// A librdkafka property for --publish, e.g. -X security.protocol=SASL_SSL.
     #[arg(short = 'X', value_name = "NAME=VALUE")]
     pub property: Vec<String>,
-    /// No summary.
+    /// A working-day calendar to add to the profile's (same format as profiles/calendar/cn-workdays.toml),
+    /// or a directory whose `*.toml` files are all loaded: next year's State Council holiday schedule,
+    /// the day it is published. A year listed here replaces the shipped one. Repeatable.
+    #[arg(long, value_name = "FILE|DIR", env = "CLAIMGATE_CALENDAR", value_delimiter = ',')]
+    pub calendar: Vec<PathBuf>,
+    /// No summary (warnings still go to standard error).
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// The calendar files named by `--calendar`: each file, or each `*.toml` of a directory in name order.
+fn calendar_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("--calendar {}: cannot list the directory", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// Loads the `--calendar` files into the rules' calendar. A year given by two of them is refused (which
+/// one is right?); a year that replaces the shipped one is said on standard error.
+fn load_calendars(rules: &mut Scoring, paths: &[PathBuf]) -> Result<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let Some(notice) = rules.notice.as_mut() else {
+        eprintln!("note: profile {} counts no working days; --calendar is not used", rules.profile);
+        return Ok(());
+    };
+    let mut loaded: std::collections::BTreeMap<i32, String> = std::collections::BTreeMap::new();
+    for file in calendar_files(paths)? {
+        let name = file.display().to_string();
+        let text = std::fs::read_to_string(&file).with_context(|| format!("--calendar {name}: cannot read"))?;
+        let cal = claimgate::score::calendar::Calendar::from_toml(&name, &text)
+            .with_context(|| format!("--calendar {name}"))?;
+        for y in cal.years() {
+            if let Some(first) = loaded.insert(y, name.clone()) {
+                return Err(anyhow!("--calendar: year {y} is listed by both {first} and {name}"));
+            }
+        }
+        for y in notice.calendar.extend(cal) {
+            eprintln!(
+                "note: calendar {}: year {y} taken from {name}, not from the shipped calendar",
+                notice.calendar.name
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Lines with their 1-based numbers.
@@ -143,7 +198,8 @@ fn encode(scored: &Scored, extras: &[Map<String, Value>]) -> Result<Vec<Encoded>
 /// Runs `claimgate score`.
 pub fn run(args: ScoreArgs) -> Result<()> {
     let profile = load_profile(&args.profile)?;
-    let rules = Scoring::from_profile(&profile)?;
+    let mut rules = Scoring::from_profile(&profile)?;
+    load_calendars(&mut rules, &args.calendar)?;
 
     let (ledger_name, lines) = read_lines(&args.ledger)?;
     let ledger = Ledger::parse(lines.iter().map(|(n, l)| (*n, l.as_slice())), &rules)
@@ -194,6 +250,20 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         }
     }
 
+    let provisional = scored.report.provisional().count();
+    if provisional > 0 {
+        let years: std::collections::BTreeSet<i32> =
+            scored.report.provisional().flat_map(|(_, d)| d.provisional.iter().copied()).collect();
+        let years: Vec<String> = years.iter().map(i32::to_string).collect();
+        eprintln!(
+            "warning: {} PROVISIONAL: {} notice period crossed {} with no holiday list loaded and was counted on \
+             weekends only; load the State Council's schedule with --calendar and run this ledger again{}",
+            if provisional == 1 { "1 period is".to_owned() } else { format!("{provisional} periods are") },
+            if provisional == 1 { "its" } else { "their" },
+            years.join(", "),
+            args.report.as_ref().map(|r| format!(" (listed in {})", r.display())).unwrap_or_default()
+        );
+    }
     if !args.quiet {
         let rep = &scored.report;
         let summary = format!(

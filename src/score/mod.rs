@@ -206,6 +206,7 @@ fn person_report(rules: &Scoring, p: &Person) -> PersonReport {
             basis: d.basis.clone(),
             decision_id: d.decision_id.clone(),
             how: d.how(),
+            provisional: d.provisional.clone(),
         })
         .collect();
     let mut bans: Vec<BanNote> = p

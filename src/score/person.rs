@@ -78,6 +78,9 @@ pub struct Derived {
     pub decision_id: String,
     /// Profile, article and total.
     pub basis: String,
+    /// Years whose holiday list was missing when its notice period was counted (weekends only): the
+    /// period is provisional until a run with those years' calendar.
+    pub provisional: Vec<i32>,
 }
 
 impl Derived {

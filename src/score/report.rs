@@ -95,6 +95,9 @@ pub struct PeriodNote {
     pub decision_id: String,
     /// Why it ends where it does.
     pub how: String,
+    /// Years without a holiday list that its notice period crossed (counted on weekends only): the
+    /// period is provisional, to be replaced by a run with those years' calendar. Empty: final.
+    pub provisional: Vec<i32>,
 }
 
 /// One practitioner.
@@ -163,6 +166,13 @@ impl Report {
     /// Flags raised.
     pub fn flags(&self) -> usize {
         self.practitioners.iter().map(|p| p.flags.len()).sum()
+    }
+
+    /// Periods whose notice was counted without a year's holiday list, with their practitioner.
+    pub fn provisional(&self) -> impl Iterator<Item = (&str, &PeriodNote)> {
+        self.practitioners
+            .iter()
+            .flat_map(|p| p.periods.iter().filter(|d| !d.provisional.is_empty()).map(move |d| (p.code.as_str(), d)))
     }
 
     /// Events ignored, with the reason in their note.
@@ -235,6 +245,34 @@ pub fn markdown(r: &Report, sources: &Sources) -> String {
         count(r.flags(), "flag"),
         count(r.ignored(), "event")
     );
+
+    let provisional: Vec<(&str, &PeriodNote)> = r.provisional().collect();
+    if !provisional.is_empty() {
+        out.push_str("## Provisional periods\n\n");
+        let _ = writeln!(
+            out,
+            "{} counted {} notice period over a year whose State Council holiday schedule was not loaded: weekends \
+             were skipped, holidays and make-up working days were not. Load the schedule (`claimgate score --calendar \
+             FILE`) and run this ledger again: the new run replaces these periods.\n",
+            count(provisional.len(), "period"),
+            if provisional.len() == 1 { "its" } else { "their" }
+        );
+        out.push_str("| practitioner | status | from | until | decision | years without a holiday list |\n|---|---|---|---|---|---|\n");
+        for (code, d) in provisional {
+            let years: Vec<String> = d.provisional.iter().map(i32::to_string).collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                cell(code),
+                d.status.as_str(),
+                d.from,
+                day(d.until),
+                cell(&d.decision_id),
+                years.join(", ")
+            );
+        }
+        out.push('\n');
+    }
 
     out.push_str("## Practitioners\n");
     for p in &r.practitioners {

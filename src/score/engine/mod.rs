@@ -231,7 +231,7 @@ impl<'a> Engine<'a> {
                         )));
                     }
                 };
-                suspend(p, rules, e, m, basis)?
+                suspend(p, rules, e, m, basis)
             }
             Action::Terminate => {
                 let unused = if f.suspend_months.is_some() { "; `suspend_months` unused" } else { "" };

@@ -132,6 +132,7 @@ impl Engine<'_> {
                 decided: day,
                 decision_id: e.id.clone(),
                 basis,
+                provisional: Vec::new(),
             });
             p.note(
                 e,

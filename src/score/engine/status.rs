@@ -3,32 +3,46 @@
 
 use super::add_months;
 use crate::record::Status;
-use crate::score::ledger::{Event, Problem};
+use crate::score::ledger::Event;
 use crate::score::person::{Derived, Origin, Person};
 use crate::score::rules::Scoring;
 
 /// A threshold suspension decided by `e`: from the decision day or after the notice period, for `months`;
 /// a running suspension that ends later absorbs it, one that ends sooner is replaced from its start
 /// (Huai'an: "a later, longer suspension replaces the remainder of an earlier one"). Returns what it
-/// did, for the report.
-pub fn suspend(p: &mut Person, rules: &Scoring, e: &Event, months: u32, basis: String) -> Result<String, Problem> {
+/// did, for the report. A notice period that crosses a year the calendar does not list is counted on
+/// weekends only and the period is marked provisional (in its basis and `provisional`).
+pub fn suspend(p: &mut Person, rules: &Scoring, e: &Event, months: u32, basis: String) -> String {
     let day = e.day();
+    let mut basis = basis;
+    let mut provisional = Vec::new();
     let (from, notice) = match &rules.notice {
         Some(n) => {
-            let from = n.calendar.nth_working_day_after(day, n.working_days)?;
-            (from, format!(", after {} working days' notice, {}", n.working_days, n.article))
+            let counted = n.calendar.nth_working_day_after(day, n.working_days);
+            let mut notice = format!(", after {} working days' notice, {}", n.working_days, n.article);
+            if !counted.unlisted.is_empty() {
+                provisional = counted.unlisted.into_iter().collect();
+                let years = years(&provisional);
+                let marker = format!(
+                    "PROVISIONAL: the notice was counted on weekends only, calendar {} has no holiday list for {years}",
+                    n.calendar.name
+                );
+                notice.push_str(&format!("; {marker}"));
+                basis.push_str(&format!("; {marker}"));
+            }
+            (counted.day, notice)
         }
         None => (day, String::new()),
     };
     let planned = add_months(from, i64::from(months));
     let running = |d: &&mut Derived| d.origin == Origin::Threshold && d.status == Status::Suspended && d.ongoing(from);
     if let Some(d) = p.periods.iter_mut().find(|d| running(d) && d.planned_end >= Some(planned)) {
-        return Ok(format!(
+        return format!(
             "a suspension of {} from {from} is absorbed: suspension {} runs to {} or later",
             plural(months, "month"),
             d.decision_id,
             d.planned_end.map_or("an open end".into(), |x| x.to_string())
-        ));
+        );
     }
     let mut text = format!("suspended {from} to {planned} ({}{notice})", plural(months, "month"));
     for d in p.periods.iter_mut().filter(|d| running(d)) {
@@ -52,8 +66,9 @@ pub fn suspend(p: &mut Person, rules: &Scoring, e: &Event, months: u32, basis: S
         decided: day,
         decision_id: e.id.clone(),
         basis,
+        provisional,
     });
-    Ok(text)
+    text
 }
 
 /// A threshold termination decided by `e`, with its ban (Qinghai Art. 11(3), Lanzhou Art. 18); it
@@ -104,8 +119,14 @@ pub fn terminate(p: &mut Person, rules: &Scoring, e: &Event, at: u32, case_total
         decided: day,
         decision_id: e.id.clone(),
         basis,
+        provisional: Vec::new(),
     });
     text
+}
+
+/// "2027", "2027 and 2028".
+pub fn years(years: &[i32]) -> String {
+    years.iter().map(i32::to_string).collect::<Vec<_>>().join(" and ")
 }
 
 /// "1 month", "3 months".

@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 
-use super::calendar::CalendarError;
 use super::catalogue::Item;
 use super::rules::Scoring;
 use crate::record::{BjTime, CodeError, InstitutionCode, PractitionerCode, Status, TimeError};
@@ -85,9 +84,6 @@ pub enum Problem {
     /// An id used before.
     #[error("duplicate event id (first on line {0})")]
     Duplicate(u64),
-    /// A working-day calendar cannot count the notice period.
-    #[error(transparent)]
-    Calendar(#[from] CalendarError),
     /// Anything else, explained.
     #[error("{0}")]
     Invalid(String),

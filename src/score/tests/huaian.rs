@@ -46,9 +46,39 @@ fn notice_period_across_a_holiday_and_a_make_up_workday_huaian_22_4() {
 }
 
 #[test]
-fn a_notice_period_beyond_the_calendar_is_an_error_huaian_22_4() {
-    let e = try_run(P, &[fixed("F1", D1, "C1", SWAP, "2026-12-21")], &[]).unwrap_err();
-    assert!(e.starts_with("line 1, event F1: calendar cn-workdays has no holiday list for 2027"), "{e}");
+fn a_notice_period_beyond_the_calendar_is_provisional_not_an_error_huaian_22_4() {
+    // Decided Monday 2026-12-21: days 1-8 are 12-22..31 (2026, listed), then 2027 has no holiday list
+    // in the shipped calendar, so its weekdays count: day 15 is Monday 2027-01-11 — provisional.
+    let events = [fixed("F1", D1, "C1", SWAP, "2026-12-21"), fixed("F2", D2, "C2", SWAP, "2026-03-10")];
+    let s = run(P, &events, &[]);
+    assert_eq!(periods(&s, D1), vec![susp("2027-01-11", None, "F1")]);
+    let basis = record(&s, D1).periods[0].basis.clone().unwrap();
+    assert!(basis.starts_with("huaian-2020 Art. 22(2): 6 points in 2026; PROVISIONAL:"), "{basis}");
+    assert!(basis.contains("no holiday list for 2027"), "{basis}");
+    // Everyone else in the ledger is scored as before, and not provisional.
+    assert_eq!(periods(&s, D2), vec![susp("2026-03-31", None, "F2")]);
+    let provisional: Vec<(&str, Vec<i32>)> = s.report.provisional().map(|(c, d)| (c, d.provisional.clone())).collect();
+    assert_eq!(provisional, vec![(D1, vec![2027])]);
+    let md = markdown(&s.report, &Sources::default());
+    assert!(md.contains("## Provisional periods"), "{md}");
+    assert!(md.contains(&format!("| {D1} | suspended | 2027-01-11 | open | F1 | 2027 |")), "{md}");
+}
+
+#[test]
+fn a_loaded_calendar_replaces_the_provisional_period_huaian_22_4() {
+    // The same finding with a 2027 schedule loaded (test data, not the State Council's: a holiday on
+    // 01-04 and 01-05) counts those days out: day 15 moves from 01-11 to 01-14, and nothing is provisional.
+    let mut r = rules(P);
+    let next =
+        "[[year]]\nyear = 2027\nholidays = [\"2027-01-01\", \"2027-01-04\", \"2027-01-05\"]\nmakeup_workdays = []\n";
+    let loaded = crate::score::calendar::Calendar::from_toml("test-2027.toml", next).unwrap();
+    assert!(r.notice.as_mut().unwrap().calendar.extend(loaded).is_empty());
+    let l = ledger(&r, &[fixed("F1", D1, "C1", SWAP, "2026-12-21")]).unwrap();
+    let s = score(&r, &l, &[]).unwrap();
+    assert_eq!(periods(&s, D1), vec![susp("2027-01-14", None, "F1")]);
+    assert_eq!(record(&s, D1).periods[0].basis.as_deref(), Some("huaian-2020 Art. 22(2): 6 points in 2026"));
+    assert_eq!(s.report.provisional().count(), 0);
+    assert!(!markdown(&s.report, &Sources::default()).contains("Provisional"));
 }
 
 #[test]
