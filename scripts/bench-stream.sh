@@ -58,7 +58,7 @@ for r in $(seq 1 "$ROUNDS"); do
     results+=("$(run claimgate "$r")")
 done
 echo
-echo "claims: $N, rounds: $ROUNDS, broker: Tansu (memory), $(nproc) cores, $(date -u +%F)"
+echo "claims: $N, rounds: $ROUNDS, broker: Apache Kafka 4.1.1 (scripts/broker.sh, single node), $(nproc) cores, $(date -u +%F)"
 printf '%-10s %-6s %12s\n' mode round "records/s"
 for line in "${results[@]}"; do printf '%-10s %-6s %12s\n' $line; done
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

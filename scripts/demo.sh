@@ -4,7 +4,7 @@
 #   1. build claimgate (release);
 #   2. generate a day: 100 000 practitioners, their institutions, 1 000 000 claim lines (demo/);
 #   3. review the day from files and print the report summary (report: demo/report.md);
-#   4. start a Kafka-compatible broker on loopback, create the topics, publish the status tables,
+#   4. start Apache Kafka on loopback (scripts/broker.sh), create the topics, publish the status tables,
 #      run `claimgate stream`, feed it the day's claims, and print the verdict counts;
 #   5. stop everything it started.
 #
@@ -51,7 +51,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "starting a Kafka-compatible broker on 127.0.0.1:$PORT"
+say "starting Apache Kafka on 127.0.0.1:$PORT (scripts/broker.sh; the first run fetches its jars from Maven Central)"
 scripts/broker.sh start --port "$PORT" --dir "$BROKER_DIR" >/dev/null
 B="127.0.0.1:$PORT"
 "$C" topics create --brokers "$B"

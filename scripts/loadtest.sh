@@ -7,7 +7,7 @@
 #   scripts/loadtest.sh --systems claimgate,pass-through      skip the peer
 #   scripts/loadtest.sh --measure 10 --refine 3               any claimgate-loadtest flag is passed on
 #
-# From a fresh clone it needs cargo, python3 (3.11+, venv) and PyPI (the broker's wheel, the peer's
+# From a fresh clone it needs cargo, Java 17+ and Maven (Apache Kafka from Maven Central), python3 (3.11+, venv) and PyPI (the peer's
 # venv in .tools/peer-venv). It finishes within LOADTEST_TOTAL_S seconds (default 840, 14 minutes)
 # on a 2-core machine: the measurements get what the build and the set-up leave of that (at least
 # LOADTEST_MIN_BUDGET_S, default 240), and the sweeps stop early to stay within it. With the build

@@ -4,13 +4,17 @@
 #
 #   1. crash:  claimgate stream killed with SIGKILL 100 times under a steady load, restarted each time;
 #   2. outage: the broker frozen for 120 s mid-stream; status topics unreachable; no table at start-up;
+#              --exactly-once killed 30 times (a read-committed reader sees every line once); the broker
+#              (Apache Kafka) killed with SIGKILL and restarted on its logs 10 times; status topics
+#              compacted for real;
 #   3. fuzz:   10 million generated inputs for the claim-line parser and the status records: libFuzzer
 #              (cargo fuzz) when it can be built here, else the property tests, in release.
 #
 #   scripts/soak.sh                     everything
 #   scripts/soak.sh crash|outage|fuzz   one part
 #
-# Sizes: SOAK_KILLS (100), SOAK_RATE (claims/s, 500), SOAK_OUTAGE_S (120), SOAK_FUZZ_INPUTS (10000000),
+# Sizes: SOAK_KILLS (100), SOAK_EOS_KILLS (30), SOAK_BROKER_KILLS (10), SOAK_RATE (claims/s, 500),
+# SOAK_OUTAGE_S (120), SOAK_FUZZ_INPUTS (10000000),
 # SOAK_SEED. Results: results/soak-<time>/ (figures.jsonl, logs, summary.md); the figures are also
 # printed at the end. Each part has a time limit; the script fails if a test fails or a limit is hit.
 set -euo pipefail
@@ -18,6 +22,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 KILLS="${SOAK_KILLS:-100}"
+EOS_KILLS="${SOAK_EOS_KILLS:-30}"
+BROKER_KILLS="${SOAK_BROKER_KILLS:-10}"
 RATE="${SOAK_RATE:-500}"
 OUTAGE_S="${SOAK_OUTAGE_S:-120}"
 FUZZ_INPUTS="${SOAK_FUZZ_INPUTS:-10000000}"
@@ -81,8 +87,9 @@ for part in "${PARTS[@]}"; do
             ;;
         outage)
             needs_broker
-            CLAIMGATE_TEST_OUTAGE_S="$OUTAGE_S" \
-                run_limited outage 900 cargo test --locked --test reliability -- --nocapture --skip kill_9 || status=1
+            CLAIMGATE_TEST_OUTAGE_S="$OUTAGE_S" CLAIMGATE_TEST_EOS_KILLS="$EOS_KILLS" \
+                CLAIMGATE_TEST_BROKER_KILLS="$BROKER_KILLS" CLAIMGATE_TEST_CRASH_RATE="$RATE" \
+                run_limited outage 2400 cargo test --locked --test reliability -- --nocapture --skip kill_9 || status=1
             ;;
         fuzz)
             # libFuzzer through cargo fuzz (nightly features: RUSTC_BOOTSTRAP=1 lets the stable compiler

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # OPT-IN ONLY: the old memory-only test broker (Tansu 0.6.0), for a quick look where Java is absent.
-# The project's broker is Apache Kafka (scripts/tansu.sh); every test, benchmark and the demo use it.
+# The project's broker is Apache Kafka (scripts/broker.sh); every test, benchmark and the demo use it.
 # Tansu does not compact, loses every topic on restart, reports a wrong high watermark, shows aborted
 # records to read_committed readers and answers fetches only at fetch.wait.max.ms (../shared/BROKER.md):
 # nothing that needs Kafka's semantics may be shown on it.

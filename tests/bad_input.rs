@@ -358,8 +358,28 @@ fn a_bad_status_line_stops_tables_publish_before_anything_is_sent() {
     );
     assert_ne!(r.code, Some(0), "{}", r.text);
     assert!(r.text.contains("p.jsonl:3:"), "{}", r.text);
-    let sent = util::read_topics_from(&env.broker, &[env.topic("practitioners")], 1, Duration::from_secs(3));
-    assert!(sent.is_empty(), "records were published before the bad line was found");
+    // Nothing reached the topic: its end offset, as the broker says, not a reader's silence.
+    assert_eq!(
+        util::end_offsets_total(&env.broker, &env.topic("practitioners")),
+        0,
+        "records were published before the bad line was found"
+    );
+    // The same check sees a publish that did happen.
+    lines.remove(2);
+    std::fs::write(env.path("good.jsonl"), lines.join("\n") + "\n").unwrap();
+    util::claimgate(&[
+        "tables",
+        "publish",
+        "--brokers",
+        &env.broker,
+        "--practitioners",
+        &env.path("good.jsonl").display().to_string(),
+        "--topic-practitioners",
+        &env.topic("practitioners"),
+        "--topic-institutions",
+        &env.topic("institutions"),
+    ]);
+    assert_eq!(util::end_offsets_total(&env.broker, &env.topic("practitioners")), 4);
 }
 
 /// A well-formed claim line padded with an unknown field to exactly `len` bytes.

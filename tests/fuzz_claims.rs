@@ -19,7 +19,7 @@ mod oracle;
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
-use proptest::test_runner::TestCaseError;
+use proptest::test_runner::{FileFailurePersistence, TestCaseError};
 
 use claimgate::record::{InstitutionText, PractitionerText};
 use claimgate::synth::{GenConfig, World};
@@ -32,8 +32,9 @@ fn cases() -> u32 {
 fn config() -> ProptestConfig {
     ProptestConfig {
         cases: cases(),
-        // Failures are kept as committed regression inputs (tests/fuzz_regressions/), not proptest files.
-        failure_persistence: None,
+        // A failing case is kept (its seed, in tests/fuzz_claims.proptest-regressions, tried first on the
+        // next run: commit it); the input itself goes into tests/fuzz_regressions/ once understood.
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
         max_shrink_iters: 10_000,
         ..ProptestConfig::default()
     }

@@ -36,11 +36,15 @@ fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// The run's seed: `CLAIMGATE_TEST_SEED`, or the clock — printed either way, so that a failure can be
+/// run again with the same data and the same kill moments.
 fn seed() -> u64 {
-    env_u64(
+    let seed = env_u64(
         "CLAIMGATE_TEST_SEED",
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs()),
-    )
+    );
+    eprintln!("seed {seed} (run again with CLAIMGATE_TEST_SEED={seed})");
+    seed
 }
 
 /// Appends a test's figures to `CLAIMGATE_TEST_REPORT`, and prints them.
@@ -465,7 +469,7 @@ fn with_the_broker_unreachable_at_start_up_nothing_is_decided_until_it_is_back()
 }
 
 #[test]
-fn exactly_once_kill_9_at_random_moments_a_read_committed_reader_sees_every_line_once() {
+fn exactly_once_crashes_at_random_moments_a_read_committed_reader_sees_every_line_once() {
     let kills = env_u64("CLAIMGATE_TEST_EOS_KILLS", 10);
     let rate = env_u64("CLAIMGATE_TEST_CRASH_RATE", 1_000);
     let seed = seed();

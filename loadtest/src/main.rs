@@ -127,8 +127,8 @@ struct Args {
     #[arg(long, default_value_t = 600.0)]
     budget: f64,
     /// `fetch.wait.max.ms` of every consumer of claims and decisions (systems under test and reader).
-    /// The test broker (Tansu 0.6.0) holds every fetch for this long even when data arrives sooner, so
-    /// it sets a floor under end-to-end latency; shorter waits cost the broker more fetch requests.
+    /// Apache Kafka answers a fetch as soon as `fetch.min.bytes` (1) are there, so this bounds only the
+    /// wait of an idle fetch (the old test broker, Tansu, held every fetch this long: a latency floor).
     #[arg(long, default_value_t = 50)]
     fetch_wait_ms: u32,
     /// The broker's PID (scripts/loadtest.sh gives it): its CPU use is then reported apart from the
@@ -292,7 +292,7 @@ fn real_main() -> Result<()> {
         started: started_text,
         command,
         machine: Machine::detect(),
-        broker: format!("{brokers} (Tansu 0.6.0, memory storage, via scripts/broker.sh)"),
+        broker: format!("{brokers} (Apache Kafka 4.1.1, KRaft, via scripts/broker.sh)"),
         settings,
         pass_through_ratio: ratio(sat(System::Claimgate), sat(System::PassThrough)),
         peer_ratio: ratio(sat(System::Claimgate), sat(System::Peer)),

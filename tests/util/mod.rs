@@ -530,6 +530,24 @@ pub fn committed_total(broker: &str, group: &str, topic: &str) -> i64 {
     committed.elements().iter().filter_map(|e| e.offset().to_raw()).filter(|o| *o >= 0).sum()
 }
 
+/// The end offsets (high watermarks) of `topic`'s partitions, summed: how many offsets it has used.
+pub fn end_offsets_total(broker: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", broker).create().expect("consumer");
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).expect("metadata");
+    // A topic created a moment ago may not have its leaders elected yet: ask again for a while.
+    let high = |p: i32| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match consumer.fetch_watermarks(topic, p, Duration::from_secs(10)) {
+                Ok((_, h)) => return h,
+                Err(e) if Instant::now() >= deadline => panic!("watermarks of {topic}/{p}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    };
+    md.topics()[0].partitions().iter().map(|p| high(p.id())).sum()
+}
+
 /// Deletes every record of `topic` (its log start moves to its end), as retention would.
 pub fn delete_all_records(broker: &str, topic: &str) {
     use rdkafka::admin::{AdminClient, AdminOptions};
