@@ -18,6 +18,7 @@ use rdkafka::types::RDKafkaErrorCode as Code;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+use super::super::admin::OutputWatch;
 use super::super::errors::Class;
 use super::super::tracker::Tracker;
 use super::decide::Batch;
@@ -199,6 +200,7 @@ pub fn run(
         reset: cfg.offsets_reset.clone(),
     })?;
     consumer.subscribe(&[&cfg.claims])?;
+    let mut outputs = OutputWatch::new(kafka, &[&cfg.accepted, &cfg.rejected, &cfg.dlq])?;
     state.taking_claims.store(true, Ordering::Release);
     tracing::info!(
         event = "pipeline_started",
@@ -218,6 +220,7 @@ pub fn run(
         if let Some(f) = inflight.fatal() {
             bail!(f);
         }
+        outputs.check()?;
         send_replacements(&producer, &inflight, &consumer)?;
         if deadline.is_none() && shutdown.is_cancelled() {
             deadline = Some(Instant::now() + cfg.shutdown_timeout);

@@ -21,6 +21,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::super::KafkaConfig;
+use super::super::admin::OutputWatch;
 use super::super::errors::Class;
 use super::at_least_once::hint;
 use super::decide::Batch;
@@ -51,6 +52,7 @@ pub fn run(
         reset: cfg.offsets_reset.clone(),
     })?;
     consumer.subscribe(&[&cfg.claims])?;
+    let mut outputs = OutputWatch::new(kafka, &[&cfg.accepted, &cfg.rejected, &cfg.dlq])?;
     state.taking_claims.store(true, Ordering::Release);
     tracing::info!(
         event = "pipeline_started",
@@ -67,6 +69,7 @@ pub fn run(
     let mut buf = Vec::with_capacity(1024);
     let txn_timeout = Duration::from_secs(30);
     while !shutdown.is_cancelled() {
+        outputs.check()?;
         let Some(view) = handle.load() else {
             std::thread::sleep(Duration::from_millis(10));
             continue;
