@@ -8,17 +8,18 @@ use std::sync::OnceLock;
 
 use claimgate::batch::process;
 use claimgate::profile::Profile;
-use claimgate::record::{Claim, DeadLetter, PractitionerText, Stamp};
+use claimgate::record::{Claim, DeadLetter, PractitionerText, Role, Stamp};
+use claimgate::routing::Rules;
 use claimgate::table::{InstitutionTable, PractitionerTable, View};
 
 /// A table where `D110105000123` is registered at `H11010500001`, and the default profile.
-pub fn fixture() -> &'static (View, Profile) {
-    static F: OnceLock<(View, Profile)> = OnceLock::new();
+pub fn fixture() -> &'static (View, Rules) {
+    static F: OnceLock<(View, Rules)> = OnceLock::new();
     F.get_or_init(|| {
         let mut p = PractitionerTable::with_capacity(4);
         let rec = r#"{"code":"D110105000123","version":1,"registrations":[{"institution":"H11010500001","from":"2020-01-01"}]}"#;
         p.upsert(&PractitionerText::from_json(rec.as_bytes()).unwrap().validate().unwrap()).unwrap();
-        (View::new(p, InstitutionTable::default()), Profile::shipped("national-2024").unwrap())
+        (View::new(p, InstitutionTable::default()), Rules::single(Profile::shipped("national-2024").unwrap()))
     })
 }
 
@@ -40,8 +41,8 @@ fn same<T: PartialEq + std::fmt::Debug>(what: &str, ours: T, spec: T, shown: &st
 pub fn claim_line(bytes: &[u8]) -> Result<(), String> {
     let shown = String::from_utf8_lossy(bytes).into_owned();
     let shown = shown.as_str();
-    let (view, profile) = fixture();
-    let stamp = Stamp { profile: &profile.name, table_epoch: view.epoch(), decided_at: "2026-04-02 10:31:00.004" };
+    let (view, rules) = fixture();
+    let stamp = Stamp { table_epoch: view.epoch(), decided_at: "2026-04-02 10:31:00.004" };
     match (Claim::parse(bytes), super::read(bytes)) {
         (Ok(c), Ok(l)) => {
             same("feedetl_sn", &*c.feedetl_sn, l.feedetl_sn.as_str(), shown)?;
@@ -53,9 +54,18 @@ pub fn claim_line(bytes: &[u8]) -> Result<(), String> {
             same("amount", c.amount.fen(), l.amount_fen, shown)?;
             same("med_type", c.med_type.0, l.med_type, shown)?;
             same("emergency", (c.er_flag, c.adm_via_emergency), (l.er_flag, l.adm_way_emergency), shown)?;
+            // The other persons' fields: read as sent, refused only when checked and malformed.
+            for (role, spec) in [Role::Orders, Role::Pharmacist].into_iter().zip(&l.persons) {
+                let text = match spec {
+                    super::Person::Text(s) => Some(s.as_str()),
+                    _ => None,
+                };
+                same(role.field(), c.code(role), text, shown)?;
+                same(&format!("{role} refused"), c.check_role(role).is_err(), spec.malformed(), shown)?;
+            }
             // The whole path: the decision is valid JSON and names the line.
             let mut out = Vec::new();
-            ensure!(process(bytes, view, profile, &stamp, &mut out).is_ok(), "parsed but not decided: {shown}");
+            ensure!(process(bytes, view, rules, &stamp, &mut out).is_ok(), "parsed but not decided: {shown}");
             let v: serde_json::Value = serde_json::from_slice(&out).map_err(|e| format!("decision: {e}"))?;
             same("decision feedetl_sn", v["feedetl_sn"].as_str(), Some(l.feedetl_sn.as_str()), shown)?;
             same("decision mdtrt_id", v["mdtrt_id"].as_str(), Some(l.mdtrt_id.as_str()), shown)?;
@@ -76,7 +86,7 @@ pub fn claim_line(bytes: &[u8]) -> Result<(), String> {
             same("dead letter bytes", back.raw_bytes().as_deref(), Some(bytes), shown)?;
             ensure!(!back.error.is_empty(), "dead letter without a reason: {shown}");
             // And the whole path refuses it too.
-            ensure!(process(bytes, view, profile, &stamp, &mut Vec::new()).is_err(), "decided a refused line: {shown}");
+            ensure!(process(bytes, view, rules, &stamp, &mut Vec::new()).is_err(), "decided a refused line: {shown}");
         }
         (Ok(_), Err(r)) => return Err(format!("ACCEPTED a line the spec refuses ({r:?}): {shown}")),
         (Err(m), Ok(_)) => return Err(format!("refused a well-formed line ({m}): {shown}")),

@@ -28,6 +28,9 @@ pub struct Config {
     pub group: String,
     /// Policy profile: a shipped name or a TOML file.
     pub profile: String,
+    /// Routing table (TOML file): the profile of each line by area and service time; instead of
+    /// `profile` (rules.md, "Routing").
+    pub routing: Option<String>,
     /// Exactly-once delivery through Kafka transactions (the broker must support them).
     pub exactly_once: bool,
     /// Exactly-once: the producer's `transactional.id`; default `<group>-<host>-<pid>`.
@@ -111,6 +114,7 @@ impl Default for Config {
             brokers: "127.0.0.1:9092".into(),
             group: "claimgate".into(),
             profile: claimgate::profile::DEFAULT.into(),
+            routing: None,
             exactly_once: false,
             transactional_id: None,
             topics: Topics {
@@ -193,6 +197,8 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub exactly_once: Option<bool>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub http: BTreeMap<&'static str, String>,
@@ -272,6 +278,17 @@ impl Config {
         }
         if self.group.trim().is_empty() {
             bail!("setting `group`: empty");
+        }
+        if let Some(r) = &self.routing {
+            if r.trim().is_empty() {
+                bail!("setting `routing`: empty; leave it unset to decide every line with `profile`");
+            }
+            if self.profile != claimgate::profile::DEFAULT {
+                bail!(
+                    "setting `routing` cannot be combined with `profile` (`{}`): the routing table names its profiles; set its `default`",
+                    self.profile
+                );
+            }
         }
         if let Some(id) = &self.transactional_id
             && (id.trim().is_empty() || id.chars().any(char::is_control))
@@ -383,6 +400,7 @@ impl fmt::Debug for Config {
             .field("brokers", &self.brokers)
             .field("group", &self.group)
             .field("profile", &self.profile)
+            .field("routing", &self.routing)
             .field("exactly_once", &self.exactly_once)
             .field("transactional_id", &self.transactional_id)
             .field("topics", &self.topics)
@@ -449,6 +467,8 @@ mod tests {
             ("[kafka]\n\"group.id\" = \"x\"\n", "kafka.group.id"),
             ("[limits]\nstatus_publish_ms = 5000\n", "limits.status_publish_ms"),
             ("transactional_id = \" \"\n", "setting `transactional_id`"),
+            ("routing = \" \"\n", "setting `routing`"),
+            ("routing = \"r.toml\"\nprofile = \"lanzhou-2014\"\n", "setting `routing`"),
             ("[limits]\ntransaction_ms = 60000\n", "setting `limits.transaction_ms`"),
             ("[kafka]\n\"no.such.property\" = 1\n", "setting `kafka.no.such.property`"),
             ("[kafka]\n\"session.timeout.ms\" = \"soon\"\n", "setting `kafka.session.timeout.ms`"),

@@ -38,6 +38,10 @@ pub struct StreamArgs {
     /// Policy profile: national-2024 (default), huaian-2020, lanzhou-2014, or a TOML file (setting `profile`).
     #[arg(long, value_name = "NAME|FILE")]
     pub profile: Option<String>,
+    /// Routing table: the profile of each line by the institution's area and the service time, for a
+    /// deployment of several regions (setting `routing`; docs/rules.md). Instead of --profile.
+    #[arg(long, value_name = "FILE")]
+    pub routing: Option<String>,
     /// Listen address of /metrics, /healthz, /readyz and /v1/… (setting `http.addr`, default 127.0.0.1:9898).
     #[arg(long, value_name = "ADDR")]
     pub http: Option<String>,
@@ -85,6 +89,7 @@ impl StreamArgs {
             brokers: self.brokers.clone(),
             group: self.group.clone(),
             profile: self.profile.clone(),
+            routing: self.routing.clone(),
             exactly_once: self.exactly_once.then_some(true),
             ..Overrides::default()
         };
@@ -130,7 +135,16 @@ pub fn run(args: StreamArgs) -> Result<()> {
     let cfg = Config::load(args.config.as_ref(), Config::env(), args.overrides()?)?;
     logging::init(&cfg.log.format, &cfg.log.level)?;
     tracing::info!(event = "starting", version = env!("CARGO_PKG_VERSION"), config = ?cfg);
-    let profile = crate::cmd::review::load_profile(&cfg.profile).context("setting `profile`")?;
+    let rules = match &cfg.routing {
+        Some(r) => {
+            crate::cmd::review::load_rules(&cfg.profile, Some(std::path::Path::new(r))).context("setting `routing`")?
+        }
+        None => crate::cmd::review::load_rules(&cfg.profile, None).context("setting `profile`")?,
+    };
+    tracing::info!(
+        event = "rules_loaded",
+        rules = crate::cmd::review::describe_rules(&rules, cfg.routing.as_deref().map(std::path::Path::new)),
+    );
     let prometheus = metrics::install()?;
     let kafka = KafkaConfig { brokers: cfg.brokers.clone(), properties: cfg.kafka_properties()? };
     let addr: SocketAddr = cfg.http.addr.parse().context("setting `http.addr`")?;
@@ -194,7 +208,7 @@ pub fn run(args: StreamArgs) -> Result<()> {
             Arc::clone(&pipeline_alive),
         );
         std::thread::Builder::new().name("claim-pipeline".into()).spawn(move || {
-            let r = pipeline::run(&kafka, &pcfg, &tables, &state.ready, &profile, &shutdown);
+            let r = pipeline::run(&kafka, &pcfg, &tables, &state.ready, &rules, &shutdown);
             alive.store(false, Ordering::Relaxed);
             let _ = done_tx.send(());
             r

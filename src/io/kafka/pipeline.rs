@@ -28,8 +28,8 @@ use super::{Context, KafkaConfig};
 use crate::io::clock;
 use crate::io::metrics::ClaimMetrics;
 use claimgate::batch::process;
-use claimgate::profile::Profile;
-use claimgate::record::{DeadLetter, Stamp, Verdict};
+use claimgate::record::{DeadLetter, Reason, Stamp, Verdict};
+use claimgate::routing::Rules;
 use claimgate::table::TableHandle;
 
 /// Topic names and bounds of the pipeline.
@@ -290,8 +290,9 @@ impl ConsumerContext for ConsumerCtx {
 /// Per-batch counts, added to the metrics once per batch.
 #[derive(Default)]
 struct BatchCounts {
-    by_reason: [u64; 9],
-    overridden: [u64; 9],
+    by_reason: [u64; Reason::COUNT],
+    overridden: [u64; Reason::COUNT],
+    would_reject: [u64; Reason::COUNT],
     legacy: u64,
 }
 
@@ -299,7 +300,7 @@ struct BatchCounts {
 struct Batch<'a> {
     cfg: &'a PipelineConfig,
     view: &'a claimgate::table::View,
-    profile: &'a Profile,
+    rules: &'a Rules,
     stamp: Stamp<'a>,
     metrics: &'a ClaimMetrics,
     counts: BatchCounts,
@@ -336,12 +337,15 @@ impl Batch<'_> {
             self.metrics.dead_letter(None);
             return (&cfg.dlq, None);
         }
-        match process(payload, self.view, self.profile, stamp, buf) {
+        match process(payload, self.view, self.rules, stamp, buf) {
             Ok(d) => {
                 let o = &d.outcome;
                 self.counts.by_reason[o.reason.index()] += 1;
                 if let Some(r) = o.overridden {
                     self.counts.overridden[r.index()] += 1;
+                }
+                if let Some(r) = o.would_reject {
+                    self.counts.would_reject[r.index()] += 1;
                 }
                 self.counts.legacy += u64::from(o.legacy_code);
                 let topic = if o.verdict == Verdict::Accept { &cfg.accepted } else { &cfg.rejected };
@@ -368,7 +372,7 @@ impl Batch<'_> {
     fn finish(self, taken: usize, started: Instant) {
         if taken > 0 {
             self.metrics.decision.record(started.elapsed().as_secs_f64() / taken as f64);
-            self.metrics.add(&self.counts.by_reason, &self.counts.overridden);
+            self.metrics.add(&self.counts.by_reason, &self.counts.overridden, &self.counts.would_reject);
             self.metrics.legacy.increment(self.counts.legacy);
         }
     }
@@ -411,11 +415,11 @@ pub fn run(
     cfg: &PipelineConfig,
     handle: &TableHandle,
     ready: &AtomicBool,
-    profile: &Profile,
+    rules: &Rules,
     shutdown: &AtomicBool,
 ) -> Result<()> {
     if cfg.transactional_id.is_some() {
-        return run_transactional(kafka, cfg, handle, ready, profile, shutdown);
+        return run_transactional(kafka, cfg, handle, ready, rules, shutdown);
     }
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
     let producer: Arc<Producer_> = Arc::new(
@@ -501,8 +505,8 @@ pub fn run(
             continue;
         };
         let decided_at = clock::now_text();
-        let stamp = Stamp { profile: &profile.name, table_epoch: view.epoch(), decided_at: &decided_at };
-        let mut batch = Batch { cfg, view: &view, profile, stamp, metrics, counts: BatchCounts::default() };
+        let stamp = Stamp { table_epoch: view.epoch(), decided_at: &decided_at };
+        let mut batch = Batch { cfg, view: &view, rules, stamp, metrics, counts: BatchCounts::default() };
         let started = Instant::now();
         let mut taken = 0usize;
         let mut wait = Duration::from_millis(100);
@@ -598,7 +602,7 @@ fn run_transactional(
     cfg: &PipelineConfig,
     handle: &TableHandle,
     ready: &AtomicBool,
-    profile: &Profile,
+    rules: &Rules,
     shutdown: &AtomicBool,
 ) -> Result<()> {
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<Ack>();
@@ -654,8 +658,8 @@ fn run_transactional(
         };
         consumer.context().rebalanced.store(false, Ordering::Relaxed);
         let decided_at = clock::now_text();
-        let stamp = Stamp { profile: &profile.name, table_epoch: view.epoch(), decided_at: &decided_at };
-        let mut batch = Batch { cfg, view: &view, profile, stamp, metrics, counts: BatchCounts::default() };
+        let stamp = Stamp { table_epoch: view.epoch(), decided_at: &decided_at };
+        let mut batch = Batch { cfg, view: &view, rules, stamp, metrics, counts: BatchCounts::default() };
         // First and next offsets per partition of this batch.
         let mut span: Vec<(i32, i64, i64)> = Vec::new();
         let started = Instant::now();
