@@ -1,4 +1,5 @@
-//! `claimgate topics create`: make the six topics of service.md, the status topics log-compacted.
+//! `claimgate topics create`: make the six topics of service.md and the local-id mapping topic, the
+//! status and mapping topics log-compacted.
 //! Production clusters usually provision topics through their own process; this is for development,
 //! tests and the demo, and shows what the topics need.
 
@@ -51,6 +52,8 @@ pub fn run(cmd: TopicsCmd) -> Result<()> {
         TopicSpec { name: p("claims.dlq"), partitions: a.partitions, compacted: false },
         TopicSpec { name: p("practitioners"), partitions: a.status_partitions, compacted: true },
         TopicSpec { name: p("institutions"), partitions: a.status_partitions, compacted: true },
+        // Followed only where the stream's `topics.mappings` names it (rules.md, "Local ids").
+        TopicSpec { name: p("practitioner-mappings"), partitions: a.status_partitions, compacted: true },
     ];
     let created = create_topics(&kafka, &specs, a.replication)?;
     for s in &specs {

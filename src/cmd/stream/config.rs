@@ -63,6 +63,10 @@ pub struct Topics {
     pub practitioners: String,
     /// Institution status records (log-compacted).
     pub institutions: String,
+    /// Local-id mapping records (log-compacted; rules.md, "Local ids"), followed like the status topics
+    /// when set; unset, no mapping table.
+    #[serde(default)]
+    pub mappings: Option<String>,
 }
 
 /// The HTTP operations port.
@@ -124,6 +128,7 @@ impl Default for Config {
                 dlq: "claims.dlq".into(),
                 practitioners: "practitioners".into(),
                 institutions: "institutions".into(),
+                mappings: None,
             },
             http: Http { addr: "127.0.0.1:9898".into(), token: None },
             limits: Limits {
@@ -296,7 +301,7 @@ impl Config {
             bail!("setting `transactional_id`: empty or with control characters; leave it unset for the default");
         }
         let t = &self.topics;
-        let named = [
+        let mut named = vec![
             ("topics.claims", &t.claims),
             ("topics.accepted", &t.accepted),
             ("topics.rejected", &t.rejected),
@@ -304,6 +309,9 @@ impl Config {
             ("topics.practitioners", &t.practitioners),
             ("topics.institutions", &t.institutions),
         ];
+        if let Some(m) = &t.mappings {
+            named.push(("topics.mappings", m));
+        }
         for (i, (setting, name)) in named.iter().enumerate() {
             let valid = !name.is_empty()
                 && name.len() <= 249
@@ -461,6 +469,7 @@ mod tests {
             ("brokers = \"nohost\"\n", "setting `brokers`"),
             ("[topics]\naccepted = \"claims\"\n", "topics.accepted"),
             ("[topics]\ndlq = \"bad topic!\"\n", "topics.dlq"),
+            ("[topics]\nmappings = \"claims\"\n", "topics.mappings"),
             ("[http]\naddr = \"everywhere\"\n", "http.addr"),
             ("[log]\nformat = \"xml\"\n", "log.format"),
             ("colour = 1\n", "colour"),

@@ -69,6 +69,9 @@ pub struct StreamArgs {
     /// Institution status topic (setting `topics.institutions`).
     #[arg(long, value_name = "TOPIC")]
     pub topic_institutions: Option<String>,
+    /// Local-id mapping topic, followed like the status topics (setting `topics.mappings`; unset: none).
+    #[arg(long, value_name = "TOPIC")]
+    pub topic_mappings: Option<String>,
     /// Log format: text or json (setting `log.format`).
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -103,6 +106,7 @@ impl StreamArgs {
             ("dlq", &self.topic_dlq),
             ("practitioners", &self.topic_practitioners),
             ("institutions", &self.topic_institutions),
+            ("mappings", &self.topic_mappings),
         ] {
             if let Some(v) = v {
                 o.topics.insert(name, v.clone());
@@ -172,6 +176,7 @@ pub fn run(args: StreamArgs) -> Result<()> {
         FollowerConfig {
             practitioners: cfg.topics.practitioners.clone(),
             institutions: cfg.topics.institutions.clone(),
+            mappings: cfg.topics.mappings.clone(),
             settle: Duration::from_millis(cfg.limits.status_settle_ms),
             publish_every: Duration::from_millis(cfg.limits.status_publish_ms),
             stale_after: Duration::from_secs(cfg.limits.stale_after_s),

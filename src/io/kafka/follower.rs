@@ -1,4 +1,5 @@
-//! The status follower: reads the `practitioners` and `institutions` topics like a global table —
+//! The status follower: reads the `practitioners` and `institutions` topics (and the local-id mapping
+//! topic, where one is configured) like a global table —
 //! every partition assigned directly, no consumer group — from the beginning to the end before any claim
 //! is decided, then keeps following them, publishing each batch of changes as one new view.
 //!
@@ -20,7 +21,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::{Context, KafkaConfig, admin};
 use crate::io::metrics as m;
-use claimgate::record::{InstitutionCode, InstitutionText, PractitionerKey, PractitionerRow};
+use claimgate::record::{InstitutionCode, InstitutionText, MappingText, PractitionerKey, PractitionerRow};
 use claimgate::table::{Applied, InstitutionTable, PractitionerTable, TableHandle, Updater};
 
 /// What the rest of the process may read about the tables.
@@ -56,6 +57,8 @@ pub struct FollowerConfig {
     pub practitioners: String,
     /// Institution topic.
     pub institutions: String,
+    /// Local-id mapping topic, if followed.
+    pub mappings: Option<String>,
     /// Quiet time that, with the end offsets reached, marks the end at start-up.
     pub settle: Duration,
     /// Longest wait before a batch of changes is published.
@@ -118,7 +121,9 @@ impl Follower {
 
     fn assign(&mut self, consumer: &BaseConsumer<Context>, shutdown: &AtomicBool) -> Result<()> {
         let mut tpl = TopicPartitionList::new();
-        for topic in [self.cfg.practitioners.clone(), self.cfg.institutions.clone()] {
+        let topics =
+            [Some(self.cfg.practitioners.clone()), Some(self.cfg.institutions.clone()), self.cfg.mappings.clone()];
+        for topic in topics.into_iter().flatten() {
             let parts = loop {
                 match admin::partitions(consumer, &topic, Duration::from_secs(10)) {
                     Ok(p) => break p,
@@ -286,6 +291,8 @@ impl Follower {
         let key = msg.key().and_then(|k| std::str::from_utf8(k).ok()).map(str::trim);
         let outcome = if topic == self.cfg.practitioners {
             self.apply_practitioner(key, msg.payload())
+        } else if self.cfg.mappings.as_deref() == Some(topic) {
+            self.apply_mapping(key, msg.payload())
         } else {
             self.apply_institution(key, msg.payload())
         };
@@ -349,6 +356,29 @@ impl Follower {
                     return Err(format!("key `{k}` is not the record's code"));
                 }
                 Ok(Some(self.updater.institution(rec)))
+            }
+        }
+    }
+
+    /// A local-id mapping record, keyed `institution|local_id`; a tombstone deletes the mapping.
+    fn apply_mapping(&mut self, key: Option<&str>, payload: Option<&[u8]>) -> Result<Option<Applied>, String> {
+        match payload {
+            None => {
+                let key = key.ok_or("a tombstone without a key")?;
+                let (inst, id) =
+                    key.split_once('|').ok_or_else(|| format!("key `{key}`: not `institution|local_id`"))?;
+                let inst = InstitutionCode::parse(inst.trim()).map_err(|e| format!("key `{key}`: {e}"))?;
+                self.updater.delete_mapping(inst, id.trim());
+                Ok(None)
+            }
+            Some(bytes) => {
+                let rec = MappingText::from_json(bytes).and_then(|t| t.validate()).map_err(|e| e.to_string())?;
+                if let Some(k) = key
+                    && k != rec.key()
+                {
+                    return Err(format!("key `{k}` is not the record's `institution|local_id`"));
+                }
+                Ok(Some(self.updater.mapping(rec)))
             }
         }
     }
