@@ -6,8 +6,9 @@ use std::fmt;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use super::claim::{Claim, Role};
+use super::claim::Claim;
 use super::json::write_str;
+use super::role::Role;
 
 /// Accept or reject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

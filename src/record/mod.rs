@@ -10,10 +10,11 @@ mod decision;
 pub mod json;
 mod mapping;
 mod money;
+mod role;
 mod status;
 mod time;
 
-pub use claim::{Claim, Malformed, MedType, Role};
+pub use claim::{Claim, Malformed, MedType};
 pub use code::{
     CodeError, InstitutionCode, MAX_CODE_LEN, PractitionerCode, PractitionerKey, PractitionerKind, check_department,
     fmt_national,
@@ -21,6 +22,7 @@ pub use code::{
 pub use decision::{DeadLetter, DecisionRecord, Outcome, Reason, Stamp, Verdict, write_decision};
 pub use mapping::{MappingPeriod, MappingPeriodText, MappingRecord, MappingText};
 pub use money::{Amount, AmountError};
+pub use role::Role;
 pub use status::{
     InstitutionPeriod, InstitutionPeriodText, InstitutionRecord, InstitutionText, Interval, Period, PeriodText,
     PractitionerRecord, PractitionerRow, PractitionerText, RecordError, Registration, RegistrationText, Status,
