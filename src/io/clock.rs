@@ -22,3 +22,8 @@ pub fn now_text() -> String {
 pub fn now_secs_text() -> String {
     now().0.to_string()
 }
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

@@ -15,6 +15,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 
 use super::kafka::follower::TableState;
+use super::kafka::pipeline::PipelineState;
 use super::metrics as m;
 use claimgate::record::{BjTime, PractitionerCode, PractitionerKey, PractitionerText, Status};
 use claimgate::table::TableHandle;
@@ -28,14 +29,16 @@ pub struct HttpState {
     pub tables: Arc<TableHandle>,
     /// Readiness and age of the tables.
     pub table_state: Arc<TableState>,
-    /// False once the claim pipeline has stopped or failed.
-    pub pipeline_alive: Arc<AtomicBool>,
+    /// The claim pipeline: alive, taking claims, waiting for topics, oldest unacknowledged output.
+    pub pipeline: Arc<PipelineState>,
     /// True during shutdown.
     pub stopping: Arc<AtomicBool>,
     /// Bearer token for `/v1/…`, if required.
     pub token: Option<Arc<str>>,
     /// Seconds after which the table counts as stale.
     pub stale_after_s: f64,
+    /// `/healthz` fails when an output has waited longer than this for its acknowledgement.
+    pub max_unacked_age_s: f64,
 }
 
 /// The router.
@@ -59,10 +62,17 @@ async fn metrics(State(s): State<HttpState>) -> Response {
 }
 
 async fn healthz(State(s): State<HttpState>) -> Response {
-    if s.pipeline_alive.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
+    let waited = s.pipeline.oldest_unacked_secs();
+    if !s.pipeline.alive.load(Ordering::Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, "claim pipeline stopped\n").into_response()
+    } else if waited > s.max_unacked_age_s {
+        let body = format!(
+            "unhealthy: an output has waited {waited:.0} s for the broker's acknowledgement (limits.max_unacked_age_s = {})\n",
+            s.max_unacked_age_s
+        );
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    } else {
+        (StatusCode::OK, "ok\n").into_response()
     }
 }
 
@@ -71,8 +81,12 @@ async fn readyz(State(s): State<HttpState>) -> Response {
         Some("shutting down".to_owned())
     } else if !s.table_state.ready.load(Ordering::Acquire) {
         Some("status topics not yet read to their end: no claim is decided".to_owned())
-    } else if !s.pipeline_alive.load(Ordering::Relaxed) {
+    } else if !s.pipeline.alive.load(Ordering::Relaxed) {
         Some("claim pipeline stopped".to_owned())
+    } else if !s.pipeline.waiting().is_empty() {
+        Some(format!("waiting for topics to exist: {}", s.pipeline.waiting().join(", ")))
+    } else if !s.pipeline.taking_claims.load(Ordering::Acquire) {
+        Some("joining the consumer group".to_owned())
     } else {
         None
     };

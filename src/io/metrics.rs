@@ -61,6 +61,18 @@ pub const BROKER_WARNINGS: &str = "claimgate_broker_warnings_total";
 /// Partitions of the claims topic assigned to this instance: 0 while it has lost its group session
 /// (e.g. during a broker outage) or before it joined.
 pub const CLAIMS_PARTITIONS: &str = "claimgate_claims_partitions";
+/// Seconds the oldest output still unacknowledged has waited for the broker (0 when none waits);
+/// `/healthz` fails past `limits.max_unacked_age_s`.
+pub const OLDEST_UNACKED: &str = "claimgate_oldest_unacked_seconds";
+/// Offset commits or stores that failed, by when (`revoke`, `store`, `shutdown`): the claims after the
+/// last commit are decided again by the partition's next owner.
+pub const COMMIT_FAILURES: &str = "claimgate_commit_failures_total";
+/// Offset resets of the claims consumer, by reason: `no_committed_offset` (a new group, or its offsets
+/// expired) or `out_of_range` (the committed offset is gone from the log: claims were skipped or are
+/// read again, as `offsets.reset` says).
+pub const OFFSET_RESETS: &str = "claimgate_offset_resets_total";
+/// Outputs the broker refused as bad input (too large, invalid), replaced by a dead letter, by topic.
+pub const REFUSED_OUTPUTS: &str = "claimgate_refused_outputs_total";
 /// Exactly-once transactions committed and aborted.
 pub const TRANSACTIONS: &str = "claimgate_transactions_total";
 
@@ -76,6 +88,20 @@ pub fn install() -> Result<PrometheusHandle> {
         .context("metrics buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")
+        .inspect(|_| {
+            // Every series an alert or a dashboard reads exists from the start, at 0: an absent series
+            // would read as "no data", not as "none yet".
+            let _ = ClaimMetrics::new();
+            gauge!(READY).set(0.0);
+            gauge!(OLDEST_UNACKED).set(0.0);
+            gauge!(CLAIMS_PARTITIONS).set(0.0);
+            for when in ["revoke", "store", "shutdown"] {
+                counter!(COMMIT_FAILURES, "when" => when).absolute(0);
+            }
+            for reason in ["no_committed_offset", "out_of_range"] {
+                counter!(OFFSET_RESETS, "reason" => reason).absolute(0);
+            }
+        })
 }
 
 /// Handles of the claim pipeline's counters, registered once.

@@ -8,4 +8,5 @@ pub mod kafka;
 pub mod logging;
 pub mod metrics;
 pub mod progress;
+pub mod shutdown;
 pub mod tables;

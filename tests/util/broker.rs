@@ -1,6 +1,7 @@
-//! A broker of a test's own, for the outage tests: freezing the shared broker of `scripts/test.sh`
-//! would stall every other test running in parallel. Started and stopped through `scripts/broker.sh`
-//! (which stops it by the PID it recorded), frozen with SIGSTOP and thawed with SIGCONT.
+//! A broker of a test's own, for the outage tests: freezing or killing the shared broker of
+//! `scripts/test.sh` would stall every other test running in parallel. An Apache Kafka node started and
+//! stopped through `scripts/broker.sh` (which stops it by the PID it recorded), frozen with SIGSTOP and
+//! thawed with SIGCONT, killed with SIGKILL and restarted on its logs.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -9,7 +10,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// A Tansu broker on a free loopback port, stopped when dropped.
+/// An Apache Kafka broker (single combined node) on a free loopback port, stopped when dropped.
 pub struct OwnBroker {
     /// `127.0.0.1:PORT`.
     pub addr: String,
@@ -18,6 +19,7 @@ pub struct OwnBroker {
     port: u16,
     dir: tempfile::TempDir,
     frozen: bool,
+    overrides: String,
 }
 
 fn script() -> PathBuf {
@@ -27,12 +29,17 @@ fn script() -> PathBuf {
 impl OwnBroker {
     /// Starts a broker (installed by `scripts/test.sh` on its first run).
     pub fn start() -> OwnBroker {
-        OwnBroker::start_advertising(None)
+        OwnBroker::start_with(None, &[])
     }
 
     /// Starts a broker that tells its clients to connect to `advertise_port` (a [`Proxy`] in front of
     /// it) rather than to itself.
     pub fn start_advertising(advertise_port: Option<u16>) -> OwnBroker {
+        OwnBroker::start_with(advertise_port, &[])
+    }
+
+    /// Starts a broker with extra broker properties (`key=value`).
+    pub fn start_with(advertise_port: Option<u16>, overrides: &[&str]) -> OwnBroker {
         let dir = tempfile::tempdir().expect("tempdir");
         // A port the kernel just handed out is free unless someone takes it in between: retry then.
         for _ in 0..5 {
@@ -42,7 +49,12 @@ impl OwnBroker {
             if let Some(p) = advertise_port {
                 args.extend(["--advertise-port".to_owned(), p.to_string()]);
             }
-            let out = Command::new(script()).args(&args).output().expect("run scripts/broker.sh");
+            let out = Command::new(script())
+                .args(&args)
+                .env("KAFKA_OVERRIDES", overrides.join(" "))
+                .env("KAFKA_HEAP", "512m")
+                .output()
+                .expect("run scripts/broker.sh");
             if !out.status.success() {
                 eprintln!("broker.sh start on {port} failed: {}", String::from_utf8_lossy(&out.stderr));
                 continue;
@@ -51,7 +63,7 @@ impl OwnBroker {
             let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).map(str::to_owned);
             let addr = field("BROKER=").expect("BROKER= line");
             let pid = field("PID=").and_then(|p| p.parse().ok()).expect("PID= line");
-            return OwnBroker { addr, pid, port, dir, frozen: false };
+            return OwnBroker { addr, pid, port, dir, frozen: false, overrides: overrides.join(" ") };
         }
         panic!("could not start a broker of the test's own");
     }
@@ -74,6 +86,25 @@ impl OwnBroker {
     pub fn thaw(&mut self) {
         self.signal("thaw");
         self.frozen = false;
+    }
+
+    /// SIGKILL: a crash; the logs stay on disk for [`OwnBroker::restart`].
+    pub fn kill(&mut self) {
+        self.signal("kill");
+        self.frozen = false;
+    }
+
+    /// Starts the broker again on the same port and logs (after [`OwnBroker::kill`]).
+    pub fn restart(&mut self) {
+        let out = Command::new(script())
+            .args(["start", "--port", &self.port.to_string(), "--dir", &self.dir.path().display().to_string()])
+            .env("KAFKA_OVERRIDES", &self.overrides)
+            .env("KAFKA_HEAP", "512m")
+            .output()
+            .expect("run scripts/broker.sh");
+        assert!(out.status.success(), "restart failed: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        self.pid = text.lines().find_map(|l| l.strip_prefix("PID=")).and_then(|p| p.parse().ok()).expect("PID= line");
     }
 
     /// The broker's log.

@@ -5,6 +5,9 @@
 
 pub mod broker;
 pub mod load;
+/// The tests' own reading of records.md's claim line (also the oracle of `tests/fuzz_claims.rs`).
+#[path = "../oracle/mod.rs"]
+pub mod oracle;
 pub mod privacy;
 
 use std::collections::HashMap;
@@ -147,7 +150,12 @@ impl Env {
 
     /// Starts `claimgate stream` with extra environment variables (e.g. `CLAIMGATE_HTTP__TOKEN`).
     pub fn stream_env(&self, group: &str, extra: &[&str], vars: &[(&str, &str)]) -> Stream {
-        let port = free_port();
+        self.stream_on(group, free_port(), extra, vars)
+    }
+
+    /// Starts `claimgate stream` with its operations port on `port` (a restart of the same instance
+    /// slot keeps it: the default transactional id depends on it).
+    pub fn stream_on(&self, group: &str, port: u16, extra: &[&str], vars: &[(&str, &str)]) -> Stream {
         let log = self.path(&format!("stream-{group}-{port}.log"));
         let mut args: Vec<String> = vec![
             "stream".into(),
@@ -188,6 +196,38 @@ impl Env {
             .spawn()
             .expect("start claimgate stream");
         Stream { child: Some(child), port, log }
+    }
+
+    /// Reads the output topics until every line of the JSON Lines file `claims` has its output — a
+    /// decision or a dead letter, as the tests' own reading of records.md says — and then until nothing
+    /// more comes for a second; panics (with `log`) if `wait` passes first. Duplicates are returned too:
+    /// at least once allows them, and the caller checks they are identical.
+    pub fn answered(&self, claims: &Path, wait: Duration, log: &dyn Fn() -> String) -> Vec<Output> {
+        let lines: Vec<Vec<u8>> = std::fs::read(claims)
+            .expect("claims file")
+            .split(|c| *c == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect();
+        self.answered_lines(&lines, wait, log)
+    }
+
+    /// [`Env::answered`] for lines given as bytes.
+    pub fn answered_lines(&self, lines: &[Vec<u8>], wait: Duration, log: &dyn Fn() -> String) -> Vec<Output> {
+        let expected: std::collections::HashSet<load::Key> = lines.iter().map(|l| load::expected_key(l)).collect();
+        let topics = [self.topic("claims.accepted"), self.topic("claims.rejected"), self.topic("claims.dlq")];
+        let mut reader = load::Reader::new(&self.broker, &topics);
+        if !reader.until_answered(&expected, wait) {
+            let seen: std::collections::HashSet<load::Key> = reader.records.iter().map(load::output_key).collect();
+            let missing = expected.iter().filter(|k| !seen.contains(k)).count();
+            panic!("{missing} of {} lines have no output after {wait:?}:\n{}", lines.len(), log());
+        }
+        reader.drain(Duration::from_secs(1));
+        reader
+            .records
+            .iter()
+            .map(|r| Output { topic: r.topic.clone(), key: r.key.clone(), value: r.value(), raw: r.raw.clone() })
+            .collect()
     }
 
     /// Reads the three output topics from the beginning until `expected` records arrived (or `wait`
@@ -286,13 +326,28 @@ impl Stream {
         panic!("claimgate stream not ready after {wait:?}:\n{}", self.log_text());
     }
 
-    /// A counter or gauge from `/metrics`, summed over its label sets.
+    /// `/metrics` as it is now; panics if the operations port does not answer 200, so that a failed
+    /// scrape can never pass for a zero.
+    pub fn scrape(&self) -> Scrape {
+        match self.get("/metrics") {
+            Some((200, body)) => Scrape(body),
+            other => panic!("GET /metrics failed ({other:?}):\n{}", self.log_text()),
+        }
+    }
+
+    /// A counter or gauge from `/metrics`, summed over its label sets; panics if the scrape fails or
+    /// the metric is absent.
     pub fn metric(&self, name: &str) -> f64 {
-        let Some((_, body)) = self.get("/metrics") else { return 0.0 };
-        body.lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        self.scrape().value(name)
+    }
+
+    /// The metric if the scrape worked and the metric is there: for loops that wait for a process that
+    /// may still be starting.
+    pub fn try_metric(&self, name: &str) -> Option<f64> {
+        match self.get("/metrics") {
+            Some((200, body)) => Scrape(body).get(name),
+            _ => None,
+        }
     }
 
     pub fn log_text(&self) -> String {
@@ -327,6 +382,33 @@ impl Stream {
 impl Drop for Stream {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// One scrape of `/metrics`.
+pub struct Scrape(pub String);
+
+impl Scrape {
+    /// The metric summed over its label sets; `None` if no series of that name is there.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        let values: Vec<f64> = self
+            .0
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum())
+    }
+
+    /// The metric; panics if it is absent.
+    pub fn value(&self, name: &str) -> f64 {
+        self.get(name).unwrap_or_else(|| panic!("metric {name} is not in /metrics:\n{}", self.0))
+    }
+
+    /// A counter that the program creates at its first increment (labelled by what happened): absent
+    /// means none yet. The scrape itself worked.
+    pub fn counter(&self, name: &str) -> f64 {
+        self.get(name).unwrap_or(0.0)
     }
 }
 
@@ -405,6 +487,67 @@ pub fn delete_topics(broker: &str, topics: &[String]) {
         if let Err((name, e)) = r {
             panic!("cannot delete topic {name}: {e}");
         }
+    }
+}
+
+/// Sets a topic's configuration (e.g. `max.message.bytes`); panics if the broker refuses. The
+/// (non-incremental) AlterConfigs request replaces the topic's whole configuration: give every setting
+/// that must stay, `cleanup.policy` of a compacted topic included.
+pub fn alter_topic_config(broker: &str, topic: &str, entries: &[(&str, &str)]) {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", broker).create().expect("admin client");
+    let mut change = AlterConfig::new(ResourceSpecifier::Topic(topic));
+    for (k, v) in entries {
+        change = change.set(k, v);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = rt.block_on(admin.alter_configs(&[change], &opts)).expect("alter configs");
+    for r in results {
+        if let Err((_, e)) = r {
+            panic!("cannot alter the configuration of {topic}: {e}");
+        }
+    }
+}
+
+/// The offsets a consumer group has committed on `topic`, summed over its partitions (offsets are
+/// the next to read, so the sum is how many lines of a topic starting at 0 the group has finished).
+pub fn committed_total(broker: &str, group: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition(topic, p.id());
+    }
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(30)).expect("committed offsets");
+    committed.elements().iter().filter_map(|e| e.offset().to_raw()).filter(|o| *o >= 0).sum()
+}
+
+/// Deletes every record of `topic` (its log start moves to its end), as retention would.
+pub fn delete_all_records(broker: &str, topic: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", broker).create().expect("admin client");
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", broker).create().expect("consumer");
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        let (_, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(30)).expect("watermarks");
+        tpl.add_partition_offset(topic, p.id(), Offset::Offset(high)).unwrap();
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let result = rt.block_on(admin.delete_records(&tpl, &opts)).expect("delete records");
+    for e in result.elements() {
+        assert!(e.error().is_ok(), "cannot delete the records of {topic}/{}: {:?}", e.partition(), e.error());
     }
 }
 

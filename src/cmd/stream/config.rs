@@ -33,10 +33,14 @@ pub struct Config {
     pub routing: Option<String>,
     /// Exactly-once delivery through Kafka transactions (the broker must support them).
     pub exactly_once: bool,
-    /// Exactly-once: the producer's `transactional.id`; default `<group>-<host>-<pid>`.
+    /// Exactly-once: the producer's `transactional.id`, stable for this instance's slot so that a
+    /// restarted instance fences its crashed predecessor at once (KIP-447, Kafka 2.5 or later); default
+    /// `<group>-<host>-<http port>` (two instances on one host differ by their port).
     pub transactional_id: Option<String>,
     /// Topic names.
     pub topics: Topics,
+    /// Offsets of the claims consumer.
+    pub offsets: Offsets,
     /// The operations port.
     pub http: Http,
     /// Bounds and timings.
@@ -63,10 +67,28 @@ pub struct Topics {
     pub practitioners: String,
     /// Institution status records (log-compacted).
     pub institutions: String,
+    /// At start-up, create the claims and output topics that do not exist (with `partitions` and
+    /// `replication`) instead of waiting for them. Off by default: production clusters provision
+    /// topics through their own process.
+    pub create_missing: bool,
+    /// Partitions of a topic created by `create_missing`.
+    pub partitions: i32,
+    /// Replication factor of a topic created by `create_missing`; -1: the broker's default.
+    pub replication: i32,
     /// Local-id mapping records (log-compacted; rules.md, "Local ids"), followed like the status topics
     /// when set; unset, no mapping table.
     #[serde(default)]
     pub mappings: Option<String>,
+}
+
+/// Where the claims consumer starts a partition with no committed offset.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Offsets {
+    /// `earliest` (default: a new group decides what is already on the topic), `latest` (only what
+    /// arrives from now on), or `error` (stop and say so: an operator decides). Every reset is logged
+    /// and counted (`claimgate_offset_resets_total`).
+    pub reset: String,
 }
 
 /// The HTTP operations port.
@@ -91,15 +113,15 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Graceful shutdown must finish within this many seconds.
     pub shutdown_timeout_s: u64,
-    /// Start-up: the status topics count as read once every partition reached its end and no record
-    /// arrived for this long (covers brokers whose end-offset report lags, see BROKER.md).
-    pub status_settle_ms: u64,
     /// A batch of status records is published at once, at the latest after this long.
     pub status_publish_ms: u64,
     /// The table counts as stale when the status topics could not be confirmed for this long.
     pub stale_after_s: u64,
     /// Exactly-once: a transaction spans at most this long.
     pub transaction_ms: u64,
+    /// `/healthz` fails when an output has waited longer than this for the broker's acknowledgement
+    /// (a broker that stopped answering, a partition without a leader).
+    pub max_unacked_age_s: u64,
 }
 
 /// Logging.
@@ -129,17 +151,21 @@ impl Default for Config {
                 practitioners: "practitioners".into(),
                 institutions: "institutions".into(),
                 mappings: None,
+                create_missing: false,
+                partitions: 4,
+                replication: -1,
             },
+            offsets: Offsets { reset: "earliest".into() },
             http: Http { addr: "127.0.0.1:9898".into(), token: None },
             limits: Limits {
                 max_in_flight: 50_000,
                 batch_size: 1_000,
                 max_message_bytes: 65_536,
                 shutdown_timeout_s: 30,
-                status_settle_ms: 500,
                 status_publish_ms: 100,
                 stale_after_s: 30,
                 transaction_ms: 100,
+                max_unacked_age_s: 120,
             },
             log: Log { format: "text".into(), level: "info".into() },
             kafka: BTreeMap::new(),
@@ -147,16 +173,39 @@ impl Default for Config {
     }
 }
 
-/// Properties claimgate sets itself; a user value would break its delivery guarantees.
-const MANAGED: [&str; 7] = [
-    "group.id",
-    "enable.auto.commit",
-    "enable.auto.offset.store",
-    "transactional.id",
-    "isolation.level",
-    "bootstrap.servers",
-    "enable.partition.eof",
+/// Properties claimgate sets itself, with the setting to use instead; a user value would break its
+/// delivery guarantees or duplicate a setting.
+const MANAGED: [(&str, &str); 12] = [
+    ("group.id", "use the setting `group`"),
+    ("bootstrap.servers", "use the setting `brokers`"),
+    ("transactional.id", "use the setting `transactional_id`"),
+    ("enable.auto.commit", "offsets are committed only behind acknowledged outputs (at least once)"),
+    ("enable.auto.offset.store", "offsets are stored only behind acknowledged outputs (at least once)"),
+    ("isolation.level", "claims are read committed"),
+    ("enable.partition.eof", "claimgate sets it per client"),
+    ("auto.offset.reset", "use the setting `offsets.reset`"),
+    ("message.timeout.ms", "an output is never given up (a stalled broker shows in /healthz instead)"),
+    ("delivery.timeout.ms", "an output is never given up (a stalled broker shows in /healthz instead)"),
+    ("allow.auto.create.topics", "use the setting `topics.create_missing`"),
+    ("enable.idempotence", "the producer must be idempotent: retries keep each partition's order"),
 ];
+
+/// A property value that would turn "acknowledged" into "sent", or allow reordering on retry.
+fn weakens_guarantees(key: &str, value: &str) -> Option<&'static str> {
+    let v = value.trim().to_ascii_lowercase();
+    match key {
+        "acks" | "request.required.acks" if !matches!(v.as_str(), "all" | "-1") => {
+            Some("claimgate produces with acks=all: with fewer, an acknowledged output can be lost")
+        }
+        "max.in.flight.requests.per.connection" | "max.in.flight" if v.parse::<u32>().is_ok_and(|n| n > 5) => {
+            Some("at most 5 with an idempotent producer, or retries can reorder a visit's lines")
+        }
+        "retries" | "message.send.max.retries" if v == "0" => {
+            Some("an output must be retried, not dropped, when the broker fails transiently")
+        }
+        _ => None,
+    }
+}
 
 /// True for property names whose values must never be printed.
 pub fn is_secret(key: &str) -> bool {
@@ -301,6 +350,15 @@ impl Config {
             bail!("setting `transactional_id`: empty or with control characters; leave it unset for the default");
         }
         let t = &self.topics;
+        if t.partitions < 1 {
+            bail!("setting `topics.partitions`: at least 1");
+        }
+        if t.replication == 0 || t.replication < -1 {
+            bail!("setting `topics.replication`: at least 1, or -1 for the broker's default");
+        }
+        if !matches!(self.offsets.reset.as_str(), "earliest" | "latest" | "error") {
+            bail!("setting `offsets.reset`: `{}`; expected `earliest`, `latest` or `error`", self.offsets.reset);
+        }
         let mut named = vec![
             ("topics.claims", &t.claims),
             ("topics.accepted", &t.accepted),
@@ -340,6 +398,7 @@ impl Config {
             ("limits.status_publish_ms", l.status_publish_ms),
             ("limits.stale_after_s", l.stale_after_s),
             ("limits.transaction_ms", l.transaction_ms),
+            ("limits.max_unacked_age_s", l.max_unacked_age_s),
         ] {
             if v == 0 {
                 bail!("setting `{setting}`: must be greater than 0");
@@ -365,10 +424,11 @@ impl Config {
         }
         let props = self.kafka_properties()?;
         for (key, value) in &props {
-            if MANAGED.contains(&key.as_str()) {
-                bail!(
-                    "setting `kafka.{key}`: claimgate sets this property itself (use `brokers`, `group` or `exactly_once`)"
-                );
+            if let Some((_, why)) = MANAGED.iter().find(|(k, _)| k == key) {
+                bail!("setting `kafka.{key}`: claimgate sets this property itself ({why})");
+            }
+            if let Some(why) = weakens_guarantees(key, value) {
+                bail!("setting `kafka.{key}` = `{value}`: refused, {why}");
             }
             // librdkafka's own check of the name and the value, here rather than when the first client
             // is created, so that the error names the setting; a secret's value is never repeated.
@@ -412,6 +472,7 @@ impl fmt::Debug for Config {
             .field("exactly_once", &self.exactly_once)
             .field("transactional_id", &self.transactional_id)
             .field("topics", &self.topics)
+            .field("offsets", &self.offsets)
             .field("http.addr", &self.http.addr)
             .field("http.token", &self.http.token.as_ref().map(|_| "***"))
             .field("limits", &self.limits)
@@ -481,6 +542,16 @@ mod tests {
             ("[limits]\ntransaction_ms = 60000\n", "setting `limits.transaction_ms`"),
             ("[kafka]\n\"no.such.property\" = 1\n", "setting `kafka.no.such.property`"),
             ("[kafka]\n\"session.timeout.ms\" = \"soon\"\n", "setting `kafka.session.timeout.ms`"),
+            ("[kafka]\nacks = 1\n", "setting `kafka.acks` = `1`: refused"),
+            ("[kafka]\n\"enable.idempotence\" = false\n", "setting `kafka.enable.idempotence`"),
+            ("[kafka]\n\"enable.auto.commit\" = true\n", "setting `kafka.enable.auto.commit`"),
+            ("[kafka]\n\"message.timeout.ms\" = 2000\n", "setting `kafka.message.timeout.ms`"),
+            ("[kafka]\n\"max.in.flight.requests.per.connection\" = 20\n", "refused, at most 5"),
+            ("[kafka]\nretries = 0\n", "setting `kafka.retries` = `0`: refused"),
+            ("[kafka]\n\"auto.offset.reset\" = \"latest\"\n", "use the setting `offsets.reset`"),
+            ("[offsets]\nreset = \"smallest\"\n", "setting `offsets.reset`"),
+            ("[topics]\nreplication = 0\n", "setting `topics.replication`"),
+            ("[limits]\nmax_unacked_age_s = 0\n", "setting `limits.max_unacked_age_s`"),
         ];
         for (toml, needle) in cases {
             let e = load(toml, &[], Overrides::default()).unwrap_err().to_string();

@@ -1,10 +1,12 @@
 //! `claimgate stream`: the inline filter in the settlement pipeline (service.md).
 //!
 //! Threads: the status follower (tables), the claim pipeline (decisions), and a small tokio runtime for
-//! the operations port and the signals. On SIGTERM or Ctrl-C: readiness turns false, the pipeline stops
-//! taking claims, waits for its in-flight outputs, commits, and the process exits 0 — or exits 1 if
-//! that does not finish within `limits.shutdown_timeout_s` (the uncommitted claims are then decided
-//! again on restart: at least once). A second signal exits at once.
+//! the operations port and the signals (`io::shutdown`). On SIGTERM or Ctrl-C: readiness turns false,
+//! the pipeline stops taking claims, waits for its in-flight outputs, commits, and the process exits 0 —
+//! or exits 1 if that does not finish within `limits.shutdown_timeout_s` (the uncommitted claims are
+//! then decided again on restart: at least once). A second signal exits at once. A fatal error of the
+//! pipeline (an output topic deleted, writing unauthorised, a fenced producer) ends it: exit 1 with the
+//! cause.
 
 pub mod config;
 
@@ -17,10 +19,14 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::io::http::{self, HttpState};
 use crate::io::kafka::KafkaConfig;
+use crate::io::kafka::admin::{self, TopicSpec};
 use crate::io::kafka::follower::{self, FollowerConfig, TableState};
-use crate::io::kafka::pipeline::{self, PipelineConfig};
+use crate::io::kafka::pipeline::{self, PipelineConfig, PipelineState};
+use crate::io::shutdown::{self, Ending};
 use crate::io::{logging, metrics};
 use claimgate::table::TableHandle;
 use config::{Config, Overrides};
@@ -126,12 +132,41 @@ impl StreamArgs {
     }
 }
 
+/// The exactly-once producer's `transactional.id`: the setting, or `<group>-<host>-<http port>` — the
+/// same for a restarted instance of the same slot (host and operations port), so that it fences its
+/// crashed predecessor at once, and different for two instances on one host (their ports differ).
 fn transactional_id(cfg: &Config) -> String {
     cfg.transactional_id.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
         let host = if host.is_empty() { "host".to_owned() } else { host };
-        format!("{}-{host}-{}", cfg.group, std::process::id())
+        let port = cfg.http.addr.rsplit(':').next().unwrap_or("0");
+        format!("{}-{host}-{port}", cfg.group)
     })
+}
+
+/// `topics.create_missing`: creates the six topics that do not exist — claims and outputs with
+/// `topics.partitions`, the status topics log-compacted with one partition — leaving existing ones alone.
+fn create_missing_topics(kafka: &KafkaConfig, cfg: &Config) -> Result<()> {
+    let t = &cfg.topics;
+    let spec = |name: &String, partitions: i32, compacted: bool| TopicSpec {
+        name: name.clone(),
+        partitions,
+        compacted,
+        replication: t.replication,
+    };
+    let specs = [
+        spec(&t.claims, t.partitions, false),
+        spec(&t.accepted, t.partitions, false),
+        spec(&t.rejected, t.partitions, false),
+        spec(&t.dlq, t.partitions, false),
+        spec(&t.practitioners, 1, true),
+        spec(&t.institutions, 1, true),
+    ];
+    let created = admin::create_topics(kafka, &specs).context("setting `topics.create_missing`")?;
+    if !created.is_empty() {
+        tracing::info!(event = "topics_created", topics = ?created, "created the missing topics (topics.create_missing)");
+    }
+    Ok(())
 }
 
 /// Runs the stream until a signal, or until the pipeline fails.
@@ -155,9 +190,9 @@ pub fn run(args: StreamArgs) -> Result<()> {
 
     let tables = Arc::new(TableHandle::new());
     let table_state = Arc::new(TableState::default());
-    let shutdown = Arc::new(AtomicBool::new(false));
+    let pipeline_state = Arc::new(PipelineState::new());
+    let shutdown = CancellationToken::new();
     let stopping = Arc::new(AtomicBool::new(false));
-    let pipeline_alive = Arc::new(AtomicBool::new(true));
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -171,26 +206,28 @@ pub fn run(args: StreamArgs) -> Result<()> {
         .with_context(|| format!("setting `http.addr`: cannot listen on {addr}"))?;
     tracing::info!(event = "http_listening", %addr);
 
+    if cfg.topics.create_missing {
+        create_missing_topics(&kafka, &cfg)?;
+    }
     let follower = follower::spawn(
         &kafka,
         FollowerConfig {
             practitioners: cfg.topics.practitioners.clone(),
             institutions: cfg.topics.institutions.clone(),
             mappings: cfg.topics.mappings.clone(),
-            settle: Duration::from_millis(cfg.limits.status_settle_ms),
             publish_every: Duration::from_millis(cfg.limits.status_publish_ms),
-            stale_after: Duration::from_secs(cfg.limits.stale_after_s),
         },
         Arc::clone(&tables),
         Arc::clone(&table_state),
-        Arc::clone(&shutdown),
+        shutdown.clone(),
     )?;
 
+    let t = &cfg.topics;
     let pcfg = PipelineConfig {
-        claims: cfg.topics.claims.clone(),
-        accepted: cfg.topics.accepted.clone(),
-        rejected: cfg.topics.rejected.clone(),
-        dlq: cfg.topics.dlq.clone(),
+        claims: t.claims.clone(),
+        accepted: t.accepted.clone(),
+        rejected: t.rejected.clone(),
+        dlq: t.dlq.clone(),
         group: cfg.group.clone(),
         max_in_flight: cfg.limits.max_in_flight,
         batch_size: cfg.limits.batch_size,
@@ -198,6 +235,7 @@ pub fn run(args: StreamArgs) -> Result<()> {
         shutdown_timeout: Duration::from_secs(cfg.limits.shutdown_timeout_s),
         transaction_time: Duration::from_millis(cfg.limits.transaction_ms),
         transactional_id: cfg.exactly_once.then(|| transactional_id(&cfg)),
+        offsets_reset: cfg.offsets.reset.clone(),
         pass_through: args.pass_through,
     };
     if args.pass_through {
@@ -205,16 +243,16 @@ pub fn run(args: StreamArgs) -> Result<()> {
     }
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let pipeline = {
-        let (kafka, tables, state, shutdown, alive) = (
+        let (kafka, tables, tstate, pstate, shutdown) = (
             kafka.clone(),
             Arc::clone(&tables),
             Arc::clone(&table_state),
-            Arc::clone(&shutdown),
-            Arc::clone(&pipeline_alive),
+            Arc::clone(&pipeline_state),
+            shutdown.clone(),
         );
         std::thread::Builder::new().name("claim-pipeline".into()).spawn(move || {
-            let r = pipeline::run(&kafka, &pcfg, &tables, &state.ready, &rules, &shutdown);
-            alive.store(false, Ordering::Relaxed);
+            let r = pipeline::run(&kafka, &pcfg, &tables, &tstate.ready, &rules, &pstate, &shutdown);
+            pstate.alive.store(false, Ordering::Relaxed);
             let _ = done_tx.send(());
             r
         })?
@@ -224,10 +262,11 @@ pub fn run(args: StreamArgs) -> Result<()> {
         prometheus: prometheus.clone(),
         tables: Arc::clone(&tables),
         table_state: Arc::clone(&table_state),
-        pipeline_alive: Arc::clone(&pipeline_alive),
+        pipeline: Arc::clone(&pipeline_state),
         stopping: Arc::clone(&stopping),
         token: cfg.http.token.as_deref().map(Arc::from),
         stale_after_s: cfg.limits.stale_after_s as f64,
+        max_unacked_age_s: cfg.limits.max_unacked_age_s as f64,
     };
     let grace = Duration::from_secs(cfg.limits.shutdown_timeout_s + 5);
     let outcome: Result<()> = rt.block_on(async {
@@ -239,6 +278,11 @@ pub fn run(args: StreamArgs) -> Result<()> {
                 })
                 .await
         });
+        tokio::spawn(follower::watch_staleness(
+            Arc::clone(&table_state),
+            Duration::from_secs(cfg.limits.stale_after_s),
+            shutdown.clone(),
+        ));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
@@ -246,43 +290,27 @@ pub fn run(args: StreamArgs) -> Result<()> {
                 prometheus.run_upkeep();
             }
         });
-        let signalled = tokio::select! {
-            s = signal() => { s?; true }
-            _ = done_rx => false,
-        };
-        if signalled {
+        let ending = shutdown::until_signal(&shutdown, async {
+            let _ = done_rx.await;
+        })
+        .await?;
+        stopping.store(true, Ordering::Relaxed);
+        if ending == Ending::Signal {
             tracing::info!(event = "shutdown_requested", "stopping: draining in-flight claims");
-            stopping.store(true, Ordering::Relaxed);
-            shutdown.store(true, Ordering::Relaxed);
-            let mut pipeline_done = tokio::task::spawn_blocking(move || pipeline.join());
-            let joined = tokio::select! {
-                j = &mut pipeline_done => Some(j),
-                s = signal() => { s?; tracing::warn!(event = "shutdown_forced", "second signal: exiting now"); None }
-                _ = tokio::time::sleep(grace) => None,
-            };
-            shutdown.store(true, Ordering::Relaxed);
-            let _ = stop_http_tx.send(());
-            let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
-            match joined {
-                Some(Ok(Ok(Ok(())))) => Ok(()),
-                Some(Ok(Ok(Err(e)))) => Err(e),
-                Some(_) => Err(anyhow!("the claim pipeline panicked")),
-                None => Err(anyhow!("shutdown did not finish within {grace:?}")),
-            }
-        } else {
+        }
+        let joined = shutdown::drain(tokio::task::spawn_blocking(move || pipeline.join()), grace).await?;
+        let _ = stop_http_tx.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        match (ending, joined) {
+            (Ending::Signal, Some(Ok(Ok(Ok(()))))) => Ok(()),
             // The pipeline ended on its own: that is an error (its result says which).
-            stopping.store(true, Ordering::Relaxed);
-            shutdown.store(true, Ordering::Relaxed);
-            let _ = stop_http_tx.send(());
-            let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
-            match tokio::task::spawn_blocking(move || pipeline.join()).await {
-                Ok(Ok(Ok(()))) => Err(anyhow!("the claim pipeline stopped unexpectedly")),
-                Ok(Ok(Err(e))) => Err(e),
-                _ => Err(anyhow!("the claim pipeline panicked")),
-            }
+            (Ending::Finished, Some(Ok(Ok(Ok(()))))) => Err(anyhow!("the claim pipeline stopped unexpectedly")),
+            (_, Some(Ok(Ok(Err(e))))) => Err(e),
+            (_, Some(_)) => Err(anyhow!("the claim pipeline panicked")),
+            (_, None) => Err(anyhow!("shutdown did not finish within {grace:?}")),
         }
     });
-    shutdown.store(true, Ordering::Relaxed);
+    shutdown.cancel();
     match follower.join() {
         Ok(Err(e)) => tracing::warn!(event = "follower_error", error = %format!("{e:#}")),
         Err(_) => tracing::error!(event = "follower_panicked"),
@@ -294,20 +322,4 @@ pub fn run(args: StreamArgs) -> Result<()> {
         Err(e) => tracing::error!(event = "stopped", error = %format!("{e:#}")),
     }
     outcome
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-async fn signal() -> Result<()> {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = term.recv() => Ok(()),
-            r = tokio::signal::ctrl_c() => r.map_err(Into::into),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await.map_err(Into::into)
-    }
 }

@@ -19,16 +19,18 @@ pub struct TopicSpec {
     pub partitions: i32,
     /// Log-compacted (`cleanup.policy=compact`), for status topics.
     pub compacted: bool,
+    /// Replication factor; -1 takes the broker's `default.replication.factor` (Kafka 2.4 or later).
+    pub replication: i32,
 }
 
 /// Creates topics that do not exist yet; existing ones are left as they are. Returns the names created.
-pub fn create_topics(kafka: &KafkaConfig, topics: &[TopicSpec], replication: i32) -> Result<Vec<String>> {
+pub fn create_topics(kafka: &KafkaConfig, topics: &[TopicSpec]) -> Result<Vec<String>> {
     let admin: AdminClient<DefaultClientContext> =
         kafka.client(&[]).create().context("cannot create a Kafka admin client")?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
-            let n = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(replication));
+            let n = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(t.replication));
             if t.compacted { n.set("cleanup.policy", "compact") } else { n }
         })
         .collect();
@@ -44,6 +46,31 @@ pub fn create_topics(kafka: &KafkaConfig, topics: &[TopicSpec], replication: i32
         }
     }
     Ok(created)
+}
+
+/// A client for metadata questions (which topics exist), created once.
+pub struct Metadata {
+    consumer: BaseConsumer<super::Context>,
+}
+
+impl Metadata {
+    /// Connects.
+    pub fn new(kafka: &KafkaConfig) -> Result<Self> {
+        let consumer = kafka
+            .client(&[("group.id", "claimgate-metadata"), ("allow.auto.create.topics", "false")])
+            .create_with_context(super::Context { client: "metadata" })
+            .context("cannot create a metadata client")?;
+        Ok(Metadata { consumer })
+    }
+
+    /// Which of `names` do not exist (or have no partitions yet); an error if the brokers cannot be
+    /// asked.
+    pub fn missing(&self, names: &[&String]) -> Result<Vec<String>> {
+        let md = self.consumer.fetch_metadata(None, Duration::from_secs(5)).context("cannot read the topic list")?;
+        let exists =
+            |n: &str| md.topics().iter().any(|t| t.name() == n && t.error().is_none() && !t.partitions().is_empty());
+        Ok(names.iter().filter(|n| !exists(n)).map(|n| (*n).clone()).collect())
+    }
 }
 
 /// The partitions of `topic`, waiting up to `wait` for the topic to appear in the metadata.

@@ -3,12 +3,17 @@
 //! every partition assigned directly, no consumer group — from the beginning to the end before any claim
 //! is decided, then keeps following them, publishing each batch of changes as one new view.
 //!
-//! "The end" is judged by two signs together: every partition's position has reached the end offset
-//! the broker reports, and no record has arrived for `settle` (BROKER.md: the test broker reports an
-//! end offset short of the real one; on Apache Kafka the first sign alone is exact and the second costs
-//! `settle` once, at start-up).
+//! "The end" is exact on Apache Kafka: the end offsets (the last stable offset, as the consumer reads
+//! committed records only) are taken once before reading; a partition has reached its end when the
+//! consumer's position passes that offset, or when the client reports it reached the end of the
+//! partition (`enable.partition.eof`). The second sign covers what the position alone cannot see: a
+//! transaction's commit or abort marker, aborted records and a compacted-away range take offsets that no
+//! record is ever delivered for, so a position can stay short of the end for ever. Each topic has a
+//! consumer of its own, because the client's end-of-partition event names the partition but not the
+//! topic. An empty partition reports its end at once. Under steady traffic the end is reached as soon
+//! as the records present at start-up are read: nothing waits for a quiet moment.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -16,10 +21,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use metrics::{counter, gauge, histogram};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
 
 use super::{Context, KafkaConfig, admin};
+use crate::io::clock::unix_ms;
 use crate::io::metrics as m;
 use claimgate::record::{InstitutionCode, InstitutionText, MappingText, PractitionerKey, PractitionerRow};
 use claimgate::table::{Applied, InstitutionTable, PractitionerTable, TableHandle, Updater};
@@ -46,10 +54,6 @@ impl TableState {
     }
 }
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Settings of the follower.
 #[derive(Clone, Debug)]
 pub struct FollowerConfig {
@@ -57,150 +61,224 @@ pub struct FollowerConfig {
     pub practitioners: String,
     /// Institution topic.
     pub institutions: String,
-    /// Local-id mapping topic, if followed.
+    /// Local-id mapping topic, if followed (rules.md, "Local ids").
     pub mappings: Option<String>,
-    /// Quiet time that, with the end offsets reached, marks the end at start-up.
-    pub settle: Duration,
     /// Longest wait before a batch of changes is published.
     pub publish_every: Duration,
-    /// Age after which the table counts as stale.
-    pub stale_after: Duration,
+}
+
+/// One status topic and its consumer.
+struct Source {
+    topic: String,
+    consumer: BaseConsumer<Context>,
+    /// Next offset to read, per partition.
+    positions: HashMap<i32, i64>,
+    /// Partitions whose end the client reported since their last record.
+    at_eof: HashSet<i32>,
+}
+
+impl Source {
+    fn new(kafka: &KafkaConfig, topic: &str) -> Result<Source> {
+        let consumer: BaseConsumer<Context> = kafka
+            .client(&[
+                // Direct assignment, no group: the id only names the client; nothing is committed.
+                ("group.id", "claimgate-status-follower"),
+                ("enable.auto.commit", "false"),
+                ("auto.offset.reset", "earliest"),
+                ("fetch.wait.max.ms", "50"),
+                ("isolation.level", "read_committed"),
+                ("enable.partition.eof", "true"),
+            ])
+            .create_with_context(Context { client: "status" })
+            .context("cannot create the status consumer")?;
+        Ok(Source { topic: topic.to_owned(), consumer, positions: HashMap::new(), at_eof: HashSet::new() })
+    }
+
+    /// The end offset of every partition (the last stable offset: committed records only), or `None`
+    /// if the broker could not be asked.
+    fn end_offsets(&self) -> Option<HashMap<i32, i64>> {
+        let mut out = HashMap::new();
+        for p in self.positions.keys() {
+            let (_, high) = self.consumer.fetch_watermarks(&self.topic, *p, Duration::from_secs(2)).ok()?;
+            out.insert(*p, high);
+        }
+        Some(out)
+    }
+
+    /// Every partition has reached `ends`, or reported its end since its last record.
+    fn at_end(&self, ends: &HashMap<i32, i64>) -> bool {
+        ends.iter().all(|(p, high)| self.at_eof.contains(p) || self.positions.get(p).is_some_and(|pos| pos >= high))
+    }
 }
 
 struct Follower {
     cfg: FollowerConfig,
+    sources: Vec<Source>,
+    table: Table,
+}
+
+/// The tables being built, and what is published of them.
+struct Table {
     updater: Updater,
     handle: Arc<TableHandle>,
     state: Arc<TableState>,
-    /// Next offset to read, per (topic, partition).
-    positions: HashMap<(String, i32), i64>,
     /// Broker timestamp (ms) of the oldest record not yet published.
     oldest_pending_ms: Option<i64>,
     dirty_since: Option<Instant>,
-    stale: bool,
 }
 
-/// Starts the follower on a thread of its own. The returned handle ends when `shutdown` is set.
+/// What one poll of a source gave.
+enum Polled {
+    Record,
+    Nothing,
+}
+
+/// Reports the table's age every second (`claimgate_table_age_seconds`, `claimgate_table_stale`) and
+/// logs when it turns stale (`table_stale`) and fresh again (`table_fresh`): a task of its own, so that
+/// a broker that does not answer the follower's calls cannot delay the report.
+pub async fn watch_staleness(state: Arc<TableState>, stale_after: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut stale = false;
+    while !shutdown.is_cancelled() {
+        tick.tick().await;
+        if !state.ready.load(Ordering::Acquire) {
+            continue;
+        }
+        let age = state.age_secs();
+        gauge!(m::TABLE_AGE).set(age);
+        let now = age >= stale_after.as_secs_f64();
+        gauge!(m::TABLE_STALE).set(if now { 1.0 } else { 0.0 });
+        if now && !stale {
+            tracing::warn!(
+                event = "table_stale",
+                age_s = age,
+                "cannot confirm the status topics; deciding on the last table"
+            );
+        } else if !now && stale {
+            tracing::info!(event = "table_fresh", "status topics reachable again");
+        }
+        stale = now;
+    }
+}
+
+/// Starts the follower on a thread of its own. The returned handle ends when `shutdown` is cancelled.
 pub fn spawn(
     kafka: &KafkaConfig,
     cfg: FollowerConfig,
     handle: Arc<TableHandle>,
     state: Arc<TableState>,
-    shutdown: Arc<AtomicBool>,
+    shutdown: CancellationToken,
 ) -> Result<std::thread::JoinHandle<Result<()>>> {
-    let consumer: BaseConsumer<Context> = kafka
-        .client(&[
-            // Direct assignment, no group: the id only names the client; nothing is committed.
-            ("group.id", "claimgate-status-follower"),
-            ("enable.auto.commit", "false"),
-            ("auto.offset.reset", "earliest"),
-            ("fetch.wait.max.ms", "50"),
-            ("isolation.level", "read_committed"),
-        ])
-        .create_with_context(Context { client: "status" })
-        .context("cannot create the status consumer")?;
-    let mut f = Follower {
-        cfg,
+    // In this order: `Table::apply` tells the records apart by their source's index.
+    let mut sources = vec![Source::new(kafka, &cfg.practitioners)?, Source::new(kafka, &cfg.institutions)?];
+    if let Some(m) = &cfg.mappings {
+        sources.push(Source::new(kafka, m)?);
+    }
+    let table = Table {
         updater: Updater::new(PractitionerTable::with_capacity(1 << 16), InstitutionTable::default()),
         handle,
         state,
-        positions: HashMap::new(),
         oldest_pending_ms: None,
         dirty_since: None,
-        stale: false,
     };
-    Ok(std::thread::Builder::new().name("status-follower".into()).spawn(move || f.run(&consumer, &shutdown))?)
+    let mut f = Follower { cfg, sources, table };
+    Ok(std::thread::Builder::new().name("status-follower".into()).spawn(move || f.run(&shutdown))?)
 }
 
 impl Follower {
-    fn run(&mut self, consumer: &BaseConsumer<Context>, shutdown: &AtomicBool) -> Result<()> {
-        self.assign(consumer, shutdown)?;
-        self.catch_up(consumer, shutdown)?;
-        self.follow(consumer, shutdown)
-    }
-
-    fn assign(&mut self, consumer: &BaseConsumer<Context>, shutdown: &AtomicBool) -> Result<()> {
-        let mut tpl = TopicPartitionList::new();
-        let topics =
-            [Some(self.cfg.practitioners.clone()), Some(self.cfg.institutions.clone()), self.cfg.mappings.clone()];
-        for topic in topics.into_iter().flatten() {
-            let parts = loop {
-                match admin::partitions(consumer, &topic, Duration::from_secs(10)) {
-                    Ok(p) => break p,
-                    Err(e) if !shutdown.load(Ordering::Relaxed) => {
-                        tracing::warn!(event = "status_topic_missing", topic, error = %format!("{e:#}"), "waiting for the status topic; no claim is decided until it is read");
-                        // Serve the client's queued logs and errors (a failed TLS handshake, a refused
-                        // login): they say why, and are otherwise held until the first poll. Nothing is
-                        // assigned yet, so no record can be taken here.
-                        let _ = consumer.poll(Duration::ZERO);
-                    }
-                    Err(e) => return Err(e),
-                }
-            };
-            for p in parts {
-                tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
-                self.positions.insert((topic.clone(), p), 0);
+    fn run(&mut self, shutdown: &CancellationToken) -> Result<()> {
+        for i in 0..self.sources.len() {
+            if !self.assign(i, shutdown)? {
+                return Ok(());
             }
         }
-        consumer.assign(&tpl).context("cannot assign the status partitions")?;
+        self.catch_up(shutdown)?;
+        self.follow(shutdown)
+    }
+
+    /// Waits for the topic to exist, then assigns every partition from the beginning. False if shutdown
+    /// came first.
+    fn assign(&mut self, i: usize, shutdown: &CancellationToken) -> Result<bool> {
+        let src = &mut self.sources[i];
+        let parts = loop {
+            match admin::partitions(&src.consumer, &src.topic, Duration::from_secs(10)) {
+                Ok(p) => break p,
+                Err(_) if shutdown.is_cancelled() => return Ok(false),
+                Err(e) => {
+                    tracing::warn!(event = "status_topic_missing", topic = src.topic, error = %format!("{e:#}"), "waiting for the status topic; no claim is decided until it is read");
+                    // Serve the client's queued logs and errors (a failed TLS handshake, a refused
+                    // login): they say why, and are otherwise held until the first poll. Nothing is
+                    // assigned yet, so no record can be taken here.
+                    let _ = src.consumer.poll(Duration::ZERO);
+                }
+            }
+        };
+        let mut tpl = TopicPartitionList::new();
+        for p in parts {
+            tpl.add_partition_offset(&src.topic, p, Offset::Beginning)?;
+            src.positions.insert(p, 0);
+        }
+        src.consumer.assign(&tpl).context("cannot assign the status partitions")?;
         tracing::info!(
             event = "status_assigned",
-            partitions = self.positions.len(),
-            "reading the status topics from the beginning"
+            topic = src.topic,
+            partitions = src.positions.len(),
+            "reading the status topic from the beginning"
         );
-        Ok(())
+        Ok(true)
     }
 
-    /// The end offset of every partition, or `None` if the broker could not be asked.
-    fn end_offsets(&self, consumer: &BaseConsumer<Context>) -> Option<HashMap<(String, i32), i64>> {
-        let mut out = HashMap::new();
-        for (topic, p) in self.positions.keys() {
-            let (_, high) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(3)).ok()?;
-            out.insert((topic.clone(), *p), high);
+    /// Polls source `i` once: applies a record, notes an end of partition.
+    fn poll(&mut self, i: usize, wait: Duration) -> Polled {
+        let src = &mut self.sources[i];
+        match src.consumer.poll(wait) {
+            Some(Ok(msg)) => {
+                src.positions.insert(msg.partition(), msg.offset() + 1);
+                src.at_eof.remove(&msg.partition());
+                self.table.apply(i, &msg);
+                Polled::Record
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                src.at_eof.insert(p);
+                Polled::Nothing
+            }
+            // A consumer error here is transient (e.g. `AllBrokersDown` while the broker cannot be
+            // reached): librdkafka reconnects and the fetch resumes.
+            Some(Err(e)) => {
+                tracing::warn!(event = "status_read_error", topic = src.topic, error = %e, "cannot read the status topic; retrying");
+                Polled::Nothing
+            }
+            None => Polled::Nothing,
         }
-        Some(out)
     }
 
-    fn at_end(&self, ends: &HashMap<(String, i32), i64>) -> bool {
-        ends.iter().all(|(k, high)| self.positions.get(k).is_some_and(|pos| pos >= high))
-    }
-
-    fn catch_up(&mut self, consumer: &BaseConsumer<Context>, shutdown: &AtomicBool) -> Result<()> {
+    fn catch_up(&mut self, shutdown: &CancellationToken) -> Result<()> {
         let started = Instant::now();
-        let mut last_record = Instant::now();
-        let mut ends = None;
         let mut records = 0u64;
-        while !shutdown.load(Ordering::Relaxed) {
-            match consumer.poll(Duration::from_millis(50)) {
-                Some(Ok(msg)) => {
-                    self.apply(&msg);
+        // The ends to reach: taken once, after assignment and before anything was read, so that they
+        // are the records present at start-up (under steady traffic the ends keep moving: not waited for).
+        let mut ends: Vec<Option<HashMap<i32, i64>>> = vec![None; self.sources.len()];
+        while !shutdown.is_cancelled() {
+            let mut idle = true;
+            for (i, end) in ends.iter_mut().enumerate() {
+                if end.is_none() {
+                    *end = self.sources[i].end_offsets();
+                }
+                while let Polled::Record = self.poll(i, Duration::from_millis(if idle { 20 } else { 0 })) {
                     records += 1;
-                    last_record = Instant::now();
-                    continue;
+                    idle = false;
                 }
-                // A consumer error here is transient (e.g. `AllBrokersDown` while the broker cannot be
-                // reached at start-up): librdkafka reconnects and the fetch resumes. Returning it ended
-                // the follower thread, leaving the process up but never ready, with nothing said until
-                // shutdown.
-                Some(Err(e)) => {
-                    tracing::warn!(event = "status_read_error", error = %e, "cannot read the status topics yet; retrying");
-                    continue;
-                }
-                None => {}
             }
-            if ends.as_ref().is_none_or(|e| !self.at_end(e)) {
-                ends = self.end_offsets(consumer);
-            }
-            let reached = ends.as_ref().is_some_and(|e| self.at_end(e));
-            if reached && last_record.elapsed() >= self.cfg.settle {
-                self.publish();
-                self.state.confirmed_ms.store(unix_ms(), Ordering::Relaxed);
-                self.state.ready.store(true, Ordering::Release);
+            let reached = self.sources.iter().zip(&ends).all(|(s, e)| e.as_ref().is_some_and(|e| s.at_end(e)));
+            if reached {
+                self.table.publish();
+                self.table.state.confirmed_ms.store(unix_ms(), Ordering::Relaxed);
+                self.table.state.ready.store(true, Ordering::Release);
                 gauge!(m::READY).set(1.0);
                 tracing::info!(
                     event = "status_loaded",
                     records,
-                    practitioners = self.updater.view().practitioner_count(),
+                    practitioners = self.table.updater.view().practitioner_count(),
                     seconds = started.elapsed().as_secs_f64(),
                     "status topics read to the end; deciding claims"
                 );
@@ -210,44 +288,43 @@ impl Follower {
         Ok(())
     }
 
-    fn follow(&mut self, consumer: &BaseConsumer<Context>, shutdown: &AtomicBool) -> Result<()> {
+    fn follow(&mut self, shutdown: &CancellationToken) -> Result<()> {
         let mut last_check = Instant::now();
         let (tx, rx) = crossbeam_channel::bounded::<Result<(PractitionerTable, PractitionerTable), String>>(1);
         let mut compacting = false;
-        while !shutdown.load(Ordering::Relaxed) {
-            match consumer.poll(Duration::from_millis(20)) {
-                Some(Ok(msg)) => {
-                    self.apply(&msg);
-                    if self.dirty_since.is_some_and(|t| t.elapsed() >= self.cfg.publish_every) {
-                        self.publish();
+        while !shutdown.is_cancelled() {
+            let mut got = false;
+            for i in 0..self.sources.len() {
+                if let Polled::Record = self.poll(i, Duration::from_millis(10)) {
+                    got = true;
+                    if self.table.dirty_since.is_some_and(|t| t.elapsed() >= self.cfg.publish_every) {
+                        self.table.publish();
                     }
                 }
-                Some(Err(e)) => {
-                    tracing::warn!(event = "status_read_error", error = %e, "cannot read the status topics")
-                }
-                // The consumer's queue is drained: the batch is complete.
-                None if self.dirty_since.is_some() => self.publish(),
-                None => {}
+            }
+            // Both consumers' queues are drained: the batch is complete.
+            if !got && self.table.dirty_since.is_some() {
+                self.table.publish();
             }
             if let Ok(done) = rx.try_recv() {
                 compacting = false;
                 match done.and_then(|(merged, input)| {
-                    self.updater.install_compacted(merged, &input).map_err(|e| e.to_string())
+                    self.table.updater.install_compacted(merged, &input).map_err(|e| e.to_string())
                 }) {
                     Ok(()) => {
                         tracing::info!(
                             event = "table_compacted",
-                            delta = self.updater.delta_len(),
+                            delta = self.table.updater.delta_len(),
                             "status delta folded into the base table"
                         );
-                        self.publish();
+                        self.table.publish();
                     }
                     Err(e) => tracing::error!(event = "table_compaction_failed", error = e),
                 }
             }
-            if !compacting && self.updater.wants_compaction() {
+            if !compacting && self.table.updater.wants_compaction() {
                 compacting = true;
-                let (base, delta) = self.updater.compaction_input();
+                let (base, delta) = self.table.updater.compaction_input();
                 let tx = tx.clone();
                 std::thread::spawn(move || {
                     let merged = base.rebuilt(Some(&delta)).map_err(|e| e.to_string());
@@ -256,45 +333,39 @@ impl Follower {
             }
             if last_check.elapsed() >= Duration::from_secs(2) {
                 last_check = Instant::now();
-                self.check_freshness(consumer);
+                self.check_freshness();
             }
         }
         Ok(())
     }
 
-    /// Confirms the status topics are reachable and read to their end; exposes the table's age.
-    fn check_freshness(&mut self, consumer: &BaseConsumer<Context>) {
-        if let Some(ends) = self.end_offsets(consumer)
-            && (self.at_end(&ends) || self.dirty_since.is_none())
-        {
-            self.state.confirmed_ms.store(unix_ms(), Ordering::Relaxed);
+    /// Confirms the status topics are reachable and read to their end. The table's age, and whether it
+    /// is stale, are reported from the confirmation time by [`watch_staleness`], which does not wait on
+    /// the broker as this does.
+    fn check_freshness(&mut self) {
+        let mut reachable = true;
+        let mut at_end = true;
+        for s in &self.sources {
+            match s.end_offsets() {
+                Some(e) => at_end &= s.at_end(&e),
+                None => reachable = false,
+            }
         }
-        let age = self.state.age_secs();
-        gauge!(m::TABLE_AGE).set(age);
-        let stale = age >= self.cfg.stale_after.as_secs_f64();
-        gauge!(m::TABLE_STALE).set(if stale { 1.0 } else { 0.0 });
-        if stale && !self.stale {
-            tracing::warn!(
-                event = "table_stale",
-                age_s = age,
-                "cannot confirm the status topics; deciding on the last table"
-            );
-        } else if !stale && self.stale {
-            tracing::info!(event = "table_fresh", "status topics reachable again");
+        if reachable && (at_end || self.table.dirty_since.is_none()) {
+            self.table.state.confirmed_ms.store(unix_ms(), Ordering::Relaxed);
         }
-        self.stale = stale;
     }
+}
 
-    fn apply(&mut self, msg: &rdkafka::message::BorrowedMessage<'_>) {
+impl Table {
+    /// A record of source `source`: 0 practitioners, 1 institutions, 2 local-id mappings.
+    fn apply(&mut self, source: usize, msg: &BorrowedMessage<'_>) {
         let topic = msg.topic();
-        self.positions.insert((topic.to_owned(), msg.partition()), msg.offset() + 1);
         let key = msg.key().and_then(|k| std::str::from_utf8(k).ok()).map(str::trim);
-        let outcome = if topic == self.cfg.practitioners {
-            self.apply_practitioner(key, msg.payload())
-        } else if self.cfg.mappings.as_deref() == Some(topic) {
-            self.apply_mapping(key, msg.payload())
-        } else {
-            self.apply_institution(key, msg.payload())
+        let outcome = match source {
+            0 => self.apply_practitioner(key, msg.payload()),
+            1 => self.apply_institution(key, msg.payload()),
+            _ => self.apply_mapping(key, msg.payload()),
         };
         let label = match &outcome {
             Ok(Some(Applied::Changed)) => "applied",

@@ -1,8 +1,14 @@
 //! Kafka: client configuration, the status follower, the claim pipeline, publishing status records and
-//! creating topics. Only standard Kafka protocol features are used (no broker-specific calls), so the
-//! same binary runs against Apache Kafka and the Tansu test broker (see `../shared/BROKER.md`).
+//! creating topics, against Apache Kafka (`scripts/broker.sh`, `../shared/BROKER.md`).
+//!
+//! - [`errors`] — every broker error classified: bad input, transient, fatal;
+//! - [`follower`] — the status topics read as a global table;
+//! - [`pipeline`] — claims in, decisions out, at least once or exactly once;
+//! - [`tracker`] — which consumed offsets may be committed;
+//! - [`publish`], [`admin`] — status records out, topics created and listed.
 
 pub mod admin;
+pub mod errors;
 pub mod follower;
 pub mod pipeline;
 pub mod publish;
@@ -54,6 +60,12 @@ pub struct Context {
 
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        // librdkafka logs an offset reset caused by an error (the committed offset is out of range) at
+        // warning level, facility OFFSET: claims were skipped or are read again. Counted and named.
+        if fac == "OFFSET" && log_message.contains("offset reset") {
+            ::metrics::counter!(metrics::OFFSET_RESETS, "reason" => "out_of_range").increment(1);
+            tracing::warn!(event = "offset_reset", client = self.client, reason = "out_of_range", "{log_message}");
+        }
         if (level as i32) <= RDKafkaLogLevel::Warning as i32 {
             ::metrics::counter!(metrics::BROKER_WARNINGS, "client" => self.client, "facility" => fac.to_owned())
                 .increment(1);
@@ -75,6 +87,11 @@ impl ClientContext for Context {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        // With `enable.partition.eof` (the status follower), the end of a partition comes as an error
+        // event too: it is how the follower knows it has read to the end, not an error.
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            return;
+        }
         ::metrics::counter!(metrics::BROKER_ERRORS, "client" => self.client).increment(1);
         tracing::warn!(event = "broker_error", client = self.client, %error, reason, "Kafka client error (the client retries)");
     }

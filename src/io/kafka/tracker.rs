@@ -3,6 +3,7 @@
 //! (service.md: at least once, always).
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 
@@ -11,6 +12,8 @@ use rustc_hash::FxHashMap;
 struct Partition {
     /// (offset, acknowledged), offsets increasing.
     pending: VecDeque<(i64, bool)>,
+    /// When the first unacknowledged offset (the front of `pending`) was consumed.
+    front_since: Option<Instant>,
     /// The last offset whose output, and all before it, were acknowledged and not yet stored.
     committable: Option<i64>,
 }
@@ -40,9 +43,19 @@ impl Tracker {
         if p.pending.back().is_some_and(|(last, _)| *last >= offset) {
             self.in_flight -= p.pending.iter().filter(|(_, done)| !done).count();
             p.pending.clear();
+            p.front_since = None;
+        }
+        if p.pending.is_empty() {
+            p.front_since = Some(Instant::now());
         }
         p.pending.push_back((offset, false));
         self.in_flight += 1;
+    }
+
+    /// When the oldest output still unacknowledged was consumed: how long the broker has kept the
+    /// pipeline waiting (`claimgate_oldest_unacked_seconds`, `/healthz`).
+    pub fn oldest_unacked(&self) -> Option<Instant> {
+        self.partitions.values().filter_map(|p| p.front_since).min()
     }
 
     /// Records an acknowledgement. Unknown offsets (a partition revoked meanwhile) are ignored.
@@ -54,9 +67,16 @@ impl Tracker {
         }
         p.pending[i].1 = true;
         self.in_flight -= 1;
+        let mut advanced = false;
         while let Some(&(o, true)) = p.pending.front() {
             p.committable = Some(o);
             p.pending.pop_front();
+            advanced = true;
+        }
+        // The front's own consume time is not kept: the next one waits from now at the latest, which
+        // can only understate its age by the time it was queued behind the one just acknowledged.
+        if advanced {
+            p.front_since = if p.pending.is_empty() { None } else { Some(Instant::now()) };
         }
     }
 
@@ -132,6 +152,21 @@ mod tests {
         assert_eq!(t.in_flight(), 1);
         t.acknowledged(0, 1);
         assert_eq!(t.take_committable(), vec![]);
+    }
+
+    #[test]
+    fn the_oldest_unacknowledged_output_is_tracked_until_acknowledged() {
+        let mut t = Tracker::new();
+        assert!(t.oldest_unacked().is_none());
+        t.consumed(0, 1);
+        let first = t.oldest_unacked().expect("one in flight");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        t.consumed(1, 7);
+        assert_eq!(t.oldest_unacked(), Some(first), "the older partition decides");
+        t.acknowledged(0, 1);
+        assert!(t.oldest_unacked().is_some_and(|o| o > first));
+        t.acknowledged(1, 7);
+        assert!(t.oldest_unacked().is_none());
     }
 
     #[test]

@@ -1,0 +1,192 @@
+//! The claim pipeline: consume `claims` in a consumer group, decide each line, produce the decision to
+//! `claims.accepted` / `claims.rejected` (or the dead letter to `claims.dlq`) with the input's key and
+//! headers.
+//!
+//! - [`decide`] — a batch of consumed claims decided into outputs, on one table snapshot;
+//! - [`delivery`] — the producer, output records, queueing, and what a failed delivery means;
+//! - [`at_least_once`] — the default mode: offsets committed only behind acknowledged outputs;
+//! - [`transactional`] — `--exactly-once`: one Kafka transaction per batch;
+//! - [`rebalance`] — the consumer's context when the group moves partitions.
+//!
+//! Before the first claim: the tables must be loaded, and the input and output topics must exist. Until
+//! then `/readyz` says what is missing (`topics.create_missing` creates them at start-up instead).
+
+pub mod at_least_once;
+pub mod decide;
+pub mod delivery;
+pub mod rebalance;
+pub mod transactional;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use rdkafka::config::ClientConfig;
+use tokio_util::sync::CancellationToken;
+
+use super::KafkaConfig;
+use super::admin;
+use claimgate::routing::Rules;
+use claimgate::table::TableHandle;
+
+/// Topic names and bounds of the pipeline.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// Claims in.
+    pub claims: String,
+    /// Accepted decisions.
+    pub accepted: String,
+    /// Rejected decisions.
+    pub rejected: String,
+    /// Dead letters.
+    pub dlq: String,
+    /// Consumer group.
+    pub group: String,
+    /// In-flight bound.
+    pub max_in_flight: usize,
+    /// Claims per batch.
+    pub batch_size: usize,
+    /// Larger claims go to the dead-letter topic.
+    pub max_message_bytes: usize,
+    /// Shutdown deadline.
+    pub shutdown_timeout: Duration,
+    /// Exactly-once: longest transaction.
+    pub transaction_time: Duration,
+    /// Exactly-once: the producer's transactional id.
+    pub transactional_id: Option<String>,
+    /// Where a partition without a committed offset starts: `earliest`, `latest` or `error`.
+    pub offsets_reset: String,
+    /// Benchmark baseline: forward every claim unchanged to the accepted topic, deciding nothing —
+    /// the same consumer, producer and commit path, so the ratio to it isolates the decision's cost.
+    pub pass_through: bool,
+}
+
+/// What the operations port reads about the pipeline.
+#[derive(Debug, Default)]
+pub struct PipelineState {
+    /// False once the pipeline has stopped or failed.
+    pub alive: AtomicBool,
+    /// Subscribed to an existing claims topic, outputs present: claims are taken.
+    pub taking_claims: AtomicBool,
+    /// Topics waited for, to say in `/readyz`.
+    pub waiting_for: Mutex<Vec<String>>,
+    /// Unix milliseconds when the oldest output still unacknowledged was consumed; 0: none.
+    oldest_unacked_ms: AtomicU64,
+}
+
+impl PipelineState {
+    /// A running pipeline's state.
+    pub fn new() -> Self {
+        PipelineState { alive: AtomicBool::new(true), ..PipelineState::default() }
+    }
+
+    /// Records the consume time of the oldest unacknowledged output.
+    pub fn set_oldest_unacked(&self, oldest: Option<Instant>) {
+        let ms = oldest.map_or(0, |t| crate::io::clock::unix_ms().saturating_sub(t.elapsed().as_millis() as u64));
+        self.oldest_unacked_ms.store(ms, Ordering::Relaxed);
+        ::metrics::gauge!(crate::io::metrics::OLDEST_UNACKED).set(self.oldest_unacked_secs());
+    }
+
+    /// Seconds the oldest unacknowledged output has waited for the broker; 0 when none waits.
+    pub fn oldest_unacked_secs(&self) -> f64 {
+        match self.oldest_unacked_ms.load(Ordering::Relaxed) {
+            0 => 0.0,
+            ms => crate::io::clock::unix_ms().saturating_sub(ms) as f64 / 1000.0,
+        }
+    }
+
+    /// The topics waited for.
+    pub fn waiting(&self) -> Vec<String> {
+        self.waiting_for.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+}
+
+/// The claims consumer's configuration.
+fn consumer_config(kafka: &KafkaConfig, cfg: &PipelineConfig, exactly_once: bool) -> ClientConfig {
+    kafka.client(&[
+        ("group.id", &cfg.group),
+        ("enable.auto.commit", if exactly_once { "false" } else { "true" }),
+        ("auto.commit.interval.ms", "1000"),
+        ("enable.auto.offset.store", "false"),
+        ("auto.offset.reset", &cfg.offsets_reset),
+        ("isolation.level", "read_committed"),
+        ("statistics.interval.ms", "5000"),
+        // Large fetches: the broker, not the client, should be the limit (performance.md).
+        ("fetch.max.bytes", "104857600"),
+        ("max.partition.fetch.bytes", "8388608"),
+        ("queued.min.messages", "200000"),
+    ])
+}
+
+/// Runs the pipeline on the calling thread until `shutdown`; then drains in-flight claims, commits, and
+/// returns. Waits for `tables_ready` and for the topics before taking any claim.
+pub fn run(
+    kafka: &KafkaConfig,
+    cfg: &PipelineConfig,
+    handle: &TableHandle,
+    tables_ready: &AtomicBool,
+    rules: &Rules,
+    state: &Arc<PipelineState>,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    // No claim is taken before the tables are loaded (service.md): wait before joining the group.
+    while !tables_ready.load(Ordering::Acquire) {
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if !wait_for_topics(kafka, cfg, state, shutdown)? {
+        return Ok(());
+    }
+    if cfg.transactional_id.is_some() {
+        transactional::run(kafka, cfg, handle, rules, state, shutdown)
+    } else {
+        at_least_once::run(kafka, cfg, handle, rules, state, shutdown)
+    }
+}
+
+/// Waits until the claims topic and the output topics exist (creating them if configured to), saying
+/// what is missing in the log (every 30 s) and in `/readyz`. False if shutdown came first.
+fn wait_for_topics(
+    kafka: &KafkaConfig,
+    cfg: &PipelineConfig,
+    state: &PipelineState,
+    shutdown: &CancellationToken,
+) -> Result<bool> {
+    let names = [&cfg.claims, &cfg.accepted, &cfg.rejected, &cfg.dlq];
+    let probe = admin::Metadata::new(kafka)?;
+    let mut said: Option<Instant> = None;
+    loop {
+        if shutdown.is_cancelled() {
+            return Ok(false);
+        }
+        let missing = match probe.missing(&names) {
+            Ok(m) => m,
+            Err(e) => {
+                if said.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+                    said = Some(Instant::now());
+                    tracing::warn!(event = "metadata_unavailable", error = %format!("{e:#}"), "cannot list the topics yet");
+                }
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        if let Ok(mut w) = state.waiting_for.lock() {
+            w.clone_from(&missing);
+        }
+        if missing.is_empty() {
+            return Ok(true);
+        }
+        if said.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+            said = Some(Instant::now());
+            tracing::warn!(
+                event = "topic_missing",
+                topics = ?missing,
+                "waiting for topics to exist; no claim is taken meanwhile (create them, or set topics.create_missing)"
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}

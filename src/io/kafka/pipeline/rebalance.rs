@@ -1,0 +1,123 @@
+//! The claims consumer's context: what happens when the group moves partitions.
+//!
+//! On revocation (at least once) the revoked partitions' outputs are given a bounded time to be
+//! acknowledged, their offsets committed, and their book-keeping dropped; a commit that fails there is
+//! logged at warn level and counted (`claimgate_commit_failures_total`), since the new owner will decide
+//! those claims again. On assignment, every partition with no committed offset is said and counted
+//! (`claimgate_offset_resets_total{reason="no_committed_offset"}`): it starts where `offsets.reset` says.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientContext, Offset};
+
+use super::super::Context;
+use super::at_least_once::Inflight;
+use crate::io::metrics as m;
+
+/// The context of the claims consumer.
+pub struct ConsumerCtx {
+    /// At least once: the in-flight book-keeping; `None` in exactly-once mode, where the transaction
+    /// holds the offsets.
+    pub inflight: Option<Arc<Inflight>>,
+    /// Set on every rebalance (exactly once: a batch that saw one is aborted).
+    pub rebalanced: AtomicBool,
+    /// Where a partition with no committed offset starts (`offsets.reset`).
+    pub reset: String,
+}
+
+impl ClientContext for ConsumerCtx {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        Context { client: "claims" }.log(level, fac, log_message);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        Context { client: "claims" }.error(error, reason);
+    }
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        Context { client: "claims" }.stats(statistics);
+    }
+}
+
+impl ConsumerContext for ConsumerCtx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.rebalanced.store(true, Ordering::Relaxed);
+        let Rebalance::Revoke(tpl) = rebalance else { return };
+        let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        let held = consumer.assignment().map_or(0, |a| a.count());
+        ::metrics::gauge!(m::CLAIMS_PARTITIONS).set(held.saturating_sub(revoked.len()) as f64);
+        if consumer.assignment_lost() {
+            // The group session was lost (the coordinator did not hear from us in time): the partitions
+            // may already have another owner, so nothing is waited for or committed; the claims after
+            // the last commit are decided again, by whoever owns them now.
+            if let Some(inflight) = &self.inflight {
+                inflight.forget(&revoked);
+            }
+            tracing::warn!(event = "partitions_lost", partitions = ?revoked, "group session lost: partitions revoked without a commit");
+            return;
+        }
+        if let Some(inflight) = &self.inflight {
+            // Let the revoked partitions' outputs be acknowledged, so that their offsets are committed
+            // here rather than their claims decided again by the new owner. Bounded: past it, the new
+            // owner decides them again (at least once) and produces identical decisions.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                inflight.drain(consumer, Some(Duration::from_millis(20)));
+                let waiting: usize = revoked.iter().map(|p| inflight.in_flight_of(*p)).sum();
+                if waiting == 0 || Instant::now() >= deadline {
+                    if waiting > 0 {
+                        tracing::warn!(
+                            event = "revoked_with_outputs_in_flight",
+                            waiting,
+                            "partitions revoked before every output was acknowledged: the new owner decides those claims again"
+                        );
+                    }
+                    break;
+                }
+            }
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => {}
+                Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+                Err(e) => {
+                    ::metrics::counter!(m::COMMIT_FAILURES, "when" => "revoke").increment(1);
+                    tracing::warn!(event = "commit_failed", when = "revoke", error = %e, "the new owner decides the uncommitted claims again");
+                }
+            }
+            inflight.forget(&revoked);
+        }
+        tracing::info!(event = "partitions_revoked", partitions = ?revoked);
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let assigned = consumer.assignment().map_or(0, |a| a.count());
+        ::metrics::gauge!(m::CLAIMS_PARTITIONS).set(assigned as f64);
+        let Rebalance::Assign(tpl) = rebalance else { return };
+        let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        tracing::info!(event = "partitions_assigned", partitions = ?partitions);
+        // Which of them start without a committed offset (a new group, or offsets expired)?
+        let mut query = rdkafka::TopicPartitionList::new();
+        for e in tpl.elements() {
+            query.add_partition(e.topic(), e.partition());
+        }
+        match consumer.committed_offsets(query, Duration::from_secs(5)) {
+            Ok(committed) => {
+                for e in committed.elements() {
+                    if e.offset() == Offset::Invalid {
+                        ::metrics::counter!(m::OFFSET_RESETS, "reason" => "no_committed_offset").increment(1);
+                        tracing::warn!(
+                            event = "offset_reset",
+                            topic = e.topic(),
+                            partition = e.partition(),
+                            reason = "no_committed_offset",
+                            to = self.reset,
+                            "no committed offset for this partition: starting at `offsets.reset`"
+                        );
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(event = "committed_offsets_unknown", error = %e),
+        }
+    }
+}
