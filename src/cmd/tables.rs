@@ -14,7 +14,7 @@ use crate::io::kafka::KafkaConfig;
 use crate::io::kafka::publish::Publisher;
 use crate::io::progress::Progress;
 use crate::io::{clock, tables};
-use claimgate::record::{InstitutionText, PractitionerText};
+use claimgate::record::{InstitutionText, MappingText, PractitionerText};
 use claimgate::table::snapshot;
 
 /// `claimgate tables …`
@@ -54,6 +54,12 @@ pub struct PublishArgs {
     /// Institution status topic.
     #[arg(long, default_value = "institutions", value_name = "TOPIC")]
     pub topic_institutions: String,
+    /// Local-id mapping records (JSON Lines) to publish, keyed `institution|local_id`.
+    #[arg(long, value_name = "FILE")]
+    pub mappings: Option<std::path::PathBuf>,
+    /// Local-id mapping topic.
+    #[arg(long, default_value = "practitioner-mappings", value_name = "TOPIC")]
+    pub topic_mappings: String,
     /// A librdkafka property, e.g. -X security.protocol=SASL_SSL.
     #[arg(short = 'X', value_name = "NAME=VALUE")]
     pub property: Vec<String>,
@@ -185,19 +191,28 @@ fn publish(args: PublishArgs) -> Result<()> {
             publisher.send(&args.topic_institutions, text.code.as_bytes(), Some(&serde_json::to_vec(&text)?))?;
         }
     } else {
-        let Some(p) = &source.practitioners else {
-            anyhow::bail!("nothing to publish: give --practitioners and/or --institutions, or --snapshot");
-        };
-        publish_file(&publisher, p, &args.topic_practitioners, |line| {
-            let rec = PractitionerText::from_json(line).and_then(|t| t.validate()).map_err(|e| e.to_string())?;
-            Ok(rec.code.to_string())
-        })?;
+        if source.practitioners.is_none() && source.institutions.is_none() && args.mappings.is_none() {
+            anyhow::bail!(
+                "nothing to publish: give --practitioners and/or --institutions, or --snapshot, or --mappings"
+            );
+        }
+        if let Some(p) = &source.practitioners {
+            publish_file(&publisher, p, &args.topic_practitioners, |line| {
+                let rec = PractitionerText::from_json(line).and_then(|t| t.validate()).map_err(|e| e.to_string())?;
+                Ok(rec.code.to_string())
+            })?;
+        }
         if let Some(i) = &source.institutions {
             publish_file(&publisher, i, &args.topic_institutions, |line| {
                 let rec = InstitutionText::from_json(line).and_then(|t| t.validate()).map_err(|e| e.to_string())?;
                 Ok(rec.code.to_string())
             })?;
         }
+    }
+    if let Some(m) = &args.mappings {
+        publish_file(&publisher, m, &args.topic_mappings, |line| {
+            MappingText::from_json(line).and_then(|t| t.validate()).map(|r| r.key()).map_err(|e| e.to_string())
+        })?;
     }
     let delivered = publisher.finish(std::time::Duration::from_secs(120))?;
     if !args.quiet {

@@ -12,6 +12,9 @@ use claimgate::record::{Reason, Verdict};
 pub const CLAIMS: &str = "claimgate_claims_total";
 /// Emergency overrides, by the reason overridden.
 pub const OVERRIDES: &str = "claimgate_emergency_overrides_total";
+/// Accepted claims that a reason the profile only warns about would reject once enforced, by that
+/// reason (rules.md, "Enforcement").
+pub const WOULD_REJECT: &str = "claimgate_would_reject_total";
 /// Dead letters, by the field at fault.
 pub const DEAD_LETTERS: &str = "claimgate_dead_letters_total";
 /// Claims under legacy (non-national) practitioner codes.
@@ -105,6 +108,7 @@ pub fn install() -> Result<PrometheusHandle> {
 pub struct ClaimMetrics {
     by_reason: Vec<Counter>,
     overrides: Vec<Counter>,
+    would_reject: Vec<Counter>,
     /// Dead letters with no single field at fault.
     pub dead_letters: Counter,
     /// Legacy codes.
@@ -124,15 +128,14 @@ pub struct ClaimMetrics {
 impl ClaimMetrics {
     /// Registers the handles.
     pub fn new() -> Self {
-        let verdict = |r: Reason| {
-            if matches!(r, Reason::Ok | Reason::EmergencyOverride) { Verdict::Accept } else { Verdict::Reject }
-        };
+        let verdict = |r: Reason| if r.accepts() { Verdict::Accept } else { Verdict::Reject };
         ClaimMetrics {
             by_reason: Reason::ALL
                 .iter()
                 .map(|r| counter!(CLAIMS, "verdict" => verdict(*r).as_str(), "reason" => r.as_str()))
                 .collect(),
             overrides: Reason::ALL.iter().map(|r| counter!(OVERRIDES, "overridden" => r.as_str())).collect(),
+            would_reject: Reason::ALL.iter().map(|r| counter!(WOULD_REJECT, "would_reject" => r.as_str())).collect(),
             dead_letters: counter!(DEAD_LETTERS, "field" => "-"),
             legacy: counter!(LEGACY_CODES),
             latency: histogram!(CLAIM_LATENCY),
@@ -143,14 +146,20 @@ impl ClaimMetrics {
         }
     }
 
-    /// Adds a batch's counts by reason.
-    pub fn add(&self, by_reason: &[u64; 9], overridden: &[u64; 9]) {
-        for i in 0..9 {
-            if by_reason[i] > 0 {
-                self.by_reason[i].increment(by_reason[i]);
-            }
-            if overridden[i] > 0 {
-                self.overrides[i].increment(overridden[i]);
+    /// Adds a batch's counts by reason: final reasons, overridden reasons, warned reasons.
+    pub fn add(
+        &self,
+        by_reason: &[u64; Reason::COUNT],
+        overridden: &[u64; Reason::COUNT],
+        would_reject: &[u64; Reason::COUNT],
+    ) {
+        for i in 0..Reason::COUNT {
+            for (counts, counters) in
+                [(by_reason, &self.by_reason), (overridden, &self.overrides), (would_reject, &self.would_reject)]
+            {
+                if counts[i] > 0 {
+                    counters[i].increment(counts[i]);
+                }
             }
         }
     }

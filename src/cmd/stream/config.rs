@@ -28,6 +28,9 @@ pub struct Config {
     pub group: String,
     /// Policy profile: a shipped name or a TOML file.
     pub profile: String,
+    /// Routing table (TOML file): the profile of each line by area and service time; instead of
+    /// `profile` (rules.md, "Routing").
+    pub routing: Option<String>,
     /// Exactly-once delivery through Kafka transactions (the broker must support them).
     pub exactly_once: bool,
     /// Exactly-once: the producer's `transactional.id`, stable for this instance's slot so that a
@@ -72,6 +75,10 @@ pub struct Topics {
     pub partitions: i32,
     /// Replication factor of a topic created by `create_missing`; -1: the broker's default.
     pub replication: i32,
+    /// Local-id mapping records (log-compacted; rules.md, "Local ids"), followed like the status topics
+    /// when set; unset, no mapping table.
+    #[serde(default)]
+    pub mappings: Option<String>,
 }
 
 /// Where the claims consumer starts a partition with no committed offset.
@@ -133,6 +140,7 @@ impl Default for Config {
             brokers: "127.0.0.1:9092".into(),
             group: "claimgate".into(),
             profile: claimgate::profile::DEFAULT.into(),
+            routing: None,
             exactly_once: false,
             transactional_id: None,
             topics: Topics {
@@ -142,6 +150,7 @@ impl Default for Config {
                 dlq: "claims.dlq".into(),
                 practitioners: "practitioners".into(),
                 institutions: "institutions".into(),
+                mappings: None,
                 create_missing: false,
                 partitions: 4,
                 replication: -1,
@@ -242,6 +251,8 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub exactly_once: Option<bool>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub http: BTreeMap<&'static str, String>,
@@ -322,6 +333,17 @@ impl Config {
         if self.group.trim().is_empty() {
             bail!("setting `group`: empty");
         }
+        if let Some(r) = &self.routing {
+            if r.trim().is_empty() {
+                bail!("setting `routing`: empty; leave it unset to decide every line with `profile`");
+            }
+            if self.profile != claimgate::profile::DEFAULT {
+                bail!(
+                    "setting `routing` cannot be combined with `profile` (`{}`): the routing table names its profiles; set its `default`",
+                    self.profile
+                );
+            }
+        }
         if let Some(id) = &self.transactional_id
             && (id.trim().is_empty() || id.chars().any(char::is_control))
         {
@@ -337,7 +359,7 @@ impl Config {
         if !matches!(self.offsets.reset.as_str(), "earliest" | "latest" | "error") {
             bail!("setting `offsets.reset`: `{}`; expected `earliest`, `latest` or `error`", self.offsets.reset);
         }
-        let named = [
+        let mut named = vec![
             ("topics.claims", &t.claims),
             ("topics.accepted", &t.accepted),
             ("topics.rejected", &t.rejected),
@@ -345,6 +367,9 @@ impl Config {
             ("topics.practitioners", &t.practitioners),
             ("topics.institutions", &t.institutions),
         ];
+        if let Some(m) = &t.mappings {
+            named.push(("topics.mappings", m));
+        }
         for (i, (setting, name)) in named.iter().enumerate() {
             let valid = !name.is_empty()
                 && name.len() <= 249
@@ -443,6 +468,7 @@ impl fmt::Debug for Config {
             .field("brokers", &self.brokers)
             .field("group", &self.group)
             .field("profile", &self.profile)
+            .field("routing", &self.routing)
             .field("exactly_once", &self.exactly_once)
             .field("transactional_id", &self.transactional_id)
             .field("topics", &self.topics)
@@ -504,12 +530,15 @@ mod tests {
             ("brokers = \"nohost\"\n", "setting `brokers`"),
             ("[topics]\naccepted = \"claims\"\n", "topics.accepted"),
             ("[topics]\ndlq = \"bad topic!\"\n", "topics.dlq"),
+            ("[topics]\nmappings = \"claims\"\n", "topics.mappings"),
             ("[http]\naddr = \"everywhere\"\n", "http.addr"),
             ("[log]\nformat = \"xml\"\n", "log.format"),
             ("colour = 1\n", "colour"),
             ("[kafka]\n\"group.id\" = \"x\"\n", "kafka.group.id"),
             ("[limits]\nstatus_publish_ms = 5000\n", "limits.status_publish_ms"),
             ("transactional_id = \" \"\n", "setting `transactional_id`"),
+            ("routing = \" \"\n", "setting `routing`"),
+            ("routing = \"r.toml\"\nprofile = \"lanzhou-2014\"\n", "setting `routing`"),
             ("[limits]\ntransaction_ms = 60000\n", "setting `limits.transaction_ms`"),
             ("[kafka]\n\"no.such.property\" = 1\n", "setting `kafka.no.such.property`"),
             ("[kafka]\n\"session.timeout.ms\" = \"soon\"\n", "setting `kafka.session.timeout.ms`"),

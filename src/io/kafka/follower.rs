@@ -1,4 +1,5 @@
-//! The status follower: reads the `practitioners` and `institutions` topics like a global table —
+//! The status follower: reads the `practitioners` and `institutions` topics (and the local-id mapping
+//! topic, where one is configured) like a global table —
 //! every partition assigned directly, no consumer group — from the beginning to the end before any claim
 //! is decided, then keeps following them, publishing each batch of changes as one new view.
 //!
@@ -28,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Context, KafkaConfig, admin};
 use crate::io::clock::unix_ms;
 use crate::io::metrics as m;
-use claimgate::record::{InstitutionCode, InstitutionText, PractitionerKey, PractitionerRow};
+use claimgate::record::{InstitutionCode, InstitutionText, MappingText, PractitionerKey, PractitionerRow};
 use claimgate::table::{Applied, InstitutionTable, PractitionerTable, TableHandle, Updater};
 
 /// What the rest of the process may read about the tables.
@@ -60,6 +61,8 @@ pub struct FollowerConfig {
     pub practitioners: String,
     /// Institution topic.
     pub institutions: String,
+    /// Local-id mapping topic, if followed (rules.md, "Local ids").
+    pub mappings: Option<String>,
     /// Longest wait before a batch of changes is published.
     pub publish_every: Duration,
 }
@@ -166,7 +169,11 @@ pub fn spawn(
     state: Arc<TableState>,
     shutdown: CancellationToken,
 ) -> Result<std::thread::JoinHandle<Result<()>>> {
-    let sources = vec![Source::new(kafka, &cfg.practitioners)?, Source::new(kafka, &cfg.institutions)?];
+    // In this order: `Table::apply` tells the records apart by their source's index.
+    let mut sources = vec![Source::new(kafka, &cfg.practitioners)?, Source::new(kafka, &cfg.institutions)?];
+    if let Some(m) = &cfg.mappings {
+        sources.push(Source::new(kafka, m)?);
+    }
     let table = Table {
         updater: Updater::new(PractitionerTable::with_capacity(1 << 16), InstitutionTable::default()),
         handle,
@@ -228,7 +235,7 @@ impl Follower {
             Some(Ok(msg)) => {
                 src.positions.insert(msg.partition(), msg.offset() + 1);
                 src.at_eof.remove(&msg.partition());
-                self.table.apply(i == 0, &msg);
+                self.table.apply(i, &msg);
                 Polled::Record
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
@@ -351,13 +358,14 @@ impl Follower {
 }
 
 impl Table {
-    fn apply(&mut self, practitioner: bool, msg: &BorrowedMessage<'_>) {
+    /// A record of source `source`: 0 practitioners, 1 institutions, 2 local-id mappings.
+    fn apply(&mut self, source: usize, msg: &BorrowedMessage<'_>) {
         let topic = msg.topic();
         let key = msg.key().and_then(|k| std::str::from_utf8(k).ok()).map(str::trim);
-        let outcome = if practitioner {
-            self.apply_practitioner(key, msg.payload())
-        } else {
-            self.apply_institution(key, msg.payload())
+        let outcome = match source {
+            0 => self.apply_practitioner(key, msg.payload()),
+            1 => self.apply_institution(key, msg.payload()),
+            _ => self.apply_mapping(key, msg.payload()),
         };
         let label = match &outcome {
             Ok(Some(Applied::Changed)) => "applied",
@@ -419,6 +427,29 @@ impl Table {
                     return Err(format!("key `{k}` is not the record's code"));
                 }
                 Ok(Some(self.updater.institution(rec)))
+            }
+        }
+    }
+
+    /// A local-id mapping record, keyed `institution|local_id`; a tombstone deletes the mapping.
+    fn apply_mapping(&mut self, key: Option<&str>, payload: Option<&[u8]>) -> Result<Option<Applied>, String> {
+        match payload {
+            None => {
+                let key = key.ok_or("a tombstone without a key")?;
+                let (inst, id) =
+                    key.split_once('|').ok_or_else(|| format!("key `{key}`: not `institution|local_id`"))?;
+                let inst = InstitutionCode::parse(inst.trim()).map_err(|e| format!("key `{key}`: {e}"))?;
+                self.updater.delete_mapping(inst, id.trim());
+                Ok(None)
+            }
+            Some(bytes) => {
+                let rec = MappingText::from_json(bytes).and_then(|t| t.validate()).map_err(|e| e.to_string())?;
+                if let Some(k) = key
+                    && k != rec.key()
+                {
+                    return Err(format!("key `{k}` is not the record's `institution|local_id`"));
+                }
+                Ok(Some(self.updater.mapping(rec)))
             }
         }
     }

@@ -27,7 +27,7 @@ use super::rebalance::ConsumerCtx;
 use super::{PipelineConfig, PipelineState, consumer_config};
 use crate::io::clock;
 use crate::io::metrics::{self as m, ClaimMetrics};
-use claimgate::profile::Profile;
+use claimgate::routing::Rules;
 use claimgate::table::TableHandle;
 
 /// A dead letter to send in place of an output the broker refused.
@@ -178,7 +178,7 @@ pub fn run(
     kafka: &super::super::KafkaConfig,
     cfg: &PipelineConfig,
     handle: &TableHandle,
-    profile: &Profile,
+    rules: &Rules,
     state: &Arc<PipelineState>,
     shutdown: &CancellationToken,
 ) -> Result<()> {
@@ -274,7 +274,7 @@ pub fn run(
             continue;
         };
         let decided_at = clock::now_text();
-        let mut batch = Batch::new(cfg, &view, profile, &decided_at, metrics);
+        let mut batch = Batch::new(cfg, &view, rules, &decided_at, metrics);
         let mut taken = 0usize;
         let mut wait = Duration::from_millis(100);
         while taken < cfg.batch_size && taken + in_flight < cfg.max_in_flight {

@@ -30,7 +30,7 @@ use super::rebalance::ConsumerCtx;
 use super::{PipelineConfig, PipelineState, consumer_config};
 use crate::io::clock;
 use crate::io::metrics::{self as m, ClaimMetrics};
-use claimgate::profile::Profile;
+use claimgate::routing::Rules;
 use claimgate::table::TableHandle;
 
 /// Runs the exactly-once pipeline until `shutdown`; the last transaction is committed or aborted.
@@ -38,7 +38,7 @@ pub fn run(
     kafka: &KafkaConfig,
     cfg: &PipelineConfig,
     handle: &TableHandle,
-    profile: &Profile,
+    rules: &Rules,
     state: &Arc<PipelineState>,
     shutdown: &CancellationToken,
 ) -> Result<()> {
@@ -76,7 +76,7 @@ pub fn run(
         };
         consumer.context().rebalanced.store(false, Ordering::Relaxed);
         let decided_at = clock::now_text();
-        let mut batch = Batch::new(cfg, &view, profile, &decided_at, &metrics);
+        let mut batch = Batch::new(cfg, &view, rules, &decided_at, &metrics);
         // First and next offsets per partition of this batch.
         let mut span: Vec<(i32, i64, i64)> = Vec::new();
         let started = Instant::now();
