@@ -73,6 +73,9 @@ pub fn run(cmd: TopicsCmd) -> Result<()> {
             compacted: true,
             replication: a.replication,
         },
+        // Invalid status records, keyed by their source offset: compacted, one copy however often
+        // instances restart and read them again.
+        TopicSpec { name: p("status.dlq"), partitions: 1, compacted: true, replication: a.replication },
         // Followed only where the stream's `topics.mappings` names it (rules.md, "Local ids").
         TopicSpec {
             name: p("practitioner-mappings"),

@@ -47,6 +47,13 @@ pub const TABLE_AGE: &str = "claimgate_table_age_seconds";
 pub const TABLE_STALE: &str = "claimgate_table_stale";
 /// Status records read, by topic and outcome (applied, stale, deleted, invalid).
 pub const STATUS_RECORDS: &str = "claimgate_status_records_total";
+/// Invalid status records, by topic: each went to the status dead-letter topic, and the last valid
+/// version of its code stays (an alert should fire on any increase).
+pub const STATUS_INVALID: &str = "claimgate_status_invalid_total";
+/// Codes whose latest status record was invalid (flagged until a valid record comes).
+pub const STATUS_INVALID_CODES: &str = "claimgate_status_invalid_codes";
+/// Checkpoints of the status table, by outcome: `written`, `failed`, `refused` (at start-up).
+pub const CHECKPOINTS: &str = "claimgate_checkpoints_total";
 /// Seconds from a status record's broker timestamp to the publish of the view holding it.
 pub const STATUS_TO_VIEW: &str = "claimgate_status_to_view_seconds";
 /// 1 when ready to decide.
@@ -98,6 +105,7 @@ pub fn install() -> Result<PrometheusHandle> {
             for when in ["revoke", "store", "shutdown"] {
                 counter!(COMMIT_FAILURES, "when" => when).absolute(0);
             }
+            gauge!(STATUS_INVALID_CODES).set(0.0);
             for reason in ["no_committed_offset", "out_of_range"] {
                 counter!(OFFSET_RESETS, "reason" => reason).absolute(0);
             }

@@ -76,6 +76,26 @@ impl View {
         }
     }
 
+    /// The same tables without the delta layer: the base as it is shared, not copied (a checkpoint
+    /// writes the base and the delta apart).
+    pub fn new_shared(view: &View) -> View {
+        let epoch = epoch_of(view.base.fingerprint(), view.institutions.fingerprint());
+        View {
+            base: Arc::clone(&view.base),
+            delta: Arc::default(),
+            institutions: Arc::clone(&view.institutions),
+            mappings: Arc::default(),
+            practitioners: view.base.len(),
+            status_epoch: epoch,
+            epoch,
+        }
+    }
+
+    /// The delta layer: changes not yet folded into the base.
+    pub fn delta_table(&self) -> &PractitionerTable {
+        &self.delta
+    }
+
     /// This view with a local-id mapping table in place of its own (rules.md, "Local ids"); the epoch
     /// covers it.
     pub fn with_mappings(mut self, mappings: MappingTable) -> Self {
@@ -219,6 +239,23 @@ impl Updater {
             institutions,
             mappings: MappingTable::default(),
         }
+    }
+
+    /// Continues from a view (a checkpoint's): its tables become the base, shared, not copied.
+    pub fn from_view(view: &View) -> Result<Self, TableError> {
+        let base = if view.delta.entries() == 0 {
+            Arc::clone(&view.base)
+        } else {
+            Arc::new(view.base.rebuilt(Some(&view.delta))?)
+        };
+        Ok(Updater {
+            fingerprint: base.fingerprint(),
+            live: base.len(),
+            base,
+            delta: PractitionerTable::with_capacity(16),
+            institutions: (*view.institutions).clone(),
+            mappings: MappingTable::default(),
+        })
     }
 
     fn current(&self, key: PractitionerKey<'_>) -> Option<PractitionerRef<'_>> {

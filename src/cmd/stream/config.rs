@@ -41,6 +41,8 @@ pub struct Config {
     pub topics: Topics,
     /// Offsets of the claims consumer.
     pub offsets: Offsets,
+    /// Checkpoints of the status table.
+    pub checkpoint: Checkpoint,
     /// The operations port.
     pub http: Http,
     /// Bounds and timings.
@@ -79,6 +81,22 @@ pub struct Topics {
     /// when set; unset, no mapping table.
     #[serde(default)]
     pub mappings: Option<String>,
+    /// Invalid status records go here, keyed by their source offset (make it log-compacted).
+    pub status_dlq: String,
+}
+
+/// Checkpoints of the status table: a restart loads the last one and reads only the topics' tail.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    /// Directory of the checkpoint file (`<group>.checkpoint`); unset: no checkpoint, every start
+    /// reads the status topics from the beginning.
+    pub dir: Option<String>,
+    /// A checkpoint is written this often when the table changed, and at shutdown.
+    pub every_s: u64,
+    /// An older checkpoint is refused; keep it at most at the status topics' `delete.retention.ms`
+    /// (Kafka's default is one day), past which a tombstone may be gone.
+    pub max_age_s: u64,
 }
 
 /// Where the claims consumer starts a partition with no committed offset.
@@ -117,6 +135,9 @@ pub struct Limits {
     pub status_publish_ms: u64,
     /// The table counts as stale when the status topics could not be confirmed for this long.
     pub stale_after_s: u64,
+    /// A status batch (one writer's transaction) is published when complete; after this long
+    /// incomplete, without its missing records.
+    pub status_batch_wait_s: u64,
     /// Exactly-once: a transaction spans at most this long.
     pub transaction_ms: u64,
     /// `/healthz` fails when an output has waited longer than this for the broker's acknowledgement
@@ -151,11 +172,13 @@ impl Default for Config {
                 practitioners: "practitioners".into(),
                 institutions: "institutions".into(),
                 mappings: None,
+                status_dlq: "status.dlq".into(),
                 create_missing: false,
                 partitions: 4,
                 replication: -1,
             },
             offsets: Offsets { reset: "earliest".into() },
+            checkpoint: Checkpoint { dir: None, every_s: 300, max_age_s: 86_400 },
             http: Http { addr: "127.0.0.1:9898".into(), token: None },
             limits: Limits {
                 max_in_flight: 50_000,
@@ -164,6 +187,7 @@ impl Default for Config {
                 shutdown_timeout_s: 30,
                 status_publish_ms: 100,
                 stale_after_s: 30,
+                status_batch_wait_s: 30,
                 transaction_ms: 100,
                 max_unacked_age_s: 120,
             },
@@ -366,6 +390,7 @@ impl Config {
             ("topics.dlq", &t.dlq),
             ("topics.practitioners", &t.practitioners),
             ("topics.institutions", &t.institutions),
+            ("topics.status_dlq", &t.status_dlq),
         ];
         if let Some(m) = &t.mappings {
             named.push(("topics.mappings", m));
@@ -397,6 +422,9 @@ impl Config {
             ("limits.shutdown_timeout_s", l.shutdown_timeout_s),
             ("limits.status_publish_ms", l.status_publish_ms),
             ("limits.stale_after_s", l.stale_after_s),
+            ("limits.status_batch_wait_s", l.status_batch_wait_s),
+            ("checkpoint.every_s", self.checkpoint.every_s),
+            ("checkpoint.max_age_s", self.checkpoint.max_age_s),
             ("limits.transaction_ms", l.transaction_ms),
             ("limits.max_unacked_age_s", l.max_unacked_age_s),
         ] {
@@ -473,6 +501,7 @@ impl fmt::Debug for Config {
             .field("transactional_id", &self.transactional_id)
             .field("topics", &self.topics)
             .field("offsets", &self.offsets)
+            .field("checkpoint", &self.checkpoint)
             .field("http.addr", &self.http.addr)
             .field("http.token", &self.http.token.as_ref().map(|_| "***"))
             .field("limits", &self.limits)

@@ -21,10 +21,11 @@ use clap::Args;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::io::checkpoint;
 use crate::io::http::{self, HttpState};
 use crate::io::kafka::KafkaConfig;
 use crate::io::kafka::admin::{self, TopicSpec};
-use crate::io::kafka::follower::{self, FollowerConfig, TableState};
+use crate::io::kafka::follower::{self, CheckpointConfig, FollowerConfig, TableState};
 use crate::io::kafka::pipeline::{self, PipelineConfig, PipelineState};
 use crate::io::shutdown::{self, Ending};
 use crate::io::{logging, metrics};
@@ -75,6 +76,9 @@ pub struct StreamArgs {
     /// Institution status topic (setting `topics.institutions`).
     #[arg(long, value_name = "TOPIC")]
     pub topic_institutions: Option<String>,
+    /// Status dead-letter topic: invalid status records go there (setting `topics.status_dlq`).
+    #[arg(long, value_name = "TOPIC")]
+    pub topic_status_dlq: Option<String>,
     /// Local-id mapping topic, followed like the status topics (setting `topics.mappings`; unset: none).
     #[arg(long, value_name = "TOPIC")]
     pub topic_mappings: Option<String>,
@@ -112,6 +116,7 @@ impl StreamArgs {
             ("dlq", &self.topic_dlq),
             ("practitioners", &self.topic_practitioners),
             ("institutions", &self.topic_institutions),
+            ("status_dlq", &self.topic_status_dlq),
             ("mappings", &self.topic_mappings),
         ] {
             if let Some(v) = v {
@@ -215,7 +220,14 @@ pub fn run(args: StreamArgs) -> Result<()> {
             practitioners: cfg.topics.practitioners.clone(),
             institutions: cfg.topics.institutions.clone(),
             mappings: cfg.topics.mappings.clone(),
+            status_dlq: cfg.topics.status_dlq.clone(),
             publish_every: Duration::from_millis(cfg.limits.status_publish_ms),
+            batch_wait: Duration::from_secs(cfg.limits.status_batch_wait_s),
+            checkpoint: cfg.checkpoint.dir.as_ref().map(|dir| CheckpointConfig {
+                path: checkpoint::path(std::path::Path::new(dir), &cfg.group),
+                every: Duration::from_secs(cfg.checkpoint.every_s),
+                max_age: Duration::from_secs(cfg.checkpoint.max_age_s),
+            }),
         },
         Arc::clone(&tables),
         Arc::clone(&table_state),

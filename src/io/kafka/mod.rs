@@ -12,6 +12,7 @@ pub mod errors;
 pub mod follower;
 pub mod pipeline;
 pub mod publish;
+pub mod status_writer;
 pub mod tracker;
 
 use std::collections::BTreeMap;
@@ -109,3 +110,9 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {}
+
+/// Delivery failures of a transactional writer surface as a failed commit: nothing to do per record.
+impl rdkafka::producer::ProducerContext for Context {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::producer::DeliveryResult<'_>, _: ()) {}
+}
