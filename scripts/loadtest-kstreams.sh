@@ -41,14 +41,23 @@ STARTED=()
 
 log() { printf 'loadtest-kstreams.sh: %s\n' "$*" >&2; }
 
+# The brokers' logs are thrown away with them: every run makes new topics, and the large table alone
+# takes gigabytes (three copies on the cluster).
 stop_brokers() {
     for b in "${STARTED[@]}"; do
         case "$b" in
-            single) scripts/broker.sh stop --port "$PORT" --dir "$WORK/broker-$PORT" >/dev/null 2>&1 || true ;;
-            cluster) scripts/broker.sh cluster stop --dir "$WORK/cluster-$((PORT + 2))" >/dev/null 2>&1 || true ;;
+            single)
+                scripts/broker.sh stop --port "$PORT" --dir "$WORK/broker-$PORT" >/dev/null 2>&1 || true
+                rm -rf "$WORK/broker-$PORT"
+                ;;
+            cluster)
+                scripts/broker.sh cluster stop --dir "$WORK/cluster-$((PORT + 2))" >/dev/null 2>&1 || true
+                rm -rf "$WORK/cluster-$((PORT + 2))"
+                ;;
         esac
     done
     STARTED=()
+    rm -rf "$WORK/kstreams-state" "$WORK/claimgate-state"
 }
 
 cleanup() {

@@ -27,6 +27,9 @@ pub struct SystemFigures {
     pub scale_cpu_s_per_million: Option<f64>,
     pub scale_peak_rss_mib: Option<f64>,
     pub scale_p99_ms: Option<f64>,
+    /// Its state on disk after the large-table steps (Kafka Streams: the RocksDB files), MiB.
+    #[serde(default)]
+    pub scale_state_mib: Option<f64>,
     /// Seconds from start to first decision on the large table: cold, and restarted with its state.
     pub cold_first_decision_s: Option<f64>,
     pub restart_first_decision_s: Option<f64>,
@@ -164,6 +167,7 @@ pub fn figures(
                 ),
                 scale_peak_rss_mib: scale.iter().chain(&restart).filter_map(|s| s.peak_rss_mib).reduce(f64::max),
                 scale_p99_ms: opt_median(&scale.iter().map(|s| s.latency.p99_ms).collect::<Vec<_>>()),
+                scale_state_mib: scale.iter().chain(&restart).filter_map(|s| s.state_mib).reduce(f64::max),
                 cold_first_decision_s: opt_median(&scale.iter().map(|s| s.first_decision_s).collect::<Vec<_>>()),
                 restart_first_decision_s: opt_median(&restart.iter().map(|s| s.first_decision_s).collect::<Vec<_>>()),
                 status_p50_ms: st.map(|s| s.p50_ms),
@@ -265,6 +269,7 @@ mod tests {
             scale_cpu_s_per_million: None,
             scale_peak_rss_mib: None,
             scale_p99_ms: None,
+            scale_state_mib: None,
             cold_first_decision_s: None,
             restart_first_decision_s: None,
             status_p50_ms: None,

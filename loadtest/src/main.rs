@@ -39,7 +39,7 @@ use session::{Setup, System};
 /// by side with a pass-through and the quixstreams peer. Writes report.md, summary.json, .hgrm files
 /// and SVG charts into the results folder.
 #[derive(Parser, Debug)]
-#[command(name = "claimgate-loadtest", version)]
+#[command(name = "claimgate-loadtest", version, args_override_self = true)]
 struct Args {
     /// Bootstrap brokers of the broker to load (loopback only).
     #[arg(long, value_name = "HOST:PORT", required_unless_present = "rerender")]
@@ -57,7 +57,7 @@ struct Args {
     /// Systems to run: claimgate, pass-through, broker (the broker alone, at the half rate only), peer,
     /// peer-pass-through, claimgate-eos (exactly once), kafka-streams, kafka-streams-eos (the Kafka
     /// Streams peer, at least once and exactly_once_v2; needs --kstreams).
-    #[arg(long, value_delimiter = ',', default_value = "claimgate,pass-through,broker,peer")]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set, default_value = "claimgate,pass-through,broker,peer")]
     systems: Vec<String>,
     /// The Kafka Streams peer's launcher (loadtest/peers/kafka-streams/run.sh).
     #[arg(long)]
@@ -67,14 +67,14 @@ struct Args {
     kstreams_heap: String,
     /// Systems besides claimgate whose status change to effect is measured (each under half of its own
     /// saturating rate).
-    #[arg(long, value_delimiter = ',', default_value = "claimgate-eos,kafka-streams,kafka-streams-eos")]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set, default_value = "claimgate-eos,kafka-streams,kafka-streams-eos")]
     status_systems: Vec<String>,
     /// Practitioner codes of the large-table phase (0: none; 12000000 for the whole country): each
     /// system started cold on it, measured, and restarted with its state kept.
     #[arg(long, default_value_t = 0)]
     scale_practitioners: u64,
     /// Systems of the large-table phase.
-    #[arg(long, value_delimiter = ',', default_value = "claimgate,kafka-streams")]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set, default_value = "claimgate,kafka-streams")]
     scale_systems: Vec<String>,
     /// Lines per second of the large-table steps (default: half of the lower of claimgate's and Kafka
     /// Streams' saturating rates).
@@ -95,7 +95,7 @@ struct Args {
     #[arg(long, default_value_t = 0.0)]
     profile_seconds: f64,
     /// Systems to profile.
-    #[arg(long, value_delimiter = ',', default_value = "claimgate,kafka-streams")]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set, default_value = "claimgate,kafka-streams")]
     profile_systems: Vec<String>,
     /// Results folder (default results/<UTC date-time>/).
     #[arg(long)]
@@ -200,6 +200,8 @@ fn real_main() -> Result<()> {
     let brokers = args.brokers.clone().unwrap_or_default();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let started_text = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    // Read now: its load average is the one at the start.
+    let machine = Machine::detect();
     let systems: Vec<System> = args
         .systems
         .iter()
@@ -388,7 +390,7 @@ fn real_main() -> Result<()> {
     let summary = Summary {
         started: started_text,
         command,
-        machine: Machine::detect(),
+        machine,
         broker: format!("{brokers} (Apache Kafka 4.1.1, KRaft, via scripts/broker.sh)"),
         settings,
         pass_through_ratio: ratio(sat(System::Claimgate), sat(System::PassThrough)),

@@ -459,7 +459,7 @@ pub fn kstreams_tables(k: &crate::compare::Comparison) -> String {
         let _ = writeln!(o, "\n### With {} practitioner codes on the status topic\n", k.scale_codes);
         let _ = writeln!(
             o,
-            "Each system started cold on the large table (Kafka Streams: empty state directory, so the GlobalKTables are restored from the topic), measured at a fixed rate, stopped cleanly, then started again with its state kept. First decision: from the process's spawn to the first output of lines that were waiting in the claims topic. {}{}\n",
+            "Each system started cold on the large table (Kafka Streams: empty state directory, so the GlobalKTables are restored from the topic), measured at a fixed rate, stopped cleanly, then started again with its state kept. First decision: from the process's spawn to the first output of lines that were waiting in the claims topic. Peak RSS is the process's resident memory: Kafka Streams keeps the GlobalKTables in RocksDB files (state on disk), read through the operating system's page cache, which RSS does not count; claimgate holds its table in its own memory. {}{}\n",
             k.restart_note,
             k.scale_publish_s.map_or_else(String::new, |p| format!(
                 " Putting the table on its topic (`claimgate tables publish`) took {p:.0} s."
@@ -467,12 +467,12 @@ pub fn kstreams_tables(k: &crate::compare::Comparison) -> String {
         );
         let _ = writeln!(
             o,
-            "| system | rate | first decision, cold | first decision, restarted | CPU s per million lines | p99 | peak RSS |\n|---|---|---|---|---|---|---|"
+            "| system | rate | first decision, cold | first decision, restarted | CPU s per million lines | p99 | peak RSS | state on disk |\n|---|---|---|---|---|---|---|---|"
         );
         for f in k.systems.iter().filter(|f| f.scale_rate.is_some()) {
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 f.system.name(),
                 f.scale_rate.map_or_else(|| "—".into(), |r| format!("{r}/s")),
                 f1(f.cold_first_decision_s, " s"),
@@ -480,6 +480,7 @@ pub fn kstreams_tables(k: &crate::compare::Comparison) -> String {
                 f1(f.scale_cpu_s_per_million, ""),
                 f1(f.scale_p99_ms, " ms"),
                 f0(f.scale_peak_rss_mib, " MiB"),
+                f0(f.scale_state_mib, " MiB"),
             );
         }
     }

@@ -78,6 +78,11 @@ pub struct StepResult {
     /// Practitioner codes in the status table the step ran against.
     #[serde(default)]
     pub table_codes: u64,
+    /// Size on disk of the system's state directory at the end of the session (the large-table
+    /// phase: Kafka Streams' RocksDB files, read through the page cache, which RSS does not count;
+    /// claimgate's checkpoint), MiB.
+    #[serde(default)]
+    pub state_mib: Option<f64>,
     /// The `.hgrm` file of the step.
     pub hgrm: String,
     #[serde(skip)]
@@ -125,6 +130,7 @@ impl StepResult {
             first_decision_s: 0.0,
             ready_s: 0.0,
             table_codes: 0,
+            state_mib: None,
             hgrm: format!("{}-{}-step{:02}-{}.hgrm", system.name(), phase_name(phase), rec.step, rate),
             distribution: crate::hgrm::distribution(&rec.hist),
             hgrm_text: crate::hgrm::hgrm(&rec.hist),

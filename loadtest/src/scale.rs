@@ -115,9 +115,12 @@ pub fn run(
                 sp.practitioners,
                 if phase == Phase::Scale { "cold" } else { "restarted with its state" }
             );
-            let r = one_step(&big, &lines, clock, n, &mut acc, &opts, |s| {
+            let mut r = one_step(&big, &lines, clock, n, &mut acc, &opts, |s| {
                 measure(s, system, phase, rate, plan.warmup, seconds, plan.drain).map(|r| (r, None))
             })?;
+            let state = setup.work.join(if system.is_kafka_streams() { "kstreams-state" } else { "claimgate-state" });
+            r.state_mib =
+                dir_bytes(&state.join(opts.instance.as_deref().unwrap_or_default())).map(|b| b as f64 / 1_048_576.0);
             eprintln!(
                 "loadtest: {} first decision {:.1} s after its start, peak RSS {:.0} MiB, {:.2} CPU s per million lines",
                 system.name(),
@@ -139,4 +142,31 @@ pub fn run(
         }
     }
     Ok(ScaleOutcome { codes: sp.practitioners, rate, write_s, publish_s, restart_note })
+}
+
+/// Bytes of the files under `dir` (None if it does not exist).
+fn dir_bytes(dir: &std::path::Path) -> Option<u64> {
+    let meta = std::fs::symlink_metadata(dir).ok()?;
+    if meta.is_file() {
+        return Some(meta.len());
+    }
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        total += dir_bytes(&entry.path()).unwrap_or(0);
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_a_directory_tree() {
+        let d = std::env::temp_dir().join(format!("lt-dir-bytes-{}", std::process::id()));
+        std::fs::create_dir_all(d.join("a/b")).unwrap();
+        std::fs::write(d.join("x"), [0u8; 100]).unwrap();
+        std::fs::write(d.join("a/b/y"), [0u8; 23]).unwrap();
+        assert_eq!(super::dir_bytes(&d), Some(123));
+        assert_eq!(super::dir_bytes(&d.join("none")), None);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }
