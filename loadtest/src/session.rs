@@ -137,6 +137,9 @@ pub struct Session {
     pub ready_seconds: f64,
     /// Seconds from the spawn to the first output.
     pub first_decision_seconds: f64,
+    /// A state directory to remove when the session ends (a one-off instance's: Kafka Streams'
+    /// RocksDB files would otherwise pile up, one set per step).
+    scratch_state: Option<PathBuf>,
 }
 
 /// Runs a claimgate subcommand to completion.
@@ -385,6 +388,12 @@ impl Session {
                     cmd.args(["--consumer-config", &format!("{k}={v}")]);
                     cmd.args(["--producer-config", &format!("{k}={v}")]);
                 }
+                // An instance that is restarted is a static member (KIP-345), as Kafka Streams advises
+                // for restarts: it does not leave the group on close, and without a static id its
+                // successor would wait out the session timeout before its first rebalance ends.
+                if opts.instance.is_some() {
+                    cmd.args(["--config", &format!("group.instance.id={group}-static")]);
+                }
                 let child = cmd
                     .env("KSTREAMS_HEAP", &setup.kstreams_heap)
                     .envs(opts.env.iter().map(|(k, v)| (k, v)))
@@ -421,6 +430,16 @@ impl Session {
             broker_pid: setup.broker_pid,
             ready_seconds: 0.0,
             first_decision_seconds: 0.0,
+            scratch_state: opts
+                .instance
+                .is_none()
+                .then(|| {
+                    [
+                        setup.work.join("kstreams-state").join(&instance),
+                        setup.work.join("claimgate-state").join(&instance),
+                    ]
+                })
+                .map(|[k, c]| if system.is_kafka_streams() { k } else { c }),
         };
         // Prime: a few hundred lines, all of which must come back; the group is joined and every
         // connection made before the first measured step.
@@ -579,6 +598,9 @@ impl Session {
     pub fn finish(mut self) -> Result<ReaderEnd> {
         self.settle(Duration::from_millis(300), Duration::from_secs(10));
         self.stop();
+        if let Some(d) = self.scratch_state.take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
         let _ = rdkafka::producer::Producer::flush(&*self.producer, Duration::from_secs(5));
         self.reader.take().context("reader already stopped")?.stop()
     }

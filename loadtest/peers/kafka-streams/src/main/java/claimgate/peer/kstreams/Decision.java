@@ -97,9 +97,28 @@ record Decision(
     private static final DateTimeFormatter DECIDED_AT =
         DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm:ss.SSS").withZone(ZoneOffset.ofHours(8));
 
+    /** The last millisecond formatted, and its text (one formatting per millisecond, not per line). */
+    private static final class Stamp {
+        final long ms;
+        final String text;
+
+        Stamp(long ms, String text) {
+            this.ms = ms;
+            this.text = text;
+        }
+    }
+
+    private static volatile Stamp last = new Stamp(-1, "");
+
     /** Now as {@code yyyy-MM-dd HH:mm:ss.SSS}, Beijing time. */
     static String now() {
-        return DECIDED_AT.format(Instant.now());
+        long ms = System.currentTimeMillis();
+        Stamp s = last;
+        if (s.ms != ms) {
+            s = new Stamp(ms, DECIDED_AT.format(Instant.ofEpochMilli(ms)));
+            last = s;
+        }
+        return s.text;
     }
 
     /** The decision record, compact JSON, fields in records.md's order; {@code table_epoch} is 0 (no snapshots). */

@@ -207,8 +207,27 @@ final class Text {
         long days = Math.floorDiv(secs, 86_400L);
         long rem = Math.floorMod(secs, 86_400L);
         java.time.LocalDate d = java.time.LocalDate.ofEpochDay(days);
-        return String.format("%04d-%02d-%02d %02d:%02d:%02d", d.getYear(), d.getMonthValue(), d.getDayOfMonth(),
-            rem / 3600, rem % 3600 / 60, rem % 60);
+        // By hand: String.format parses its pattern on every call, a hot spot at tens of thousands a second.
+        char[] c = new char[19];
+        digits(c, 0, d.getYear(), 4);
+        c[4] = '-';
+        digits(c, 5, d.getMonthValue(), 2);
+        c[7] = '-';
+        digits(c, 8, d.getDayOfMonth(), 2);
+        c[10] = ' ';
+        digits(c, 11, (int) (rem / 3600), 2);
+        c[13] = ':';
+        digits(c, 14, (int) (rem % 3600 / 60), 2);
+        c[16] = ':';
+        digits(c, 17, (int) (rem % 60), 2);
+        return new String(c);
+    }
+
+    private static void digits(char[] c, int at, int v, int width) {
+        for (int i = at + width - 1; i >= at; i--) {
+            c[i] = (char) ('0' + v % 10);
+            v /= 10;
+        }
     }
 
     /** An amount that is not a plain decimal with at most 2 decimals. */
