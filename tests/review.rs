@@ -186,3 +186,25 @@ fn standard_input_works_and_unreadable_inputs_fail_with_the_file_named() {
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(err.contains("bad-practitioners.jsonl:2"), "{err}");
 }
+
+/// `--out /dev/null` once put the dead letters, personal data included, in `/dev/null.dead-letters.jsonl`
+/// (issue 15): a default path beside `--out` must not be derived from a device or standard output.
+#[test]
+fn output_to_a_device_puts_default_dead_letters_in_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    world(dir.path(), 500);
+    let r = Command::new(bin())
+        .current_dir(dir.path())
+        .args(["review", "--claims", "claims.jsonl", "--practitioners", "practitioners.jsonl"])
+        .args(["--out", "/dev/null", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let beside_device = std::path::Path::new("/dev/null.dead-letters.jsonl");
+    let leaked = beside_device.exists();
+    if leaked {
+        let _ = std::fs::remove_file(beside_device);
+    }
+    assert!(!leaked, "dead letters were written inside /dev");
+    assert!(!read_jsonl(&dir.path().join("dead-letters.jsonl")).is_empty());
+}

@@ -157,11 +157,22 @@ fn work(job: Job, view: &View, profile: &Profile, previous: Option<&Previous>) -
     Done { seq: job.seq, decisions, dead, stats }
 }
 
+/// The dead-letter file when `--dead-letters` is not given: beside `--out` when that is a file, else
+/// `dead-letters.jsonl` in the working directory. Never beside standard output or a device: with
+/// `--out /dev/null` the dead letters, personal data included, once landed in
+/// `/dev/null.dead-letters.jsonl` (issue 15).
 fn default_dead_letters(out: Option<&Path>) -> PathBuf {
+    let beside_a_file = |p: &Path| {
+        p != Path::new("-")
+            && p.file_name().is_some()
+            && !p.starts_with("/dev")
+            && !p.starts_with("/proc")
+            && std::fs::metadata(p).map_or(true, |m| m.is_file())
+    };
     match out {
-        Some(p) if p != Path::new("-") => {
+        Some(p) if beside_a_file(p) => {
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let stem = name.split('.').next().unwrap_or("decisions");
+            let stem = name.split('.').next().filter(|s| !s.is_empty()).unwrap_or("decisions");
             p.with_file_name(format!("{stem}.dead-letters.jsonl"))
         }
         _ => PathBuf::from("dead-letters.jsonl"),
@@ -320,4 +331,18 @@ pub fn run(args: ReviewArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_dead_letters_sit_beside_a_file_never_beside_a_device_or_stdout() {
+        assert_eq!(default_dead_letters(Some(Path::new("out/day.jsonl.zst"))), Path::new("out/day.dead-letters.jsonl"));
+        assert_eq!(default_dead_letters(None), Path::new("dead-letters.jsonl"));
+        for device in ["-", "/dev/null", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"] {
+            assert_eq!(default_dead_letters(Some(Path::new(device))), Path::new("dead-letters.jsonl"), "{device}");
+        }
+    }
 }
