@@ -8,13 +8,13 @@
 //!
 //! Modes: `parse` (Claim::parse), `decide` (decide on parsed claims), `encode` (write_decision of
 //! parsed and decided claims), `line` (parse + decide + encode, as `review` and `stream` run it),
-//! `batch` (the same through `batch::process_batch`, lookups prefetched). The second argument is the
+//! `batch` (the same through `batch::process_each`, lookups prefetched). The second argument is the
 //! number of passes over the 20 000 generated lines (the same world as `benches/core.rs`). Prints the
 //! lines processed, so that instructions per line = callgrind's `Collected` / lines.
 
 use std::hint::black_box;
 
-use claimgate::batch::process;
+use claimgate::batch::{process, process_each};
 use claimgate::decide::decide;
 use claimgate::profile::Profile;
 use claimgate::record::{Claim, Outcome, Stamp, write_decision};
@@ -86,6 +86,20 @@ fn run_line(lines: &[Vec<u8>], view: &View, profile: &Profile, stamp: &Stamp<'_>
     n
 }
 
+#[inline(never)]
+fn run_batch(lines: &[Vec<u8>], view: &View, profile: &Profile, stamp: &Stamp<'_>, passes: usize) -> usize {
+    let mut out = Vec::with_capacity(1 << 24);
+    let mut n = 0;
+    for _ in 0..passes {
+        for block in lines.chunks(1024) {
+            out.clear();
+            let tagged = block.iter().enumerate().map(|(i, l)| (i, l.as_slice()));
+            process_each(tagged, view, profile, stamp, &mut out, |_, _, r, _| n += usize::from(r.is_ok()));
+        }
+    }
+    n
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "line".into());
@@ -106,6 +120,7 @@ fn main() {
             }
         }
         "line" => run_line(&lines, &view, &profile, &stamp, passes),
+        "batch" => run_batch(&lines, &view, &profile, &stamp, passes),
         other => {
             eprintln!("unknown mode {other}: parse, decide, encode, line, batch");
             std::process::exit(2);

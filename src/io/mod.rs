@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod files;
+pub mod frames;
 pub mod http;
 pub mod kafka;
 pub mod logging;
