@@ -142,10 +142,12 @@ fn compare(
     order: (u64, u64),
     stats: &mut Stats,
 ) {
-    let inst = c.fixmedins_code.to_string();
-    match prev.get(super::previous::identity(&inst, &c.mdtrt_id, &c.feedetl_sn)) {
+    let inst = c.fixmedins_code.to_bytes();
+    // Institution codes are ASCII by construction.
+    let inst = std::str::from_utf8(&inst).unwrap_or_default();
+    match prev.get(super::previous::identity(inst, &c.mdtrt_id, &c.feedetl_sn)) {
         Some(before) if before != o.reason => stats.changed.push(Changed {
-            fixmedins_code: inst,
+            fixmedins_code: inst.to_owned(),
             mdtrt_id: c.mdtrt_id.to_string(),
             feedetl_sn: c.feedetl_sn.to_string(),
             practitioner: c.bilg_dr_codg.to_string(),
