@@ -74,7 +74,7 @@ row_callgrind() {
     echo "review, 200000 lines, 1 worker, .zst in and out: $ir instructions = $((ir / 200000)) per line (table load included)"
     callgrind_annotate --inclusive=yes "$W/cg-review.out" 2>/dev/null |
         grep -E 'pipeline::work \[|frames::decompress \[|compress_to_buffer \[|process_each|Claim::parse \[|write_decision \[|Stats::decided \[|pipeline::write \[|FrameReader' |
-        awk '{gsub(",","",$1); printf "  %-12d per line %6d  %s\n", $1, $1/200000, $NF}' | head -20
+        awk '{gsub(",","",$1); printf "  %6d per line  %s\n", $1/200000, $(NF-1)}' | head -20
 }
 
 row_line() {
