@@ -209,7 +209,12 @@ impl<W: Write> Write for FrameWriter<W> {
         Ok(buf.len())
     }
 
+    /// Frames every whole line written so far (a partial last line waits for its end, so that every
+    /// frame still starts at a line start), then flushes the inner writer.
     fn flush(&mut self) -> io::Result<()> {
+        if let Some(p) = memchr::memrchr(b'\n', &self.pending) {
+            self.emit(p + 1)?;
+        }
         self.inner.flush()
     }
 }
@@ -244,6 +249,22 @@ mod tests {
         }
         assert!(frames > 1);
         assert_eq!(all, expected.as_bytes());
+    }
+
+    #[test]
+    fn flush_frames_whole_lines_only() {
+        let mut w = FrameWriter::new(Vec::new()).unwrap();
+        w.write_all(b"{\"a\":1}\n{\"a\":").unwrap();
+        w.flush().unwrap();
+        w.write_all(b"2}\n").unwrap();
+        let file = w.finish().unwrap();
+        let frames: Vec<Vec<u8>> = FrameReader::new(&file[..]).map(|f| f.unwrap()).collect();
+        assert_eq!(frames.len(), 2);
+        for f in frames {
+            let mut plain = Vec::new();
+            decompress(&f, &mut plain).unwrap();
+            assert!(plain.starts_with(b"{") && plain.ends_with(b"\n"));
+        }
     }
 
     #[test]
