@@ -318,7 +318,7 @@ fn scored_records_published_to_the_topic_change_stream_decisions_like_review() {
         &root.join("national-2024.jsonl").display().to_string(),
         "--practitioners",
         &held.display().to_string(),
-        "--out",
+        "--out-all",
         &scored.display().to_string(),
         "--publish",
         "--brokers",
@@ -354,7 +354,8 @@ fn scored_records_published_to_the_topic_change_stream_decisions_like_review() {
     let review: HashMap<_, _> = read_jsonl(&out).iter().map(|v| (identity(v), without_time(v))).collect();
     let streamed = one_per_line(&outputs);
     assert!(streamed.values().any(|v| v["reason"] == "PRACTITIONER_SUSPENDED"));
-    // Same records on both sides (the scored file is what was published), so even the epochs agree.
+    // Same records on both sides (the held ones, then the changed ones published over them, against the
+    // full scored file), so even the epochs agree.
     for (id, v) in &streamed {
         assert_eq!(Some(v), review.get(id), "stream and review differ for {id:?}");
     }
