@@ -41,9 +41,10 @@ pub struct ScoreArgs {
     /// up to three passes, never held): the derived periods are merged into them.
     #[arg(long, value_name = "FILE")]
     pub practitioners: Option<PathBuf>,
-    /// Write the records that changed here, version raised (JSON Lines; `-` for standard output): the
-    /// change an agency publishes. The default output: at national scale one run changes a few
-    /// thousand of 12 million records.
+    /// Write the records that changed here, version raised, new codes included (JSON Lines; `-` for
+    /// standard output): what an agency reviews and publishes. The default output, because a run changes
+    /// the few thousand people its ledger touches and the registry holds 12 million. Not a status table
+    /// on its own: for `review` from files, write --out-all.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Write every record here, changed or not, one per code (JSON Lines; `-` for standard output): the

@@ -50,8 +50,6 @@ pub struct Selected {
     pub stale: HashSet<u64>,
     /// Records in the file.
     pub records: u64,
-    /// Times the file was read.
-    pub passes: u32,
 }
 
 /// One line of pass 1.
@@ -149,7 +147,7 @@ pub fn select(path: &Path, selection: &Selection, mut census: Census, progress: 
             Ok(())
         },
     )?;
-    let mut selected = Selected { name, kept, rest: Rest::default(), stale: HashSet::new(), records, passes: 1 };
+    let mut selected = Selected { name, kept, rest: Rest::default(), stale: HashSet::new(), records };
 
     // Fingerprints seen more than once, other than by kept records only: a code written twice, one of
     // whose records was not kept (or two codes with one fingerprint, told apart below).
@@ -171,7 +169,6 @@ pub fn select(path: &Path, selection: &Selection, mut census: Census, progress: 
     let mut stale = 0usize;
     if !repeated.is_empty() {
         stale = repeated_codes(path, progress, &repeated, &mut selected, &sharer, &mut census)?;
-        selected.passes += 1;
     }
     let others = selected.records as usize - selected.kept.len();
     selected.rest = Rest { census, records: others - stale, stale };
