@@ -17,8 +17,8 @@ use std::hint::black_box;
 use claimgate::batch::{process, process_each};
 use claimgate::decide::decide;
 use claimgate::profile::Profile;
-use claimgate::routing::Rules;
 use claimgate::record::{Claim, Outcome, Stamp, write_decision};
+use claimgate::routing::Rules;
 use claimgate::synth::{GenConfig, World};
 use claimgate::table::{InstitutionTable, PractitionerTable, View};
 

@@ -1,6 +1,10 @@
 //! Files: JSON Lines in, plain or compressed by the file name's ending (`.gz`, `.zst`), `-` for the
 //! standard streams; outputs written to a temporary name and renamed into place on success, so a failed
 //! run never leaves half a file under the real name.
+//!
+//! Every input opened here loses a UTF-8 byte-order mark at its start (after decompression): spreadsheet
+//! programs save exports with one. A mark anywhere else is left alone, so a line that starts with one in
+//! the middle of a file is refused like any other bad line.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
@@ -63,13 +67,36 @@ pub struct Input {
 
 const BUF: usize = 1 << 20;
 
-/// Opens a path (or `-` for standard input) for reading, decompressing by its ending.
+/// The UTF-8 byte-order mark.
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// `reader` without a byte-order mark at its start. The first bytes are read now (a pipe may deliver
+/// them one at a time); bytes that are not a mark are given back in front of the rest.
+pub fn skip_bom(mut reader: Box<dyn BufRead + Send>) -> io::Result<Box<dyn BufRead + Send>> {
+    let mut head = [0u8; 3];
+    let mut n = 0;
+    while n < head.len() {
+        match reader.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if head[..n] == *BOM {
+        return Ok(reader);
+    }
+    Ok(Box::new(io::Cursor::new(head[..n].to_vec()).chain(reader)))
+}
+
+/// Opens a path (or `-` for standard input) for reading, decompressing by its ending; a byte-order mark
+/// at the start is skipped.
 pub fn open(path: &Path) -> Result<Input> {
     let read = Arc::new(AtomicU64::new(0));
     if path == Path::new("-") {
         let reader = Counting { inner: io::stdin(), count: Arc::clone(&read) };
         return Ok(Input {
-            reader: Box::new(BufReader::with_capacity(BUF, reader)),
+            reader: skip_bom(Box::new(BufReader::with_capacity(BUF, reader))).context("cannot read standard input")?,
             size: None,
             read,
             name: "-".into(),
@@ -89,6 +116,7 @@ pub fn open(path: &Path) -> Result<Input> {
             zstd::Decoder::new(raw).with_context(|| format!("cannot read {} as zstd", path.display()))?,
         )),
     };
+    let reader = skip_bom(reader).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(Input { reader, size, read, name: path.display().to_string() })
 }
 
@@ -422,6 +450,59 @@ mod tests {
             .collect();
         assert_eq!(got.len(), 3);
         assert_eq!(got[0].len(), 10_000);
+    }
+
+    /// A reader that gives one byte per call, like a slow pipe.
+    struct Trickle(io::Cursor<Vec<u8>>);
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(1);
+            self.0.read(&mut buf[..n])
+        }
+    }
+
+    fn skipped(bytes: &[u8], trickle: bool) -> Vec<u8> {
+        let inner: Box<dyn BufRead + Send> = if trickle {
+            Box::new(BufReader::with_capacity(1, Trickle(io::Cursor::new(bytes.to_vec()))))
+        } else {
+            Box::new(io::Cursor::new(bytes.to_vec()))
+        };
+        let mut out = Vec::new();
+        skip_bom(inner).unwrap().read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_bom_is_skipped_at_the_start_only() {
+        for trickle in [false, true] {
+            assert_eq!(skipped(b"\xEF\xBB\xBF{\"a\":1}\n", trickle), b"{\"a\":1}\n");
+            assert_eq!(skipped(b"\xEF\xBB\xBF", trickle), b"");
+            assert_eq!(skipped(b"{\"a\":1}\n\xEF\xBB\xBF{}\n", trickle), b"{\"a\":1}\n\xEF\xBB\xBF{}\n");
+            // Short inputs and near misses come back whole.
+            for text in [&b""[..], b"{", b"{}", b"\xEF\xBB", b"\xEF\xBB{", b"\xEF\xBB\xBF\xEF\xBB\xBF"] {
+                let want = text.strip_prefix(BOM).unwrap_or(text);
+                assert_eq!(skipped(text, trickle), want, "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_opened_file_loses_its_bom_plain_or_compressed() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.jsonl", "a.jsonl.gz", "a.jsonl.zst"] {
+            let path = dir.path().join(name);
+            let mut out = Output::create(&path).unwrap();
+            out.write_all(b"\xEF\xBB\xBF{\"a\":1}\n\xEF\xBB\xBF{\"a\":2}\n").unwrap();
+            out.finish().unwrap();
+            let mut text = Vec::new();
+            open(&path).unwrap().reader.read_to_end(&mut text).unwrap();
+            assert_eq!(text, b"{\"a\":1}\n\xEF\xBB\xBF{\"a\":2}\n", "{name}");
+            let chunks: Vec<Chunk> = Chunker::new(open(&path).unwrap().reader, 4).map(|c| c.unwrap()).collect();
+            let lines: Vec<(u64, Vec<u8>)> =
+                chunks.iter().flat_map(|c| lines(c).map(|(n, l)| (n, l.to_vec())).collect::<Vec<_>>()).collect();
+            assert_eq!(lines[0], (1, b"{\"a\":1}".to_vec()), "{name}");
+        }
     }
 
     #[test]
