@@ -185,16 +185,23 @@ PY
 # A free loopback port other than the ones given.
 free_port() {
     python3 - "$@" <<'PY'
-import socket, sys
+import random, socket, sys
+# Below the kernel's ephemeral range (32768 and up): a port the kernel hands out to a client's
+# connection could otherwise be this node's when it restarts after a kill.
 avoid = {int(a) for a in sys.argv[1:]}
 while True:
+    p = random.randrange(20000, 32700)
+    if p in avoid:
+        continue
     s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    if p not in avoid:
-        print(p)
-        break
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(p)
+    break
 PY
 }
 

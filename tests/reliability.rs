@@ -76,9 +76,15 @@ fn assert_clean(t: &Tally, logs: &str) {
     );
 }
 
+/// The last `lines` lines of a log, after every panic in it (with the lines that follow each): a
+/// panic's cause is rarely in the tail, and CI shows only part of a long message.
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    let mut out = String::new();
+    for i in (0..all.len()).filter(|&i| all[i].contains("panicked")) {
+        out.push_str(&format!("PANIC at log line {}:\n{}\n", i + 1, all[i..(i + 12).min(all.len())].join("\n")));
+    }
+    out + &all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// A world whose claim lines never run out; the test stops the sender.
@@ -390,6 +396,12 @@ fn with_no_status_topic_at_start_up_nothing_is_decided_and_readiness_stays_false
     // The practitioner topic's name points at a topic that does not exist.
     let missing = env.topic("missing-practitioners");
     let s = env.stream("g", &["--topic-practitioners", &missing]);
+    // The watch starts once the operations port answers (a loaded machine can take seconds to start a
+    // debug build), and lasts long enough for the stream to have decided everything were it deciding.
+    let up = Instant::now() + Duration::from_secs(60);
+    while s.get("/readyz").is_none() && Instant::now() < up {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let deadline = Instant::now() + Duration::from_secs(12);
     let mut answered = 0;
     while Instant::now() < deadline {
@@ -403,6 +415,10 @@ fn with_no_status_topic_at_start_up_nothing_is_decided_and_readiness_stays_false
         std::thread::sleep(Duration::from_millis(300));
     }
     assert!(answered > 10, "the operations port did not answer:\n{}", s.log_text());
+    let logged = Instant::now() + Duration::from_secs(30);
+    while util::events(&s.log_text(), "status_topic_missing").is_empty() && Instant::now() < logged {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let log = s.log_text();
     assert!(!util::events(&log, "status_topic_missing").is_empty(), "the wait is not logged:\n{log}");
     assert!(util::events(&log, "status_loaded").is_empty(), "{log}");
@@ -534,7 +550,13 @@ fn the_broker_killed_and_restarted_on_its_logs_under_load_loses_no_line() {
         broker.restart();
         eprintln!("broker kill {}: restarted, {} lines sent", k + 1, load.delivered());
         let before = decided_so_far(&s).expect("metrics");
-        assert!(wait_deciding(&s, before + 200.0, Duration::from_secs(120)), "{}", tail(&s.log_text(), 100));
+        assert!(
+            wait_deciding(&s, before + 200.0, Duration::from_secs(120)),
+            "no decisions after restart {}:\n{}\n{}",
+            k + 1,
+            tail(&s.log_text(), 60),
+            broker.describe()
+        );
     }
     let lines = load.finish();
     let mut reader = Reader::new(&env.broker, &output_topics(&env));
