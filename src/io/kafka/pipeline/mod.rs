@@ -111,6 +111,10 @@ fn consumer_config(kafka: &KafkaConfig, cfg: &PipelineConfig, exactly_once: bool
         ("enable.auto.offset.store", "false"),
         ("auto.offset.reset", &cfg.offsets_reset),
         ("isolation.level", "read_committed"),
+        // Incremental cooperative rebalancing (KIP-429): when an instance joins or leaves, only the
+        // partitions that move are revoked; the others are decided on throughout (rebalance.rs). Every
+        // member of a group must use the same protocol: see README, "Scale-out".
+        ("partition.assignment.strategy", "cooperative-sticky"),
         ("statistics.interval.ms", "5000"),
         // Large fetches: the broker, not the client, should be the limit (performance.md).
         ("fetch.max.bytes", "104857600"),

@@ -1,5 +1,11 @@
 //! The claims consumer's context: what happens when the group moves partitions.
 //!
+//! The group rebalances cooperatively (`partition.assignment.strategy=cooperative-sticky`, KIP-429):
+//! a revocation names only the partitions that leave this instance, an assignment only those that
+//! arrive (rdkafka's default rebalance handler calls `incremental_unassign` / `incremental_assign` for
+//! that protocol), and the partitions that stay are decided on throughout. Everything here therefore
+//! works on the partitions named, never on "all of them".
+//!
 //! On revocation (at least once) the revoked partitions' outputs are given a bounded time to be
 //! acknowledged, their offsets committed, and their book-keeping dropped; a commit that fails there is
 //! logged at warn level and counted (`claimgate_commit_failures_total`), since the new owner will decide
@@ -23,7 +29,10 @@ pub struct ConsumerCtx {
     /// At least once: the in-flight book-keeping; `None` in exactly-once mode, where the transaction
     /// holds the offsets.
     pub inflight: Option<Arc<Inflight>>,
-    /// Set on every rebalance (exactly once: a batch that saw one is aborted).
+    /// Set when partitions are revoked or lost (exactly once: a batch that saw it is aborted, since its
+    /// offsets may belong to partitions this instance no longer owns). An assignment alone does not set
+    /// it: with cooperative rebalancing the batch's partitions are still ours, and aborting every
+    /// member's batch whenever an instance joins would stop the group for nothing.
     pub rebalanced: AtomicBool,
     /// Where a partition with no committed offset starts (`offsets.reset`).
     pub reset: String,
@@ -43,8 +52,16 @@ impl ClientContext for ConsumerCtx {
 
 impl ConsumerContext for ConsumerCtx {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let tpl = match rebalance {
+            Rebalance::Assign(_) => return,
+            Rebalance::Error(e) => {
+                self.rebalanced.store(true, Ordering::Relaxed);
+                tracing::warn!(event = "rebalance_error", error = %e, "the group's rebalance failed; the client rejoins");
+                return;
+            }
+            Rebalance::Revoke(tpl) => tpl,
+        };
         self.rebalanced.store(true, Ordering::Relaxed);
-        let Rebalance::Revoke(tpl) = rebalance else { return };
         let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
         let held = consumer.assignment().map_or(0, |a| a.count());
         ::metrics::gauge!(m::CLAIMS_PARTITIONS).set(held.saturating_sub(revoked.len()) as f64);
