@@ -97,6 +97,11 @@ fn client(brokers: &str, props: &[(&str, &str)], extra: &[(String, String)]) -> 
     c
 }
 
+/// A client configuration with the brokers and the run's `-X` properties, nothing else.
+pub fn plain_client(brokers: &str, extra: &[(String, String)]) -> ClientConfig {
+    client(brokers, &[], extra)
+}
+
 /// Counts failed deliveries of the generator (there should be none).
 #[derive(Default)]
 pub struct GenCtx {
@@ -117,13 +122,15 @@ impl ProducerContext for GenCtx {
 /// The generator's producer.
 pub type GenProducer = BaseProducer<GenCtx>;
 
-/// The generator's producer: small linger (latency is what is measured), large queue (an open-loop
+/// The generator's producer: small linger (latency is what is measured: the generator's linger is part
+/// of every line's end-to-end time, the broker-alone floor included), large queue (an open-loop
 /// generator must not block on the system under test).
-pub fn gen_producer(brokers: &str, extra: &[(String, String)]) -> Result<GenProducer> {
+pub fn gen_producer(brokers: &str, linger_ms: u32, extra: &[(String, String)]) -> Result<GenProducer> {
+    let linger = linger_ms.to_string();
     client(
         brokers,
         &[
-            ("linger.ms", "5"),
+            ("linger.ms", &linger),
             ("batch.num.messages", "10000"),
             ("queue.buffering.max.messages", "2000000"),
             ("queue.buffering.max.kbytes", "2097151"),
@@ -168,6 +175,7 @@ pub struct GenStep<'a> {
 /// when behind. Never waits for decisions.
 pub fn generate(producer: &GenProducer, pool: &Pool, clock: &Clock, plan: &GenStep<'_>, stop: &AtomicBool) -> Sent {
     let GenStep { topic, step, schedule, start_ns } = *plan;
+    crate::cpu::register_generator();
     let failed_before = producer.context().failed.load(Ordering::Relaxed);
     let mut i = 0u64;
     let mut max_behind = 0u64;
@@ -406,6 +414,7 @@ fn read(
     total: Arc<AtomicU64>,
     trickle: Arc<Mutex<TrickleSeen>>,
 ) -> Result<ReaderEnd> {
+    crate::cpu::register_reader();
     let mut steps: BTreeMap<u32, StepRec> = BTreeMap::new();
     let mut current: Option<u32> = None;
     let mut verdicts = Verdicts::new(pool.len());

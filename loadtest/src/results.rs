@@ -296,4 +296,7 @@ pub struct Summary {
     pub wall_seconds: f64,
     pub load_average_end: String,
     pub notes: Vec<String>,
+    /// The backlog phase: each system draining a queue of claims, nothing else of the load test running.
+    #[serde(default)]
+    pub backlog: Vec<crate::backlog::BacklogResult>,
 }

@@ -41,6 +41,12 @@ pub struct Plan {
     pub budget_seconds: f64,
     /// Saturating rate to take for the half-rate steps if claimgate's sweep is not run.
     pub half_rate: Option<u64>,
+    /// Run the rate sweeps (off: only the half-rate steps at `half_rate`, the status test and the
+    /// backlog phase).
+    pub sweep: bool,
+    /// Lines of each backlog drained (0: no backlog phase), and how many rounds.
+    pub backlog: u64,
+    pub backlog_rounds: u32,
 }
 
 /// What the sessions produced, before reporting.
@@ -52,6 +58,7 @@ pub struct Outcomes {
     pub half_rate: Option<u64>,
     pub notes: Vec<String>,
     pub metrics: Vec<(System, String)>,
+    pub backlog: Vec<crate::backlog::BacklogResult>,
 }
 
 /// Runs the plan.
@@ -72,6 +79,7 @@ pub fn run(
         half_rate: plan.half_rate,
         notes: vec![],
         metrics: vec![],
+        backlog: vec![],
     };
     let time_left = || plan.budget_seconds - started.elapsed().as_secs_f64();
     // Every step runs on fresh topics with a freshly started system: the test broker's fetches get
@@ -153,6 +161,9 @@ pub fn run(
         let (mut rate, max) =
             if g == 0 { (plan.start_rate, plan.max_rate) } else { (plan.peer_start_rate, plan.peer_max_rate) };
         'ladder: loop {
+            if !plan.sweep {
+                break;
+            }
             let mut all_saturated = true;
             for (system, sweep) in sweeps.iter_mut() {
                 match try_rate(*system, rate)? {
@@ -232,6 +243,20 @@ pub fn run(
                 st.status_to_view_metric =
                     a.metrics.as_deref().and_then(|m| metric_count_sum(m, "claimgate_status_to_view_seconds"));
                 out.status = Some(st);
+            }
+        }
+    }
+    // The backlog phase last: the same systems draining a queue of claims with nothing else of the
+    // load test running (backlog.rs).
+    if plan.backlog > 0 {
+        for round in 1..=plan.backlog_rounds.max(1) {
+            for system in [System::Claimgate, System::PassThrough] {
+                if !plan.systems.contains(&system) {
+                    continue;
+                }
+                let r = crate::backlog::drain(setup, system, &pool, plan.backlog, n, round)?;
+                n += 1;
+                out.backlog.push(r);
             }
         }
     }

@@ -67,8 +67,14 @@ pub struct Setup {
     /// `fetch.wait.max.ms` of every consumer of the claims and decisions (systems under test and
     /// reader): the test broker answers a fetch only when this wait ends, not when data arrives.
     pub fetch_wait_ms: u32,
-    /// The broker's PID, to tell its CPU use from the machine's other users'.
-    pub broker_pid: Option<u32>,
+    /// The broker's PIDs (one per node of a cluster on this machine), to tell its CPU use from the
+    /// machine's other users'.
+    pub broker_pids: Vec<u32>,
+    /// librdkafka properties for the systems under test only (the settings a latency/throughput
+    /// trade-off varies), after `props`.
+    pub system_props: Vec<(String, String)>,
+    /// The generator's `linger.ms`.
+    pub gen_linger_ms: u32,
 }
 
 /// A running system under test with its generator and reader.
@@ -86,7 +92,7 @@ pub struct Session {
     next_step: u32,
     /// Lines sent by the last step.
     last_sent: u64,
-    broker_pid: Option<u32>,
+    broker_pids: Vec<u32>,
     pub ready_seconds: f64,
 }
 
@@ -120,6 +126,33 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
+/// Creates the six topics of a system under test under `prefix` (`claimgate topics create`: replication
+/// factor as the broker's default, 3 on the three-node cluster with min.insync.replicas=2).
+pub fn create_topics(setup: &Setup, prefix: &str) -> Result<()> {
+    let parts = setup.partitions.to_string();
+    claimgate(setup, &["topics", "create", "--brokers", &setup.brokers, "--prefix", prefix, "--partitions", &parts])
+}
+
+/// Stops a child process: SIGTERM (its clean shutdown), SIGKILL if it is still there after 30 s.
+pub fn stop_child(child: &mut Child) {
+    let pid = child.id() as libc::pid_t;
+    if let Ok(None) = child.try_wait() {
+        // SAFETY: kill(2) on the PID of our own child, which has not been reaped (try_wait says it is
+        // running), so the PID cannot have been reused.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Ok(None) = child.try_wait() {
+            let _ = child.kill();
+        }
+    }
+    let _ = child.wait();
+}
+
 /// Creates the run's shared status topics and publishes the generated tables to them (once per run:
 /// the tables do not change during a sweep, and a system reads them whole at start-up).
 pub fn publish_shared_tables(setup: &Setup) -> Result<()> {
@@ -150,6 +183,85 @@ fn publish_tables(setup: &Setup, topics: &Topics) -> Result<()> {
     )
 }
 
+/// A started system under test.
+pub struct Launched {
+    /// Its process (none for the broker alone).
+    pub child: Option<Child>,
+    /// Its operations address (claimgate).
+    pub http: Option<String>,
+    /// Its readiness file (the peer).
+    pub ready_file: Option<PathBuf>,
+    /// Its log.
+    pub log: PathBuf,
+}
+
+/// Starts the system under test on `topics` (nothing for the broker alone).
+pub fn launch(setup: &Setup, system: System, topics: &Topics, prefix: &str) -> Result<Launched> {
+    let log = setup.work.join(format!("{prefix}stream.log"));
+    let logfile = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+    let group = format!("{prefix}group");
+    let (child, http, ready_file) = match system {
+        System::Broker => (None, None, None),
+        System::Claimgate | System::PassThrough => {
+            let addr = format!("127.0.0.1:{}", free_port()?);
+            let mut cmd = Command::new(&setup.claimgate);
+            cmd.args(["stream", "--brokers", &setup.brokers, "--group", &group, "--http", &addr])
+                .args(["--log-level", "warn"])
+                .args(["--topic-claims", &topics.claims, "--topic-accepted", &topics.accepted])
+                .args(["--topic-rejected", &topics.rejected, "--topic-dlq", &topics.dlq])
+                .args(["--topic-practitioners", &topics.practitioners])
+                .args(["--topic-institutions", &topics.institutions])
+                // The test broker holds a group join for about half the session timeout (BROKER.md).
+                .args(["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"])
+                .args(["-X", &format!("fetch.wait.max.ms={}", setup.fetch_wait_ms)]);
+            for (k, v) in setup.props.iter().chain(&setup.system_props) {
+                cmd.args(["-X", &format!("{k}={v}")]);
+            }
+            if system == System::PassThrough {
+                cmd.arg("--pass-through");
+            }
+            let child = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(logfile)
+                .spawn()
+                .with_context(|| format!("cannot start {}", setup.claimgate.display()))?;
+            (Some(child), Some(addr), None)
+        }
+        System::Peer | System::PeerPassThrough => {
+            let peer = setup.peer.as_ref().context("no peer given (--peer loadtest/peers/run_peer.sh)")?;
+            let ready = setup.work.join(format!("{prefix}ready"));
+            let stats = setup.work.join(format!("{prefix}stats.json"));
+            let _ = std::fs::remove_file(&ready);
+            let mut cmd = Command::new(peer);
+            cmd.args(["--brokers", &setup.brokers, "--group", &group])
+                .args(["--claims-topic", &topics.claims, "--accepted-topic", &topics.accepted])
+                .args(["--rejected-topic", &topics.rejected, "--dlq-topic", &topics.dlq])
+                .args(["--practitioners-topic", &topics.practitioners])
+                .args(["--institutions-topic", &topics.institutions])
+                .args(["--ready-file", &ready.display().to_string()])
+                .args(["--stats-file", &stats.display().to_string()])
+                .args(["--consumer-config", "session.timeout.ms=6000"])
+                .args(["--consumer-config", &format!("fetch.wait.max.ms={}", setup.fetch_wait_ms)]);
+            for (k, v) in setup.props.iter().chain(&setup.system_props) {
+                cmd.args(["--consumer-config", &format!("{k}={v}")]);
+                cmd.args(["--producer-config", &format!("{k}={v}")]);
+            }
+            if system == System::PeerPassThrough {
+                cmd.arg("--pass-through");
+            }
+            let child = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(logfile)
+                .spawn()
+                .with_context(|| format!("cannot start {}", peer.display()))?;
+            (Some(child), None, Some(ready))
+        }
+    };
+    Ok(Launched { child, http, ready_file, log })
+}
+
 impl Session {
     /// Creates the topics, starts the system and waits until it has decided a first batch of lines
     /// (tables loaded, consumer group joined). The status tables are the run's shared ones
@@ -166,11 +278,7 @@ impl Session {
         let t0 = Instant::now();
         let prefix = format!("lt{}-{n:02}-{}-", setup.run_id, system.name());
         let mut topics = Topics::with_prefix(&prefix);
-        let parts = setup.partitions.to_string();
-        claimgate(
-            setup,
-            &["topics", "create", "--brokers", &setup.brokers, "--prefix", &prefix, "--partitions", &parts],
-        )?;
+        create_topics(setup, &prefix)?;
         if own_tables {
             publish_tables(setup, &topics)?;
         } else {
@@ -178,74 +286,13 @@ impl Session {
             topics.practitioners = shared.practitioners;
             topics.institutions = shared.institutions;
         }
-        let log = setup.work.join(format!("{prefix}stream.log"));
-        let logfile = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-        let group = format!("{prefix}group");
-        let (child, http, ready_file) = match system {
-            System::Broker => (None, None, None),
-            System::Claimgate | System::PassThrough => {
-                let addr = format!("127.0.0.1:{}", free_port()?);
-                let mut cmd = Command::new(&setup.claimgate);
-                cmd.args(["stream", "--brokers", &setup.brokers, "--group", &group, "--http", &addr])
-                    .args(["--log-level", "warn"])
-                    .args(["--topic-claims", &topics.claims, "--topic-accepted", &topics.accepted])
-                    .args(["--topic-rejected", &topics.rejected, "--topic-dlq", &topics.dlq])
-                    .args(["--topic-practitioners", &topics.practitioners])
-                    .args(["--topic-institutions", &topics.institutions])
-                    // The test broker holds a group join for about half the session timeout (BROKER.md).
-                    .args(["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"])
-                    .args(["-X", &format!("fetch.wait.max.ms={}", setup.fetch_wait_ms)]);
-                for (k, v) in &setup.props {
-                    cmd.args(["-X", &format!("{k}={v}")]);
-                }
-                if system == System::PassThrough {
-                    cmd.arg("--pass-through");
-                }
-                let child = cmd
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(logfile)
-                    .spawn()
-                    .with_context(|| format!("cannot start {}", setup.claimgate.display()))?;
-                (Some(child), Some(addr), None)
-            }
-            System::Peer | System::PeerPassThrough => {
-                let peer = setup.peer.as_ref().context("no peer given (--peer loadtest/peers/run_peer.sh)")?;
-                let ready = setup.work.join(format!("{prefix}ready"));
-                let stats = setup.work.join(format!("{prefix}stats.json"));
-                let _ = std::fs::remove_file(&ready);
-                let mut cmd = Command::new(peer);
-                cmd.args(["--brokers", &setup.brokers, "--group", &group])
-                    .args(["--claims-topic", &topics.claims, "--accepted-topic", &topics.accepted])
-                    .args(["--rejected-topic", &topics.rejected, "--dlq-topic", &topics.dlq])
-                    .args(["--practitioners-topic", &topics.practitioners])
-                    .args(["--institutions-topic", &topics.institutions])
-                    .args(["--ready-file", &ready.display().to_string()])
-                    .args(["--stats-file", &stats.display().to_string()])
-                    .args(["--consumer-config", "session.timeout.ms=6000"])
-                    .args(["--consumer-config", &format!("fetch.wait.max.ms={}", setup.fetch_wait_ms)]);
-                for (k, v) in &setup.props {
-                    cmd.args(["--consumer-config", &format!("{k}={v}")]);
-                    cmd.args(["--producer-config", &format!("{k}={v}")]);
-                }
-                if system == System::PeerPassThrough {
-                    cmd.arg("--pass-through");
-                }
-                let child = cmd
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(logfile)
-                    .spawn()
-                    .with_context(|| format!("cannot start {}", peer.display()))?;
-                (Some(child), None, Some(ready))
-            }
-        };
+        let Launched { child, http, ready_file, log } = launch(setup, system, &topics, &prefix)?;
         // For scripts/loadtest.sh: what to stop if this process is killed before it stops its children.
         let pid_file = setup.work.join(format!("{prefix}.pid"));
         if let Some(c) = &child {
             let _ = std::fs::write(&pid_file, format!("{}\n", c.id()));
         }
-        let producer = Arc::new(gen_producer(&setup.brokers, &setup.props)?);
+        let producer = Arc::new(gen_producer(&setup.brokers, setup.gen_linger_ms, &setup.props)?);
         // The broker alone: the reader takes the claims topic for the accepted one.
         let read = if system == System::Broker {
             Topics { accepted: topics.claims.clone(), ..topics.clone() }
@@ -268,7 +315,7 @@ impl Session {
             clock,
             next_step: 1,
             last_sent: 0,
-            broker_pid: setup.broker_pid,
+            broker_pids: setup.broker_pids.clone(),
             ready_seconds: 0.0,
         };
         if let Err(e) = s.wait_ready(ready_file.as_deref(), Duration::from_secs(180)) {
@@ -357,8 +404,8 @@ impl Session {
         let (producer, pool, clock, topic) = (&*self.producer, &*self.pool, self.clock, self.topics.claims.clone());
         let plan = GenStep { topic: &topic, step: id, schedule: &schedule, start_ns: start };
         let pid = self.child.as_ref().map(Child::id);
-        let broker = self.broker_pid;
-        let cpu_before = crate::cpu::sample(pid, broker);
+        let brokers = self.broker_pids.clone();
+        let cpu_before = crate::cpu::sample(pid, &brokers);
         let sent = std::thread::scope(|s| {
             let g = s.spawn(|| generate(producer, pool, &clock, &plan, &stop));
             let d = s.spawn(move || during(start));
@@ -368,7 +415,7 @@ impl Session {
         })
         .map_err(|_| anyhow::anyhow!("the generator panicked"))?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let sent = Sent { cpu: crate::cpu::usage(&cpu_before, &crate::cpu::sample(pid, broker), cores), ..sent };
+        let sent = Sent { cpu: crate::cpu::usage(&cpu_before, &crate::cpu::sample(pid, &brokers), cores), ..sent };
         self.last_sent = sent.sent;
         let deadline = Instant::now() + drain;
         let reader = self.reader();
@@ -420,22 +467,7 @@ impl Session {
 
     fn stop(&mut self) {
         let Some(child) = self.child.as_mut() else { return };
-        let pid = child.id() as libc::pid_t;
-        if let Ok(None) = child.try_wait() {
-            // SAFETY: kill(2) on the PID of our own child, which has not been reaped (try_wait says
-            // it is running), so the PID cannot have been reused.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            if let Ok(None) = child.try_wait() {
-                let _ = child.kill();
-            }
-        }
-        let _ = child.wait();
+        stop_child(child);
         let _ = std::fs::remove_file(&self.pid_file);
     }
 }
