@@ -116,13 +116,17 @@ impl Scenario {
     /// Kills (SIGKILL) the node leading `topic`/`partition`; waits until another node leads it.
     /// Returns (killed node, new leader).
     fn kill_leader(&mut self, topic: &str, partition: i32) -> (Node, Node) {
-        let leader = self.c.leader(topic, partition).unwrap_or_else(|| {
-            panic!("no leader for {topic}/{partition}:\n{}", self.c.describe(&self.topics()))
-        });
+        let leader = self
+            .c
+            .leader(topic, partition)
+            .unwrap_or_else(|| panic!("no leader for {topic}/{partition}:\n{}", self.c.describe(&self.topics())));
         self.c.kill(leader);
         self.faults += 1;
         let new = self.c.wait_new_leader(topic, partition, leader, FAILOVER).unwrap_or_else(|| {
-            panic!("no new leader for {topic}/{partition} after killing node {leader}:\n{}", self.c.describe(&self.topics()))
+            panic!(
+                "no new leader for {topic}/{partition} after killing node {leader}:\n{}",
+                self.c.describe(&self.topics())
+            )
         });
         (leader, new)
     }
@@ -158,7 +162,11 @@ impl Scenario {
             self.c.describe(&self.topics()),
             tail(&logs, 150)
         );
-        assert!(exits.iter().all(|e| *e == Some(0)), "an instance did not stop cleanly: {exits:?}\n{}", tail(&logs, 100));
+        assert!(
+            exits.iter().all(|e| *e == Some(0)),
+            "an instance did not stop cleanly: {exits:?}\n{}",
+            tail(&logs, 100)
+        );
         reader.drain(Duration::from_secs(3));
         let t = tally(&lines, &reader.records);
         let mut figures = tally_json(&t);
@@ -181,6 +189,8 @@ struct Seen {
     healthz_failed: bool,
     min_partitions: f64,
     max_partitions: f64,
+    /// Brokers the claims consumer had lost (`claimgate_brokers_down`), at most.
+    max_brokers_down: f64,
     /// Client warnings and errors counted (`claimgate_broker_warnings_total` + `_errors_total`).
     client_errors: f64,
     /// Lines decided or dead-lettered during the window.
@@ -223,6 +233,7 @@ impl Window {
                     seen.stale |= g("claimgate_table_stale") == 1.0;
                     seen.min_partitions = seen.min_partitions.min(g("claimgate_claims_partitions"));
                     seen.max_partitions = seen.max_partitions.max(g("claimgate_claims_partitions"));
+                    seen.max_brokers_down = seen.max_brokers_down.max(g("claimgate_brokers_down"));
                 }
                 if util::http_get(port, "/healthz").is_some_and(|(code, _)| code != 200) {
                     seen.healthz_failed = true;
@@ -239,8 +250,8 @@ impl Window {
         let mut seen = self.handle.take().and_then(|h| h.join().ok()).unwrap_or_default();
         let scrape = s.scrape();
         seen.client_errors = client_errors(&scrape) - self.errors_before;
-        seen.decided =
-            scrape.value("claimgate_claims_total") + scrape.counter("claimgate_dead_letters_total") - self.decided_before;
+        seen.decided = scrape.value("claimgate_claims_total") + scrape.counter("claimgate_dead_letters_total")
+            - self.decided_before;
         seen.log = s.log_text().get(self.log_from..).unwrap_or_default().to_owned();
         seen
     }
@@ -257,9 +268,15 @@ fn log_names_node(log: &str, c: &Cluster, node: Node) -> bool {
     log.lines().any(|l| l.contains(&format!(":{}/{node}", c.client_port(node))))
 }
 
+/// The fault showed in the instance's metrics — client warnings or errors counted, or a broker
+/// connection lost (`claimgate_brokers_down`: a controlled shutdown raises no client error) — and its log
+/// named the node.
 fn assert_visible(what: &str, seen: &Seen, c: &Cluster, node: Node) {
     assert!(seen.samples > 0, "{what}: /metrics never answered during the fault");
-    assert!(seen.client_errors > 0.0, "{what}: no client warning or error counted during the fault:\n{}", seen.log);
+    assert!(
+        seen.client_errors > 0.0 || seen.max_brokers_down >= 1.0,
+        "{what}: no client warning or error counted, no broker connection lost, during the fault: {seen:?}"
+    );
     assert!(
         log_names_node(&seen.log, c, node),
         "{what}: the instance's log does not name the node (…:{}/{node}) during the fault:\n{}",
@@ -465,7 +482,8 @@ fn revocations(log: &str) -> Vec<Vec<i64>> {
 fn wait_split(streams: &[&Stream], wait: Duration) -> Option<Vec<f64>> {
     let deadline = Instant::now() + wait;
     while Instant::now() < deadline {
-        let held: Vec<f64> = streams.iter().map(|s| s.try_metric("claimgate_claims_partitions").unwrap_or(0.0)).collect();
+        let held: Vec<f64> =
+            streams.iter().map(|s| s.try_metric("claimgate_claims_partitions").unwrap_or(0.0)).collect();
         if held.iter().sum::<f64>() == 4.0 && held.iter().all(|h| *h >= 1.0) {
             return Some(held);
         }
@@ -593,23 +611,28 @@ fn a_node_cut_off_from_the_clients_delays_its_partitions_visibly_and_loses_nothi
         let w = Window::open(&s);
         sc.c.cut(node, Cut::Clients);
         sc.faults += 1;
-        // Long enough for /healthz to fail (outputs older than 5 s) and the clients' requests to time out.
-        let failed = wait_metric(&s, "claimgate_oldest_unacked_seconds", Duration::from_secs(60), |v| v >= 6.0);
-        std::thread::sleep(Duration::from_secs(5));
+        // Longer than the group session (6 s) and /healthz's bound on an unacknowledged output (5 s).
+        std::thread::sleep(Duration::from_secs(env_u64("CLAIMGATE_TEST_CUT_S", 20)));
         sc.c.heal();
         let cleared = wait_metric(&s, "claimgate_oldest_unacked_seconds", Duration::from_secs(120), |v| v < 5.0);
         let before = decided_so_far(&s).expect("metrics");
         assert!(wait_deciding(&s, before + rate() as f64, Duration::from_secs(120)), "{}", tail(&s.log_text(), 100));
         let seen = w.close(&s);
         eprintln!(
-            "cut from clients {}: node {node}; oldest unacked up to {:.1} s, /healthz failed: {}, {} client errors",
+            "cut from clients {}: node {node}; oldest unacked up to {:.1} s, /healthz failed: {}, table stale: {}, partitions down to {}, {} client errors",
             k + 1,
             seen.max_unacked_s,
             seen.healthz_failed,
+            seen.stale,
+            seen.min_partitions,
             seen.client_errors
         );
-        assert!(failed.is_some(), "outputs never waited on the cut node: {seen:?}");
-        assert!(seen.healthz_failed, "/healthz never failed while outputs waited: {seen:?}");
+        // What the node served waited: outputs (oldest unacknowledged, /healthz), the status topics
+        // (a stale table) or the group (its coordinator: partitions lost), as it happens to lead them.
+        assert!(
+            seen.healthz_failed || seen.max_unacked_s >= 5.0 || seen.stale || seen.min_partitions < 4.0,
+            "the cut node's absence never showed: {seen:?}"
+        );
         assert!(cleared.is_some(), "outputs still waiting after the cut healed:\n{}", tail(&s.log_text(), 100));
         assert_visible(&format!("cut {}", k + 1), &seen, &sc.c, node);
         waited.push(seen.max_unacked_s);
@@ -653,7 +676,11 @@ fn a_leader_cut_off_from_its_peers_is_replaced_and_nothing_is_lost() {
             seen.client_errors,
             seen.max_unacked_s
         );
-        assert!(new.is_some(), "no new leader for claims/{partition} while node {node} was cut off:\n{}", sc.c.describe(&topics));
+        assert!(
+            new.is_some(),
+            "no new leader for claims/{partition} while node {node} was cut off:\n{}",
+            sc.c.describe(&topics)
+        );
         assert!(deciding, "decisions did not go on with the leader cut off:\n{}", tail(&s.log_text(), 100));
         assert!(healed, "the cluster did not heal:\n{}", sc.c.describe(&topics));
         assert!(seen.client_errors > 0.0, "no client warning or error during the cut: {seen:?}");

@@ -26,6 +26,9 @@ pub const IN_FLIGHT: &str = "claimgate_in_flight";
 pub const PAUSED: &str = "claimgate_consumption_paused";
 /// Outputs whose delivery failed and was retried.
 pub const DELIVERY_RETRIES: &str = "claimgate_delivery_retries_total";
+/// Brokers the claims consumer has lost its connection to and not got back (librdkafka statistics:
+/// state neither `UP` nor `INIT`, never connected), by client.
+pub const BROKERS_DOWN: &str = "claimgate_brokers_down";
 /// Consumer lag by partition, from librdkafka statistics.
 pub const CONSUMER_LAG: &str = "claimgate_consumer_lag";
 /// Table epoch (content fingerprint) of the view deciding now.

@@ -220,7 +220,11 @@ pub struct Cluster {
     /// (kind, from, to) → proxy, kind `repl` or `ctrl`.
     links: HashMap<(&'static str, Node, Node), NetProxy>,
     frozen: [bool; 3],
+    /// The node cut off from its peers, if any: its own metadata is stale, not asked.
+    isolated: Option<Node>,
     metadata: BaseConsumer,
+    /// One metadata client per node, bootstrapped on that node alone (index I-1).
+    node_metadata: Vec<BaseConsumer>,
     /// Faults done to this cluster so far, for the logs.
     pub faults: u64,
 }
@@ -276,13 +280,17 @@ impl Cluster {
         let text = String::from_utf8_lossy(&out.stdout);
         let bootstrap = text.lines().find_map(|l| l.strip_prefix("BROKER=")).expect("BROKER= line").to_owned();
         eprintln!("cluster: three nodes ready in {:.1} s, bootstrap {bootstrap}", started.elapsed().as_secs_f64());
-        let metadata: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("group.id", "claimgate-tests-cluster-metadata")
-            .set("topic.metadata.refresh.interval.ms", "1000")
-            .set_log_level(RDKafkaLogLevel::Emerg)
-            .create()
-            .expect("metadata client");
+        let client = |servers: &str| -> BaseConsumer {
+            ClientConfig::new()
+                .set("bootstrap.servers", servers)
+                .set("group.id", "claimgate-tests-cluster-metadata")
+                .set_log_level(RDKafkaLogLevel::Emerg)
+                .create()
+                .expect("metadata client")
+        };
+        let metadata = client(&bootstrap);
+        // Straight to the node's own listener: the test's view is not subject to the clients' cut.
+        let node_metadata = (1..=3).map(|i| client(&format!("127.0.0.1:{}", node_port(i)))).collect();
         Cluster {
             bootstrap,
             dir: dir.to_owned(),
@@ -292,7 +300,9 @@ impl Cluster {
             clients,
             links,
             frozen: [false; 3],
+            isolated: None,
             metadata,
+            node_metadata,
             faults: 0,
         }
     }
@@ -369,6 +379,7 @@ impl Cluster {
         match from {
             Cut::Clients => self.clients[node as usize - 1].cut(),
             Cut::Peers => {
+                self.isolated = Some(node);
                 for ((_, k, i), p) in &self.links {
                     if *k == node || *i == node {
                         p.cut();
@@ -381,6 +392,7 @@ impl Cluster {
 
     /// Heals every cut.
     pub fn heal(&mut self) {
+        self.isolated = None;
         for p in self.clients.iter().chain(self.links.values()) {
             p.heal();
         }
@@ -391,10 +403,29 @@ impl Cluster {
         self.clients.iter().chain(self.links.values()).any(NetProxy::is_cut)
     }
 
+    /// The metadata of `topic` (all topics if `None`) as a node that is up, not frozen and not cut
+    /// off from its peers answers it — an isolated node's own view is stale (it still names itself the
+    /// leader of what it led) — or, if none answers, as any node does.
+    fn topic_metadata(&self, topic: Option<&str>) -> Option<rdkafka::metadata::Metadata> {
+        for n in 1..=3 {
+            if !self.running(n) || self.frozen[n as usize - 1] || self.isolated == Some(n) {
+                continue;
+            }
+            // A client bootstrapped on one node asks that node, unless it has connected to others
+            // since: the answer names the broker that gave it.
+            if let Ok(md) = self.node_metadata[n as usize - 1].fetch_metadata(topic, Duration::from_secs(5))
+                && md.orig_broker_id() == n
+            {
+                return Some(md);
+            }
+        }
+        self.metadata.fetch_metadata(topic, Duration::from_secs(5)).ok()
+    }
+
     /// The leader of a partition as the cluster's metadata says now (`None`: no leader, or the metadata
     /// could not be read).
     pub fn leader(&self, topic: &str, partition: i32) -> Option<Node> {
-        let md = self.metadata.fetch_metadata(Some(topic), Duration::from_secs(5)).ok()?;
+        let md = self.topic_metadata(Some(topic))?;
         let t = md.topics().iter().find(|t| t.name() == topic)?;
         let p = t.partitions().iter().find(|p| p.id() == partition)?;
         (p.error().is_none() && p.leader() > 0).then_some(p.leader())
@@ -402,7 +433,7 @@ impl Cluster {
 
     /// Every partition of `topic`: leader, replicas, in-sync replicas.
     pub fn partitions(&self, topic: &str) -> Option<Vec<PartitionState>> {
-        let md = self.metadata.fetch_metadata(Some(topic), Duration::from_secs(5)).ok()?;
+        let md = self.topic_metadata(Some(topic))?;
         let t = md.topics().iter().find(|t| t.name() == topic)?;
         if t.error().is_some() {
             return None;
@@ -422,10 +453,7 @@ impl Cluster {
 
     /// Brokers the metadata lists (registered and unfenced).
     pub fn brokers(&self) -> Vec<Node> {
-        self.metadata
-            .fetch_metadata(None, Duration::from_secs(5))
-            .map(|md| md.brokers().iter().map(|b| b.id()).collect())
-            .unwrap_or_default()
+        self.topic_metadata(None).map(|md| md.brokers().iter().map(|b| b.id()).collect()).unwrap_or_default()
     }
 
     /// Waits until the leader of `topic`/`partition` is a live node other than `old`; returns it.
@@ -488,7 +516,8 @@ impl Cluster {
 
     /// What the metadata says of the nodes and of `topics`, for failure messages.
     pub fn describe(&self, topics: &[String]) -> String {
-        let mut s = format!("brokers {:?}; running {:?}\n", self.brokers(), (1..=3).map(|n| self.pid(n)).collect::<Vec<_>>());
+        let mut s =
+            format!("brokers {:?}; running {:?}\n", self.brokers(), (1..=3).map(|n| self.pid(n)).collect::<Vec<_>>());
         for t in topics {
             s.push_str(&format!("{t}: {:?}\n", self.partitions(t)));
         }
@@ -538,8 +567,7 @@ extern "C" fn stop_shared_at_exit() {
 /// health for `topics` (may be empty), and held by this test until the guard is dropped.
 pub fn shared(overrides: &[&str]) -> MutexGuard<'static, Cluster> {
     let m = SHARED.get_or_init(|| {
-        let base: u16 =
-            std::env::var("CLAIMGATE_TEST_CLUSTER_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(19710);
+        let base: u16 = std::env::var("CLAIMGATE_TEST_CLUSTER_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(19710);
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(".tools/run/test-cluster-{base}"));
         let _ = SHARED_DIR.set(dir.clone());
         // SAFETY: registers a plain extern "C" function with no arguments, as atexit(3) requires.

@@ -193,11 +193,8 @@ pub fn run(
         state: Arc::clone(state),
         metrics: ClaimMetrics::new(),
     });
-    let consumer: BaseConsumer<ConsumerCtx> = consumer_config(kafka, cfg, false).create_with_context(ConsumerCtx {
-        inflight: Some(Arc::clone(&inflight)),
-        rebalanced: Default::default(),
-        reset: cfg.offsets_reset.clone(),
-    })?;
+    let consumer: BaseConsumer<ConsumerCtx> = consumer_config(kafka, cfg, false)
+        .create_with_context(ConsumerCtx::new(Some(Arc::clone(&inflight)), &cfg.offsets_reset))?;
     consumer.subscribe(&[&cfg.claims])?;
     state.taking_claims.store(true, Ordering::Release);
     tracing::info!(
