@@ -158,6 +158,11 @@ pub struct HalfRateFigure {
     pub p99_ms: Vec<f64>,
     pub median_p50_ms: f64,
     pub median_p99_ms: f64,
+    /// p99.9 of each repeat, and their median.
+    #[serde(default)]
+    pub p999_ms: Vec<f64>,
+    #[serde(default)]
+    pub median_p999_ms: f64,
 }
 
 impl HalfRateFigure {
@@ -168,13 +173,16 @@ impl HalfRateFigure {
         let first = mine.first()?;
         let p50: Vec<f64> = mine.iter().map(|r| r.latency.p50_ms).collect();
         let p99: Vec<f64> = mine.iter().map(|r| r.latency.p99_ms).collect();
+        let p999: Vec<f64> = mine.iter().map(|r| r.latency.p999_ms).collect();
         Some(HalfRateFigure {
             system,
             rate: first.target_rate,
             median_p50_ms: median(&p50),
             median_p99_ms: median(&p99),
+            median_p999_ms: median(&p999),
             p50_ms: p50,
             p99_ms: p99,
+            p999_ms: p999,
         })
     }
 }
