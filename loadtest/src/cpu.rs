@@ -4,15 +4,19 @@
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
-/// The generator's and the reader's thread ids, so that the load test's own CPU can be split between
-/// sending and reading (what limits an open-loop run on two cores: see BENCHMARKS.md).
-static GENERATOR_TID: AtomicI32 = AtomicI32::new(0);
+/// The reader's thread id, so that the load test's own CPU can be split between sending and reading
+/// (what limits an open-loop run on two cores: see BENCHMARKS.md). The generator, a thread of each
+/// step, measures its own ([`thread_cpu_ns`]).
 static READER_TID: AtomicI32 = AtomicI32::new(0);
 
-/// Called by the generator's thread when it starts a step.
-pub fn register_generator() {
-    // SAFETY: gettid(2) has no preconditions.
-    GENERATOR_TID.store(unsafe { libc::gettid() }, Ordering::Relaxed);
+/// CPU time of the calling thread, ns.
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime(2) writes into the timespec we own.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Called by the reader's thread when it starts.
@@ -29,7 +33,6 @@ pub struct Sample {
     system: Option<u64>,
     broker: Option<u64>,
     loadtest: u64,
-    generator: Option<u64>,
     reader: Option<u64>,
 }
 
@@ -87,7 +90,6 @@ pub fn sample(system: Option<u32>, brokers: &[u32]) -> Sample {
         system: system.and_then(|p| of(&p.to_string())),
         broker: if brokers.is_empty() { None } else { broker },
         loadtest: of("self").unwrap_or(0),
-        generator: thread(&GENERATOR_TID),
         reader: thread(&READER_TID),
     }
 }
@@ -114,7 +116,7 @@ pub fn usage(a: &Sample, b: &Sample, cores: usize) -> CpuUse {
         loadtest_pct: pct(loadtest),
         broker_pct: pct(broker),
         others_pct: pct((busy - system - loadtest - broker).max(0.0)),
-        generator_pct: pct(diff(a.generator, b.generator)),
+        generator_pct: 0.0,
         reader_pct: pct(diff(a.reader, b.reader)),
     }
 }
@@ -136,24 +138,8 @@ mod tests {
     fn usage_splits_the_machine() {
         // 2 cores, 200 ticks elapsed in all: 150 busy; the system took 60, the load test 30, the
         // broker 40: 20 were someone else's.
-        let a = Sample {
-            total: 1000,
-            idle: 500,
-            system: Some(10),
-            broker: Some(100),
-            loadtest: 5,
-            generator: Some(1),
-            reader: Some(2),
-        };
-        let b = Sample {
-            total: 1200,
-            idle: 550,
-            system: Some(70),
-            broker: Some(140),
-            loadtest: 35,
-            generator: Some(11),
-            reader: Some(17),
-        };
+        let a = Sample { total: 1000, idle: 500, system: Some(10), broker: Some(100), loadtest: 5, reader: Some(2) };
+        let b = Sample { total: 1200, idle: 550, system: Some(70), broker: Some(140), loadtest: 35, reader: Some(17) };
         let u = usage(&a, &b, 2);
         let want = CpuUse {
             machine_busy_pct: 75.0,
@@ -161,7 +147,7 @@ mod tests {
             loadtest_pct: 30.0,
             broker_pct: 40.0,
             others_pct: 20.0,
-            generator_pct: 10.0,
+            generator_pct: 0.0,
             reader_pct: 15.0,
         };
         assert_eq!(u, want);

@@ -156,6 +156,8 @@ pub struct Sent {
     pub max_behind_ms: f64,
     /// CPU use while the lines were sent.
     pub cpu: crate::cpu::CpuUse,
+    /// CPU time of the generator's own thread, ns.
+    pub generator_cpu_ns: u64,
 }
 
 /// The generator's shortest sleep, ns.
@@ -175,7 +177,7 @@ pub struct GenStep<'a> {
 /// when behind. Never waits for decisions.
 pub fn generate(producer: &GenProducer, pool: &Pool, clock: &Clock, plan: &GenStep<'_>, stop: &AtomicBool) -> Sent {
     let GenStep { topic, step, schedule, start_ns } = *plan;
-    crate::cpu::register_generator();
+    let cpu_start = crate::cpu::thread_cpu_ns();
     let failed_before = producer.context().failed.load(Ordering::Relaxed);
     let mut i = 0u64;
     let mut max_behind = 0u64;
@@ -212,6 +214,7 @@ pub fn generate(producer: &GenProducer, pool: &Pool, clock: &Clock, plan: &GenSt
         seconds,
         max_behind_ms: max_behind as f64 / 1e6,
         cpu: crate::cpu::CpuUse::default(),
+        generator_cpu_ns: crate::cpu::thread_cpu_ns().saturating_sub(cpu_start),
     }
 }
 

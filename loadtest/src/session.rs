@@ -415,7 +415,11 @@ impl Session {
         })
         .map_err(|_| anyhow::anyhow!("the generator panicked"))?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let sent = Sent { cpu: crate::cpu::usage(&cpu_before, &crate::cpu::sample(pid, &brokers), cores), ..sent };
+        let mut cpu = crate::cpu::usage(&cpu_before, &crate::cpu::sample(pid, &brokers), cores);
+        if sent.seconds > 0.0 {
+            cpu.generator_pct = (sent.generator_cpu_ns as f64 / 1e9 / sent.seconds * 1000.0).round() / 10.0;
+        }
+        let sent = Sent { cpu, ..sent };
         self.last_sent = sent.sent;
         let deadline = Instant::now() + drain;
         let reader = self.reader();

@@ -12,16 +12,15 @@
 //! those claims again. On assignment, every partition with no committed offset is said and counted
 //! (`claimgate_offset_resets_total{reason="no_committed_offset"}`): it starts where `offsets.reset` says.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientContext, Offset};
 
-use super::super::Context;
+use super::super::{BrokerWatch, Context};
 use super::at_least_once::Inflight;
 use crate::io::metrics as m;
 
@@ -37,39 +36,19 @@ pub struct ConsumerCtx {
     pub rebalanced: AtomicBool,
     /// Where a partition with no committed offset starts (`offsets.reset`).
     pub reset: String,
-    /// The brokers seen down in the last statistics, by name.
-    pub down: Mutex<HashMap<String, String>>,
+    /// Its broker connections, from its statistics.
+    pub brokers: BrokerWatch,
 }
 
 impl ConsumerCtx {
     /// The claims consumer's context.
     pub fn new(inflight: Option<Arc<Inflight>>, reset: &str) -> Self {
-        ConsumerCtx { inflight, rebalanced: AtomicBool::new(false), reset: reset.to_owned(), down: Mutex::default() }
-    }
-
-    /// Which brokers the consumer lost and has not got back, from its statistics: a gauge, and one log
-    /// line when a broker goes and one when it is back — a broker restart (say one of a rolling
-    /// restart, which the client rides out without an error) shows in `/metrics` and the log.
-    fn broker_states(&self, statistics: &rdkafka::Statistics) {
-        let now: HashMap<String, String> = statistics
-            .brokers
-            .values()
-            .filter(|b| b.nodeid >= 0 && b.state != "UP" && b.state != "INIT")
-            .map(|b| (b.name.clone(), b.state.clone()))
-            .collect();
-        ::metrics::gauge!(m::BROKERS_DOWN, "client" => "claims").set(now.len() as f64);
-        let mut before = self.down.lock().unwrap_or_else(|p| p.into_inner());
-        for (name, state) in &now {
-            if !before.contains_key(name) {
-                tracing::warn!(event = "broker_down", broker = name, state, "lost the connection to a broker");
-            }
+        ConsumerCtx {
+            inflight,
+            rebalanced: AtomicBool::new(false),
+            reset: reset.to_owned(),
+            brokers: BrokerWatch::new("claims"),
         }
-        for name in before.keys() {
-            if !now.contains_key(name) {
-                tracing::info!(event = "broker_up", broker = name, "connected to the broker again");
-            }
-        }
-        *before = now;
     }
 }
 
@@ -81,7 +60,7 @@ impl ClientContext for ConsumerCtx {
         Context { client: "claims" }.error(error, reason);
     }
     fn stats(&self, statistics: rdkafka::Statistics) {
-        self.broker_states(&statistics);
+        self.brokers.observe(&statistics);
         Context { client: "claims" }.stats(statistics);
     }
 }
