@@ -150,7 +150,11 @@ pub fn producer(kafka: &KafkaConfig, cfg: &PipelineConfig) -> Result<(Arc<Output
         ("enable.idempotence", "true"),
         ("acks", "all"),
         ("max.in.flight.requests.per.connection", "5"),
-        ("linger.ms", "5"),
+        // Every output waits up to this long for its batch to fill: librdkafka's default (5 ms) alone
+        // would spend the whole of performance.md's 5 ms p99 budget. Batches still form at high rates
+        // while earlier requests are in flight; the latency/throughput trade-off of 0, 1, 5 and 20 ms is
+        // measured by scripts/latency-tradeoff.sh (BENCHMARKS.md). `-X linger.ms=…` overrides it.
+        ("linger.ms", "1"),
         ("batch.num.messages", "10000"),
         ("queue.buffering.max.messages", "200000"),
         ("compression.type", "lz4"),
