@@ -17,6 +17,7 @@ use claimgate::record::{
     BjTime, Claim, InstitutionCode, Interval, PractitionerCode, PractitionerKey, PractitionerRecord, Registration,
     Stamp,
 };
+use claimgate::routing::Rules;
 use claimgate::synth::{GenConfig, World};
 use claimgate::table::{InstitutionTable, PractitionerTable, View};
 
@@ -125,7 +126,14 @@ fn decision(c: &mut Criterion) {
     let (view, lines) = world();
     let profile = Profile::shipped("national-2024").unwrap();
     let claims: Vec<Claim<'_>> = lines.iter().map(|l| Claim::parse(l).unwrap()).collect();
-    let stamp = Stamp { profile: &profile.name, table_epoch: view.epoch(), decided_at: "2026-04-02 10:31:00.004" };
+    let stamp = Stamp { table_epoch: view.epoch(), decided_at: "2026-04-02 10:31:00.004" };
+    let rules = Rules::single(profile.clone());
+    // The shipped example routing table: three regions, effective periods (docs/rules.md).
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/routing");
+    let routed = Rules::from_toml(&std::fs::read_to_string(dir.join("example.toml")).unwrap(), |p| {
+        std::fs::read_to_string(dir.join(p)).map_err(|e| e.to_string())
+    })
+    .unwrap();
 
     let mut g = c.benchmark_group("decide");
     g.throughput(Throughput::Elements(1));
@@ -151,14 +159,21 @@ fn decision(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % lines.len();
             out.clear();
-            black_box(process(&lines[i], &view, &profile, &stamp, &mut out).is_ok())
+            black_box(process(&lines[i], &view, &rules, &stamp, &mut out).is_ok())
+        })
+    });
+    g.bench_function("parse_route_decide_encode", |b| {
+        b.iter(|| {
+            i = (i + 1) % lines.len();
+            out.clear();
+            black_box(process(&lines[i], &view, &routed, &stamp, &mut out).is_ok())
         })
     });
     let fixed = LINE.as_bytes();
     g.bench_function("parse_decide_encode_fixed_line", |b| {
         b.iter_batched_ref(
             Vec::new,
-            |out: &mut Vec<u8>| black_box(process(fixed, &view, &profile, &stamp, out).is_ok()),
+            |out: &mut Vec<u8>| black_box(process(fixed, &view, &rules, &stamp, out).is_ok()),
             BatchSize::SmallInput,
         )
     });

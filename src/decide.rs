@@ -1,11 +1,14 @@
-//! The decision: rules.md's order of checks, with the emergency exception — pure.
+//! The decision: rules.md's order of checks, with the emergency exception, every responsible person
+//! on the line, local ids and warn-only reasons — pure.
 //!
 //! `decide(&Claim, &View, &Profile)` reads nothing but its arguments: no clock, no I/O, no locks. The
-//! same claim, tables and profile always give the same outcome (rules.md, "Determinism").
+//! same claim, tables and profile always give the same outcome (rules.md, "Determinism"). Which profile
+//! decides a line is the routing table's business ([`crate::routing`]); [`crate::batch::process`]
+//! chooses it, checks the person fields it reads, and calls this.
 
 use crate::profile::{LegacyCodes, Profile};
-use crate::record::{Claim, Outcome, Reason, Status, Verdict};
-use crate::table::{View, institution_status};
+use crate::record::{Claim, Outcome, PractitionerKey, Reason, Role, Status, Verdict};
+use crate::table::{PractitionerRef, View, institution_status};
 
 /// Is the claim an emergency (rules.md, "Emergency exception")?
 #[inline]
@@ -13,96 +16,155 @@ pub fn is_emergency(claim: &Claim<'_>, profile: &Profile) -> bool {
     claim.er_flag || claim.adm_via_emergency || profile.is_emergency_med_type(claim.med_type)
 }
 
-/// Decides one claim line.
+/// A failed check, and whose.
+type Failure = (Reason, Option<Role>);
+
+/// The failures met so far that did not reject.
+struct Chain<'p> {
+    profile: &'p Profile,
+    emergency: bool,
+    t: crate::record::BjTime,
+    overridden: Option<Failure>,
+    warned: Option<Failure>,
+}
+
+impl Chain<'_> {
+    /// A failed check: overridden (an emergency the profile lets pass), warned (the profile only warns
+    /// about it at this service time), or the rejection.
+    #[inline]
+    fn failed(&mut self, reason: Reason, role: Option<Role>) -> Option<Failure> {
+        if self.emergency && self.profile.overridable(reason) {
+            self.overridden.get_or_insert((reason, role));
+            None
+        } else if self.profile.warned(reason, self.t) {
+            self.warned.get_or_insert((reason, role));
+            None
+        } else {
+            Some((reason, role))
+        }
+    }
+}
+
+/// One person on the line as the tables know them: their record, and whether check 4 already failed
+/// for their code (with which reason) whatever the record says.
+struct Person<'v> {
+    record: Option<PractitionerRef<'v>>,
+    code_fails: Option<Reason>,
+}
+
+/// Finds the person a code names (rules.md, "Local ids"). The status periods of a person the table
+/// knows are always read: a terminated person never passes as unregistered or unmapped.
+#[inline]
+fn person<'v>(claim: &Claim<'_>, key: PractitionerKey<'_>, view: &'v View, profile: &Profile) -> Person<'v> {
+    let PractitionerKey::Legacy(id) = key else {
+        return Person { record: view.practitioner(key), code_fails: None };
+    };
+    match profile.legacy_codes {
+        LegacyCodes::Lookup => Person { record: view.practitioner(key), code_fails: None },
+        LegacyCodes::Unregistered => {
+            Person { record: view.practitioner(key), code_fails: Some(Reason::PractitionerUnregistered) }
+        }
+        LegacyCodes::Map => match view.mapped(claim.fixmedins_code, id, claim.fee_ocur_time) {
+            Some(national) => {
+                Person { record: view.practitioner(PractitionerKey::National(national)), code_fails: None }
+            }
+            None => Person { record: view.practitioner(key), code_fails: Some(Reason::PractitionerCodeUnmapped) },
+        },
+    }
+}
+
+/// Decides one claim line under one profile.
 ///
-/// The first failed check decides, unless the claim is an emergency and the profile lets emergencies
-/// pass that check: then the check is recorded as overridden and the following checks still run, so a
-/// terminated person cannot pass as merely unregistered. If every failure was overridable, the claim
-/// is accepted with `EMERGENCY_OVERRIDE` naming the first.
+/// Checks 1-3 concern the institution; checks 4-7 run for each person the profile checks on the line
+/// ([`Profile::roles_for`]), person by person. The first failed check decides, unless the claim is an
+/// emergency and the profile lets emergencies pass that check (then it is recorded as overridden), or
+/// the profile only warns about it at the line's service time (then it is recorded as what the line
+/// would be rejected for); either way the following checks still run, so a terminated person cannot
+/// pass as merely unregistered. An accepted line names the first overridden reason and the first
+/// warned one.
+///
+/// Check 5 (registered here) runs only for a person registered somewhere: a person check 4 found
+/// unregistered or unmapped is not, in addition, registered elsewhere.
+///
+/// A person field that is present but not a code counts as a code the tables do not know;
+/// [`crate::batch::process`] refuses such a line before it gets here ([`Profile::check_fields`]).
 #[inline]
 pub fn decide<'p>(claim: &Claim<'_>, view: &View, profile: &'p Profile) -> Outcome<'p> {
     let t = claim.fee_ocur_time;
-    let emergency = is_emergency(claim, profile);
-    let mut overridden: Option<Reason> = None;
-
-    let reject = |r: Reason, pv, iv, legacy| Outcome {
-        verdict: Verdict::Reject,
-        reason: r,
-        overridden: None,
-        rule: profile.rule(r),
-        practitioner_version: pv,
-        institution_version: iv,
-        legacy_code: legacy,
-    };
+    let mut chain = Chain { profile, emergency: is_emergency(claim, profile), t, overridden: None, warned: None };
 
     // Checks 1-3: the institution and the department. An institution unknown to the table is
     // designated and normal (rules.md).
     let institution = view.institution(claim.fixmedins_code);
     let institution_version = institution.map(|i| i.version);
     let inst = institution.map(|i| institution_status(i, t, claim.bilg_dept_codg.as_deref()));
-
-    let legacy = !claim.practitioner().is_national();
-    let person = if legacy && profile.legacy_codes == LegacyCodes::Unregistered {
-        None
-    } else {
-        view.practitioner(claim.practitioner())
-    };
-    let practitioner_version = person.map(|p| p.version());
-
     let failures = [
         (Reason::InstitutionTerminated, inst.is_some_and(|s| s.whole == Some(Status::Terminated))),
         (Reason::InstitutionSuspended, inst.is_some_and(|s| s.whole == Some(Status::Suspended))),
         (Reason::DepartmentSuspended, inst.is_some_and(|s| s.department_suspended)),
     ];
-    for (reason, failed) in failures {
-        if failed {
-            if emergency && profile.overridable(reason) {
-                overridden.get_or_insert(reason);
-            } else {
-                return reject(reason, practitioner_version, institution_version, legacy);
+    let mut rejected = failures.into_iter().filter(|f| f.1).find_map(|(r, _)| chain.failed(r, None));
+
+    // Checks 4-7, person by person. Versions are remembered per role for the decision record.
+    let mut versions: [Option<u64>; 3] = [None; 3];
+    let mut legacy = false;
+    if rejected.is_none() {
+        for role in profile.roles_for(claim) {
+            let key = match claim.person(role) {
+                None => continue,
+                Some(Ok(key)) => key,
+                // Refused by `process`; here, a code no table knows.
+                Some(Err(_)) => PractitionerKey::Legacy(""),
+            };
+            legacy |= !key.is_national();
+            let p = person(claim, key, view, profile);
+            versions[role as usize] = p.record.map(|r| r.version());
+            let registered_anywhere = p.code_fails.is_none() && p.record.is_some_and(|r| r.registered_anywhere(t));
+            let status = p.record.and_then(|r| r.status_at(t));
+            let checks = [
+                (p.code_fails.unwrap_or(Reason::PractitionerUnregistered), !registered_anywhere),
+                (
+                    Reason::PractitionerNotRegisteredHere,
+                    registered_anywhere && !p.record.is_some_and(|r| r.registered_at(claim.fixmedins_code, t)),
+                ),
+                (Reason::PractitionerTerminated, status == Some(Status::Terminated)),
+                (Reason::PractitionerSuspended, status == Some(Status::Suspended)),
+            ];
+            rejected = checks.into_iter().filter(|f| f.1).find_map(|(r, _)| chain.failed(r, Some(role)));
+            if rejected.is_some() {
+                break;
             }
         }
+    } else {
+        // The decision still names the billing practitioner's record version, as before roles.
+        let key = claim.practitioner();
+        legacy = !key.is_national();
+        versions[0] = person(claim, key, view, profile).record.map(|r| r.version());
     }
 
-    // Checks 4-7: the person. Status periods are read whatever the registration checks found.
-    let registered_anywhere = person.is_some_and(|p| p.registered_anywhere(t));
-    let registered_here = registered_anywhere && person.is_some_and(|p| p.registered_at(claim.fixmedins_code, t));
-    let status = person.and_then(|p| p.status_at(t));
-    let failures = [
-        (Reason::PractitionerUnregistered, !registered_anywhere),
-        (Reason::PractitionerNotRegisteredHere, !registered_here),
-        (Reason::PractitionerTerminated, status == Some(Status::Terminated)),
-        (Reason::PractitionerSuspended, status == Some(Status::Suspended)),
-    ];
-    for (reason, failed) in failures {
-        if failed {
-            if emergency && profile.overridable(reason) {
-                overridden.get_or_insert(reason);
-            } else {
-                return reject(reason, practitioner_version, institution_version, legacy);
-            }
-        }
-    }
-
-    match overridden {
-        None => Outcome {
-            verdict: Verdict::Accept,
-            reason: Reason::Ok,
-            overridden: None,
-            rule: profile.rule(Reason::Ok),
-            practitioner_version,
-            institution_version,
-            legacy_code: legacy,
-        },
-        Some(r) => Outcome {
-            verdict: Verdict::Accept,
-            reason: Reason::EmergencyOverride,
-            overridden: Some(r),
-            rule: profile.override_rule(r),
-            practitioner_version,
-            institution_version,
-            legacy_code: legacy,
-        },
+    let version_of = |role: Option<Role>| versions[role.map_or(0, |r| r as usize)];
+    let outcome = |verdict, reason, rule, overridden: Option<Reason>, shown: Option<Failure>| Outcome {
+        verdict,
+        reason,
+        overridden,
+        would_reject: chain.warned.filter(|_| verdict == Verdict::Accept).map(|w| w.0),
+        role: shown.and_then(|f| f.1),
+        rule,
+        profile: &profile.name,
+        practitioner_version: version_of(shown.and_then(|f| f.1)),
+        institution_version,
+        legacy_code: legacy,
+    };
+    match (rejected, chain.overridden) {
+        (Some((r, role)), _) => outcome(Verdict::Reject, r, profile.rule(r), None, Some((r, role))),
+        (None, None) => outcome(Verdict::Accept, Reason::Ok, profile.rule(Reason::Ok), None, chain.warned),
+        (None, Some((r, role))) => outcome(
+            Verdict::Accept,
+            Reason::EmergencyOverride,
+            profile.override_rule(r),
+            Some(r),
+            chain.warned.or(Some((r, role))),
+        ),
     }
 }
 

@@ -166,7 +166,7 @@ fn field_values(field: &str) -> BoxedStrategy<String> {
                 "\"2026-04-02 1:31:00\"",
             ],
         ),
-        "bilg_dr_codg" => pool(
+        "bilg_dr_codg" | "orders_dr_code" | "phar_prac_cert_no" => pool(
             &["\"D110105000123\"", "\"0457\"", "\"\\tD110105000123\\t\"", "\"HY530102000517\"", &long30, "457"],
             &[&long31, "\"张三\"", "\"D\\u007f1\"", "\"D\\u00001\"", "\"\"", "\" \"", "\"\\u0085\""],
         ),

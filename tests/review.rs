@@ -194,3 +194,86 @@ fn standard_input_works_and_unreadable_inputs_fail_with_the_file_named() {
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(err.contains("bad-practitioners.jsonl:2"), "{err}");
 }
+
+/// docs/rules.md: `--routing` with the shipped example table; the report names the routing table and lists
+/// the warned lines; a bad table stops the run naming the setting; `--routing` and `--profile` exclude
+/// each other.
+#[test]
+fn routing_and_mappings_from_the_shipped_example_and_refusals_name_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/routing/example.toml");
+    let xining = "H63010200001";
+    std::fs::write(
+        p.join("practitioners.jsonl"),
+        format!(
+            r#"{{"code":"D630102000001","version":1,"registrations":[{{"institution":"{xining}","from":"2020-01-01"}}]}}"#
+        ) + "\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("mappings.jsonl"),
+        format!(
+            r#"{{"institution":"{xining}","local_id":"0457","version":1,"periods":[{{"code":"D630102000001","from":"2020-01-01"}}]}}"#
+        ) + "\n",
+    )
+    .unwrap();
+    let line = |sn: &str, time: &str, code: &str| {
+        format!(
+            r#"{{"feedetl_sn":"{sn}","fixmedins_code":"{xining}","mdtrt_id":"M1","psn_no":"P1","med_type":"11","fee_ocur_time":"{time}","bilg_dr_codg":"{code}","det_item_fee_sumamt":"12.50"}}"#
+        ) + "\n"
+    };
+    let claims = [
+        line("1", "2026-06-30 23:59:59", "0457"), // national-2024, legacy codes looked up: unknown
+        line("2", "2026-07-01 00:00:00", "0457"), // qinghai-2026: mapped to D630102000001
+        line("3", "2026-07-01 00:00:00", "0999"), // qinghai-2026: unmapped, warned
+    ]
+    .concat();
+    std::fs::write(p.join("claims.jsonl"), claims).unwrap();
+    let (out, report) = (p.join("out.jsonl"), p.join("report.md"));
+    let r = Command::new(bin())
+        .args(["review", "--claims", &p.join("claims.jsonl").display().to_string()])
+        .args(["--practitioners", &p.join("practitioners.jsonl").display().to_string()])
+        .args(["--mappings", &p.join("mappings.jsonl").display().to_string()])
+        .args(["--routing", &example.display().to_string()])
+        .args(["--out", &out.display().to_string(), "--report", &report.display().to_string(), "--quiet"])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let got: Vec<(String, String, String)> = read_jsonl(&out)
+        .iter()
+        .map(|v| {
+            let s = |k: &str| v[k].as_str().unwrap_or("null").to_owned();
+            (s("profile"), s("reason"), s("would_reject"))
+        })
+        .collect();
+    let want = [
+        ("national-2024", "PRACTITIONER_UNREGISTERED", "null"),
+        ("qinghai-2026", "OK", "null"),
+        ("qinghai-2026", "OK", "PRACTITIONER_CODE_UNMAPPED"),
+    ];
+    assert_eq!(got, want.map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned())));
+    let md = std::fs::read_to_string(&report).unwrap();
+    assert!(md.contains("routing table") && md.contains("qinghai-2026"), "{md}");
+    assert!(md.contains("| `0999` | `bilg_dr_codg` | 1 | 12.50 | PRACTITIONER_CODE_UNMAPPED |"), "{md}");
+
+    // A bad table names its setting; --profile and --routing exclude each other.
+    let bad = p.join("bad.toml");
+    std::fs::write(&bad, "default = \"national-2024\"\n[[route]]\narea = \"32x\"\nprofile = \"huaian-2020\"\n")
+        .unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(bin())
+            .args(["review", "--claims", &p.join("claims.jsonl").display().to_string()])
+            .args(["--practitioners", &p.join("practitioners.jsonl").display().to_string(), "--quiet"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let r = run(&["--routing", &bad.display().to_string()]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("route[0].area") && err.contains("bad.toml"), "{err}");
+    let r = run(&["--routing", &example.display().to_string(), "--profile", "lanzhou-2014"]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("--profile"), "{}", String::from_utf8_lossy(&r.stderr));
+}

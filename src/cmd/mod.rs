@@ -4,7 +4,9 @@
 pub mod import;
 pub mod review;
 pub mod score;
+pub mod score_publish;
 pub mod stream;
+pub mod sync;
 pub mod synth;
 pub mod tables;
 pub mod tools;

@@ -16,7 +16,7 @@ use super::review::load_profile;
 use super::tables::properties;
 use crate::io::files::{self, Output};
 use crate::io::kafka::KafkaConfig;
-use crate::io::kafka::publish::Publisher;
+use crate::io::kafka::status_writer::StatusTopics;
 use claimgate::record::PractitionerText;
 use claimgate::score::report::count;
 use claimgate::score::{Ledger, Scored, Scoring, Sources, markdown, score};
@@ -41,8 +41,9 @@ pub struct ScoreArgs {
     /// Write the report here (Markdown).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
-    /// Also produce the records to the practitioners topic (keyed by code), after the file is written;
-    /// the stream's version-wins takes changed records and ignores unchanged ones.
+    /// Also publish the changed records to the practitioners topic, after the file is written: the
+    /// derived periods merged onto the records the topic holds, at the held version + 1, in one
+    /// transaction (other status writers fenced).
     #[arg(long, requires = "brokers")]
     pub publish: bool,
     /// Bootstrap brokers for --publish.
@@ -51,6 +52,9 @@ pub struct ScoreArgs {
     /// The practitioners topic for --publish.
     #[arg(long, default_value = "practitioners", value_name = "TOPIC")]
     pub topic_practitioners: String,
+    /// The status writers' shared transactional id (default `claimgate-status-writer:<practitioners topic>`).
+    #[arg(long, value_name = "ID", requires = "publish")]
+    pub writer_id: Option<String>,
     /// A librdkafka property for --publish, e.g. -X security.protocol=SASL_SSL.
     #[arg(short = 'X', value_name = "NAME=VALUE")]
     pub property: Vec<String>,
@@ -165,10 +169,8 @@ fn read_practitioners(path: &Path) -> Result<Inputs> {
     Ok(inputs)
 }
 
-/// One record ready to write or publish: its key (the code) and its JSON value.
+/// One record ready to write: its JSON value.
 pub struct Encoded {
-    /// The practitioner code: the Kafka key on the `practitioners` topic.
-    pub key: String,
     /// The record, one line of JSON.
     pub value: String,
 }
@@ -190,7 +192,7 @@ fn encode(scored: &Scored, extras: &[Map<String, Value>]) -> Result<Vec<Encoded>
                 }
                 value.push('}');
             }
-            Ok(Encoded { key: r.record.code.clone(), value })
+            Ok(Encoded { value })
         })
         .collect()
 }
@@ -240,13 +242,17 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     if args.publish {
         let brokers = args.brokers.clone().unwrap_or_default();
         let kafka = KafkaConfig { brokers, properties: properties(&args.property)? };
-        let publisher = Publisher::new(&kafka)?;
-        for r in &records {
-            publisher.send(&args.topic_practitioners, r.key.as_bytes(), Some(r.value.as_bytes()))?;
-        }
-        let delivered = publisher.finish(std::time::Duration::from_secs(120))?;
+        let topics = StatusTopics { practitioners: args.topic_practitioners.clone(), institutions: None };
+        let writer_id = args.writer_id.clone().unwrap_or_else(|| topics.default_writer_id());
+        let changed: Vec<claimgate::record::PractitionerText> =
+            scored.records.iter().filter(|r| r.changed).map(|r| r.record.clone()).collect();
+        let ids: std::collections::BTreeSet<String> = ledger.events().iter().map(|e| e.id.clone()).collect();
+        let p = super::score_publish::publish(&kafka, &topics, &writer_id, &changed, &ids)?;
         if !args.quiet {
-            eprintln!("published {delivered} practitioner records to {}", args.topic_practitioners);
+            eprintln!(
+                "published {} practitioner records to {} in one transaction ({} already as held)",
+                p.written, args.topic_practitioners, p.unchanged
+            );
         }
     }
 

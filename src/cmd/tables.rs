@@ -12,9 +12,10 @@ use super::review::TableArgs;
 use crate::io::files::{self, Chunker, Output, lines};
 use crate::io::kafka::KafkaConfig;
 use crate::io::kafka::publish::Publisher;
+use crate::io::kafka::status_writer::{self, StatusTopics, StatusWriter};
 use crate::io::progress::Progress;
 use crate::io::{clock, tables};
-use claimgate::record::{InstitutionText, PractitionerText};
+use claimgate::record::{InstitutionText, MappingText, PractitionerText};
 use claimgate::table::snapshot;
 
 /// `claimgate tables …`
@@ -34,10 +35,43 @@ pub enum TablesCmd {
     /// Import registry exports in CSV (registrations, status periods, institution periods) into the JSON
     /// Lines records that `build`, `review` and `publish` read.
     Import(super::import::ImportArgs),
-    /// Produce status records to the compacted status topics, keyed by code. Every line is validated
-    /// first (a bad line stops before anything is sent); JSON Lines are sent as written (names and
-    /// unknown fields kept), a snapshot's records as the table holds them.
+    /// Produce status records to the compacted status topics, keyed by code, in one transaction. Every
+    /// line is validated first (a bad line stops before anything is sent). Each record replaces the one
+    /// held whole; only records whose content differs from what the topic holds are sent, each with the
+    /// held version + 1 (never the file's); names and unknown fields are kept. A snapshot's records are
+    /// sent as the table holds them.
     Publish(PublishArgs),
+    /// The nightly registry sync: publish the difference between a registry export (CSV or JSON Lines)
+    /// and what the practitioner topic holds — added and changed records at the held version + 1, their
+    /// status periods kept; tombstones for codes gone from the registry (a code with status periods is
+    /// kept without registrations instead); nothing for unchanged codes. One transaction.
+    Sync(super::sync::SyncArgs),
+    /// Write what the status topics hold (each code's winning record, as written) to JSON Lines files:
+    /// for an audit, or to `review` on exactly the records the stream decides with.
+    Dump(DumpArgs),
+}
+
+/// Arguments of `tables dump`.
+#[derive(Args, Debug)]
+pub struct DumpArgs {
+    /// Bootstrap brokers, host:port[,host:port…].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub brokers: String,
+    /// Practitioner status topic.
+    #[arg(long, default_value = "practitioners", value_name = "TOPIC")]
+    pub topic_practitioners: String,
+    /// Institution status topic.
+    #[arg(long, default_value = "institutions", value_name = "TOPIC")]
+    pub topic_institutions: String,
+    /// Write the practitioner records here.
+    #[arg(long, value_name = "FILE")]
+    pub out_practitioners: PathBuf,
+    /// Write the institution records here.
+    #[arg(long, value_name = "FILE")]
+    pub out_institutions: Option<PathBuf>,
+    /// A librdkafka property, e.g. -X security.protocol=SASL_SSL.
+    #[arg(short = 'X', value_name = "NAME=VALUE")]
+    pub property: Vec<String>,
 }
 
 /// Arguments of `tables publish`.
@@ -54,6 +88,16 @@ pub struct PublishArgs {
     /// Institution status topic.
     #[arg(long, default_value = "institutions", value_name = "TOPIC")]
     pub topic_institutions: String,
+    /// Local-id mapping records (JSON Lines) to publish, keyed `institution|local_id`.
+    #[arg(long, value_name = "FILE")]
+    pub mappings: Option<std::path::PathBuf>,
+    /// Local-id mapping topic.
+    #[arg(long, default_value = "practitioner-mappings", value_name = "TOPIC")]
+    pub topic_mappings: String,
+    /// The status writers' shared transactional id (default `claimgate-status-writer:<practitioners
+    /// topic>`): every writer of the same topics must use the same one, so that they fence each other.
+    #[arg(long, value_name = "ID")]
+    pub writer_id: Option<String>,
     /// A librdkafka property, e.g. -X security.protocol=SASL_SSL.
     #[arg(short = 'X', value_name = "NAME=VALUE")]
     pub property: Vec<String>,
@@ -81,6 +125,8 @@ pub fn run(cmd: TablesCmd) -> Result<()> {
         TablesCmd::Build(args) => build(args),
         TablesCmd::Publish(args) => publish(args),
         TablesCmd::Import(args) => super::import::run(args),
+        TablesCmd::Sync(args) => super::sync::run(args),
+        TablesCmd::Dump(args) => dump(args),
         TablesCmd::Inspect { snapshot: path, load: true } => {
             let started = Instant::now();
             let (h, view) = tables::load_snapshot(&path)?;
@@ -145,7 +191,8 @@ pub fn properties(props: &[String]) -> Result<std::collections::BTreeMap<String,
         .collect()
 }
 
-/// Validates every line of a status file, then sends them: nothing is sent if a line is bad.
+/// Validates every line of a status file, then sends them: nothing is sent if a line is bad. Used for
+/// the mapping topic (versions as written; status records go through [`status_writer`]).
 fn publish_file(
     publisher: &Publisher,
     path: &std::path::Path,
@@ -168,45 +215,160 @@ fn publish_file(
     Ok(())
 }
 
+/// One status record of a file, parsed and checked: (line, practitioner or institution write).
+type Planned = Option<status_writer::Write>;
+
+/// Reads a status file and plans its writes over `held`, calling `each` for every record that
+/// changes. A bad line stops with its file and line.
+fn plan_file(
+    path: &std::path::Path,
+    practitioner: bool,
+    held: &mut status_writer::HeldState,
+    mut each: impl FnMut(Planned) -> Result<()>,
+) -> Result<()> {
+    let input = files::open(path)?;
+    let name = input.name.clone();
+    for chunk in Chunker::new(input.reader, 4 << 20) {
+        let chunk = chunk.with_context(|| format!("cannot read {name}"))?;
+        for (n, line) in lines(&chunk) {
+            let at = |e: String| anyhow::anyhow!("{name}:{n}: {e}");
+            let planned = if practitioner {
+                let t = PractitionerText::from_json(line).map_err(|e| at(e.to_string()))?;
+                t.validate().map_err(|e| at(e.to_string()))?;
+                status_writer::practitioner_write(&mut held.practitioners, &t, Some(line))?
+            } else {
+                let t = InstitutionText::from_json(line).map_err(|e| at(e.to_string()))?;
+                t.validate().map_err(|e| at(e.to_string()))?;
+                status_writer::institution_write(&mut held.institutions, &t, Some(line))?
+            };
+            each(planned)?;
+        }
+    }
+    Ok(())
+}
+
 fn publish(args: PublishArgs) -> Result<()> {
     let started = Instant::now();
     let kafka = KafkaConfig { brokers: args.brokers.clone(), properties: properties(&args.property)? };
-    let publisher = Publisher::new(&kafka)?;
     let source = args.tables.source();
     let snapshot = source.snapshot.clone().or_else(|| source.practitioners.clone().filter(|p| tables::is_snapshot(p)));
-    if let Some(path) = snapshot {
-        let (_, view) = tables::load_snapshot(&path)?;
-        for rec in view.practitioner_records() {
-            let text = rec.to_text();
-            publisher.send(&args.topic_practitioners, text.code.as_bytes(), Some(&serde_json::to_vec(&text)?))?;
-        }
-        for rec in view.institutions().iter() {
-            let text = rec.to_text();
-            publisher.send(&args.topic_institutions, text.code.as_bytes(), Some(&serde_json::to_vec(&text)?))?;
-        }
-    } else {
-        let Some(p) = &source.practitioners else {
-            anyhow::bail!("nothing to publish: give --practitioners and/or --institutions, or --snapshot");
-        };
-        publish_file(&publisher, p, &args.topic_practitioners, |line| {
-            let rec = PractitionerText::from_json(line).and_then(|t| t.validate()).map_err(|e| e.to_string())?;
-            Ok(rec.code.to_string())
-        })?;
-        if let Some(i) = &source.institutions {
-            publish_file(&publisher, i, &args.topic_institutions, |line| {
-                let rec = InstitutionText::from_json(line).and_then(|t| t.validate()).map_err(|e| e.to_string())?;
-                Ok(rec.code.to_string())
-            })?;
-        }
+    if snapshot.is_none() && source.practitioners.is_none() && source.institutions.is_none() && args.mappings.is_none()
+    {
+        anyhow::bail!("nothing to publish: give --practitioners and/or --institutions, or --snapshot, or --mappings");
     }
-    let delivered = publisher.finish(std::time::Duration::from_secs(120))?;
+    let topics = StatusTopics {
+        practitioners: args.topic_practitioners.clone(),
+        institutions: Some(args.topic_institutions.clone()),
+    };
+    let mut written = 0;
+    let mut unchanged = 0usize;
+    if snapshot.is_some() || source.practitioners.is_some() || source.institutions.is_some() {
+        // Fence every other writer of these topics, then read what they hold: versions come from there.
+        let writer_id = args.writer_id.clone().unwrap_or_else(|| topics.default_writer_id());
+        let writer = StatusWriter::open(&kafka, &topics, &writer_id)?;
+        let held = writer.held()?;
+        // Two passes over the inputs: the first validates everything and counts the changes (a bad line
+        // sends nothing; the batch's size goes in every record's header), the second sends.
+        let (mut count_state, mut send_state) = (clone_held(&held), held);
+        let mut total = 0usize;
+        let count = |p: Planned| -> Result<()> {
+            if p.is_some() {
+                total += 1;
+            } else {
+                unchanged += 1;
+            }
+            Ok(())
+        };
+        let view = match &snapshot {
+            Some(path) => Some(tables::load_snapshot(path)?.1),
+            None => None,
+        };
+        plan_all(&source, view.as_ref(), &mut count_state, count)?;
+        let mut batch = writer.begin(total)?;
+        plan_all(&source, view.as_ref(), &mut send_state, |p| match p {
+            Some(w) => batch.send(&w),
+            None => Ok(()),
+        })?;
+        written = batch.commit()?;
+    }
+    let mut mappings = 0;
+    if let Some(m) = &args.mappings {
+        let publisher = Publisher::new(&kafka)?;
+        publish_file(&publisher, m, &args.topic_mappings, |line| {
+            MappingText::from_json(line).and_then(|t| t.validate()).map(|r| r.key()).map_err(|e| e.to_string())
+        })?;
+        mappings = publisher.finish(std::time::Duration::from_secs(120))?;
+    }
     if !args.quiet {
         eprintln!(
-            "published {delivered} status records to {} / {} in {:.1} s",
+            "published {written} changed status records to {} / {} in one transaction ({unchanged} unchanged, not sent){} in {:.1} s",
             args.topic_practitioners,
             args.topic_institutions,
+            if mappings > 0 {
+                format!("; {mappings} mapping records to {}", args.topic_mappings)
+            } else {
+                String::new()
+            },
             started.elapsed().as_secs_f64()
         );
+    }
+    Ok(())
+}
+
+fn dump(args: DumpArgs) -> Result<()> {
+    let kafka = KafkaConfig { brokers: args.brokers.clone(), properties: properties(&args.property)? };
+    let mut outs = vec![(&args.topic_practitioners, &args.out_practitioners, true)];
+    if let Some(i) = &args.out_institutions {
+        outs.push((&args.topic_institutions, i, false));
+    }
+    for (topic, path, practitioner) in outs {
+        let (records, invalid) = status_writer::dump(&kafka, topic, practitioner)?;
+        let mut out = Output::create(path)?;
+        for r in &records {
+            out.write_all(r)?;
+            out.write_all(b"\n")?;
+        }
+        out.finish()?;
+        eprintln!(
+            "{}: {} records from {topic}{}",
+            path.display(),
+            records.len(),
+            if invalid > 0 { format!(" ({invalid} invalid records skipped)") } else { String::new() }
+        );
+    }
+    Ok(())
+}
+
+fn clone_held(h: &status_writer::HeldState) -> status_writer::HeldState {
+    status_writer::HeldState {
+        practitioners: h.practitioners.clone(),
+        institutions: h.institutions.clone(),
+        invalid: h.invalid,
+        full: h.full.clone(),
+    }
+}
+
+/// Plans every record of the inputs: a snapshot's records as the table holds them, or the files'.
+fn plan_all(
+    source: &tables::TableSource,
+    view: Option<&claimgate::table::View>,
+    held: &mut status_writer::HeldState,
+    mut each: impl FnMut(Planned) -> Result<()>,
+) -> Result<()> {
+    if let Some(view) = view {
+        for rec in view.practitioner_records() {
+            each(status_writer::practitioner_write(&mut held.practitioners, &rec.to_text(), None)?)?;
+        }
+        for rec in view.institutions().iter() {
+            each(status_writer::institution_write(&mut held.institutions, &rec.to_text(), None)?)?;
+        }
+        return Ok(());
+    }
+    if let Some(p) = &source.practitioners {
+        plan_file(p, true, held, &mut each)?;
+    }
+    if let Some(i) = &source.institutions {
+        plan_file(i, false, held, &mut each)?;
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! `claimgate topics create`: make the six topics of service.md, the status topics log-compacted.
+//! `claimgate topics create`: make the six topics of service.md and the local-id mapping topic, the
+//! status and mapping topics log-compacted.
 //! Production clusters usually provision topics through their own process; this is for development,
 //! tests and the demo, and shows what the topics need.
 
@@ -68,6 +69,16 @@ pub fn run(cmd: TopicsCmd) -> Result<()> {
         },
         TopicSpec {
             name: p("institutions"),
+            partitions: a.status_partitions,
+            compacted: true,
+            replication: a.replication,
+        },
+        // Invalid status records, keyed by their source offset: compacted, one copy however often
+        // instances restart and read them again.
+        TopicSpec { name: p("status.dlq"), partitions: 1, compacted: true, replication: a.replication },
+        // Followed only where the stream's `topics.mappings` names it (rules.md, "Local ids").
+        TopicSpec {
+            name: p("practitioner-mappings"),
             partitions: a.status_partitions,
             compacted: true,
             replication: a.replication,

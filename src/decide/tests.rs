@@ -5,6 +5,8 @@
 use super::*;
 use crate::profile::Profile;
 use crate::record::{BjTime, InstitutionText, PractitionerText, Stamp, write_decision};
+
+mod regions;
 use crate::table::{InstitutionTable, PractitionerTable, View};
 
 /// Institution A: department A03.06 suspended in February 2026, whole institution suspended
@@ -26,6 +28,8 @@ const LEFT: &str = "D110105000003";
 const TERMINATED: &str = "D110105000004";
 /// D…099: in no table.
 const UNKNOWN: &str = "D110105000099";
+/// A legacy local id under which the table holds a terminated person (registered at B).
+const LEGACY_TERMINATED: &str = "T-77";
 
 fn world() -> View {
     let practitioners = [
@@ -49,6 +53,10 @@ fn world() -> View {
                          {{"status":"suspended","from":"2025-12-01","until":"2026-02-01"}}]}}"#
         ),
         format!(r#"{{"code":"0457","version":1,"registrations":[{{"institution":"{B}","from":"2021-03-01"}}]}}"#),
+        format!(
+            r#"{{"code":"{LEGACY_TERMINATED}","version":5,"registrations":[{{"institution":"{B}","from":"2021-03-01"}}],
+              "periods":[{{"status":"terminated","from":"2026-01-01","until":null}}]}}"#
+        ),
     ];
     let mut p = PractitionerTable::with_capacity(8);
     for json in &practitioners {
@@ -73,10 +81,12 @@ struct Line {
     dept: Option<&'static str>,
     er_flag: Option<&'static str>,
     adm_way: Option<&'static str>,
+    /// Other members, as JSON values.
+    extra: Vec<(&'static str, serde_json::Value)>,
 }
 
 fn line(inst: &'static str, code: &'static str, time: &'static str) -> Line {
-    Line { inst, code, time, med_type: "11", dept: None, er_flag: None, adm_way: None }
+    Line { inst, code, time, med_type: "11", dept: None, er_flag: None, adm_way: None, extra: Vec::new() }
 }
 
 impl Line {
@@ -106,6 +116,9 @@ impl Line {
         }
         if let Some(a) = self.adm_way {
             v["adm_way"] = a.into();
+        }
+        for (k, x) in &self.extra {
+            v[*k] = x.clone();
         }
         v.to_string()
     }
@@ -382,7 +395,8 @@ fn legacy_codes_are_looked_up_or_unregistered_by_profile_records_md() {
     )
     .unwrap();
     let o = decide(&claim, &view, &strict);
-    assert_eq!((o.reason, o.legacy_code, o.practitioner_version), (PractitionerUnregistered, true, None));
+    // The person's record is read (rules.md, "Local ids"), so the decision names its version.
+    assert_eq!((o.reason, o.legacy_code, o.practitioner_version), (PractitionerUnregistered, true, Some(1)));
 }
 
 #[test]
@@ -410,7 +424,7 @@ fn decisions_record_versions_and_are_deterministic_rules_md() {
     let p = Profile::shipped("national-2024").unwrap();
     let json = line(A, MULTI, "2026-04-02 10:31:00").dept("A03.06").json();
     let claim = Claim::parse(json.as_bytes()).unwrap();
-    let stamp = Stamp { profile: &p.name, table_epoch: view.epoch(), decided_at: "2026-04-02 10:31:00.004" };
+    let stamp = Stamp { table_epoch: view.epoch(), decided_at: "2026-04-02 10:31:00.004" };
     let mut a = Vec::new();
     let mut b = Vec::new();
     write_decision(&mut a, &claim, &decide(&claim, &view, &p), &stamp);
@@ -439,12 +453,20 @@ fn every_reason_is_reachable() {
         line(A, NORMAL, "2026-05-02"),
         line(A, NORMAL, "2026-02-02").dept("A03.06"),
         line(A, UNKNOWN, "2026-04-02"),
+        line(A, "0999", "2026-04-02"),
         line(C, NORMAL, "2026-04-02"),
         line(A, TERMINATED, "2026-04-02"),
         line(A, MULTI, "2026-04-02"),
     ];
-    let got: Vec<Reason> = lines.iter().map(|l| nat(l).1).collect();
+    let mapping = regions::profile("legacy_codes = \"map\"", "PRACTITIONER_CODE_UNMAPPED = \"x\"\n", "");
+    let got: Vec<Reason> = lines.iter().map(|l| decide_with(&mapping, &world(), l).reason).collect();
     assert_eq!(got, Reason::ALL.to_vec());
+}
+
+/// Decides a line under a given profile and view.
+fn decide_with<'p>(p: &'p Profile, view: &View, l: &Line) -> Outcome<'p> {
+    let json = l.json();
+    decide(&Claim::parse(json.as_bytes()).unwrap(), view, p)
 }
 
 #[test]

@@ -118,6 +118,10 @@ struct StatusAnswer {
     record: Option<PractitionerText>,
     table_epoch: u64,
     table_age_s: Option<f64>,
+    /// Set when the code's latest status record was invalid: the answer rests on the last valid
+    /// version (which a restarted instance may not have), and where that record is and why it was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invalid_record: Option<String>,
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -169,6 +173,7 @@ async fn practitioner(
             record: None,
             table_epoch: view.epoch(),
             table_age_s: age.is_finite().then_some(age),
+            invalid_record: s.table_state.invalid_record(&owned.to_string()),
         },
         Some(r) => {
             let rec = r.to_record(PractitionerCode::clone(&owned));
@@ -191,6 +196,7 @@ async fn practitioner(
                 record: Some(rec.to_text()),
                 table_epoch: view.epoch(),
                 table_age_s: age.is_finite().then_some(age),
+                invalid_record: s.table_state.invalid_record(&owned.to_string()),
             }
         }
     };

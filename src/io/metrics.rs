@@ -12,6 +12,9 @@ use claimgate::record::{Reason, Verdict};
 pub const CLAIMS: &str = "claimgate_claims_total";
 /// Emergency overrides, by the reason overridden.
 pub const OVERRIDES: &str = "claimgate_emergency_overrides_total";
+/// Accepted claims that a reason the profile only warns about would reject once enforced, by that
+/// reason (rules.md, "Enforcement").
+pub const WOULD_REJECT: &str = "claimgate_would_reject_total";
 /// Dead letters, by the field at fault.
 pub const DEAD_LETTERS: &str = "claimgate_dead_letters_total";
 /// Claims under legacy (non-national) practitioner codes.
@@ -51,6 +54,13 @@ pub const TABLE_AGE: &str = "claimgate_table_age_seconds";
 pub const TABLE_STALE: &str = "claimgate_table_stale";
 /// Status records read, by topic and outcome (applied, stale, deleted, invalid).
 pub const STATUS_RECORDS: &str = "claimgate_status_records_total";
+/// Invalid status records, by topic: each went to the status dead-letter topic, and the last valid
+/// version of its code stays (an alert should fire on any increase).
+pub const STATUS_INVALID: &str = "claimgate_status_invalid_total";
+/// Codes whose latest status record was invalid (flagged until a valid record comes).
+pub const STATUS_INVALID_CODES: &str = "claimgate_status_invalid_codes";
+/// Checkpoints of the status table, by outcome: `written`, `failed`, `refused` (at start-up).
+pub const CHECKPOINTS: &str = "claimgate_checkpoints_total";
 /// Seconds from a status record's broker timestamp to the publish of the view holding it.
 pub const STATUS_TO_VIEW: &str = "claimgate_status_to_view_seconds";
 /// 1 when ready to decide.
@@ -102,6 +112,7 @@ pub fn install() -> Result<PrometheusHandle> {
             for when in ["revoke", "store", "shutdown"] {
                 counter!(COMMIT_FAILURES, "when" => when).absolute(0);
             }
+            gauge!(STATUS_INVALID_CODES).set(0.0);
             for reason in ["no_committed_offset", "out_of_range"] {
                 counter!(OFFSET_RESETS, "reason" => reason).absolute(0);
             }
@@ -112,6 +123,7 @@ pub fn install() -> Result<PrometheusHandle> {
 pub struct ClaimMetrics {
     by_reason: Vec<Counter>,
     overrides: Vec<Counter>,
+    would_reject: Vec<Counter>,
     /// Dead letters with no single field at fault.
     pub dead_letters: Counter,
     /// Legacy codes.
@@ -131,15 +143,14 @@ pub struct ClaimMetrics {
 impl ClaimMetrics {
     /// Registers the handles.
     pub fn new() -> Self {
-        let verdict = |r: Reason| {
-            if matches!(r, Reason::Ok | Reason::EmergencyOverride) { Verdict::Accept } else { Verdict::Reject }
-        };
+        let verdict = |r: Reason| if r.accepts() { Verdict::Accept } else { Verdict::Reject };
         ClaimMetrics {
             by_reason: Reason::ALL
                 .iter()
                 .map(|r| counter!(CLAIMS, "verdict" => verdict(*r).as_str(), "reason" => r.as_str()))
                 .collect(),
             overrides: Reason::ALL.iter().map(|r| counter!(OVERRIDES, "overridden" => r.as_str())).collect(),
+            would_reject: Reason::ALL.iter().map(|r| counter!(WOULD_REJECT, "would_reject" => r.as_str())).collect(),
             dead_letters: counter!(DEAD_LETTERS, "field" => "-"),
             legacy: counter!(LEGACY_CODES),
             latency: histogram!(CLAIM_LATENCY),
@@ -150,14 +161,20 @@ impl ClaimMetrics {
         }
     }
 
-    /// Adds a batch's counts by reason.
-    pub fn add(&self, by_reason: &[u64; 9], overridden: &[u64; 9]) {
-        for i in 0..9 {
-            if by_reason[i] > 0 {
-                self.by_reason[i].increment(by_reason[i]);
-            }
-            if overridden[i] > 0 {
-                self.overrides[i].increment(overridden[i]);
+    /// Adds a batch's counts by reason: final reasons, overridden reasons, warned reasons.
+    pub fn add(
+        &self,
+        by_reason: &[u64; Reason::COUNT],
+        overridden: &[u64; Reason::COUNT],
+        would_reject: &[u64; Reason::COUNT],
+    ) {
+        for i in 0..Reason::COUNT {
+            for (counts, counters) in
+                [(by_reason, &self.by_reason), (overridden, &self.overrides), (would_reject, &self.would_reject)]
+            {
+                if counts[i] > 0 {
+                    counters[i].increment(counts[i]);
+                }
             }
         }
     }

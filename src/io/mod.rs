@@ -1,6 +1,7 @@
 //! The edges: files, snapshots, the clock, progress bars — and (in `kafka`) the broker and (in `http`)
 //! the operations port. Everything that touches the world outside the process lives here.
 
+pub mod checkpoint;
 pub mod clock;
 pub mod files;
 pub mod http;
@@ -8,5 +9,6 @@ pub mod kafka;
 pub mod logging;
 pub mod metrics;
 pub mod progress;
+pub mod registry;
 pub mod shutdown;
 pub mod tables;

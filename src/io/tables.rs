@@ -11,8 +11,8 @@ use rayon::prelude::*;
 
 use super::files::{self, Chunker, lines};
 use super::progress::Progress;
-use claimgate::record::{InstitutionText, PractitionerRow};
-use claimgate::table::{InstitutionTable, PractitionerTable, Upsert, View, snapshot};
+use claimgate::record::{InstitutionText, MappingText, PractitionerRow};
+use claimgate::table::{InstitutionTable, MappingTable, PractitionerTable, Upsert, View, snapshot};
 
 /// What loading a file found.
 #[derive(Clone, Copy, Debug, Default)]
@@ -100,6 +100,31 @@ pub fn load_institutions(path: &Path, progress: &Progress) -> Result<(Institutio
     Ok((table, stats))
 }
 
+/// Loads local-id mapping records from JSON Lines. A bad line stops the load with its line number.
+pub fn load_mappings(path: &Path, progress: &Progress) -> Result<(MappingTable, LoadStats)> {
+    let input = files::open(path)?;
+    let bar = progress.bytes(input.size, &format!("mappings {}", input.name));
+    let counter = input.read.clone();
+    let name = input.name.clone();
+    let mut table = MappingTable::default();
+    let mut stats = LoadStats::default();
+    for chunk in chunks(input) {
+        let chunk = chunk.with_context(|| format!("cannot read {name}"))?;
+        for (n, line) in lines(&chunk) {
+            let rec = MappingText::from_json(line)
+                .and_then(|t| t.validate())
+                .map_err(|e| anyhow::anyhow!("{name}:{n}: {e}"))?;
+            if table.upsert(rec) == Upsert::Stale {
+                stats.stale += 1;
+            }
+            stats.records += 1;
+        }
+        bar.set_position(counter.load(Ordering::Relaxed));
+    }
+    bar.finish_and_clear();
+    Ok((table, stats))
+}
+
 /// True if the file starts with the snapshot magic.
 pub fn is_snapshot(path: &Path) -> bool {
     let mut magic = [0u8; 8];
@@ -121,6 +146,8 @@ pub struct TableSource {
     pub practitioners: Option<PathBuf>,
     /// Institution records (JSON Lines).
     pub institutions: Option<PathBuf>,
+    /// Local-id mapping records (JSON Lines); with a snapshot too, which does not hold them.
+    pub mappings: Option<PathBuf>,
 }
 
 /// The loaded view and a sentence about it for logs and reports.
@@ -132,8 +159,24 @@ pub struct Loaded {
 }
 
 impl TableSource {
-    /// Loads the tables.
+    /// Loads the tables, and the mapping table when one is given.
     pub fn load(&self, progress: &Progress) -> Result<Loaded> {
+        let loaded = self.load_status(progress)?;
+        let Some(path) = &self.mappings else { return Ok(loaded) };
+        let (mappings, stats) = load_mappings(path, progress)?;
+        Ok(Loaded {
+            description: format!(
+                "{}; local-id mappings {} ({} records, {} stale)",
+                loaded.description,
+                path.display(),
+                stats.records,
+                stats.stale
+            ),
+            view: loaded.view.with_mappings(mappings),
+        })
+    }
+
+    fn load_status(&self, progress: &Progress) -> Result<Loaded> {
         let snapshot = match (&self.snapshot, &self.practitioners) {
             (Some(s), _) => Some(s.clone()),
             (None, Some(p)) if is_snapshot(p) => Some(p.clone()),

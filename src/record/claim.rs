@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use super::code::{CodeError, InstitutionCode, PractitionerKey, check_department};
 use super::json::{self, Value, scan_object, unescape};
 use super::money::Amount;
+use super::role::{PersonField, person_field};
 use super::time::BjTime;
 
 /// A medical type (医疗类别) from the national dictionary: `11`, `13`, `21`, … and provincial
@@ -62,6 +63,8 @@ pub struct Claim<'a> {
     pub er_flag: bool,
     /// `adm_way` is `"1"` (admitted through the emergency department).
     pub adm_via_emergency: bool,
+    /// `orders_dr_code` and `phar_prac_cert_no`, read but unchecked (see [`super::role`]).
+    pub(super) others: [PersonField<'a>; 2],
 }
 
 impl Claim<'_> {
@@ -85,7 +88,7 @@ pub struct Malformed {
 }
 
 impl Malformed {
-    fn at(field: &'static str, message: impl Into<String>) -> Self {
+    pub(super) fn at(field: &'static str, message: impl Into<String>) -> Self {
         Malformed { field: Some(field), message: message.into() }
     }
 
@@ -93,7 +96,7 @@ impl Malformed {
         Malformed::at(field, format!("missing field `{field}`"))
     }
 
-    fn code(field: &'static str, e: CodeError) -> Self {
+    pub(super) fn code(field: &'static str, e: CodeError) -> Self {
         Malformed::at(field, format!("field `{field}`: {e}"))
     }
 }
@@ -105,7 +108,7 @@ struct Raw<'a> {
 }
 
 /// The fields claimgate reads, in [`Raw::fields`] order.
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 13] = [
     "feedetl_sn",
     "fixmedins_code",
     "mdtrt_id",
@@ -117,6 +120,8 @@ const FIELDS: [&str; 11] = [
     "det_item_fee_sumamt",
     "er_flag",
     "adm_way",
+    "orders_dr_code",
+    "phar_prac_cert_no",
 ];
 
 const FEEDETL_SN: usize = 0;
@@ -130,6 +135,8 @@ const BILG_DEPT_CODG: usize = 7;
 const DET_ITEM_FEE_SUMAMT: usize = 8;
 const ER_FLAG: usize = 9;
 const ADM_WAY: usize = 10;
+const ORDERS_DR_CODE: usize = 11;
+const PHAR_PRAC_CERT_NO: usize = 12;
 
 /// The index in [`FIELDS`] of a member name; a `match` compiles to a length-then-bytes decision tree.
 #[inline]
@@ -146,6 +153,8 @@ fn field_index(key: &str) -> Option<usize> {
         "det_item_fee_sumamt" => DET_ITEM_FEE_SUMAMT,
         "er_flag" => ER_FLAG,
         "adm_way" => ADM_WAY,
+        "orders_dr_code" => ORDERS_DR_CODE,
+        "phar_prac_cert_no" => PHAR_PRAC_CERT_NO,
         _ => return None,
     })
 }
@@ -184,7 +193,7 @@ fn trim(s: &str) -> &str {
     }
 }
 
-fn trim_cow(s: Cow<'_, str>) -> Cow<'_, str> {
+pub(super) fn trim_cow(s: Cow<'_, str>) -> Cow<'_, str> {
     match s {
         Cow::Borrowed(b) => Cow::Borrowed(trim(b)),
         Cow::Owned(o) => {
@@ -282,6 +291,7 @@ impl<'a> Claim<'a> {
             .map_err(|e| Malformed::at("det_item_fee_sumamt", format!("field `det_item_fee_sumamt`: {e}")))?;
         let er_flag = flag(f[ER_FLAG], "er_flag")?;
         let adm_via_emergency = flag(f[ADM_WAY], "adm_way")?;
+        let others = [person_field(f[ORDERS_DR_CODE]), person_field(f[PHAR_PRAC_CERT_NO])];
 
         Ok(Claim {
             feedetl_sn,
@@ -295,6 +305,7 @@ impl<'a> Claim<'a> {
             amount,
             er_flag,
             adm_via_emergency,
+            others,
         })
     }
 }

@@ -258,6 +258,14 @@ impl InstitutionCode {
     pub fn is_pharmacy(self) -> bool {
         self.0 & PHARMACY_BIT != 0
     }
+
+    /// The administrative area (GB/T 2260): the 6 digits after the kind letter, as a number
+    /// (`H320803…` → 320803). Routing tables key profiles by its prefixes (rules.md, "Routing").
+    #[inline]
+    pub fn area(self) -> u32 {
+        // 11 digits: the first 6 are the area, the last 5 the serial.
+        ((self.0 & (PHARMACY_BIT - 1)) / 100_000) as u32
+    }
 }
 
 impl fmt::Display for InstitutionCode {
@@ -318,6 +326,8 @@ mod tests {
         let p = InstitutionCode::parse("P45012400011").unwrap();
         assert_ne!(h, p);
         assert!(p.is_pharmacy() && !h.is_pharmacy());
+        assert_eq!((h.area(), p.area()), (450124, 450124));
+        assert_eq!(InstitutionCode::parse("H00000199999").unwrap().area(), 1);
         assert_eq!(h.to_string(), "H45012400011");
         assert_eq!(p.to_string(), "P45012400011");
         for bad in ["X45012400011", "H4501240001", "H450124000111", "H4501240001a", ""] {

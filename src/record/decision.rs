@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::claim::Claim;
 use super::json::write_str;
+use super::role::Role;
 
 /// Accept or reject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -45,6 +46,9 @@ pub enum Reason {
     DepartmentSuspended,
     /// Check 4.
     PractitionerUnregistered,
+    /// Check 4 for a local id that the mapping table does not map to a national code at the service
+    /// time (rules.md, "Local ids").
+    PractitionerCodeUnmapped,
     /// Check 5.
     PractitionerNotRegisteredHere,
     /// Check 6.
@@ -54,25 +58,31 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// How many reasons there are: the length of arrays indexed by [`Reason::index`].
+    pub const COUNT: usize = 10;
+
     /// Every reason, in check order after the two accepting ones.
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; Reason::COUNT] = [
         Reason::Ok,
         Reason::EmergencyOverride,
         Reason::InstitutionTerminated,
         Reason::InstitutionSuspended,
         Reason::DepartmentSuspended,
         Reason::PractitionerUnregistered,
+        Reason::PractitionerCodeUnmapped,
         Reason::PractitionerNotRegisteredHere,
         Reason::PractitionerTerminated,
         Reason::PractitionerSuspended,
     ];
 
-    /// The failing reasons, in the order rules.md checks them.
-    pub const CHECKS: [Reason; 7] = [
+    /// The failing reasons, in the order rules.md checks them (unregistered and unmapped are the two
+    /// forms of check 4).
+    pub const CHECKS: [Reason; 8] = [
         Reason::InstitutionTerminated,
         Reason::InstitutionSuspended,
         Reason::DepartmentSuspended,
         Reason::PractitionerUnregistered,
+        Reason::PractitionerCodeUnmapped,
         Reason::PractitionerNotRegisteredHere,
         Reason::PractitionerTerminated,
         Reason::PractitionerSuspended,
@@ -87,6 +97,7 @@ impl Reason {
             Reason::InstitutionSuspended => "INSTITUTION_SUSPENDED",
             Reason::DepartmentSuspended => "DEPARTMENT_SUSPENDED",
             Reason::PractitionerUnregistered => "PRACTITIONER_UNREGISTERED",
+            Reason::PractitionerCodeUnmapped => "PRACTITIONER_CODE_UNMAPPED",
             Reason::PractitionerNotRegisteredHere => "PRACTITIONER_NOT_REGISTERED_HERE",
             Reason::PractitionerTerminated => "PRACTITIONER_TERMINATED",
             Reason::PractitionerSuspended => "PRACTITIONER_SUSPENDED",
@@ -98,9 +109,19 @@ impl Reason {
         Reason::ALL.into_iter().find(|r| r.as_str() == name)
     }
 
-    /// A small index, for counting by reason in arrays.
+    /// A small index (below [`Reason::COUNT`]), for counting by reason in arrays.
     pub fn index(self) -> usize {
         self as usize
+    }
+
+    /// True for the reasons of an accepted line.
+    pub fn accepts(self) -> bool {
+        matches!(self, Reason::Ok | Reason::EmergencyOverride)
+    }
+
+    /// True for the reasons that concern the institution (checks 1-3) rather than a person.
+    pub fn is_institution(self) -> bool {
+        matches!(self, Reason::InstitutionTerminated | Reason::InstitutionSuspended | Reason::DepartmentSuspended)
     }
 }
 
@@ -119,21 +140,30 @@ pub struct Outcome<'p> {
     pub reason: Reason,
     /// With [`Reason::EmergencyOverride`]: the first reason that was overridden.
     pub overridden: Option<Reason>,
+    /// On an accepted line: the first failed check that the profile only warns about — the reason the
+    /// line would have been rejected for once enforced (rules.md, "Enforcement").
+    pub would_reject: Option<Reason>,
+    /// The code field of the person the decision's reason concerns: of `would_reject` when set, else of
+    /// `overridden`, else of `reason`; `None` when that reason concerns the institution, or on a plain
+    /// `OK`.
+    pub role: Option<Role>,
     /// The article the decision rests on, as the profile cites it.
     pub rule: &'p str,
-    /// The version of the practitioner record consulted, if the code is in the table.
+    /// The profile that decided (with a routing table, the one in force for the line's area and
+    /// service time).
+    pub profile: &'p str,
+    /// The version of the practitioner record consulted — of the person `role` names, else of the
+    /// billing practitioner — if the code is in the table.
     pub practitioner_version: Option<u64>,
     /// The version of the institution record consulted, if the institution is in the table.
     pub institution_version: Option<u64>,
-    /// The practitioner code is not of a national form (counted; records.md).
+    /// A checked practitioner code is not of a national form (counted; records.md).
     pub legacy_code: bool,
 }
 
 /// Everything besides the claim and its outcome that a decision record names.
 #[derive(Clone, Copy, Debug)]
 pub struct Stamp<'a> {
-    /// Profile name.
-    pub profile: &'a str,
     /// The table snapshot that decided.
     pub table_epoch: u64,
     /// When the decision was made: `yyyy-MM-dd HH:mm:ss.SSS` Beijing time, supplied by the edge.
@@ -153,7 +183,7 @@ pub fn write_decision(out: &mut Vec<u8>, claim: &Claim<'_>, outcome: &Outcome<'_
             + claim.mdtrt_id.len()
             + claim.bilg_dr_codg.len()
             + outcome.rule.len()
-            + stamp.profile.len(),
+            + outcome.profile.len(),
     );
     out.extend_from_slice(b"{\"feedetl_sn\":");
     write_str(out, &claim.feedetl_sn);
@@ -178,18 +208,15 @@ pub fn write_decision(out: &mut Vec<u8>, claim: &Claim<'_>, outcome: &Outcome<'_
     out.extend_from_slice(b"\",\"reason\":\"");
     out.extend_from_slice(outcome.reason.as_str().as_bytes());
     out.extend_from_slice(b"\",\"overridden\":");
-    match outcome.overridden {
-        Some(r) => {
-            out.push(b'"');
-            out.extend_from_slice(r.as_str().as_bytes());
-            out.push(b'"');
-        }
-        None => out.extend_from_slice(b"null"),
-    }
+    write_opt_word(out, outcome.overridden.map(Reason::as_str));
+    out.extend_from_slice(b",\"would_reject\":");
+    write_opt_word(out, outcome.would_reject.map(Reason::as_str));
+    out.extend_from_slice(b",\"role\":");
+    write_opt_word(out, outcome.role.map(Role::field));
     out.extend_from_slice(b",\"rule\":");
     write_str(out, outcome.rule);
     out.extend_from_slice(b",\"profile\":");
-    write_str(out, stamp.profile);
+    write_str(out, outcome.profile);
     out.extend_from_slice(b",\"practitioner_version\":");
     write_opt_u64(out, outcome.practitioner_version);
     out.extend_from_slice(b",\"institution_version\":");
@@ -199,6 +226,19 @@ pub fn write_decision(out: &mut Vec<u8>, claim: &Claim<'_>, outcome: &Outcome<'_
     out.extend_from_slice(b",\"decided_at\":");
     write_str(out, stamp.decided_at);
     out.push(b'}');
+}
+
+/// A word that needs no escaping (a reason or field name), quoted, or `null`.
+#[inline]
+fn write_opt_word(out: &mut Vec<u8>, word: Option<&str>) {
+    match word {
+        Some(w) => {
+            out.push(b'"');
+            out.extend_from_slice(w.as_bytes());
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
 }
 
 #[inline]
@@ -232,6 +272,13 @@ pub struct DecisionRecord {
     pub reason: Reason,
     /// Overridden reason.
     pub overridden: Option<Reason>,
+    /// The reason an accepted line would be rejected for once enforced (absent in decisions written
+    /// before it existed).
+    #[serde(default)]
+    pub would_reject: Option<Reason>,
+    /// The code field of the person the reason concerns.
+    #[serde(default)]
+    pub role: Option<String>,
     /// Rule.
     pub rule: String,
     /// Profile.
@@ -308,6 +355,33 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", r.as_str()));
         }
         assert_eq!(Reason::from_name("ok"), None);
+        assert_eq!(Reason::ALL.len(), Reason::COUNT);
+        assert!(Reason::ALL.iter().enumerate().all(|(i, r)| r.index() == i));
+    }
+
+    /// records.md: `role` and `would_reject` are always written, null when they do not apply, so that
+    /// every decision has the same fields.
+    #[test]
+    fn role_and_would_reject_are_null_when_they_do_not_apply_records_md() {
+        let line = br#"{"feedetl_sn":"1","fixmedins_code":"H45012400011","mdtrt_id":"M","psn_no":"p",
+            "med_type":"11","fee_ocur_time":"2026-04-02","bilg_dr_codg":"D450124000011","det_item_fee_sumamt":1}"#;
+        let claim = Claim::parse(line).unwrap();
+        let outcome = Outcome {
+            verdict: Verdict::Accept,
+            reason: Reason::Ok,
+            overridden: None,
+            would_reject: None,
+            role: None,
+            rule: "r",
+            profile: "p",
+            practitioner_version: None,
+            institution_version: None,
+            legacy_code: false,
+        };
+        let mut out = Vec::new();
+        write_decision(&mut out, &claim, &outcome, &Stamp { table_epoch: 1, decided_at: "x" });
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(r#""overridden":null,"would_reject":null,"role":null,"#), "{text}");
     }
 
     #[test]
@@ -319,12 +393,15 @@ mod tests {
             verdict: Verdict::Accept,
             reason: Reason::EmergencyOverride,
             overridden: Some(Reason::PractitionerSuspended),
+            would_reject: Some(Reason::PractitionerCodeUnmapped),
+            role: Some(Role::Orders),
             rule: "national-2024 Art. 9(6)2 (急诊)",
+            profile: "p\"x",
             practitioner_version: Some(u64::MAX),
             institution_version: None,
             legacy_code: true,
         };
-        let stamp = Stamp { profile: "p\"x", table_epoch: 42, decided_at: "2026-04-02 10:31:00.004" };
+        let stamp = Stamp { table_epoch: 42, decided_at: "2026-04-02 10:31:00.004" };
         let mut out = Vec::new();
         write_decision(&mut out, &claim, &outcome, &stamp);
         let rec: DecisionRecord = serde_json::from_slice(&out).unwrap();
@@ -338,6 +415,10 @@ mod tests {
         assert_eq!(
             (rec.verdict, rec.reason, rec.overridden),
             (Verdict::Accept, Reason::EmergencyOverride, outcome.overridden)
+        );
+        assert_eq!(
+            (rec.would_reject, rec.role.as_deref()),
+            (Some(Reason::PractitionerCodeUnmapped), Some("orders_dr_code"))
         );
         assert_eq!(rec.rule, outcome.rule);
         assert_eq!(rec.profile, "p\"x");
@@ -356,6 +437,8 @@ mod tests {
             "verdict",
             "reason",
             "overridden",
+            "would_reject",
+            "role",
             "rule",
             "profile",
             "practitioner_version",

@@ -1,5 +1,5 @@
-//! The words of the domain: codes, Beijing time, money, the claim line, status records, the decision
-//! and the dead letter (records.md).
+//! The words of the domain: codes, Beijing time, money, the claim line, status records, local-id
+//! mappings, the decision and the dead letter (records.md).
 //!
 //! Everything here is parsed once at the edge into a typed value; inside claimgate a
 //! [`PractitionerKey`] or an [`Amount`] is always well formed. Nothing here does I/O.
@@ -8,7 +8,9 @@ mod claim;
 mod code;
 mod decision;
 pub mod json;
+mod mapping;
 mod money;
+mod role;
 mod status;
 mod time;
 
@@ -18,7 +20,9 @@ pub use code::{
     fmt_national,
 };
 pub use decision::{DeadLetter, DecisionRecord, Outcome, Reason, Stamp, Verdict, write_decision};
+pub use mapping::{MappingPeriod, MappingPeriodText, MappingRecord, MappingText};
 pub use money::{Amount, AmountError};
+pub use role::Role;
 pub use status::{
     InstitutionPeriod, InstitutionPeriodText, InstitutionRecord, InstitutionText, Interval, Period, PeriodText,
     PractitionerRecord, PractitionerRow, PractitionerText, RecordError, Registration, RegistrationText, Status,

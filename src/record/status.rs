@@ -160,6 +160,14 @@ pub enum RecordError {
         /// Field path.
         field: String,
     },
+    /// A value that is well formed but not allowed where it stands.
+    #[error("{field}: {why}")]
+    Invalid {
+        /// Field path.
+        field: String,
+        /// Why (never a value of the record).
+        why: &'static str,
+    },
 }
 
 /// A registration, validated.
@@ -225,7 +233,7 @@ pub struct InstitutionRecord {
 /// the offending value (`invalid type: string "张三", expected u64`), and these messages reach logs
 /// (`status_record_invalid`) and terminals, where names must not (service.md). Field names, types and
 /// the position stay.
-fn json_error(e: serde_json::Error) -> RecordError {
+pub(super) fn json_error(e: serde_json::Error) -> RecordError {
     RecordError::Json(without_values(&e.to_string()))
 }
 
@@ -263,7 +271,7 @@ fn time_field(text: &str, field: impl Fn() -> String) -> Result<BjTime, RecordEr
 
 /// `at` names the record part for errors; it is only called on an error, so the common path does not
 /// format strings.
-fn interval(from: &str, until: Option<&str>, at: impl Fn() -> String) -> Result<Interval, RecordError> {
+pub(super) fn interval(from: &str, until: Option<&str>, at: impl Fn() -> String) -> Result<Interval, RecordError> {
     let from = time_field(from, || format!("{}.from", at()))?;
     let until = match until {
         Some(u) => time_field(u, || format!("{}.until", at()))?,

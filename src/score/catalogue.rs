@@ -46,6 +46,10 @@ struct ItemFile {
     id: String,
     article: String,
     band: [u32; 2],
+    /// `"main"`: the item applies only to a person with main responsibility (Qinghai Art. 10(3)1,
+    /// 10(4)1: 该人员负主要责任的).
+    #[serde(default)]
+    responsibility: Option<String>,
     text: String,
     summary: String,
 }
@@ -61,6 +65,8 @@ pub struct Item {
     pub low: u32,
     /// Highest points; equal to `low` for a fixed-value item.
     pub high: u32,
+    /// Only a person with main responsibility can be scored under it.
+    pub main_only: bool,
     /// The seed's Chinese text.
     pub text: String,
     /// An English summary.
@@ -124,7 +130,25 @@ impl Catalogue {
             if it.text.trim().is_empty() || it.article.trim().is_empty() {
                 return Err(invalid(format!("item `{}`: text and article are required", it.id)));
             }
-            let item = Item { id: it.id.clone(), article: it.article, low, high, text: it.text, summary: it.summary };
+            let main_only = match it.responsibility.as_deref() {
+                None => false,
+                Some("main") => true,
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "item `{}`: responsibility `{other}`; the only restriction is \"main\"",
+                        it.id
+                    )));
+                }
+            };
+            let item = Item {
+                id: it.id.clone(),
+                article: it.article,
+                low,
+                high,
+                main_only,
+                text: it.text,
+                summary: it.summary,
+            };
             if items.insert(it.id.clone(), item).is_some() {
                 return Err(invalid(format!("item `{}` is listed twice", it.id)));
             }
@@ -176,6 +200,9 @@ mod tests {
         let h = Catalogue::shipped("huaian-2020").unwrap();
         assert!(h.get("huaian-2020/16.3").unwrap().is_fixed());
         assert_eq!(Catalogue::shipped("lanzhou-2014").unwrap().get("lanzhou-2014/13.5").unwrap().low, 5);
+        // Qinghai Art. 10(3)1 and 10(4)1: 该人员负主要责任的 — and no other item.
+        let main_only: Vec<&str> = c.items().filter(|i| i.main_only).map(|i| i.id.as_str()).collect();
+        assert_eq!(main_only, ["national-2024/10.3.1", "national-2024/10.4.1"]);
     }
 
     fn one(id: &str, band: &str) -> String {

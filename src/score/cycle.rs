@@ -31,14 +31,15 @@ fn new_year(y: i32) -> NaiveDate {
 }
 
 /// The cycle holding `day`. For agreements, `anchors` are the days agreements (re)start, ascending:
-/// the governing anchor is the last one on or before `day` (or the first, for a day before all), and
-/// agreements follow it every `months`, the last one cut short by the next anchor. `None` when an
-/// agreement cycle has no anchor.
+/// the governing anchor is the last one on or before `day`, and agreements follow it every `months`,
+/// the last one cut short by the next anchor. `None` for an agreement cycle with no anchor, or for a
+/// day before the first agreement (Lanzhou Art. 6(3): the first agreement is signed at the first
+/// registration; before it there is none to count in).
 pub fn cycle_of(kind: &CycleKind, anchors: &[NaiveDate], day: NaiveDate) -> Option<Span> {
     match kind {
         CycleKind::Year => Some(Span { start: new_year(day.year()), end: new_year(day.year() + 1) }),
         CycleKind::Agreement { months } => {
-            let at = anchors.iter().rposition(|a| *a <= day).unwrap_or(0);
+            let at = anchors.iter().rposition(|a| *a <= day)?;
             let anchor = *anchors.get(at)?;
             let m = i64::from(*months);
             let mut k: i64 = 0;
@@ -103,8 +104,9 @@ mod tests {
         assert_eq!((first.start, first.end), (d("2024-03-01"), d("2026-03-01")));
         let second = cycle_of(&k, &anchors, d("2026-03-01")).unwrap();
         assert_eq!((second.start, second.end), (d("2026-03-01"), d("2028-03-01")));
-        let before = cycle_of(&k, &anchors, d("2023-01-01")).unwrap();
-        assert_eq!(before.start, d("2022-03-01"));
+        // Before the first registration there is no agreement (issue 12: one was invented).
+        assert_eq!(cycle_of(&k, &anchors, d("2024-02-29")), None);
+        assert_eq!(previous(&k, &anchors, first), None);
         assert_eq!(cycle_of(&k, &[], d("2026-01-01")), None);
         // A new agreement after requalification cuts the running one short.
         let anchors = [d("2024-03-01"), d("2025-06-01")];

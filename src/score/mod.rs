@@ -108,7 +108,13 @@ pub fn score(rules: &Scoring, ledger: &Ledger, practitioners: &[PractitionerText
     }
     let inputs: BTreeMap<PractitionerCode, usize> = chosen.iter().map(|(c, (i, _))| (c.clone(), *i)).collect();
     let base = chosen.into_iter().map(|(c, (_, regs))| (c, regs)).collect();
-    let engine = Engine::run(rules, ledger.events(), base)?;
+    // The kind of a legacy code is its record's word; a national code carries its own.
+    let kinds = inputs
+        .iter()
+        .filter(|(c, _)| c.kind().is_none())
+        .filter_map(|(c, i)| Some((c.clone(), practitioners[*i].kind.as_deref()?.trim().to_owned())))
+        .collect();
+    let engine = Engine::run(rules, ledger.events(), base, kinds)?;
     let ids: BTreeSet<&str> = ledger.events().iter().map(|e| e.id.as_str()).collect();
 
     let mut order: Vec<(usize, &PractitionerCode)> = inputs.iter().map(|(c, i)| (*i, c)).collect();
@@ -133,7 +139,12 @@ pub fn score(rules: &Scoring, ledger: &Ledger, practitioners: &[PractitionerText
         stale: practitioners.len() - inputs.len(),
         practitioners: engine.persons.values().map(|p| person_report(rules, p)).collect(),
         institution_events: engine.institution_log.clone(),
-        ratio: rules.ratio.as_ref().map(|r| (r.article.clone(), r.count, r.statuses.clone())),
+        ratio: rules.ratio.as_ref().map(|r| report::RatioRule {
+            article: r.article.clone(),
+            count: r.count,
+            statuses: r.statuses.clone(),
+            kinds: r.kinds.clone(),
+        }),
         institutions: institution::ratio_flags(rules, &engine),
     };
     Ok(Scored { records, report })

@@ -218,11 +218,15 @@ impl Person {
 
     /// The cycle holding `day`, created if new.
     pub fn cycle(&mut self, rules: &Scoring, day: NaiveDate) -> Result<&mut CycleState, Problem> {
-        let span = cycle::cycle_of(&rules.cycle.kind, &self.anchors, day).ok_or_else(|| {
-            Problem::Invalid(format!(
+        let span = cycle::cycle_of(&rules.cycle.kind, &self.anchors, day).ok_or_else(|| match self.anchors.first() {
+            None => Problem::Invalid(format!(
                 "{} counts points per service agreement from the first registration ({}), and {} has none: give its record with --practitioners or a `register` event",
                 rules.profile, rules.cycle.article, self.code
-            ))
+            )),
+            Some(first) => Problem::Invalid(format!(
+                "{} counts points per service agreement from the first registration ({}); {day} is before {}'s first registration, {first}: no agreement period holds it",
+                rules.profile, rules.cycle.article, self.code
+            )),
         })?;
         Ok(self.cycles.entry(span.start).or_insert_with(|| CycleState::new(span)))
     }

@@ -117,19 +117,32 @@ pub struct PersonReport {
     pub bans: Vec<BanNote>,
 }
 
-/// One institution in one year with counted periods.
+/// One institution in one year (or agreement period) with counted periods.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstitutionNote {
     /// Institution code.
     pub institution: String,
-    /// The natural year.
-    pub year: i32,
-    /// Registered staff that year.
+    /// The natural year (`2026`) or the agreement period it counts over.
+    pub period: String,
+    /// Registered staff of the kinds the profile rates, in that period.
     pub staff: u32,
     /// Periods or persons counted.
     pub counted: u32,
     /// The highest level reached, with its rule and article.
     pub level: Option<String>,
+}
+
+/// What the profile's institution ratio counts, for the report's words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RatioRule {
+    /// The article.
+    pub article: String,
+    /// Periods or persons.
+    pub count: RatioCount,
+    /// Which statuses count.
+    pub statuses: Vec<Status>,
+    /// The kinds of person it rates; `None`: everyone.
+    pub kinds: Option<Vec<String>>,
 }
 
 /// The whole report.
@@ -151,8 +164,8 @@ pub struct Report {
     pub practitioners: Vec<PersonReport>,
     /// What institution events did.
     pub institution_events: Vec<EventNote>,
-    /// The ratio rule's article, what it counts and which statuses, if the profile has one.
-    pub ratio: Option<(String, RatioCount, Vec<Status>)>,
+    /// The ratio rule, if the profile has one.
+    pub ratio: Option<RatioRule>,
     /// Institutions with counted periods.
     pub institutions: Vec<InstitutionNote>,
 }
@@ -339,15 +352,18 @@ pub fn markdown(r: &Report, sources: &Sources) -> String {
     }
     match &r.ratio {
         None => out.push_str("\nThe profile has no institution ratio rule.\n"),
-        Some((article, count, statuses)) => {
+        Some(RatioRule { article, count, statuses, kinds }) => {
             let what = match count {
                 RatioCount::PersonTimes => "periods (person-times)",
                 RatioCount::Persons => "persons",
             };
             let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+            let staff = kinds.as_ref().map_or("staff of every kind".to_owned(), |k| {
+                k.iter().map(|x| format!("{x}s")).collect::<Vec<_>>().join(" and ")
+            });
             let _ = writeln!(
                 out,
-                "\nRatio flags ({article}): {what} {} in the year (by decision day), by staff registered that year.\n",
+                "\nRatio flags ({article}): {what} {} in the period (by decision day), by the {staff} registered in it.\n",
                 statuses.join(" or ")
             );
             if r.institutions.is_empty() {
@@ -355,7 +371,7 @@ pub fn markdown(r: &Report, sources: &Sources) -> String {
             } else {
                 let _ = writeln!(
                     out,
-                    "| institution | year | staff | {what} | share | flag |\n|---|---|---:|---:|---:|---|"
+                    "| institution | period | staff | {what} | share | flag |\n|---|---|---:|---:|---:|---|"
                 );
                 for i in &r.institutions {
                     let share = if i.staff == 0 { 0.0 } else { f64::from(i.counted) * 100.0 / f64::from(i.staff) };
@@ -363,7 +379,7 @@ pub fn markdown(r: &Report, sources: &Sources) -> String {
                         out,
                         "| {} | {} | {} | {} | {share:.1}% | {} |",
                         i.institution,
-                        i.year,
+                        i.period,
                         i.staff,
                         i.counted,
                         i.level.as_deref().map_or("—".into(), cell)

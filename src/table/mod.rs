@@ -2,6 +2,7 @@
 //!
 //! - [`PractitionerTable`]: the compact, 12-million-code table (see its module for the layout).
 //! - [`InstitutionTable`]: the small table of institutions with a status history.
+//! - [`MappingTable`]: local practitioner ids → national codes, by period (rules.md, "Local ids").
 //! - [`View`]: one immutable snapshot of both, answering "what was this code's status at time t, at
 //!   institution i, in department d". A view is a base table plus a small delta of recent updates, so a
 //!   stream of status changes does not copy 12 million codes per batch.
@@ -13,6 +14,7 @@
 //! any `Read` (see [`snapshot`]).
 
 mod institution;
+mod mapping;
 mod practitioner;
 pub mod snapshot;
 
@@ -21,9 +23,10 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 
 pub use institution::{InstitutionStatus, InstitutionTable, institution_status};
+pub use mapping::MappingTable;
 pub use practitioner::{Entry, MAX_ENTRIES, PractitionerRef, PractitionerTable, TableError, Upsert};
 
-use crate::record::{InstitutionCode, InstitutionRecord, PractitionerKey, PractitionerRecord};
+use crate::record::{BjTime, InstitutionCode, InstitutionRecord, MappingRecord, PractitionerKey, PractitionerRecord};
 
 /// Keep only 53 bits so the epoch survives JSON readers that hold numbers as doubles.
 const EPOCH_MASK: u64 = (1 << 53) - 1;
@@ -34,7 +37,10 @@ pub struct View {
     base: Arc<PractitionerTable>,
     delta: Arc<PractitionerTable>,
     institutions: Arc<InstitutionTable>,
+    mappings: Arc<MappingTable>,
     practitioners: usize,
+    /// The epoch of the status tables alone; `epoch` covers the mappings too.
+    status_epoch: u64,
     epoch: u64,
 }
 
@@ -46,6 +52,15 @@ pub fn epoch_of(practitioner_fingerprint: u64, institution_fingerprint: u64) -> 
         & EPOCH_MASK
 }
 
+/// The epoch with a mapping table: the status tables' epoch when the mapping table is empty (a
+/// deployment without local ids keeps its epochs), mixed with its fingerprint otherwise.
+fn with_mapping_epoch(epoch: u64, mappings: &MappingTable) -> u64 {
+    if mappings.is_empty() {
+        return epoch;
+    }
+    practitioner::mix(epoch ^ practitioner::mix(mappings.fingerprint() ^ 0x7f4a_7c15_9e37_79b9)) & EPOCH_MASK
+}
+
 impl View {
     /// A view of fully built tables (no delta).
     pub fn new(practitioners: PractitionerTable, institutions: InstitutionTable) -> Self {
@@ -55,8 +70,52 @@ impl View {
             base: Arc::new(practitioners),
             delta: Arc::default(),
             institutions: Arc::new(institutions),
+            mappings: Arc::default(),
+            status_epoch: epoch,
             epoch,
         }
+    }
+
+    /// The same tables without the delta layer: the base as it is shared, not copied (a checkpoint
+    /// writes the base and the delta apart).
+    pub fn new_shared(view: &View) -> View {
+        let epoch = epoch_of(view.base.fingerprint(), view.institutions.fingerprint());
+        View {
+            base: Arc::clone(&view.base),
+            delta: Arc::default(),
+            institutions: Arc::clone(&view.institutions),
+            mappings: Arc::default(),
+            practitioners: view.base.len(),
+            status_epoch: epoch,
+            epoch,
+        }
+    }
+
+    /// The delta layer: changes not yet folded into the base.
+    pub fn delta_table(&self) -> &PractitionerTable {
+        &self.delta
+    }
+
+    /// This view with a local-id mapping table in place of its own (rules.md, "Local ids"); the epoch
+    /// covers it.
+    pub fn with_mappings(mut self, mappings: MappingTable) -> Self {
+        self.epoch = with_mapping_epoch(self.status_epoch, &mappings);
+        self.mappings = Arc::new(mappings);
+        self
+    }
+
+    /// The packed national code a local id stood for at an institution at `t`.
+    #[inline]
+    pub fn mapped(&self, institution: InstitutionCode, local_id: &str, t: BjTime) -> Option<u64> {
+        if self.mappings.is_empty() {
+            return None;
+        }
+        self.mappings.national(institution, local_id, t)
+    }
+
+    /// The mapping table.
+    pub fn mappings(&self) -> &MappingTable {
+        &self.mappings
     }
 
     /// The live record of a practitioner code.
@@ -155,6 +214,7 @@ pub struct Updater {
     base: Arc<PractitionerTable>,
     delta: PractitionerTable,
     institutions: InstitutionTable,
+    mappings: MappingTable,
     fingerprint: u64,
     live: usize,
 }
@@ -177,7 +237,25 @@ impl Updater {
             base: Arc::new(base),
             delta: PractitionerTable::with_capacity(16),
             institutions,
+            mappings: MappingTable::default(),
         }
+    }
+
+    /// Continues from a view (a checkpoint's): its tables become the base, shared, not copied.
+    pub fn from_view(view: &View) -> Result<Self, TableError> {
+        let base = if view.delta.entries() == 0 {
+            Arc::clone(&view.base)
+        } else {
+            Arc::new(view.base.rebuilt(Some(&view.delta))?)
+        };
+        Ok(Updater {
+            fingerprint: base.fingerprint(),
+            live: base.len(),
+            base,
+            delta: PractitionerTable::with_capacity(16),
+            institutions: (*view.institutions).clone(),
+            mappings: MappingTable::default(),
+        })
     }
 
     fn current(&self, key: PractitionerKey<'_>) -> Option<PractitionerRef<'_>> {
@@ -243,6 +321,19 @@ impl Updater {
         if self.institutions.delete(code) { Applied::Changed } else { Applied::Unchanged }
     }
 
+    /// Applies a local-id mapping record; version wins.
+    pub fn mapping(&mut self, rec: MappingRecord) -> Applied {
+        match self.mappings.upsert(rec) {
+            Upsert::Stale => Applied::Unchanged,
+            _ => Applied::Changed,
+        }
+    }
+
+    /// Deletes a local-id mapping.
+    pub fn delete_mapping(&mut self, institution: InstitutionCode, local_id: &str) -> Applied {
+        if self.mappings.delete(institution, local_id) { Applied::Changed } else { Applied::Unchanged }
+    }
+
     /// Codes in the delta layer.
     pub fn delta_len(&self) -> usize {
         self.delta.entries()
@@ -305,8 +396,10 @@ impl Updater {
             base: Arc::clone(&self.base),
             delta: Arc::new(self.delta.clone()),
             institutions: Arc::new(self.institutions.clone()),
+            mappings: Arc::new(self.mappings.clone()),
             practitioners: self.live,
-            epoch: epoch_of(self.fingerprint, self.institutions.fingerprint()),
+            status_epoch: epoch_of(self.fingerprint, self.institutions.fingerprint()),
+            epoch: with_mapping_epoch(epoch_of(self.fingerprint, self.institutions.fingerprint()), &self.mappings),
         }
     }
 }

@@ -29,6 +29,28 @@ pub struct Line {
     pub amount_fen: i64,
     pub er_flag: bool,
     pub adm_way_emergency: bool,
+    /// `orders_dr_code` and `phar_prac_cert_no`: read, not checked (a profile asks for them).
+    pub persons: [Person; 2],
+}
+
+/// An optional person code field (rules.md, "Roles"): absent (missing, null or empty after trimming),
+/// a text (string or number), or something else.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Person {
+    Absent,
+    Text(String),
+    NotText,
+}
+
+impl Person {
+    /// Whether a profile that checks the field refuses the line: a code is 1 to 30 printable ASCII.
+    pub fn malformed(&self) -> bool {
+        match self {
+            Person::Absent => false,
+            Person::Text(s) => !code(s),
+            Person::NotText => true,
+        }
+    }
 }
 
 /// Why a line is not well formed: the field at fault (none for a syntax error) and a word.
@@ -66,7 +88,7 @@ impl<'de> Deserialize<'de> for Members {
 }
 
 /// The fields claimgate reads, in the order it checks them.
-pub const FIELDS: [&str; 11] = [
+pub const FIELDS: [&str; 13] = [
     "feedetl_sn",
     "fixmedins_code",
     "mdtrt_id",
@@ -78,6 +100,8 @@ pub const FIELDS: [&str; 11] = [
     "det_item_fee_sumamt",
     "er_flag",
     "adm_way",
+    "orders_dr_code",
+    "phar_prac_cert_no",
 ];
 
 #[derive(Clone, Debug)]
@@ -247,6 +271,14 @@ pub fn read(bytes: &[u8]) -> Result<Line, Refused> {
     };
     let er_flag = flag("er_flag")?;
     let adm_way_emergency = flag("adm_way")?;
+    let person = |name: &str| match get(name) {
+        None | Some(Json::Null) => Person::Absent,
+        Some(Json::Str(s)) if trim(s).is_empty() => Person::Absent,
+        Some(Json::Str(s)) => Person::Text(trim(s).to_owned()),
+        Some(Json::Num(n)) => Person::Text(n.clone()),
+        Some(Json::Other) => Person::NotText,
+    };
+    let persons = [person("orders_dr_code"), person("phar_prac_cert_no")];
     Ok(Line {
         feedetl_sn,
         fixmedins_code,
@@ -258,5 +290,6 @@ pub fn read(bytes: &[u8]) -> Result<Line, Refused> {
         amount_fen,
         er_flag,
         adm_way_emergency,
+        persons,
     })
 }

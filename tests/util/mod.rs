@@ -133,6 +133,28 @@ impl Env {
         claimgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
     }
 
+    /// What the test's status topics hold, as JSON Lines files (`topic-practitioners.jsonl`,
+    /// `topic-institutions.jsonl`): the records the stream decides with, versions as the writers set
+    /// them (the held version + 1, not the files').
+    pub fn dump_tables(&self) -> (PathBuf, PathBuf) {
+        let (p, i) = (self.path("topic-practitioners.jsonl"), self.path("topic-institutions.jsonl"));
+        claimgate(&[
+            "tables",
+            "dump",
+            "--brokers",
+            &self.broker,
+            "--topic-practitioners",
+            &self.topic("practitioners"),
+            "--topic-institutions",
+            &self.topic("institutions"),
+            "--out-practitioners",
+            &p.display().to_string(),
+            "--out-institutions",
+            &i.display().to_string(),
+        ]);
+        (p, i)
+    }
+
     /// Sends a file of claim lines to the test's claims topic.
     pub fn send(&self, claims: &Path) {
         claimgate(&[
@@ -170,11 +192,12 @@ impl Env {
             "--log-format".into(),
             "json".into(),
         ];
-        for t in ["claims", "accepted", "rejected", "dlq", "practitioners", "institutions"] {
+        for t in ["claims", "accepted", "rejected", "dlq", "practitioners", "institutions", "status-dlq"] {
             let topic = match t {
                 "accepted" => self.topic("claims.accepted"),
                 "rejected" => self.topic("claims.rejected"),
                 "dlq" => self.topic("claims.dlq"),
+                "status-dlq" => self.topic("status.dlq"),
                 other => self.topic(other),
             };
             // A test may name a topic itself (e.g. one that does not exist).

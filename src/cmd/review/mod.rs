@@ -25,7 +25,8 @@ use crate::io::progress::Progress;
 use crate::io::tables::TableSource;
 use claimgate::batch::process;
 use claimgate::profile::Profile;
-use claimgate::record::{DeadLetter, Stamp};
+use claimgate::record::{DeadLetter, Role, Stamp};
+use claimgate::routing::Rules;
 use claimgate::table::View;
 
 use previous::{Previous, identity};
@@ -42,6 +43,14 @@ pub struct ReviewArgs {
     /// Policy profile: a shipped name (national-2024, huaian-2020, lanzhou-2014) or a TOML file.
     #[arg(long, default_value = claimgate::profile::DEFAULT, value_name = "NAME|FILE")]
     pub profile: String,
+    /// Routing table (TOML): the profile of each line by the institution's area and the service time,
+    /// for a deployment of several regions (docs/rules.md). Instead of --profile.
+    #[arg(long, value_name = "FILE", conflicts_with = "profile")]
+    pub routing: Option<PathBuf>,
+    /// Local-id mapping records (JSON Lines): institution + local practitioner id → national code, by
+    /// period, for profiles with `legacy_codes = "map"` (docs/rules.md).
+    #[arg(long, value_name = "FILE")]
+    pub mappings: Option<PathBuf>,
     /// Write one decision per line here (`-` for standard output), in input order.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -86,6 +95,7 @@ impl TableArgs {
             snapshot: self.snapshot.clone(),
             practitioners: self.practitioners.clone(),
             institutions: self.institutions.clone(),
+            mappings: None,
         }
     }
 }
@@ -98,6 +108,38 @@ pub fn load_profile(name: &str) -> Result<Profile> {
         return Profile::from_toml(&text).with_context(|| format!("profile {name}"));
     }
     Ok(Profile::shipped(name)?)
+}
+
+/// The rules of a run: the routing table when one is given (its profile files resolved relative to
+/// it), else the one profile.
+pub fn load_rules(profile: &str, routing: Option<&Path>) -> Result<Rules> {
+    let Some(path) = routing else {
+        return Ok(Rules::single(load_profile(profile)?));
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read routing table {}", path.display()))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let rules = Rules::from_toml(&text, |file| {
+        let p = dir.join(file);
+        std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    })
+    .with_context(|| format!("routing table {}", path.display()))?;
+    Ok(rules)
+}
+
+/// One line about the rules, for reports and logs.
+pub fn describe_rules(rules: &Rules, routing: Option<&Path>) -> String {
+    let title = |p: &Profile| if p.title.is_empty() { p.name.clone() } else { format!("{} — {}", p.name, p.title) };
+    match routing {
+        None => title(rules.default_profile()),
+        Some(path) => format!(
+            "routing table {} ({} routes; default {}; profiles {})",
+            path.display(),
+            rules.routes().len(),
+            rules.default_profile().name,
+            rules.profiles().iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    }
 }
 
 struct Job {
@@ -116,15 +158,15 @@ struct Done {
 /// Blocks of this many bytes go to a worker at a time.
 const BLOCK: usize = 1 << 20;
 
-fn work(job: Job, view: &View, profile: &Profile, previous: Option<&Previous>) -> Done {
+fn work(job: Job, view: &View, rules: &Rules, previous: Option<&Previous>) -> Done {
     let decided_at = clock::now_text();
-    let stamp = Stamp { profile: &profile.name, table_epoch: view.epoch(), decided_at: &decided_at };
+    let stamp = Stamp { table_epoch: view.epoch(), decided_at: &decided_at };
     // Decisions run about 1.3 times the size of the claim lines: reserve once.
     let mut decisions = Vec::with_capacity(job.chunk.data.len() * 3 / 2);
     let mut dead = Vec::new();
     let mut stats = Stats::default();
     for (n, line) in lines(&job.chunk) {
-        match process(line, view, profile, &stamp, &mut decisions) {
+        match process(line, view, rules, &stamp, &mut decisions) {
             Ok(d) => {
                 decisions.push(b'\n');
                 stats.decided(&d.claim, &d.outcome);
@@ -136,7 +178,7 @@ fn work(job: Job, view: &View, profile: &Profile, previous: Option<&Previous>) -
                             fixmedins_code: inst,
                             mdtrt_id: c.mdtrt_id.to_string(),
                             feedetl_sn: c.feedetl_sn.to_string(),
-                            practitioner: c.bilg_dr_codg.to_string(),
+                            practitioner: c.code(o.role.unwrap_or(Role::Billing)).unwrap_or_default().to_owned(),
                             amount: c.amount,
                             before,
                             after: o.reason,
@@ -173,8 +215,8 @@ pub fn run(args: ReviewArgs) -> Result<()> {
     let started = Instant::now();
     let started_at = clock::now_secs_text();
     let progress = Progress::new(args.quiet);
-    let profile = load_profile(&args.profile)?;
-    let loaded = args.tables.source().load(&progress)?;
+    let rules = Arc::new(load_rules(&args.profile, args.routing.as_deref())?);
+    let loaded = TableSource { mappings: args.mappings.clone(), ..args.tables.source() }.load(&progress)?;
     let tables_seconds = started.elapsed().as_secs_f64();
     let view = Arc::new(loaded.view);
     let previous = args.previous.as_deref().map(Previous::load).transpose()?.map(Arc::new);
@@ -220,10 +262,10 @@ pub fn run(args: ReviewArgs) -> Result<()> {
     let workers: Vec<_> = (0..threads)
         .map(|_| {
             let (rx, tx) = (job_rx.clone(), done_tx.clone());
-            let (view, profile, previous) = (Arc::clone(&view), profile.clone(), previous.clone());
+            let (view, rules, previous) = (Arc::clone(&view), Arc::clone(&rules), previous.clone());
             std::thread::spawn(move || {
                 for job in rx {
-                    if tx.send(Ok(work(job, &view, &profile, previous.as_deref()))).is_err() {
+                    if tx.send(Ok(work(job, &view, &rules, previous.as_deref()))).is_err() {
                         return;
                     }
                 }
@@ -285,11 +327,7 @@ pub fn run(args: ReviewArgs) -> Result<()> {
     };
 
     let info = RunInfo {
-        profile: if profile.title.is_empty() {
-            profile.name.clone()
-        } else {
-            format!("{} — {}", profile.name, profile.title)
-        },
+        profile: describe_rules(&rules, args.routing.as_deref()),
         tables: loaded.description,
         epoch: view.epoch(),
         sizes: (view.practitioner_count(), view.institution_count()),

@@ -1,12 +1,13 @@
-//! The review report: totals by verdict and reason, by institution and by practitioner, dead letters,
-//! and verdict changes against the inline decisions — with amounts summed exactly, in fen.
+//! The review report: totals by verdict and reason, by institution and by practitioner, the lines a
+//! warned reason would reject once enforced (and whom they concern), dead letters, and verdict changes
+//! against the inline decisions — with amounts summed exactly, in fen.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use rustc_hash::FxHashMap;
 
-use claimgate::record::{Amount, Claim, InstitutionCode, Outcome, Reason, Verdict};
+use claimgate::record::{Amount, Claim, InstitutionCode, Outcome, Reason, Role, Verdict};
 
 /// Lines and money.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -65,6 +66,15 @@ pub struct PractitionerTally {
     pub reasons: u16,
 }
 
+/// Per person with at least one accepted line that a warned reason would reject.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WarnedTally {
+    /// Those lines.
+    pub lines: Tally,
+    /// The warned reasons seen, as a bit set over [`Reason::index`].
+    pub reasons: u16,
+}
+
 /// A line whose verdict or reason differs from the inline decision.
 #[derive(Clone, Debug)]
 pub struct Changed {
@@ -88,9 +98,16 @@ pub struct Changed {
 #[derive(Debug, Default)]
 pub struct Stats {
     /// By final reason.
-    pub by_reason: [Tally; 9],
+    pub by_reason: [Tally; Reason::COUNT],
     /// Emergency overrides, by the reason overridden.
-    pub overridden: [Tally; 9],
+    pub overridden: [Tally; Reason::COUNT],
+    /// Accepted lines that a warned reason would reject once enforced, by that reason (rules.md,
+    /// "Enforcement").
+    pub would_reject: [Tally; Reason::COUNT],
+    /// The same lines by the person they concern: (code field, code).
+    pub would_reject_by_practitioner: FxHashMap<(Role, String), WarnedTally>,
+    /// The same lines by institution.
+    pub would_reject_by_institution: FxHashMap<InstitutionCode, WarnedTally>,
     /// By institution.
     pub by_institution: FxHashMap<InstitutionCode, InstitutionTally>,
     /// By practitioner (only those with a reject or an override, which keeps memory bounded by the
@@ -125,13 +142,27 @@ impl Stats {
             Verdict::Accept => inst.accepted.add(amount),
             Verdict::Reject => inst.rejected.add(amount),
         }
+        // The person the reason concerns (rules.md, "Roles"): the billing practitioner unless the
+        // decision names another code field.
+        let person = claim.code(outcome.role.unwrap_or(Role::Billing)).unwrap_or_default();
         if reason != Reason::Ok {
-            let p = self.by_practitioner.entry(claim.bilg_dr_codg.to_string()).or_default();
+            let p = self.by_practitioner.entry(person.to_owned()).or_default();
             match outcome.verdict {
                 Verdict::Reject => p.rejected.add(amount),
                 Verdict::Accept => p.overridden.add(amount),
             }
             p.reasons |= bit(outcome.overridden.unwrap_or(reason));
+        }
+        if let Some(w) = outcome.would_reject {
+            self.would_reject[w.index()].add(amount);
+            let role = outcome.role.unwrap_or(Role::Billing);
+            for t in [
+                self.would_reject_by_practitioner.entry((role, person.to_owned())).or_default(),
+                self.would_reject_by_institution.entry(claim.fixmedins_code).or_default(),
+            ] {
+                t.lines.add(amount);
+                t.reasons |= bit(w);
+            }
         }
         if outcome.legacy_code {
             self.legacy_codes += 1;
@@ -145,9 +176,20 @@ impl Stats {
 
     /// Folds a later chunk's counts into these.
     pub fn merge(&mut self, other: Stats) {
-        for i in 0..9 {
+        for i in 0..Reason::COUNT {
             self.by_reason[i].merge(other.by_reason[i]);
             self.overridden[i].merge(other.overridden[i]);
+            self.would_reject[i].merge(other.would_reject[i]);
+        }
+        for (k, v) in other.would_reject_by_practitioner {
+            let e = self.would_reject_by_practitioner.entry(k).or_default();
+            e.lines.merge(v.lines);
+            e.reasons |= v.reasons;
+        }
+        for (k, v) in other.would_reject_by_institution {
+            let e = self.would_reject_by_institution.entry(k).or_default();
+            e.lines.merge(v.lines);
+            e.reasons |= v.reasons;
         }
         for (k, v) in other.by_institution {
             let e = self.by_institution.entry(k).or_default();
@@ -166,6 +208,13 @@ impl Stats {
         self.legacy_codes += other.legacy_codes;
         self.changed.extend(other.changed);
         self.not_in_previous += other.not_in_previous;
+    }
+
+    /// Accepted lines that a warned reason would reject.
+    pub fn warned(&self) -> Tally {
+        let mut t = Tally::default();
+        self.would_reject.iter().for_each(|w| t.merge(*w));
+        t
     }
 
     /// Decided lines.
@@ -246,6 +295,15 @@ pub fn summary(stats: &Stats, info: &RunInfo) -> String {
             let _ = writeln!(s, "    {:<34} {:>10} lines  {:>20} yuan", r.as_str(), t.lines, yuan(t.fen));
         }
     }
+    let warned = stats.warned();
+    if warned.lines > 0 {
+        let _ = writeln!(
+            s,
+            "  accepted, but would be rejected once enforced (warned): {:>10} lines  {:>20} yuan",
+            warned.lines,
+            yuan(warned.fen)
+        );
+    }
     let _ = writeln!(
         s,
         "  dead letters {}{}",
@@ -325,6 +383,8 @@ pub fn markdown(stats: &Stats, info: &RunInfo) -> String {
         }
     }
 
+    warned_section(&mut s, stats);
+
     let mut insts: Vec<_> = stats.by_institution.iter().filter(|(_, t)| t.rejected.lines > 0).collect();
     insts.sort_by(|a, b| b.1.rejected.fen.cmp(&a.1.rejected.fen).then(a.0.cmp(b.0)));
     let _ = writeln!(
@@ -362,7 +422,6 @@ pub fn markdown(stats: &Stats, info: &RunInfo) -> String {
         "| practitioner | rejected lines | rejected amount | overridden lines | overridden amount | reasons |\n|---|---:|---:|---:|---:|---|"
     );
     for (code, t) in people.iter().take(TOP) {
-        let reasons: Vec<&str> = Reason::ALL.iter().filter(|r| t.reasons & bit(**r) != 0).map(|r| r.as_str()).collect();
         let _ = writeln!(
             s,
             "| `{}` | {} | {} | {} | {} | {} |",
@@ -371,7 +430,7 @@ pub fn markdown(stats: &Stats, info: &RunInfo) -> String {
             yuan(t.rejected.fen),
             t.overridden.lines,
             yuan(t.overridden.fen),
-            reasons.join(", ")
+            reasons_text(t.reasons)
         );
     }
 
@@ -423,6 +482,61 @@ pub fn markdown(stats: &Stats, info: &RunInfo) -> String {
     s
 }
 
+fn reasons_text(bits: u16) -> String {
+    Reason::ALL.iter().filter(|r| bits & bit(**r) != 0).map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// rules.md, "Enforcement": the accepted lines a warned reason would reject once enforced, by reason,
+/// institution and person — the list an agency publishes before it starts enforcing.
+fn warned_section(s: &mut String, stats: &Stats) {
+    let total = stats.warned();
+    if total.lines == 0 {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n## Would be rejected once enforced (warned)\n\n{} accepted lines, {} yuan, failed a check that the profile only warns about. \
+         By the reason they would be rejected for:\n\n| would reject | lines | amount |\n|---|---:|---:|",
+        total.lines,
+        yuan(total.fen)
+    );
+    for r in Reason::CHECKS {
+        let t = stats.would_reject[r.index()];
+        if t.lines > 0 {
+            let _ = writeln!(s, "| `{}` | {} | {} |", r.as_str(), t.lines, yuan(t.fen));
+        }
+    }
+    let mut insts: Vec<_> = stats.would_reject_by_institution.iter().collect();
+    insts.sort_by(|a, b| b.1.lines.fen.cmp(&a.1.lines.fen).then(a.0.cmp(b.0)));
+    let _ = writeln!(
+        s,
+        "\nInstitutions that would be hit ({}; the {} with the largest amounts):\n\n| institution | lines | amount | reasons |\n|---|---:|---:|---|",
+        insts.len(),
+        insts.len().min(TOP)
+    );
+    for (code, t) in insts.iter().take(TOP) {
+        let _ = writeln!(s, "| {code} | {} | {} | {} |", t.lines.lines, yuan(t.lines.fen), reasons_text(t.reasons));
+    }
+    let mut people: Vec<_> = stats.would_reject_by_practitioner.iter().collect();
+    people.sort_by(|a, b| b.1.lines.fen.cmp(&a.1.lines.fen).then(a.0.cmp(b.0)));
+    let _ = writeln!(
+        s,
+        "\nPractitioners that would be hit ({}; the {} with the largest amounts):\n\n| practitioner | field | lines | amount | reasons |\n|---|---|---:|---:|---|",
+        people.len(),
+        people.len().min(TOP)
+    );
+    for ((role, code), t) in people.iter().take(TOP) {
+        let _ = writeln!(
+            s,
+            "| `{}` | `{role}` | {} | {} | {} |",
+            code.replace('|', "\\|"),
+            t.lines.lines,
+            yuan(t.lines.fen),
+            reasons_text(t.reasons)
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,7 +566,10 @@ mod tests {
             verdict,
             reason,
             overridden,
+            would_reject: None,
+            role: None,
             rule: "r",
+            profile: "p",
             practitioner_version: None,
             institution_version: None,
             legacy_code,
@@ -475,5 +592,62 @@ mod tests {
         assert_eq!(a.overridden[Reason::PractitionerSuspended.index()].lines, 1);
         assert_eq!((a.legacy_codes, a.dead_lines()), (1, 1));
         assert_eq!(a.by_institution[&claims[0].fixmedins_code].accepted.fen, 15);
+    }
+
+    /// rules.md, "Enforcement": warned lines are counted by reason, with the persons, institutions and
+    /// amounts they concern — in the report an agency publishes before enforcing.
+    #[test]
+    fn warned_lines_are_listed_by_reason_person_and_institution_rules_md_enforcement() {
+        let json = r#"{"feedetl_sn":"1","fixmedins_code":"H11010500001","mdtrt_id":"M","psn_no":"p","med_type":"11",
+            "fee_ocur_time":"2026-04-02","bilg_dr_codg":"D110105000001","orders_dr_code":"N110105000009","det_item_fee_sumamt":"12.34"}"#;
+        let claim = Claim::parse(json.as_bytes()).unwrap();
+        let warned = Outcome {
+            verdict: Verdict::Accept,
+            reason: Reason::Ok,
+            overridden: None,
+            would_reject: Some(Reason::PractitionerNotRegisteredHere),
+            role: Some(Role::Orders),
+            rule: "r",
+            profile: "p",
+            practitioner_version: None,
+            institution_version: None,
+            legacy_code: false,
+        };
+        let mut a = Stats::default();
+        a.decided(&claim, &warned);
+        let mut b = Stats::default();
+        b.decided(&claim, &warned);
+        b.decided(&claim, &Outcome { would_reject: None, role: None, ..warned });
+        a.merge(b);
+        assert_eq!(a.warned(), Tally { lines: 2, fen: 2468 });
+        assert_eq!(a.would_reject[Reason::PractitionerNotRegisteredHere.index()].lines, 2);
+        let person = &a.would_reject_by_practitioner[&(Role::Orders, "N110105000009".to_owned())];
+        assert_eq!(person.lines, Tally { lines: 2, fen: 2468 });
+        assert_eq!(a.would_reject_by_institution[&claim.fixmedins_code].lines.lines, 2);
+        // Accepted lines are not problems of the billing practitioner.
+        assert!(a.by_practitioner.is_empty());
+        let info = RunInfo {
+            profile: "p".into(),
+            tables: "t".into(),
+            epoch: 1,
+            sizes: (1, 1),
+            inputs: vec![],
+            dead_letters: None,
+            previous: None,
+            started_at: "now".into(),
+            seconds: 1.0,
+            tables_seconds: 0.5,
+        };
+        let md = markdown(&a, &info);
+        assert!(md.contains("## Would be rejected once enforced (warned)"), "{md}");
+        assert!(md.contains("| `PRACTITIONER_NOT_REGISTERED_HERE` | 2 | 24.68 |"), "{md}");
+        assert!(
+            md.contains("| `N110105000009` | `orders_dr_code` | 2 | 24.68 | PRACTITIONER_NOT_REGISTERED_HERE |"),
+            "{md}"
+        );
+        assert!(md.contains("| H11010500001 | 2 | 24.68 | PRACTITIONER_NOT_REGISTERED_HERE |"), "{md}");
+        assert!(summary(&a, &info).contains("would be rejected once enforced"));
+        // No warned line, no section.
+        assert!(!markdown(&Stats::default(), &info).contains("Would be rejected"));
     }
 }

@@ -28,6 +28,9 @@ pub struct Config {
     pub group: String,
     /// Policy profile: a shipped name or a TOML file.
     pub profile: String,
+    /// Routing table (TOML file): the profile of each line by area and service time; instead of
+    /// `profile` (rules.md, "Routing").
+    pub routing: Option<String>,
     /// Exactly-once delivery through Kafka transactions (the broker must support them).
     pub exactly_once: bool,
     /// Exactly-once: the producer's `transactional.id`, stable for this instance's slot so that a
@@ -38,6 +41,8 @@ pub struct Config {
     pub topics: Topics,
     /// Offsets of the claims consumer.
     pub offsets: Offsets,
+    /// Checkpoints of the status table.
+    pub checkpoint: Checkpoint,
     /// The operations port.
     pub http: Http,
     /// Bounds and timings.
@@ -72,6 +77,26 @@ pub struct Topics {
     pub partitions: i32,
     /// Replication factor of a topic created by `create_missing`; -1: the broker's default.
     pub replication: i32,
+    /// Local-id mapping records (log-compacted; rules.md, "Local ids"), followed like the status topics
+    /// when set; unset, no mapping table.
+    #[serde(default)]
+    pub mappings: Option<String>,
+    /// Invalid status records go here, keyed by their source offset (make it log-compacted).
+    pub status_dlq: String,
+}
+
+/// Checkpoints of the status table: a restart loads the last one and reads only the topics' tail.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    /// Directory of the checkpoint file (`<group>.checkpoint`); unset: no checkpoint, every start
+    /// reads the status topics from the beginning.
+    pub dir: Option<String>,
+    /// A checkpoint is written this often when the table changed, and at shutdown.
+    pub every_s: u64,
+    /// An older checkpoint is refused; keep it at most at the status topics' `delete.retention.ms`
+    /// (Kafka's default is one day), past which a tombstone may be gone.
+    pub max_age_s: u64,
 }
 
 /// Where the claims consumer starts a partition with no committed offset.
@@ -110,6 +135,9 @@ pub struct Limits {
     pub status_publish_ms: u64,
     /// The table counts as stale when the status topics could not be confirmed for this long.
     pub stale_after_s: u64,
+    /// A status batch (one writer's transaction) is published when complete; after this long
+    /// incomplete, without its missing records.
+    pub status_batch_wait_s: u64,
     /// Exactly-once: a transaction spans at most this long.
     pub transaction_ms: u64,
     /// `/healthz` fails when an output has waited longer than this for the broker's acknowledgement
@@ -133,6 +161,7 @@ impl Default for Config {
             brokers: "127.0.0.1:9092".into(),
             group: "claimgate".into(),
             profile: claimgate::profile::DEFAULT.into(),
+            routing: None,
             exactly_once: false,
             transactional_id: None,
             topics: Topics {
@@ -142,11 +171,14 @@ impl Default for Config {
                 dlq: "claims.dlq".into(),
                 practitioners: "practitioners".into(),
                 institutions: "institutions".into(),
+                mappings: None,
+                status_dlq: "status.dlq".into(),
                 create_missing: false,
                 partitions: 4,
                 replication: -1,
             },
             offsets: Offsets { reset: "earliest".into() },
+            checkpoint: Checkpoint { dir: None, every_s: 300, max_age_s: 86_400 },
             http: Http { addr: "127.0.0.1:9898".into(), token: None },
             limits: Limits {
                 max_in_flight: 50_000,
@@ -155,6 +187,7 @@ impl Default for Config {
                 shutdown_timeout_s: 30,
                 status_publish_ms: 100,
                 stale_after_s: 30,
+                status_batch_wait_s: 30,
                 transaction_ms: 100,
                 max_unacked_age_s: 120,
             },
@@ -242,6 +275,8 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub exactly_once: Option<bool>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub http: BTreeMap<&'static str, String>,
@@ -322,6 +357,17 @@ impl Config {
         if self.group.trim().is_empty() {
             bail!("setting `group`: empty");
         }
+        if let Some(r) = &self.routing {
+            if r.trim().is_empty() {
+                bail!("setting `routing`: empty; leave it unset to decide every line with `profile`");
+            }
+            if self.profile != claimgate::profile::DEFAULT {
+                bail!(
+                    "setting `routing` cannot be combined with `profile` (`{}`): the routing table names its profiles; set its `default`",
+                    self.profile
+                );
+            }
+        }
         if let Some(id) = &self.transactional_id
             && (id.trim().is_empty() || id.chars().any(char::is_control))
         {
@@ -337,14 +383,18 @@ impl Config {
         if !matches!(self.offsets.reset.as_str(), "earliest" | "latest" | "error") {
             bail!("setting `offsets.reset`: `{}`; expected `earliest`, `latest` or `error`", self.offsets.reset);
         }
-        let named = [
+        let mut named = vec![
             ("topics.claims", &t.claims),
             ("topics.accepted", &t.accepted),
             ("topics.rejected", &t.rejected),
             ("topics.dlq", &t.dlq),
             ("topics.practitioners", &t.practitioners),
             ("topics.institutions", &t.institutions),
+            ("topics.status_dlq", &t.status_dlq),
         ];
+        if let Some(m) = &t.mappings {
+            named.push(("topics.mappings", m));
+        }
         for (i, (setting, name)) in named.iter().enumerate() {
             let valid = !name.is_empty()
                 && name.len() <= 249
@@ -372,6 +422,9 @@ impl Config {
             ("limits.shutdown_timeout_s", l.shutdown_timeout_s),
             ("limits.status_publish_ms", l.status_publish_ms),
             ("limits.stale_after_s", l.stale_after_s),
+            ("limits.status_batch_wait_s", l.status_batch_wait_s),
+            ("checkpoint.every_s", self.checkpoint.every_s),
+            ("checkpoint.max_age_s", self.checkpoint.max_age_s),
             ("limits.transaction_ms", l.transaction_ms),
             ("limits.max_unacked_age_s", l.max_unacked_age_s),
         ] {
@@ -443,10 +496,12 @@ impl fmt::Debug for Config {
             .field("brokers", &self.brokers)
             .field("group", &self.group)
             .field("profile", &self.profile)
+            .field("routing", &self.routing)
             .field("exactly_once", &self.exactly_once)
             .field("transactional_id", &self.transactional_id)
             .field("topics", &self.topics)
             .field("offsets", &self.offsets)
+            .field("checkpoint", &self.checkpoint)
             .field("http.addr", &self.http.addr)
             .field("http.token", &self.http.token.as_ref().map(|_| "***"))
             .field("limits", &self.limits)
@@ -504,12 +559,15 @@ mod tests {
             ("brokers = \"nohost\"\n", "setting `brokers`"),
             ("[topics]\naccepted = \"claims\"\n", "topics.accepted"),
             ("[topics]\ndlq = \"bad topic!\"\n", "topics.dlq"),
+            ("[topics]\nmappings = \"claims\"\n", "topics.mappings"),
             ("[http]\naddr = \"everywhere\"\n", "http.addr"),
             ("[log]\nformat = \"xml\"\n", "log.format"),
             ("colour = 1\n", "colour"),
             ("[kafka]\n\"group.id\" = \"x\"\n", "kafka.group.id"),
             ("[limits]\nstatus_publish_ms = 5000\n", "limits.status_publish_ms"),
             ("transactional_id = \" \"\n", "setting `transactional_id`"),
+            ("routing = \" \"\n", "setting `routing`"),
+            ("routing = \"r.toml\"\nprofile = \"lanzhou-2014\"\n", "setting `routing`"),
             ("[limits]\ntransaction_ms = 60000\n", "setting `limits.transaction_ms`"),
             ("[kafka]\n\"no.such.property\" = 1\n", "setting `kafka.no.such.property`"),
             ("[kafka]\n\"session.timeout.ms\" = \"soon\"\n", "setting `kafka.session.timeout.ms`"),

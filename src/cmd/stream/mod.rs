@@ -21,10 +21,11 @@ use clap::Args;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::io::checkpoint;
 use crate::io::http::{self, HttpState};
 use crate::io::kafka::KafkaConfig;
 use crate::io::kafka::admin::{self, TopicSpec};
-use crate::io::kafka::follower::{self, FollowerConfig, TableState};
+use crate::io::kafka::follower::{self, CheckpointConfig, FollowerConfig, TableState};
 use crate::io::kafka::pipeline::{self, PipelineConfig, PipelineState};
 use crate::io::shutdown::{self, Ending};
 use crate::io::{logging, metrics};
@@ -44,6 +45,10 @@ pub struct StreamArgs {
     /// Policy profile: national-2024 (default), huaian-2020, lanzhou-2014, or a TOML file (setting `profile`).
     #[arg(long, value_name = "NAME|FILE")]
     pub profile: Option<String>,
+    /// Routing table: the profile of each line by the institution's area and the service time, for a
+    /// deployment of several regions (setting `routing`; docs/rules.md). Instead of --profile.
+    #[arg(long, value_name = "FILE")]
+    pub routing: Option<String>,
     /// Listen address of /metrics, /healthz, /readyz and /v1/… (setting `http.addr`, default 127.0.0.1:9898).
     #[arg(long, value_name = "ADDR")]
     pub http: Option<String>,
@@ -71,6 +76,12 @@ pub struct StreamArgs {
     /// Institution status topic (setting `topics.institutions`).
     #[arg(long, value_name = "TOPIC")]
     pub topic_institutions: Option<String>,
+    /// Status dead-letter topic: invalid status records go there (setting `topics.status_dlq`).
+    #[arg(long, value_name = "TOPIC")]
+    pub topic_status_dlq: Option<String>,
+    /// Local-id mapping topic, followed like the status topics (setting `topics.mappings`; unset: none).
+    #[arg(long, value_name = "TOPIC")]
+    pub topic_mappings: Option<String>,
     /// Log format: text or json (setting `log.format`).
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -91,6 +102,7 @@ impl StreamArgs {
             brokers: self.brokers.clone(),
             group: self.group.clone(),
             profile: self.profile.clone(),
+            routing: self.routing.clone(),
             exactly_once: self.exactly_once.then_some(true),
             ..Overrides::default()
         };
@@ -104,6 +116,8 @@ impl StreamArgs {
             ("dlq", &self.topic_dlq),
             ("practitioners", &self.topic_practitioners),
             ("institutions", &self.topic_institutions),
+            ("status_dlq", &self.topic_status_dlq),
+            ("mappings", &self.topic_mappings),
         ] {
             if let Some(v) = v {
                 o.topics.insert(name, v.clone());
@@ -165,7 +179,16 @@ pub fn run(args: StreamArgs) -> Result<()> {
     let cfg = Config::load(args.config.as_ref(), Config::env(), args.overrides()?)?;
     logging::init(&cfg.log.format, &cfg.log.level)?;
     tracing::info!(event = "starting", version = env!("CARGO_PKG_VERSION"), config = ?cfg);
-    let profile = crate::cmd::review::load_profile(&cfg.profile).context("setting `profile`")?;
+    let rules = match &cfg.routing {
+        Some(r) => {
+            crate::cmd::review::load_rules(&cfg.profile, Some(std::path::Path::new(r))).context("setting `routing`")?
+        }
+        None => crate::cmd::review::load_rules(&cfg.profile, None).context("setting `profile`")?,
+    };
+    tracing::info!(
+        event = "rules_loaded",
+        rules = crate::cmd::review::describe_rules(&rules, cfg.routing.as_deref().map(std::path::Path::new)),
+    );
     let prometheus = metrics::install()?;
     let kafka = KafkaConfig { brokers: cfg.brokers.clone(), properties: cfg.kafka_properties()? };
     let addr: SocketAddr = cfg.http.addr.parse().context("setting `http.addr`")?;
@@ -196,7 +219,15 @@ pub fn run(args: StreamArgs) -> Result<()> {
         FollowerConfig {
             practitioners: cfg.topics.practitioners.clone(),
             institutions: cfg.topics.institutions.clone(),
+            mappings: cfg.topics.mappings.clone(),
+            status_dlq: cfg.topics.status_dlq.clone(),
             publish_every: Duration::from_millis(cfg.limits.status_publish_ms),
+            batch_wait: Duration::from_secs(cfg.limits.status_batch_wait_s),
+            checkpoint: cfg.checkpoint.dir.as_ref().map(|dir| CheckpointConfig {
+                path: checkpoint::path(std::path::Path::new(dir), &cfg.group),
+                every: Duration::from_secs(cfg.checkpoint.every_s),
+                max_age: Duration::from_secs(cfg.checkpoint.max_age_s),
+            }),
         },
         Arc::clone(&tables),
         Arc::clone(&table_state),
@@ -232,7 +263,7 @@ pub fn run(args: StreamArgs) -> Result<()> {
             shutdown.clone(),
         );
         std::thread::Builder::new().name("claim-pipeline".into()).spawn(move || {
-            let r = pipeline::run(&kafka, &pcfg, &tables, &tstate.ready, &profile, &pstate, &shutdown);
+            let r = pipeline::run(&kafka, &pcfg, &tables, &tstate.ready, &rules, &pstate, &shutdown);
             pstate.alive.store(false, Ordering::Relaxed);
             let _ = done_tx.send(());
             r

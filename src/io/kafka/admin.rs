@@ -71,6 +71,63 @@ impl Metadata {
             |n: &str| md.topics().iter().any(|t| t.name() == n && t.error().is_none() && !t.partitions().is_empty());
         Ok(names.iter().filter(|n| !exists(n)).map(|n| (*n).clone()).collect())
     }
+
+    /// Which of `names` the cluster says do not exist: absent from the topic list, or answered with
+    /// "unknown topic". Stricter than [`Metadata::missing`]: a topic whose leaders are being elected is
+    /// not gone. An error if the brokers cannot be asked.
+    pub fn gone(&self, names: &[&String]) -> Result<Vec<String>> {
+        let md = self.consumer.fetch_metadata(None, Duration::from_secs(5)).context("cannot read the topic list")?;
+        let gone = |n: &str| match md.topics().iter().find(|t| t.name() == n) {
+            None => true,
+            Some(t) => matches!(
+                t.error().map(rdkafka::types::RDKafkaErrorCode::from),
+                Some(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition)
+            ),
+        };
+        Ok(names.iter().filter(|n| gone(n)).map(|n| (*n).clone()).collect())
+    }
+}
+
+/// Watches that the output topics still exist: librdkafka keeps retrying outputs to a deleted topic
+/// (it may never report them failed with `message.timeout.ms=0`), so the pipeline asks the cluster
+/// itself, every few seconds. A topic seen gone twice in a row is fatal.
+pub struct OutputWatch {
+    metadata: Metadata,
+    topics: Vec<String>,
+    last: std::time::Instant,
+    seen_gone: Vec<String>,
+}
+
+impl OutputWatch {
+    /// Watches `topics`.
+    pub fn new(kafka: &KafkaConfig, topics: &[&String]) -> Result<Self> {
+        Ok(OutputWatch {
+            metadata: Metadata::new(kafka)?,
+            topics: topics.iter().map(|t| (*t).clone()).collect(),
+            last: std::time::Instant::now(),
+            seen_gone: Vec::new(),
+        })
+    }
+
+    /// At most every 5 s: an error naming the output topics that are gone.
+    pub fn check(&mut self) -> Result<()> {
+        if self.last.elapsed() < Duration::from_secs(5) {
+            return Ok(());
+        }
+        self.last = std::time::Instant::now();
+        let names: Vec<&String> = self.topics.iter().collect();
+        // A broker that cannot be asked is not a deleted topic: the stalled outputs show in /healthz.
+        let Ok(gone) = self.metadata.gone(&names) else { return Ok(()) };
+        let confirmed: Vec<String> = gone.iter().filter(|g| self.seen_gone.contains(g)).cloned().collect();
+        self.seen_gone = gone;
+        if !confirmed.is_empty() {
+            bail!(
+                "output topic {} does not exist (deleted, or misnamed in `topics.*`): create it and restart; the claims after the last commit are decided again",
+                confirmed.join(", ")
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The partitions of `topic`, waiting up to `wait` for the topic to appear in the metadata.

@@ -12,6 +12,7 @@ pub mod errors;
 pub mod follower;
 pub mod pipeline;
 pub mod publish;
+pub mod status_writer;
 pub mod tracker;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -193,4 +194,10 @@ impl BrokerWatch {
             }
         }
     }
+}
+
+/// Delivery failures of a transactional writer surface as a failed commit: nothing to do per record.
+impl rdkafka::producer::ProducerContext for Context {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::producer::DeliveryResult<'_>, _: ()) {}
 }

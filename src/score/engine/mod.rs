@@ -32,6 +32,8 @@ pub struct Engine<'a> {
     base: BTreeMap<PractitionerCode, Vec<Reg>>,
     first_register: BTreeMap<PractitionerCode, NaiveDate>,
     revoked: BTreeMap<String, (String, NaiveDate)>,
+    /// The `kind` the input records give legacy codes (national codes carry their kind).
+    kinds: BTreeMap<PractitionerCode, String>,
     /// Everyone an event named, by code.
     pub persons: BTreeMap<PractitionerCode, Person>,
     /// What institution events did.
@@ -67,11 +69,13 @@ fn rank(t: &Threshold) -> (u8, u32, u32, u32) {
 }
 
 impl<'a> Engine<'a> {
-    /// Replays the events (already in decision order) over the input registrations.
+    /// Replays the events (already in decision order) over the input registrations. `kinds` gives the
+    /// kind (`doctor`, `nurse`, …) of legacy codes, as their records say.
     pub fn run(
         rules: &'a Scoring,
         events: &[Event],
         base: BTreeMap<PractitionerCode, Vec<Reg>>,
+        kinds: BTreeMap<PractitionerCode, String>,
     ) -> Result<Engine<'a>, LedgerError> {
         let mut revoked = BTreeMap::new();
         let mut first_register = BTreeMap::new();
@@ -86,8 +90,15 @@ impl<'a> Engine<'a> {
                 _ => {}
             }
         }
-        let mut engine =
-            Engine { rules, base, first_register, revoked, persons: BTreeMap::new(), institution_log: Vec::new() };
+        let mut engine = Engine {
+            rules,
+            base,
+            first_register,
+            revoked,
+            kinds,
+            persons: BTreeMap::new(),
+            institution_log: Vec::new(),
+        };
         for e in events {
             engine.apply(e).map_err(|problem| LedgerError { line: e.line, id: Some(e.id.clone()), problem })?;
         }
@@ -100,6 +111,14 @@ impl<'a> Engine<'a> {
         let named = self.persons.iter().map(|(c, p)| (c, p.regs.as_slice()));
         let others = self.base.iter().filter(|(c, _)| !self.persons.contains_key(*c)).map(|(c, r)| (c, r.as_slice()));
         named.chain(others)
+    }
+
+    /// Is the person of `code` of one of `kinds` (`None`: every kind)? A national code carries its kind;
+    /// a legacy code has the one its record gives, or none, and then counts as no listed kind.
+    pub fn of_kind(&self, code: &PractitionerCode, kinds: Option<&[String]>) -> bool {
+        let Some(kinds) = kinds else { return true };
+        let kind = code.kind().map(|k| k.as_str()).or_else(|| self.kinds.get(code).map(String::as_str));
+        kind.is_some_and(|k| kinds.iter().any(|x| x == k))
     }
 
     fn person(&mut self, e: &Event) -> Result<&mut Person, Problem> {
@@ -231,7 +250,7 @@ impl<'a> Engine<'a> {
                         )));
                     }
                 };
-                suspend(p, rules, e, m, basis)
+                suspend(p, rules, e, m, basis)?
             }
             Action::Terminate => {
                 let unused = if f.suspend_months.is_some() { "; `suspend_months` unused" } else { "" };
@@ -280,6 +299,17 @@ impl<'a> Engine<'a> {
             p.note(e, false, why);
             return Ok(());
         }
+        // Art. 17(3): a suspension is shortened after points were repaired (修复记分后). With nothing to
+        // remove, nothing is repaired: no shortening, and the year's allowance is not used up.
+        if cs.total == 0 {
+            let text = format!(
+                "{name}, {}: removes no points, the total of {label} is already 0; nothing is repaired or shortened ({})",
+                plural(points, "point"),
+                r.article
+            );
+            p.note(e, false, text);
+            return Ok(());
+        }
         match method {
             RepairMethod::Training => cs.trainings += 1,
             RepairMethod::Activity => cs.activity_points += points,
@@ -325,9 +355,25 @@ impl<'a> Engine<'a> {
         cs.groups.clear();
         let label = cycle::label(&rules.cycle.kind, cs.span);
         let mut text = format!("clears {n} points of {label} ({article})");
+        let mut caused_in = Vec::new();
         for d in p.ongoing_threshold(day).filter(|d| d.status == Status::Suspended) {
             d.cut = Some((d.from.max(day), format!("cleared by {} ({article})", e.id)));
             text.push_str(&format!("; ends suspension {} on {}", d.decision_id, d.from.max(day)));
+            caused_in.push(d.decided);
+        }
+        // 取消惩戒，扣分清零: the points that caused a cancelled punishment are cleared with it, in the cycle
+        // where they were counted, so that cycle no longer counts toward "9 or more in three
+        // consecutive years" (Art. 22(4)).
+        let kind = &rules.cycle.kind;
+        for decided in caused_in {
+            let Some(span) = cycle::cycle_of(kind, &p.anchors, decided) else { continue };
+            let Some(c) = p.cycles.get_mut(&span.start).filter(|c| c.total > 0 || c.reached > 0) else { continue };
+            let m = c.total;
+            c.cleared += m;
+            c.total = 0;
+            c.reached = 0;
+            c.groups.clear();
+            text.push_str(&format!("; clears the {} points of {} that caused it", m, cycle::label(kind, span)));
         }
         p.note(e, true, text);
         Ok(())

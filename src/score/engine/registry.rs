@@ -114,6 +114,9 @@ impl Engine<'_> {
             CascadeScope::Responsible => responsible.to_vec(),
             CascadeScope::Registered => self.registered_at(inst, day).into_iter().collect(),
         };
+        // Only the persons the profile's rules govern (Huai'an Art. 2: doctors).
+        let (targets, others): (Vec<PractitionerCode>, Vec<PractitionerCode>) =
+            targets.into_iter().partition(|code| self.of_kind(code, c.kinds.as_deref()));
         for code in &targets {
             let p = take_person(&mut self.persons, rules, &self.base, &self.first_register, code);
             let basis =
@@ -145,7 +148,7 @@ impl Engine<'_> {
             CascadeScope::Registered => "staff registered there",
         };
         let list: Vec<String> = targets.iter().map(|c| c.to_string()).collect();
-        let text = format!(
+        let mut text = format!(
             "{inst} {} from {day} ({span}): {} {who} {} too ({}){}",
             status.as_str(),
             targets.len(),
@@ -153,6 +156,14 @@ impl Engine<'_> {
             c.article,
             if list.is_empty() { String::new() } else { format!(": {}", list.join(", ")) }
         );
+        if let (false, Some(kinds)) = (others.is_empty(), &c.kinds) {
+            text.push_str(&format!(
+                "; {} not reached: {} governs {} only",
+                others.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", "),
+                rules.profile,
+                kinds.join(", ")
+            ));
+        }
         self.institution_log.push(EventNote::new(e, true, text));
         Ok(())
     }

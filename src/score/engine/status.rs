@@ -1,9 +1,11 @@
 //! The periods thresholds decide: a suspension (after the profile's notice period, replacing the rest
 //! of a shorter running one) and a termination (with its ban on registering again).
 
+use chrono::NaiveDate;
+
 use super::add_months;
 use crate::record::Status;
-use crate::score::ledger::Event;
+use crate::score::ledger::{Event, Problem};
 use crate::score::person::{Derived, Origin, Person};
 use crate::score::rules::Scoring;
 
@@ -12,7 +14,10 @@ use crate::score::rules::Scoring;
 /// (Huai'an: "a later, longer suspension replaces the remainder of an earlier one"). Returns what it
 /// did, for the report. A notice period that crosses a year the calendar does not list is counted on
 /// weekends only and the period is marked provisional (in its basis and `provisional`).
-pub fn suspend(p: &mut Person, rules: &Scoring, e: &Event, months: u32, basis: String) -> String {
+///
+/// A suspension that would start or end after the last date a record can hold (records.md: years up
+/// to 2199) is refused: written, it could never be read back.
+pub fn suspend(p: &mut Person, rules: &Scoring, e: &Event, months: u32, basis: String) -> Result<String, Problem> {
     let day = e.day();
     let mut basis = basis;
     let mut provisional = Vec::new();
@@ -35,14 +40,21 @@ pub fn suspend(p: &mut Person, rules: &Scoring, e: &Event, months: u32, basis: S
         None => (day, String::new()),
     };
     let planned = add_months(from, i64::from(months));
+    if let Some(last) = last_date()
+        && planned > last
+    {
+        return Err(Problem::Invalid(format!(
+            "the suspension it decides would run from {from} to {planned}, past {last}, the last date a practitioner record can hold (records.md); it could not be read back"
+        )));
+    }
     let running = |d: &&mut Derived| d.origin == Origin::Threshold && d.status == Status::Suspended && d.ongoing(from);
     if let Some(d) = p.periods.iter_mut().find(|d| running(d) && d.planned_end >= Some(planned)) {
-        return format!(
+        return Ok(format!(
             "a suspension of {} from {from} is absorbed: suspension {} runs to {} or later",
             plural(months, "month"),
             d.decision_id,
             d.planned_end.map_or("an open end".into(), |x| x.to_string())
-        );
+        ));
     }
     let mut text = format!("suspended {from} to {planned} ({}{notice})", plural(months, "month"));
     for d in p.periods.iter_mut().filter(|d| running(d)) {
@@ -68,7 +80,14 @@ pub fn suspend(p: &mut Person, rules: &Scoring, e: &Event, months: u32, basis: S
         basis,
         provisional,
     });
-    text
+    Ok(text)
+}
+
+/// The last day a record's time can name (a period ending on it is written as the next day, so the
+/// last `until` is this day itself).
+fn last_date() -> Option<NaiveDate> {
+    // Records read years 1900-2199 (records.md; `BjTime::parse`): the last day is 2199-12-31.
+    NaiveDate::from_ymd_opt(2199, 12, 31)
 }
 
 /// A threshold termination decided by `e`, with its ban (Qinghai Art. 11(3), Lanzhou Art. 18); it

@@ -88,6 +88,24 @@ pub fn resolve_points(
     adjust: Option<Adjust>,
 ) -> Result<u32, Problem> {
     let (low, high) = (item.low, item.high);
+    // Qinghai Art. 10(3)1, 10(4)1 (该人员负主要责任的): only a person with main responsibility is scored
+    // under such an item. Points with no responsibility stand for the responsibility they are the
+    // points of (Art. 10(7)4), so they must be main's too.
+    if item.main_only {
+        let main_only = || {
+            Problem::Points(format!(
+                "item {} ({}) applies only to the person with main responsibility (该人员负主要责任的): {} points in the band {low}-{high}",
+                item.id,
+                item.article,
+                Responsibility::Main.points(item)
+            ))
+        };
+        match (responsibility, given, adjust) {
+            (Some(r), _, _) if r != Responsibility::Main => return Err(main_only()),
+            (None, Some(p), None) if p != Responsibility::Main.points(item) => return Err(main_only()),
+            _ => {}
+        }
+    }
     let Some(adjust) = adjust else {
         return match (given, responsibility) {
             (None, None) if item.is_fixed() => Ok(low),
@@ -98,6 +116,22 @@ pub fn resolve_points(
             (None, Some(r)) => Ok(r.points(item)),
             (Some(p), _) if p < low || p > high => {
                 Err(Problem::Points(format!("points {p} outside the band of item {}: {low}-{high}", item.id)))
+            }
+            // Art. 10(7)4: with no responsibility given, the points must be those of one.
+            (Some(p), None)
+                if rules.points_rule.0 == PointsRule::Exact
+                    && ![Responsibility::General, Responsibility::Important, Responsibility::Main]
+                        .iter()
+                        .any(|r| r.points(item) == p) =>
+            {
+                Err(Problem::Points(format!(
+                    "points {p} with no responsibility: {} gives {}, {} or {} in the band {low}-{high} of item {}; give the responsibility, and `adjust` for other points",
+                    rules.points_rule.1,
+                    Responsibility::General.points(item),
+                    Responsibility::Important.points(item),
+                    Responsibility::Main.points(item),
+                    item.id
+                )))
             }
             (Some(p), Some(r)) if rules.points_rule.0 == PointsRule::Exact && p != r.points(item) => {
                 Err(Problem::Points(format!(
@@ -272,6 +306,34 @@ fn institution_event(f: &Fields<'_>, day: NaiveDate) -> Result<EventKind, Proble
     Ok(EventKind::Institution { institution, status, until, responsible })
 }
 
+/// The fields every event has.
+const COMMON: [&str; 4] = ["id", "type", "code", "decided_at"];
+
+/// The fields a type defines besides [`COMMON`] (scoring.md, "Ledger — input").
+fn fields_of(type_name: &str) -> &'static [&'static str] {
+    match type_name {
+        "finding" => &["case_id", "item", "points", "responsibility", "adjust", "institution", "suspend_months"],
+        "repair" => &["method", "points"],
+        "revoke" => &["target"],
+        "register" | "deregister" => &["institution"],
+        "institution" => &["institution", "status", "until", "responsible"],
+        _ => &[],
+    }
+}
+
+/// A field the event's type does not define is refused: a misspelt one (`suspend_month`) would
+/// otherwise be ignored and its intent lost without a word.
+fn unknown_field(map: &Map<String, Value>, type_name: &str) -> Result<(), Problem> {
+    let known = fields_of(type_name);
+    match map.keys().find(|k| !COMMON.contains(&k.as_str()) && !known.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(k) => Err(Problem::Invalid(format!(
+            "unknown field `{k}`: a `{type_name}` event has {}",
+            COMMON.iter().chain(known).map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
 /// Parses one ledger line (`line` is its 1-based number).
 pub fn parse_event(line: u64, bytes: &[u8], rules: &Scoring) -> Result<Event, LedgerError> {
     let err = |id: Option<String>| move |problem| LedgerError { line, id: id.clone(), problem };
@@ -281,6 +343,12 @@ pub fn parse_event(line: u64, bytes: &[u8], rules: &Scoring) -> Result<Event, Le
     let fail = err(id.clone());
     let id = id.ok_or(Problem::Missing("id")).map_err(&fail)?;
     let type_name = f.required("type").map_err(&fail)?;
+    if matches!(
+        type_name.as_str(),
+        "finding" | "repair" | "clear" | "restore" | "revoke" | "register" | "deregister" | "institution"
+    ) {
+        unknown_field(&map, &type_name).map_err(&fail)?;
+    }
     let decided_at = f.time("decided_at").and_then(|t| t.ok_or(Problem::Missing("decided_at"))).map_err(&fail)?;
     let code = f.practitioner("code").map_err(&fail)?;
     let needs_code = |kind: EventKind| match &code {

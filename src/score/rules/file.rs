@@ -5,8 +5,9 @@
 use serde::Deserialize;
 
 use super::{
-    Action, Activity, Ban, Calendar, Cascade, CascadeScope, Catalogue, Cycle, CycleKind, Flag, Notice, PointsRule,
-    Ratio, RatioCount, RatioLevel, Repair, Restore, RulesError, SameCase, Scoring, Threshold, Training,
+    Action, Activity, Ban, Calendar, Cascade, CascadeScope, Catalogue, Cycle, CycleKind, Flag, KINDS, Notice,
+    PointsRule, Ratio, RatioCount, RatioLevel, RatioPeriod, Repair, Restore, RulesError, SameCase, Scoring, Threshold,
+    Training,
 };
 use crate::profile::Profile;
 use crate::record::Status;
@@ -83,6 +84,8 @@ struct RepairFile {
 #[serde(deny_unknown_fields)]
 struct CascadeFile {
     scope: CascadeScope,
+    #[serde(default)]
+    kinds: Option<Vec<String>>,
     article: String,
 }
 
@@ -91,8 +94,22 @@ struct CascadeFile {
 struct RatioFile {
     statuses: Vec<Status>,
     count: RatioCount,
+    #[serde(default)]
+    kinds: Option<Vec<String>>,
+    #[serde(default)]
+    period: Option<RatioPeriodFile>,
     levels: Vec<RatioLevel>,
     article: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RatioPeriodFile {
+    kind: String,
+    #[serde(default)]
+    months: Option<u32>,
+    #[serde(default)]
+    from: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -122,6 +139,18 @@ struct ScoringFile {
     cascade: Option<CascadeFile>,
     #[serde(default)]
     institution_ratio: Option<RatioFile>,
+}
+
+/// A `kinds` list: known words, at least one.
+fn check_kinds(kinds: Option<Vec<String>>, setting: &str) -> Result<Option<Vec<String>>, String> {
+    let Some(list) = kinds else { return Ok(None) };
+    if list.is_empty() {
+        return Err(format!("{setting}: name at least one kind, or leave it out for every person"));
+    }
+    if let Some(k) = list.iter().find(|k| !KINDS.contains(&k.as_str())) {
+        return Err(format!("{setting}: `{k}` is not a kind (known: {})", KINDS.join(", ")));
+    }
+    Ok(Some(list))
 }
 
 impl Scoring {
@@ -225,7 +254,32 @@ impl Scoring {
                 if r.statuses.is_empty() {
                     return Err(invalid("institution_ratio.statuses: name at least one status".into()));
                 }
-                Some(Ratio { statuses: r.statuses, count: r.count, levels: r.levels, article: r.article })
+                let period = match r.period {
+                    None => RatioPeriod::Year,
+                    Some(p) => match (p.kind.as_str(), p.months, p.from.as_deref().map(str::trim)) {
+                        ("year", None, None) => RatioPeriod::Year,
+                        ("agreement", Some(months), Some(from)) if months > 0 => {
+                            let from = chrono::NaiveDate::parse_from_str(from, "%Y-%m-%d").map_err(|_| {
+                                invalid(format!("institution_ratio.period.from: `{from}` is not a date (yyyy-MM-dd)"))
+                            })?;
+                            RatioPeriod::Agreement { months, from }
+                        }
+                        _ => {
+                            return Err(invalid(
+                                "institution_ratio.period: expected { kind = \"year\" } or { kind = \"agreement\", months = N, from = \"yyyy-MM-dd\" }".into(),
+                            ));
+                        }
+                    },
+                };
+                let kinds = check_kinds(r.kinds, "institution_ratio.kinds").map_err(invalid)?;
+                Some(Ratio {
+                    statuses: r.statuses,
+                    count: r.count,
+                    kinds,
+                    period,
+                    levels: r.levels,
+                    article: r.article,
+                })
             }
             None => None,
         };
@@ -245,7 +299,14 @@ impl Scoring {
             thresholds,
             ban,
             repair,
-            cascade: f.cascade.map(|c| Cascade { scope: c.scope, article: c.article }),
+            cascade: match f.cascade {
+                Some(c) => Some(Cascade {
+                    scope: c.scope,
+                    kinds: check_kinds(c.kinds, "cascade.kinds").map_err(invalid)?,
+                    article: c.article,
+                }),
+                None => None,
+            },
             ratio,
         })
     }

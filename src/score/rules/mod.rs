@@ -220,8 +220,28 @@ pub enum CascadeScope {
 pub struct Cascade {
     /// Who.
     pub scope: CascadeScope,
+    /// Only persons of these kinds (`doctor`, `nurse`, `pharmacist`, `technician`); `None`: everyone
+    /// (Huai'an Art. 2 governs doctors only; Qinghai Art. 2 every professional who bills the fund).
+    pub kinds: Option<Vec<String>>,
     /// The article.
     pub article: String,
+}
+
+/// The kinds of person (`kind` in practitioner records) a scoring rule may be limited to.
+pub const KINDS: [&str; 4] = ["doctor", "nurse", "pharmacist", "technician"];
+
+/// Over what time an institution ratio counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RatioPeriod {
+    /// The natural year (Qinghai Art. 12: 一个自然年度内; Huai'an Art. 24: 当年).
+    Year,
+    /// Consecutive agreement periods of `months` from `from` (Lanzhou Art. 22: 一个协议期内).
+    Agreement {
+        /// Length of one agreement.
+        months: u32,
+        /// The start of one agreement period; the others follow and precede it every `months`.
+        from: chrono::NaiveDate,
+    },
 }
 
 /// What an institution ratio counts.
@@ -260,13 +280,18 @@ pub struct RatioLevel {
     pub flag: String,
 }
 
-/// Institution ratio flags, per natural year.
+/// Institution ratio flags, per natural year or agreement period.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ratio {
     /// Which statuses count.
     pub statuses: Vec<Status>,
     /// Periods or persons.
     pub count: RatioCount,
+    /// Only persons of these kinds count, in the staff and among the counted (Huai'an Art. 24 and
+    /// Lanzhou Art. 22 rate doctors); `None`: every registered person (Qinghai Art. 12).
+    pub kinds: Option<Vec<String>>,
+    /// The time the ratio counts over.
+    pub period: RatioPeriod,
     /// Ascending levels.
     pub levels: Vec<RatioLevel>,
     /// The article.
@@ -362,6 +387,28 @@ mod tests {
         let e = edited("action = \"terminate\"", "action = \"banish\"").unwrap_err();
         assert!(e.to_string().contains("threshold["), "{e}");
         assert!(edited("max_months = 6", "max_months = 0").is_err());
+    }
+
+    /// Who a cascade reaches and whom a ratio rates, over what period: Huai'an Art. 2, 24, 27(5); Lanzhou
+    /// Art. 2, 22; Qinghai Art. 2, 12.
+    #[test]
+    fn kinds_and_ratio_periods_are_read_and_checked() {
+        let r = |p: &str| Scoring::from_profile(&Profile::shipped(p).unwrap()).unwrap();
+        let doctors = Some(vec!["doctor".to_owned()]);
+        assert_eq!(r("huaian-2020").cascade.unwrap().kinds, doctors);
+        assert_eq!(r("huaian-2020").ratio.unwrap().kinds, doctors);
+        let lz = r("lanzhou-2014").ratio.unwrap();
+        assert_eq!(lz.kinds, doctors);
+        let from = chrono::NaiveDate::from_ymd_opt(2014, 5, 1).unwrap();
+        assert_eq!(lz.period, RatioPeriod::Agreement { months: 24, from });
+        let n = r("national-2024");
+        assert_eq!((n.cascade.unwrap().kinds, n.ratio.as_ref().unwrap().kinds.clone()), (None, None));
+        assert_eq!(n.ratio.unwrap().period, RatioPeriod::Year);
+        let e = edited("scope = \"responsible\"", "scope = \"responsible\"\nkinds = [\"surgeon\"]").unwrap_err();
+        assert!(e.to_string().contains("cascade.kinds") && e.to_string().contains("surgeon"), "{e}");
+        let e = edited("count = \"person_times\"", "count = \"person_times\"\nperiod = { kind = \"agreement\" }")
+            .unwrap_err();
+        assert!(e.to_string().contains("institution_ratio.period"), "{e}");
     }
 
     #[test]

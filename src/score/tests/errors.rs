@@ -94,3 +94,43 @@ fn events_the_profile_does_not_provide_are_refused() {
     let fixed_points = line(finding("F1", D1, "C1", "huaian-2020/16.3", 2, "2026-03-10"));
     assert!(error("huaian-2020", &[&fixed_points]).contains("points 2 outside the band of item huaian-2020/16.3: 3-3"));
 }
+
+/// A misspelt field (`suspend_month` for `suspend_months`) was ignored, and the suspension silently took
+/// its default length: every field a line carries must be one its type defines (scoring.md, "Ledger").
+#[test]
+fn an_unknown_field_is_refused_with_its_line_scoring_md_ledger() {
+    let f = with(finding("F1", D1, "C1", "national-2024/10.5.2.4", 9, "2026-03-10"), "suspend_month", 3);
+    let e = error("national-2024", &[&line(f)]);
+    assert!(e.starts_with("line 1, event F1:") && e.contains("unknown field `suspend_month`"), "{e}");
+    // A field of another type is unknown here too.
+    let r = with(event("R1", "restore", D1, "2026-03-10"), "method", "training");
+    let e = error("national-2024", &[&line(r)]);
+    assert!(e.contains("unknown field `method`") && e.contains("restore"), "{e}");
+    // Every field a type defines is accepted.
+    let inst = json!({"id": "I1", "type": "institution", "institution": A, "status": "suspended", "until": "2026-08-01",
+                      "responsible": [D1], "decided_at": "2026-05-01"});
+    let full = json!({"id": "F1", "type": "finding", "code": D1, "institution": A, "case_id": "C1",
+                      "item": "national-2024/10.5.2.4", "points": 9, "responsibility": "main", "adjust": null,
+                      "suspend_months": 2, "decided_at": "2026-03-10"});
+    assert!(Ledger::parse([(1, line(inst).as_bytes()), (2, line(full).as_bytes())], &rules("national-2024")).is_ok());
+}
+
+/// records.md reads years 1900-2199: a derived period that would start or end after 2199 could be
+/// written but never read back (the filter would refuse the record), so the event is refused.
+#[test]
+fn a_period_past_2199_is_refused_not_written_records_md() {
+    let f = with(
+        with(finding("F1", D1, "C1", "national-2024/10.5.2.4", 9, "2199-12-20"), "responsibility", "main"),
+        "suspend_months",
+        1,
+    );
+    let e = try_run("national-2024", &[f], &[]).unwrap_err();
+    assert!(e.starts_with("line 1, event F1:") && e.contains("2199"), "{e}");
+    // Huai'an: the notice alone reaches 2200.
+    let e = try_run("huaian-2020", &[fixed("F1", D1, "C1", "huaian-2020/15.1", "2199-12-20")], &[]).unwrap_err();
+    assert!(e.starts_with("line 1, event F1:") && e.contains("2199"), "{e}");
+    // Within range, written and read back.
+    let f = with(finding("F1", D1, "C1", "national-2024/10.5.2.4", 9, "2199-11-20"), "responsibility", "main");
+    let s = run("national-2024", &[f], &[]);
+    assert!(record(&s, D1).validate().is_ok());
+}

@@ -241,3 +241,54 @@ fn more_than_30_percent_suspended_fails_the_annual_assessment_huaian_24() {
     let s = run(P, &events(4), &practitioners);
     assert!(s.report.institutions[0].level.as_deref().unwrap().starts_with("annual assessment failed"));
 }
+
+// --- issue 12 item 7: where scoring departed from the articles --------------------------------------
+
+/// Nurses registered at `inst`: Huai'an's rules govern doctors only (Art. 2: 医保医师 … 执业(中)医师).
+fn nurses(inst: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| registered(&format!("N1101050001{i:02}"), inst, "2021-03-01")).collect()
+}
+
+#[test]
+fn the_30_percent_counts_doctors_not_nurses_huaian_24_and_2() {
+    // 3 doctors and 7 nurses; one doctor suspended: 1 of 3 doctors (33%) is more than 30%. Counted over
+    // every registration (10), it was 10% and the flag was missed.
+    let mut practitioners =
+        vec![registered(D1, A, "2021-03-01"), registered(D2, A, "2021-03-01"), registered(D3, A, "2021-03-01")];
+    practitioners.extend(nurses(A, 7));
+    let s = run(P, &[fixed("F1", D1, "C1", OBSTRUCT, "2026-03-10")], &practitioners);
+    let i = &s.report.institutions[0];
+    assert_eq!((i.staff, i.counted), (3, 1));
+    assert!(i.level.as_deref().is_some_and(|l| l.starts_with("annual assessment failed")), "{i:?}");
+}
+
+#[test]
+fn an_institution_suspension_reaches_its_doctors_not_its_nurses_huaian_27_5_and_2() {
+    let inst = json!({"id": "I1", "type": "institution", "institution": A, "status": "suspended",
+                      "until": "2026-08-01", "responsible": [], "decided_at": "2026-05-01"});
+    let mut practitioners = vec![registered(D1, A, "2021-03-01")];
+    practitioners.extend(nurses(A, 1));
+    let s = run(P, &[inst], &practitioners);
+    assert_eq!(periods(&s, D1), vec![susp("2026-05-01", Some("2026-08-01"), "I1")]);
+    assert!(periods(&s, "N110105000100").is_empty(), "a nurse is not a 医保医师");
+}
+
+#[test]
+fn a_clear_also_clears_the_points_that_caused_the_punishment_huaian_31() {
+    // 9 points in 2024; 9 in 2025, decided late, so its suspension runs into 2026; a clear during it
+    // (取消惩戒，扣分清零) clears the punishment and 2025's points: 9 in 2026 is then not "9 or more in three
+    // consecutive years", and is 3 months (Art. 22(3)), not a year (Art. 22(4)).
+    let mut events: Vec<Value> = nine_in(2024, 1);
+    events.push(fixed("F2a", D1, "C2a", SWAP, "2025-12-01"));
+    events.push(fixed("F2b", D1, "C2b", SHIFT, "2025-12-02"));
+    events.push(event("X1", "clear", D1, "2026-01-20"));
+    events.extend(nine_in(2026, 3));
+    let s = run(P, &events, &[]);
+    let last = record(&s, D1).periods.last().unwrap().clone();
+    assert_eq!(last.basis.as_deref(), Some("huaian-2020 Art. 22(3): 9 points in 2026"));
+    assert_eq!(last.decision_id.as_deref(), Some("F3b"));
+    assert!(!flags(&s, D1).iter().any(|(f, _)| *f == Flag::Untrustworthy));
+    assert_eq!(total(&s, D1, "2025"), 0);
+    let (_, text) = note(&s, D1, "X1");
+    assert!(text.contains("2025"), "{text}");
+}

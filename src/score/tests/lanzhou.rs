@@ -160,3 +160,46 @@ fn institution_events_reach_no_doctor_lanzhou_has_no_such_article() {
     assert!(!s.records[0].changed);
     assert!(!s.report.institution_events[0].applied);
 }
+
+// --- issue 12 item 7: where scoring departed from the articles --------------------------------------
+
+#[test]
+fn disqualifications_count_per_agreement_period_not_per_year_lanzhou_22() {
+    // 15 doctors at B (fewer than 20: two disqualified persons terminate the agreement). Two
+    // disqualifications in one agreement period (一个协议期内, the agreements of 2014-05-01 every two
+    // years: 2024-05-01 to 2026-05-01), in two calendar years. Per year they were one each, and missed.
+    let practitioners: Vec<String> =
+        (20..35).map(|i| registered(&format!("D1101050000{i}"), B, "2024-03-01")).collect();
+    let events = [
+        fixed("F1", "D110105000020", "C1", FRAUD, "2025-12-01"),
+        fixed("F2", "D110105000021", "C2", FRAUD, "2026-02-01"),
+    ];
+    let s = run(P, &events, &practitioners);
+    let i = &s.report.institutions;
+    assert_eq!(i.len(), 1, "{i:?}");
+    assert_eq!(
+        (i[0].period.as_str(), i[0].staff, i[0].counted),
+        ("the agreement period 2024-05-01 to 2026-05-01", 15, 2)
+    );
+    assert!(i[0].level.as_deref().unwrap().starts_with("agreement terminated"), "{:?}", i[0]);
+}
+
+#[test]
+fn the_ratio_counts_posted_doctors_not_nurses_lanzhou_22_and_2() {
+    // 9 doctors and 15 nurses: fewer than 10 doctors, so one disqualified doctor terminates the
+    // agreement. Counted over every registration (24) it was 4.2%: only "no A-level rating".
+    let mut practitioners: Vec<String> =
+        (11..20).map(|i| registered(&format!("D1101050000{i}"), A, "2024-03-01")).collect();
+    practitioners.extend((0..15).map(|i| registered(&format!("N1101050001{i:02}"), A, "2024-03-01")));
+    let s = run(P, &[fixed("F1", "D110105000011", "C1", FRAUD, "2025-04-01")], &practitioners);
+    let i = &s.report.institutions[0];
+    assert_eq!((i.staff, i.counted), (9, 1));
+    assert!(i.level.as_deref().unwrap().starts_with("agreement terminated"), "{i:?}");
+}
+
+#[test]
+fn a_finding_before_the_first_registration_is_refused_lanzhou_6_3_and_11() {
+    // Registered from 2024-03-01: a finding of 2023 has no agreement period to count in.
+    let e = try_run(P, &[fixed("F1", D1, "C1", SPLIT, "2023-06-01")], &doctor()).unwrap_err();
+    assert!(e.starts_with("line 1, event F1:") && e.contains("before") && e.contains("2024-03-01"), "{e}");
+}

@@ -360,3 +360,60 @@ fn institution_ratios_of_20_and_50_percent_qinghai_12() {
     assert_eq!((i[1].institution.as_str(), i[1].staff, i[1].counted), (B, 2, 1));
     assert!(i[1].level.as_deref().unwrap().starts_with("agreement suspended"), "{:?}", i[1]);
 }
+
+// --- issue 12 item 7: where scoring departed from the articles --------------------------------------
+
+/// Art. 17(3): 修复记分后 … 缩短暂停或终止时限1个月 — a suspension is shortened after points were repaired.
+/// A repair in a year whose total is already 0 removes nothing: it shortens nothing, and does not use the
+/// year's training.
+#[test]
+fn a_repair_that_removes_no_points_shortens_nothing_qinghai_17_3() {
+    let training =
+        |id: &str, at: &str, p: u32| with(with(event(id, "repair", D1, at), "method", "training"), "points", p);
+    let f1 = with(with(finding("F1", D1, "C1", CODE, 9, "2025-12-15"), "responsibility", "main"), "suspend_months", 3);
+    let restore = event("R1", "restore", D1, "2026-02-01");
+    let s = run(P, &[f1.clone(), training("T1", "2026-01-10", 2), restore.clone()], &[]);
+    assert_eq!(periods(&s, D1), vec![susp("2025-12-15", Some("2026-03-15"), "F1")]);
+    let (applied, text) = note(&s, D1, "T1");
+    assert!(!applied && text.contains("no points"), "{text}");
+    // The year's training is still there for points that come later; that repair does shorten.
+    let events = [
+        f1,
+        training("T1", "2026-01-10", 2),
+        finding("F2", D1, "C2", UPCODE, 6, "2026-01-20"),
+        training("T2", "2026-01-25", 3),
+        restore,
+    ];
+    let s = run(P, &events, &[]);
+    assert!(note(&s, D1, "T2").0, "{:?}", note(&s, D1, "T2"));
+    assert_eq!(total(&s, D1, "2026"), 3);
+    assert_eq!(periods(&s, D1), vec![susp("2025-12-15", Some("2026-02-15"), "F1")]);
+}
+
+/// Art. 10(3)1 and 10(4)1 apply only to a person who bears main responsibility (该人员负主要责任的); and
+/// points with no responsibility stand for the responsibility whose points they are (Art. 10(7)4).
+#[test]
+fn items_for_the_person_with_main_responsibility_refuse_other_responsibilities_qinghai_10_3_1_and_10_4_1() {
+    let with_r = |item: &str, points: Option<u32>, who: Option<&str>| {
+        let mut v = json!({"id": "F1", "type": "finding", "code": D1, "case_id": "C1", "item": item, "decided_at": "2026-03-10"});
+        if let Some(p) = points {
+            v["points"] = p.into();
+        }
+        if let Some(w) = who {
+            v["responsibility"] = w.into();
+        }
+        try_run(P, &[v], &[])
+    };
+    for (item, main) in [("national-2024/10.3.1", 3), ("national-2024/10.4.1", 6)] {
+        for who in ["general", "important"] {
+            let e = with_r(item, None, Some(who)).unwrap_err();
+            assert!(e.contains("main responsibility") && e.contains(item), "{item} {who}: {e}");
+        }
+        let e = with_r(item, Some(main - 2), None).unwrap_err();
+        assert!(e.contains("main responsibility"), "{item}: {e}");
+        assert_eq!(total(&with_r(item, None, Some("main")).unwrap(), D1, "2026"), main);
+        assert_eq!(total(&with_r(item, Some(main), None).unwrap(), D1, "2026"), main);
+    }
+    // Other items: any responsibility.
+    assert_eq!(total(&with_r(SPLIT, None, Some("general")).unwrap(), D1, "2026"), 1);
+}

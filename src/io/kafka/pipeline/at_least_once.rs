@@ -18,6 +18,7 @@ use rdkafka::types::RDKafkaErrorCode as Code;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+use super::super::admin::OutputWatch;
 use super::super::errors::Class;
 use super::super::tracker::Tracker;
 use super::decide::Batch;
@@ -26,7 +27,7 @@ use super::rebalance::ConsumerCtx;
 use super::{PipelineConfig, PipelineState, consumer_config};
 use crate::io::clock;
 use crate::io::metrics::{self as m, ClaimMetrics};
-use claimgate::profile::Profile;
+use claimgate::routing::Rules;
 use claimgate::table::TableHandle;
 
 /// A dead letter to send in place of an output the broker refused.
@@ -177,7 +178,7 @@ pub fn run(
     kafka: &super::super::KafkaConfig,
     cfg: &PipelineConfig,
     handle: &TableHandle,
-    profile: &Profile,
+    rules: &Rules,
     state: &Arc<PipelineState>,
     shutdown: &CancellationToken,
 ) -> Result<()> {
@@ -196,6 +197,7 @@ pub fn run(
     let consumer: BaseConsumer<ConsumerCtx> = consumer_config(kafka, cfg, false)
         .create_with_context(ConsumerCtx::new(Some(Arc::clone(&inflight)), &cfg.offsets_reset))?;
     consumer.subscribe(&[&cfg.claims])?;
+    let mut outputs = OutputWatch::new(kafka, &[&cfg.accepted, &cfg.rejected, &cfg.dlq])?;
     state.taking_claims.store(true, Ordering::Release);
     tracing::info!(
         event = "pipeline_started",
@@ -215,6 +217,7 @@ pub fn run(
         if let Some(f) = inflight.fatal() {
             bail!(f);
         }
+        outputs.check()?;
         send_replacements(&producer, &inflight, &consumer)?;
         if deadline.is_none() && shutdown.is_cancelled() {
             deadline = Some(Instant::now() + cfg.shutdown_timeout);
@@ -268,7 +271,7 @@ pub fn run(
             continue;
         };
         let decided_at = clock::now_text();
-        let mut batch = Batch::new(cfg, &view, profile, &decided_at, metrics);
+        let mut batch = Batch::new(cfg, &view, rules, &decided_at, metrics);
         let mut taken = 0usize;
         let mut wait = Duration::from_millis(100);
         while taken < cfg.batch_size && taken + in_flight < cfg.max_in_flight {

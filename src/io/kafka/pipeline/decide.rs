@@ -9,15 +9,16 @@ use rdkafka::message::{BorrowedMessage, Message};
 use super::PipelineConfig;
 use crate::io::metrics::ClaimMetrics;
 use claimgate::batch::process;
-use claimgate::profile::Profile;
-use claimgate::record::{DeadLetter, Stamp, Verdict};
+use claimgate::record::{DeadLetter, Reason, Stamp, Verdict};
+use claimgate::routing::Rules;
 use claimgate::table::View;
 
 /// Per-batch counts, added to the metrics once per batch.
 #[derive(Default)]
 struct Counts {
-    by_reason: [u64; 9],
-    overridden: [u64; 9],
+    by_reason: [u64; Reason::COUNT],
+    overridden: [u64; Reason::COUNT],
+    would_reject: [u64; Reason::COUNT],
     legacy: u64,
 }
 
@@ -25,7 +26,7 @@ struct Counts {
 pub struct Batch<'a> {
     cfg: &'a PipelineConfig,
     view: &'a View,
-    profile: &'a Profile,
+    rules: &'a Rules,
     stamp: Stamp<'a>,
     metrics: &'a ClaimMetrics,
     counts: Counts,
@@ -46,12 +47,12 @@ impl<'a> Batch<'a> {
     pub fn new(
         cfg: &'a PipelineConfig,
         view: &'a View,
-        profile: &'a Profile,
+        rules: &'a Rules,
         decided_at: &'a str,
         metrics: &'a ClaimMetrics,
     ) -> Self {
-        let stamp = Stamp { profile: &profile.name, table_epoch: view.epoch(), decided_at };
-        Batch { cfg, view, profile, stamp, metrics, counts: Counts::default(), started: Instant::now() }
+        let stamp = Stamp { table_epoch: view.epoch(), decided_at };
+        Batch { cfg, view, rules, stamp, metrics, counts: Counts::default(), started: Instant::now() }
     }
 
     /// `topic/partition@offset` of a message: a dead letter's `source`.
@@ -88,12 +89,15 @@ impl<'a> Batch<'a> {
             self.metrics.dead_letter(None);
             return Out { topic: &cfg.dlq, key: None };
         }
-        match process(payload, self.view, self.profile, stamp, buf) {
+        match process(payload, self.view, self.rules, stamp, buf) {
             Ok(d) => {
                 let o = &d.outcome;
                 self.counts.by_reason[o.reason.index()] += 1;
                 if let Some(r) = o.overridden {
                     self.counts.overridden[r.index()] += 1;
+                }
+                if let Some(r) = o.would_reject {
+                    self.counts.would_reject[r.index()] += 1;
                 }
                 self.counts.legacy += u64::from(o.legacy_code);
                 let topic = if o.verdict == Verdict::Accept { &cfg.accepted } else { &cfg.rejected };
@@ -120,7 +124,7 @@ impl<'a> Batch<'a> {
     pub fn finish(self, taken: usize) {
         if taken > 0 {
             self.metrics.decision.record(self.started.elapsed().as_secs_f64() / taken as f64);
-            self.metrics.add(&self.counts.by_reason, &self.counts.overridden);
+            self.metrics.add(&self.counts.by_reason, &self.counts.overridden, &self.counts.would_reject);
             self.metrics.legacy.increment(self.counts.legacy);
         }
     }

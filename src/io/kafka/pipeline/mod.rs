@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::KafkaConfig;
 use super::admin;
-use claimgate::profile::Profile;
+use claimgate::routing::Rules;
 use claimgate::table::TableHandle;
 
 /// Topic names and bounds of the pipeline.
@@ -155,7 +155,7 @@ pub fn run(
     cfg: &PipelineConfig,
     handle: &TableHandle,
     tables_ready: &AtomicBool,
-    profile: &Profile,
+    rules: &Rules,
     state: &Arc<PipelineState>,
     shutdown: &CancellationToken,
 ) -> Result<()> {
@@ -170,9 +170,9 @@ pub fn run(
         return Ok(());
     }
     if cfg.transactional_id.is_some() {
-        transactional::run(kafka, cfg, handle, profile, state, shutdown)
+        transactional::run(kafka, cfg, handle, rules, state, shutdown)
     } else {
-        at_least_once::run(kafka, cfg, handle, profile, state, shutdown)
+        at_least_once::run(kafka, cfg, handle, rules, state, shutdown)
     }
 }
 

@@ -21,6 +21,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::super::KafkaConfig;
+use super::super::admin::OutputWatch;
 use super::super::errors::Class;
 use super::at_least_once::hint;
 use super::decide::Batch;
@@ -29,7 +30,7 @@ use super::rebalance::ConsumerCtx;
 use super::{PipelineConfig, PipelineState, consumer_config};
 use crate::io::clock;
 use crate::io::metrics::{self as m, ClaimMetrics};
-use claimgate::profile::Profile;
+use claimgate::routing::Rules;
 use claimgate::table::TableHandle;
 
 /// Runs the exactly-once pipeline until `shutdown`; the last transaction is committed or aborted.
@@ -37,7 +38,7 @@ pub fn run(
     kafka: &KafkaConfig,
     cfg: &PipelineConfig,
     handle: &TableHandle,
-    profile: &Profile,
+    rules: &Rules,
     state: &Arc<PipelineState>,
     shutdown: &CancellationToken,
 ) -> Result<()> {
@@ -48,6 +49,7 @@ pub fn run(
     let consumer: BaseConsumer<ConsumerCtx> =
         consumer_config(kafka, cfg, true).create_with_context(ConsumerCtx::new(None, &cfg.offsets_reset))?;
     consumer.subscribe(&[&cfg.claims])?;
+    let mut outputs = OutputWatch::new(kafka, &[&cfg.accepted, &cfg.rejected, &cfg.dlq])?;
     state.taking_claims.store(true, Ordering::Release);
     tracing::info!(
         event = "pipeline_started",
@@ -64,13 +66,14 @@ pub fn run(
     let mut buf = Vec::with_capacity(1024);
     let txn_timeout = Duration::from_secs(30);
     while !shutdown.is_cancelled() {
+        outputs.check()?;
         let Some(view) = handle.load() else {
             std::thread::sleep(Duration::from_millis(10));
             continue;
         };
         consumer.context().rebalanced.store(false, Ordering::Relaxed);
         let decided_at = clock::now_text();
-        let mut batch = Batch::new(cfg, &view, profile, &decided_at, &metrics);
+        let mut batch = Batch::new(cfg, &view, rules, &decided_at, &metrics);
         // First and next offsets per partition of this batch.
         let mut span: Vec<(i32, i64, i64)> = Vec::new();
         let started = Instant::now();

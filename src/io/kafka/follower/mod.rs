@@ -1,0 +1,514 @@
+//! The status follower: reads the `practitioners` and `institutions` topics (and the local-id mapping
+//! topic, where one is configured) like a global table —
+//! every partition assigned directly, no consumer group — from the beginning to the end before any claim
+//! is decided, then keeps following them, publishing each batch of changes as one new view.
+//!
+//! "The end" is exact on Apache Kafka: the end offsets (the last stable offset, as the consumer reads
+//! committed records only) are taken once before reading; a partition has reached its end when the
+//! consumer's position passes that offset, or when the client reports it reached the end of the
+//! partition (`enable.partition.eof`). The second sign covers what the position alone cannot see: a
+//! transaction's commit or abort marker, aborted records and a compacted-away range take offsets that no
+//! record is ever delivered for, so a position can stay short of the end for ever. Each topic has a
+//! consumer of its own, because the client's end-of-partition event names the partition but not the
+//! topic. An empty partition reports its end at once. Under steady traffic the end is reached as soon
+//! as the records present at start-up are read: nothing waits for a quiet moment.
+//!
+//! - [`source`] — one status topic and its consumer;
+//! - [`table`] — records applied, batches kept whole, invalid records sent to the status dead-letter
+//!   topic and flagged;
+//! - here — start-up (from the checkpoint if there is a usable one, `io::checkpoint`), the read to the
+//!   end, following, compaction in the background, checkpoints every `checkpoint.every_s`.
+
+mod source;
+mod table;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use metrics::gauge;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use super::{KafkaConfig, admin};
+use crate::io::checkpoint;
+use crate::io::clock::unix_ms;
+use crate::io::metrics as m;
+use claimgate::table::{InstitutionTable, PractitionerTable, TableHandle, Updater};
+use source::Source;
+use table::{InvalidSink, Table};
+
+pub use table::Flagged;
+
+/// What the rest of the process may read about the tables.
+#[derive(Debug, Default)]
+pub struct TableState {
+    /// The status topics were read to their end once: claims may be decided.
+    pub ready: AtomicBool,
+    /// Unix milliseconds when the status topics were last confirmed reachable and read.
+    pub confirmed_ms: AtomicU64,
+    /// Views published.
+    pub generation: AtomicU64,
+    /// Codes whose latest status record was invalid: where, and why.
+    pub invalid: Flagged,
+}
+
+impl TableState {
+    /// Seconds since the tables were last confirmed current.
+    pub fn age_secs(&self) -> f64 {
+        let confirmed = self.confirmed_ms.load(Ordering::Relaxed);
+        if confirmed == 0 {
+            return f64::INFINITY;
+        }
+        (unix_ms().saturating_sub(confirmed)) as f64 / 1000.0
+    }
+
+    /// Why a code is flagged, if its latest status record was invalid.
+    pub fn invalid_record(&self, code: &str) -> Option<String> {
+        self.invalid.lock().ok()?.get(code).cloned()
+    }
+}
+
+/// Checkpoints: where, how often, how old one may be.
+#[derive(Clone, Debug)]
+pub struct CheckpointConfig {
+    /// The file.
+    pub path: PathBuf,
+    /// A checkpoint is written this often when the table changed, and at shutdown.
+    pub every: Duration,
+    /// An older checkpoint is refused (at most the status topics' `delete.retention.ms`).
+    pub max_age: Duration,
+}
+
+/// Settings of the follower.
+#[derive(Clone, Debug)]
+pub struct FollowerConfig {
+    /// Practitioner topic.
+    pub practitioners: String,
+    /// Institution topic.
+    pub institutions: String,
+    /// Local-id mapping topic, if followed (rules.md, "Local ids").
+    pub mappings: Option<String>,
+    /// Status dead-letter topic: invalid status records go there.
+    pub status_dlq: String,
+    /// Longest wait before a batch of changes is published.
+    pub publish_every: Duration,
+    /// Longest wait for the rest of a status batch before publishing without it.
+    pub batch_wait: Duration,
+    /// Checkpoints, if enabled.
+    pub checkpoint: Option<CheckpointConfig>,
+}
+
+struct Follower {
+    cfg: FollowerConfig,
+    sources: Vec<Source>,
+    table: Table,
+    cluster_id: String,
+    /// Positions of the practitioner and institution sources at the last publish: what a checkpoint of
+    /// the published view covers.
+    published_at: Vec<(String, i32, i64)>,
+    /// The generation last checkpointed, and when.
+    checkpointed: (u64, Instant),
+    /// A checkpoint being written in the background.
+    writing: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+/// What one poll of a source gave.
+enum Polled {
+    Record,
+    Nothing,
+}
+
+/// Reports the table's age every second (`claimgate_table_age_seconds`, `claimgate_table_stale`) and
+/// logs when it turns stale (`table_stale`) and fresh again (`table_fresh`): a task of its own, so that
+/// a broker that does not answer the follower's calls cannot delay the report.
+pub async fn watch_staleness(state: Arc<TableState>, stale_after: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut stale = false;
+    while !shutdown.is_cancelled() {
+        tick.tick().await;
+        if !state.ready.load(Ordering::Acquire) {
+            continue;
+        }
+        let age = state.age_secs();
+        gauge!(m::TABLE_AGE).set(age);
+        let now = age >= stale_after.as_secs_f64();
+        gauge!(m::TABLE_STALE).set(if now { 1.0 } else { 0.0 });
+        if now && !stale {
+            tracing::warn!(
+                event = "table_stale",
+                age_s = age,
+                "cannot confirm the status topics; deciding on the last table"
+            );
+        } else if !now && stale {
+            tracing::info!(event = "table_fresh", "status topics reachable again");
+        }
+        stale = now;
+    }
+}
+
+/// Starts the follower on a thread of its own. The returned handle ends when `shutdown` is cancelled.
+pub fn spawn(
+    kafka: &KafkaConfig,
+    cfg: FollowerConfig,
+    handle: Arc<TableHandle>,
+    state: Arc<TableState>,
+    shutdown: CancellationToken,
+) -> Result<std::thread::JoinHandle<Result<()>>> {
+    // In this order: `Table::apply` tells the records apart by their source's index.
+    let mut sources = vec![Source::new(kafka, &cfg.practitioners)?, Source::new(kafka, &cfg.institutions)?];
+    if let Some(m) = &cfg.mappings {
+        sources.push(Source::new(kafka, m)?);
+    }
+    let table = Table::new(
+        Updater::new(PractitionerTable::with_capacity(1 << 16), InstitutionTable::default()),
+        handle,
+        state,
+        cfg.batch_wait,
+        InvalidSink::new(kafka, &cfg.status_dlq),
+    );
+    let mut f = Follower {
+        cfg,
+        sources,
+        table,
+        cluster_id: String::new(),
+        published_at: Vec::new(),
+        checkpointed: (0, Instant::now()),
+        writing: None,
+    };
+    Ok(std::thread::Builder::new().name("status-follower".into()).spawn(move || f.run(&shutdown))?)
+}
+
+impl Follower {
+    fn run(&mut self, shutdown: &CancellationToken) -> Result<()> {
+        let started = self.load_checkpoint(shutdown);
+        for i in 0..self.sources.len() {
+            let from = started.as_ref().map(|positions| {
+                positions.iter().filter(|(t, _, _)| *t == self.sources[i].topic).map(|(_, p, o)| (*p, *o)).collect()
+            });
+            if !self.assign(i, from, shutdown)? {
+                return Ok(());
+            }
+        }
+        self.catch_up(shutdown)?;
+        let result = self.follow(shutdown);
+        self.checkpoint_now(true);
+        result
+    }
+
+    /// Loads the checkpoint if there is one and it can be used: its tables go into the updater, and the
+    /// positions it covers are returned. Every refusal is said, and the topics are read from the
+    /// beginning instead.
+    fn load_checkpoint(&mut self, shutdown: &CancellationToken) -> Option<Vec<(String, i32, i64)>> {
+        // The cluster's id, asked of the first source's client (waiting for the broker if need be).
+        while self.cluster_id.is_empty() && !shutdown.is_cancelled() {
+            match self.sources[0].consumer.client().fetch_cluster_id(Duration::from_secs(10)) {
+                Some(id) => self.cluster_id = id,
+                None if self.cfg.checkpoint.is_none() => break,
+                None => tracing::warn!(event = "cluster_id_unknown", "cannot ask the cluster its id yet; waiting"),
+            }
+        }
+        let cfg = self.cfg.checkpoint.clone()?;
+        if !cfg.path.exists() {
+            tracing::info!(event = "checkpoint_absent", path = %cfg.path.display(), "no checkpoint: reading the status topics from the beginning");
+            return None;
+        }
+        let started = Instant::now();
+        match self.usable_checkpoint(&cfg) {
+            Ok(loaded) => {
+                let positions = loaded.header.positions.clone();
+                tracing::info!(
+                    event = "checkpoint_loaded",
+                    path = %cfg.path.display(),
+                    epoch = loaded.header.epoch,
+                    age_s = (unix_ms().saturating_sub(loaded.header.created_ms)) / 1000,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "checkpoint loaded: reading the status topics from its offsets"
+                );
+                self.table.updater = loaded.updater;
+                Some(positions)
+            }
+            Err(e) => {
+                ::metrics::counter!(m::CHECKPOINTS, "outcome" => "refused").increment(1);
+                tracing::warn!(event = "checkpoint_refused", path = %cfg.path.display(), reason = %format!("{e:#}"), "checkpoint not used: reading the status topics from the beginning");
+                None
+            }
+        }
+    }
+
+    fn usable_checkpoint(&self, cfg: &CheckpointConfig) -> Result<checkpoint::Loaded> {
+        let loaded = checkpoint::read(&cfg.path)?;
+        let h = &loaded.header;
+        if h.cluster_id != self.cluster_id {
+            bail!("written for Kafka cluster {}, this is cluster {}", h.cluster_id, self.cluster_id);
+        }
+        let age = Duration::from_millis(unix_ms().saturating_sub(h.created_ms));
+        if age > cfg.max_age {
+            bail!("{} s old, older than checkpoint.max_age_s ({})", age.as_secs(), cfg.max_age.as_secs());
+        }
+        for src in &self.sources[..2] {
+            let parts = admin::partitions(&src.consumer, &src.topic, Duration::from_secs(30))?;
+            let covered: Vec<i32> =
+                h.positions.iter().filter(|(t, _, _)| *t == src.topic).map(|(_, p, _)| *p).collect();
+            let mut sorted = covered.clone();
+            sorted.sort_unstable();
+            if sorted != parts {
+                bail!("covers partitions {sorted:?} of {}, the topic has {parts:?}", src.topic);
+            }
+            for (_, p, o) in h.positions.iter().filter(|(t, _, _)| *t == src.topic) {
+                let (low, high) = src
+                    .consumer
+                    .fetch_watermarks(&src.topic, *p, Duration::from_secs(10))
+                    .context("cannot read the status topics' offsets")?;
+                if *o < low {
+                    bail!("offset {o} of {}/{p} is gone from the topic (it starts at {low}: retention)", src.topic);
+                }
+                if *o > high {
+                    bail!("offset {o} of {}/{p} is past the topic's end {high} (a recreated topic?)", src.topic);
+                }
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Writes a checkpoint of the published view if it changed since the last one: in the background,
+    /// or now (at shutdown).
+    fn checkpoint_now(&mut self, wait: bool) {
+        let Some(cfg) = self.cfg.checkpoint.clone() else { return };
+        if let Some(h) = self.writing.take_if(|h| h.is_finished() || wait) {
+            match h.join() {
+                Ok(Ok(())) => ::metrics::counter!(m::CHECKPOINTS, "outcome" => "written").increment(1),
+                Ok(Err(e)) => {
+                    ::metrics::counter!(m::CHECKPOINTS, "outcome" => "failed").increment(1);
+                    tracing::warn!(event = "checkpoint_failed", error = %format!("{e:#}"), "the checkpoint was not written")
+                }
+                Err(_) => tracing::error!(event = "checkpoint_panicked"),
+            }
+        }
+        let generation = self.table.state.generation.load(Ordering::Relaxed);
+        if self.writing.is_some()
+            || generation == self.checkpointed.0
+            || !self.table.state.ready.load(Ordering::Acquire)
+        {
+            return;
+        }
+        let Some(view) = self.table.handle.load() else { return };
+        self.checkpointed = (generation, Instant::now());
+        let (path, cluster, positions) = (cfg.path.clone(), self.cluster_id.clone(), self.published_at.clone());
+        let write = move || {
+            let started = Instant::now();
+            checkpoint::write(&path, &cluster, positions, &view)?;
+            tracing::info!(event = "checkpoint_written", path = %path.display(), epoch = view.epoch(), seconds = started.elapsed().as_secs_f64());
+            Ok(())
+        };
+        if wait {
+            if let Err(e) = write() {
+                tracing::warn!(event = "checkpoint_failed", error = %format!("{e:#}"), "the checkpoint was not written");
+            }
+        } else {
+            self.writing = std::thread::Builder::new().name("checkpoint".into()).spawn(write).ok();
+        }
+    }
+
+    /// Publishes the tables, and notes the positions the view covers.
+    fn publish(&mut self) {
+        self.table.publish();
+        self.published_at = self.sources[..2]
+            .iter()
+            .flat_map(|s| s.positions.iter().map(move |(p, o)| (s.topic.clone(), *p, *o)))
+            .collect();
+    }
+
+    /// Waits for the topic to exist, then assigns every partition from the beginning, or from `from`
+    /// (a checkpoint's offsets). False if shutdown came first.
+    fn assign(&mut self, i: usize, from: Option<BTreeMap<i32, i64>>, shutdown: &CancellationToken) -> Result<bool> {
+        let src = &mut self.sources[i];
+        let parts = loop {
+            match admin::partitions(&src.consumer, &src.topic, Duration::from_secs(10)) {
+                Ok(p) => break p,
+                Err(_) if shutdown.is_cancelled() => return Ok(false),
+                Err(e) => {
+                    tracing::warn!(event = "status_topic_missing", topic = src.topic, error = %format!("{e:#}"), "waiting for the status topic; no claim is decided until it is read");
+                    // Serve the client's queued logs and errors (a failed TLS handshake, a refused
+                    // login): they say why, and are otherwise held until the first poll. Nothing is
+                    // assigned yet, so no record can be taken here.
+                    let _ = src.consumer.poll(Duration::ZERO);
+                }
+            }
+        };
+        let mut tpl = TopicPartitionList::new();
+        for p in parts {
+            let at = from.as_ref().and_then(|f| f.get(&p)).copied();
+            tpl.add_partition_offset(&src.topic, p, at.map_or(Offset::Beginning, Offset::Offset))?;
+            src.positions.insert(p, at.unwrap_or(0));
+        }
+        src.consumer.assign(&tpl).context("cannot assign the status partitions")?;
+        tracing::info!(
+            event = "status_assigned",
+            topic = src.topic,
+            partitions = src.positions.len(),
+            from = if from.is_some() { "checkpoint" } else { "beginning" },
+            "reading the status topic"
+        );
+        Ok(true)
+    }
+
+    /// Polls source `i` once: applies a record, notes an end of partition.
+    fn poll(&mut self, i: usize, wait: Duration) -> Polled {
+        let src = &mut self.sources[i];
+        match src.consumer.poll(wait) {
+            Some(Ok(msg)) => {
+                src.positions.insert(msg.partition(), msg.offset() + 1);
+                src.at_eof.remove(&msg.partition());
+                self.table.apply(i, &msg);
+                Polled::Record
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                src.at_eof.insert(p);
+                Polled::Nothing
+            }
+            // A consumer error here is transient (e.g. `AllBrokersDown` while the broker cannot be
+            // reached): librdkafka reconnects and the fetch resumes.
+            Some(Err(e)) => {
+                tracing::warn!(event = "status_read_error", topic = src.topic, error = %e, "cannot read the status topic; retrying");
+                Polled::Nothing
+            }
+            None => Polled::Nothing,
+        }
+    }
+
+    fn catch_up(&mut self, shutdown: &CancellationToken) -> Result<()> {
+        let started = Instant::now();
+        let mut records = 0u64;
+        // The ends to reach: taken once, after assignment and before anything was read, so that they
+        // are the records present at start-up (under steady traffic the ends keep moving: not waited for).
+        let mut ends: Vec<Option<HashMap<i32, i64>>> = vec![None; self.sources.len()];
+        while !shutdown.is_cancelled() {
+            let mut idle = true;
+            for (i, end) in ends.iter_mut().enumerate() {
+                if end.is_none() {
+                    *end = self.sources[i].end_offsets();
+                }
+                while let Polled::Record = self.poll(i, Duration::from_millis(if idle { 20 } else { 0 })) {
+                    records += 1;
+                    idle = false;
+                }
+            }
+            let reached = self.sources.iter().zip(&ends).all(|(s, e)| e.as_ref().is_some_and(|e| s.at_end(e)));
+            // A batch committed while the ends were taken can straddle them (its records on one topic
+            // read, on the other not yet): wait for its rest before the first view.
+            if reached && self.table.settled() {
+                self.table.forget_batches();
+                self.publish();
+                self.table.state.confirmed_ms.store(unix_ms(), Ordering::Relaxed);
+                self.table.state.ready.store(true, Ordering::Release);
+                gauge!(m::READY).set(1.0);
+                tracing::info!(
+                    event = "status_loaded",
+                    records,
+                    practitioners = self.table.updater.view().practitioner_count(),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "status topics read to the end; deciding claims"
+                );
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn follow(&mut self, shutdown: &CancellationToken) -> Result<()> {
+        let mut last_check = Instant::now();
+        let (tx, rx) = crossbeam_channel::bounded::<Result<(PractitionerTable, PractitionerTable), String>>(1);
+        let mut compacting = false;
+        while !shutdown.is_cancelled() {
+            // Each source drained without waiting; only when every one is idle does the loop wait (on
+            // the first, at most 10 ms). Waiting on an idle source per record read from another would
+            // cap the follower at a hundred records a second.
+            let mut got = false;
+            for i in 0..self.sources.len() {
+                // At most a slice of a flood per turn: compaction, freshness and checkpoints below keep
+                // their turn under continuous traffic.
+                for _ in 0..10_000 {
+                    if let Polled::Nothing = self.poll(i, Duration::ZERO) {
+                        break;
+                    }
+                    got = true;
+                    if self.table.dirty_since.is_some_and(|t| t.elapsed() >= self.cfg.publish_every)
+                        && self.table.settled()
+                    {
+                        self.publish();
+                    }
+                }
+            }
+            if !got && let Polled::Record = self.poll(0, Duration::from_millis(10)) {
+                got = true;
+            }
+            // Every consumer's queue is drained and no batch is half read: publish.
+            if !got && self.table.dirty_since.is_some() && self.table.settled() {
+                self.publish();
+            }
+            if self.cfg.checkpoint.as_ref().is_some_and(|c| self.checkpointed.1.elapsed() >= c.every) {
+                self.checkpoint_now(false);
+            }
+            if let Ok(done) = rx.try_recv() {
+                compacting = false;
+                match done.and_then(|(merged, input)| {
+                    self.table.updater.install_compacted(merged, &input).map_err(|e| e.to_string())
+                }) {
+                    Ok(()) => {
+                        tracing::info!(
+                            event = "table_compacted",
+                            delta = self.table.updater.delta_len(),
+                            "status delta folded into the base table"
+                        );
+                        // The same content in a cheaper layout — published only where no batch is half
+                        // read (a large batch is what makes the delta grow enough to be folded).
+                        if self.table.settled() {
+                            self.publish();
+                        } else {
+                            self.table.dirty_since.get_or_insert_with(Instant::now);
+                        }
+                    }
+                    Err(e) => tracing::error!(event = "table_compaction_failed", error = e),
+                }
+            }
+            if !compacting && self.table.updater.wants_compaction() {
+                compacting = true;
+                let (base, delta) = self.table.updater.compaction_input();
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    let merged = base.rebuilt(Some(&delta)).map_err(|e| e.to_string());
+                    let _ = tx.send(merged.map(|m| (m, delta)));
+                });
+            }
+            if last_check.elapsed() >= Duration::from_secs(2) {
+                last_check = Instant::now();
+                self.check_freshness();
+            }
+        }
+        Ok(())
+    }
+
+    /// Confirms the status topics are reachable and read to their end. The table's age, and whether it
+    /// is stale, are reported from the confirmation time by [`watch_staleness`], which does not wait on
+    /// the broker as this does.
+    fn check_freshness(&mut self) {
+        let mut reachable = true;
+        let mut at_end = true;
+        for s in &self.sources {
+            match s.end_offsets() {
+                Some(e) => at_end &= s.at_end(&e),
+                None => reachable = false,
+            }
+        }
+        if reachable && (at_end || self.table.dirty_since.is_none()) {
+            self.table.state.confirmed_ms.store(unix_ms(), Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The tables the follower builds from the status records, and what it publishes of them: records
+//! applied (version wins, tombstones delete), batches tracked so that a view is published only where
+//! no batch is half read, invalid records sent to the status dead-letter topic and their codes flagged.
+//!
+//! **Batches.** claimgate's status writers (`status_writer.rs`) write each batch in one transaction and
+//! mark its records with the batch's id and size. Read committed, a batch arrives whole, but across
+//! partitions and topics in any interleaving: a view is published only when every batch begun is
+//! complete. A batch incomplete for `limits.status_batch_wait_s` (a record compacted away before it
+//! was read, say) is published anyway, with a warning (`status_batch_incomplete`). Records of other
+//! writers carry no mark and are published as they come.
+//!
+//! **Invalid records** (not JSON, not a record, a key that is not its code): the last valid version of
+//! the code stays in the table, the code is flagged (`claimgate_status_invalid_codes`, and the status
+//! query says so), the record goes to the status dead-letter topic keyed by its source offset (so a
+//! compacted dead-letter topic keeps one copy however often instances restart), and
+//! `claimgate_status_records_total{outcome="invalid"}` counts it. Instances can disagree only where
+//! compaction removed the valid version that older instances still hold: every instance then shows the
+//! code flagged, so the disagreement is never silent, and a valid record for the code clears it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use metrics::{counter, gauge, histogram};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::producer::{BaseRecord, ThreadedProducer};
+
+use super::super::status_writer::{BATCH_HEADER, BATCH_SIZE_HEADER};
+use super::super::{Context, KafkaConfig};
+use super::TableState;
+use crate::io::clock::unix_ms;
+use crate::io::metrics as m;
+use claimgate::record::{DeadLetter, InstitutionCode, InstitutionText, MappingText, PractitionerKey, PractitionerRow};
+use claimgate::table::{Applied, TableHandle, Updater};
+
+/// Batches begun and not yet complete.
+#[derive(Default)]
+struct Batches {
+    /// By id: (records seen, announced size, when the first was seen).
+    open: HashMap<String, (usize, usize, Instant)>,
+    /// Batches published incomplete: their late records no longer hold views back.
+    abandoned: HashSet<String>,
+}
+
+/// Where invalid status records go.
+pub struct InvalidSink {
+    producer: Option<ThreadedProducer<Context>>,
+    topic: String,
+}
+
+impl InvalidSink {
+    /// A sink producing to `topic` (no producer if it cannot be created: the records are then only
+    /// logged and counted).
+    pub fn new(kafka: &KafkaConfig, topic: &str) -> InvalidSink {
+        let producer = kafka
+            .client(&[("enable.idempotence", "true"), ("linger.ms", "20"), ("allow.auto.create.topics", "false")])
+            .create_with_context(Context { client: "status-dlq" })
+            .map_err(|e| tracing::warn!(event = "status_dlq_unavailable", error = %e, "invalid status records will only be logged"))
+            .ok();
+        InvalidSink { producer, topic: topic.to_owned() }
+    }
+}
+
+/// The tables being built, and what is published of them.
+pub struct Table {
+    pub updater: Updater,
+    pub handle: Arc<TableHandle>,
+    pub state: Arc<TableState>,
+    /// Broker timestamp (ms) of the oldest record not yet published.
+    pub oldest_pending_ms: Option<i64>,
+    pub dirty_since: Option<Instant>,
+    batches: Batches,
+    batch_wait: Duration,
+    invalid: InvalidSink,
+}
+
+fn header<'m>(msg: &'m BorrowedMessage<'_>, name: &str) -> Option<&'m str> {
+    msg.headers()?.iter().find(|h| h.key == name).and_then(|h| std::str::from_utf8(h.value?).ok())
+}
+
+impl Table {
+    /// Empty tables over `updater`.
+    pub fn new(
+        updater: Updater,
+        handle: Arc<TableHandle>,
+        state: Arc<TableState>,
+        batch_wait: Duration,
+        invalid: InvalidSink,
+    ) -> Table {
+        Table {
+            updater,
+            handle,
+            state,
+            oldest_pending_ms: None,
+            dirty_since: None,
+            batches: Batches::default(),
+            batch_wait,
+            invalid,
+        }
+    }
+
+    /// A record of source `source`: 0 practitioners, 1 institutions, 2 local-id mappings.
+    pub fn apply(&mut self, source: usize, msg: &BorrowedMessage<'_>) {
+        let topic = msg.topic();
+        let key = msg.key().and_then(|k| std::str::from_utf8(k).ok()).map(str::trim);
+        let outcome = match source {
+            0 => self.apply_practitioner(key, msg.payload()),
+            1 => self.apply_institution(key, msg.payload()),
+            _ => self.apply_mapping(key, msg.payload()),
+        };
+        let label = match &outcome {
+            Ok(Some(Applied::Changed)) => "applied",
+            Ok(Some(Applied::Unchanged)) => "stale",
+            Ok(None) => "deleted",
+            Err(_) => "invalid",
+        };
+        counter!(m::STATUS_RECORDS, "topic" => topic.to_owned(), "outcome" => label).increment(1);
+        if let Some(id) = header(msg, BATCH_HEADER)
+            && !self.batches.abandoned.contains(id)
+        {
+            let size = header(msg, BATCH_SIZE_HEADER).and_then(|s| s.parse().ok()).unwrap_or(1);
+            let e = self.batches.open.entry(id.to_owned()).or_insert((0, size, Instant::now()));
+            e.0 += 1;
+        }
+        match outcome {
+            Err(e) => self.invalid_record(source, key, msg, &e),
+            Ok(applied) => {
+                if source == 0
+                    && let Some(k) = key
+                {
+                    self.clear_flag(k);
+                }
+                if applied != Some(Applied::Unchanged) {
+                    self.dirty_since.get_or_insert_with(Instant::now);
+                    if let Some(ts) = msg.timestamp().to_millis() {
+                        self.oldest_pending_ms = Some(self.oldest_pending_ms.map_or(ts, |o| o.min(ts)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// True when no batch is half read: every batch begun is complete, or waited for long enough.
+    pub fn settled(&mut self) -> bool {
+        self.batches.open.retain(|_, (seen, size, _)| seen < size);
+        let Some((id, (seen, size, since))) = self.batches.open.iter().min_by_key(|(_, b)| b.2) else {
+            return true;
+        };
+        if since.elapsed() < self.batch_wait {
+            return false;
+        }
+        tracing::warn!(
+            event = "status_batch_incomplete",
+            batch = id,
+            seen,
+            size,
+            "a status batch is still incomplete: publishing without the rest (compacted away, or lost upstream)"
+        );
+        let stale: Vec<String> = self
+            .batches
+            .open
+            .iter()
+            .filter(|(_, b)| b.2.elapsed() >= self.batch_wait)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            self.batches.open.remove(&k);
+            if self.batches.abandoned.len() > 10_000 {
+                self.batches.abandoned.clear();
+            }
+            self.batches.abandoned.insert(k);
+        }
+        self.batches.open.is_empty()
+    }
+
+    /// Forgets the batches begun: at the end of the start-up read, what is read is published whole.
+    pub fn forget_batches(&mut self) {
+        self.batches.open.clear();
+    }
+
+    fn invalid_record(&mut self, source: usize, key: Option<&str>, msg: &BorrowedMessage<'_>, error: &str) {
+        let place = format!("{}/{}@{}", msg.topic(), msg.partition(), msg.offset());
+        tracing::warn!(event = "status_record_invalid", source = %place, error, "status record refused: the last valid version stays");
+        counter!(m::STATUS_INVALID, "topic" => msg.topic().to_owned()).increment(1);
+        if source == 0
+            && let Some(k) = key
+            && let Ok(mut flagged) = self.state.invalid.lock()
+        {
+            flagged.insert(k.to_owned(), format!("{place}: {error}"));
+            gauge!(m::STATUS_INVALID_CODES).set(flagged.len() as f64);
+        }
+        if let Some(p) = &self.invalid.producer {
+            let received = crate::io::clock::now_text();
+            let mut out = Vec::with_capacity(256);
+            DeadLetter::new(error, None, &place, msg.payload().unwrap_or_default(), &received).write(&mut out);
+            let record: BaseRecord<'_, str, [u8]> =
+                BaseRecord::to(&self.invalid.topic).key(place.as_str()).payload(&out);
+            if let Err((e, _)) = p.send(record) {
+                tracing::warn!(event = "status_dlq_failed", error = %e, "cannot send the invalid status record to the dead-letter topic");
+            }
+        }
+    }
+
+    fn clear_flag(&mut self, key: &str) {
+        if let Ok(mut flagged) = self.state.invalid.lock()
+            && flagged.remove(key).is_some()
+        {
+            gauge!(m::STATUS_INVALID_CODES).set(flagged.len() as f64);
+        }
+    }
+
+    fn apply_practitioner(&mut self, key: Option<&str>, payload: Option<&[u8]>) -> Result<Option<Applied>, String> {
+        match payload {
+            None => {
+                let key = key.ok_or("a tombstone without a key")?;
+                let code = PractitionerKey::parse(key).map_err(|e| format!("key `{key}`: {e}"))?;
+                self.updater.delete_practitioner(code).map_err(|e| e.to_string())?;
+                Ok(None)
+            }
+            Some(bytes) => {
+                let rec = PractitionerRow::from_json(bytes).and_then(|t| t.validate()).map_err(|e| e.to_string())?;
+                if let Some(k) = key
+                    && PractitionerKey::parse(k).ok() != Some(rec.code.key())
+                {
+                    return Err(format!("key `{k}` is not the record's code"));
+                }
+                self.updater.practitioner(&rec).map(Some).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    fn apply_institution(&mut self, key: Option<&str>, payload: Option<&[u8]>) -> Result<Option<Applied>, String> {
+        match payload {
+            None => {
+                let key = key.ok_or("a tombstone without a key")?;
+                let code = InstitutionCode::parse(key).map_err(|e| format!("key `{key}`: {e}"))?;
+                self.updater.delete_institution(code);
+                Ok(None)
+            }
+            Some(bytes) => {
+                let rec = InstitutionText::from_json(bytes).and_then(|t| t.validate()).map_err(|e| e.to_string())?;
+                if let Some(k) = key
+                    && InstitutionCode::parse(k).ok() != Some(rec.code)
+                {
+                    return Err(format!("key `{k}` is not the record's code"));
+                }
+                Ok(Some(self.updater.institution(rec)))
+            }
+        }
+    }
+
+    /// A local-id mapping record, keyed `institution|local_id`; a tombstone deletes the mapping.
+    fn apply_mapping(&mut self, key: Option<&str>, payload: Option<&[u8]>) -> Result<Option<Applied>, String> {
+        match payload {
+            None => {
+                let key = key.ok_or("a tombstone without a key")?;
+                let (inst, id) =
+                    key.split_once('|').ok_or_else(|| format!("key `{key}`: not `institution|local_id`"))?;
+                let inst = InstitutionCode::parse(inst.trim()).map_err(|e| format!("key `{key}`: {e}"))?;
+                self.updater.delete_mapping(inst, id.trim());
+                Ok(None)
+            }
+            Some(bytes) => {
+                let rec = MappingText::from_json(bytes).and_then(|t| t.validate()).map_err(|e| e.to_string())?;
+                if let Some(k) = key
+                    && k != rec.key()
+                {
+                    return Err(format!("key `{k}` is not the record's `institution|local_id`"));
+                }
+                Ok(Some(self.updater.mapping(rec)))
+            }
+        }
+    }
+
+    /// Publishes the tables as they stand, as one new view.
+    pub fn publish(&mut self) {
+        let view = self.updater.view();
+        let generation = self.state.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        gauge!(m::TABLE_EPOCH).set(view.epoch() as f64);
+        gauge!(m::TABLE_GENERATION).set(generation as f64);
+        gauge!(m::TABLE_PRACTITIONERS).set(view.practitioner_count() as f64);
+        gauge!(m::TABLE_INSTITUTIONS).set(view.institution_count() as f64);
+        gauge!(m::TABLE_DELTA).set(view.delta_len() as f64);
+        tracing::debug!(event = "table_published", epoch = view.epoch(), generation, "new status view");
+        self.handle.publish(Arc::new(view));
+        if let Some(ts) = self.oldest_pending_ms.take() {
+            let lag = (unix_ms() as i64 - ts).max(0) as f64 / 1000.0;
+            histogram!(m::STATUS_TO_VIEW).record(lag);
+        }
+        self.dirty_since = None;
+    }
+}
+
+/// The codes whose latest status record was invalid, with where and why (shared with the status query).
+pub type Flagged = Mutex<BTreeMap<String, String>>;
