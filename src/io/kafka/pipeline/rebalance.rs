@@ -78,8 +78,12 @@ impl ConsumerContext for ConsumerCtx {
         };
         self.rebalanced.store(true, Ordering::Relaxed);
         let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-        let held = consumer.assignment().map_or(0, |a| a.count());
-        ::metrics::gauge!(m::CLAIMS_PARTITIONS).set(held.saturating_sub(revoked.len()) as f64);
+        // What this instance keeps: with cooperative rebalancing, the revoked partitions are only some.
+        let remaining: Vec<i32> = consumer
+            .assignment()
+            .map(|a| a.elements().iter().map(|e| e.partition()).filter(|p| !revoked.contains(p)).collect())
+            .unwrap_or_default();
+        ::metrics::gauge!(m::CLAIMS_PARTITIONS).set(remaining.len() as f64);
         if consumer.assignment_lost() {
             // The group session was lost (the coordinator did not hear from us in time): the partitions
             // may already have another owner, so nothing is waited for or committed; the claims after
@@ -87,7 +91,7 @@ impl ConsumerContext for ConsumerCtx {
             if let Some(inflight) = &self.inflight {
                 inflight.forget(&revoked);
             }
-            tracing::warn!(event = "partitions_lost", partitions = ?revoked, "group session lost: partitions revoked without a commit");
+            tracing::warn!(event = "partitions_lost", partitions = ?revoked, assignment = ?remaining, "group session lost: partitions revoked without a commit");
             return;
         }
         if let Some(inflight) = &self.inflight {
@@ -119,15 +123,18 @@ impl ConsumerContext for ConsumerCtx {
             }
             inflight.forget(&revoked);
         }
-        tracing::info!(event = "partitions_revoked", partitions = ?revoked);
+        tracing::info!(event = "partitions_revoked", partitions = ?revoked, assignment = ?remaining);
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let assigned = consumer.assignment().map_or(0, |a| a.count());
-        ::metrics::gauge!(m::CLAIMS_PARTITIONS).set(assigned as f64);
+        let assignment: Vec<i32> =
+            consumer.assignment().map(|a| a.elements().iter().map(|e| e.partition()).collect()).unwrap_or_default();
+        ::metrics::gauge!(m::CLAIMS_PARTITIONS).set(assignment.len() as f64);
         let Rebalance::Assign(tpl) = rebalance else { return };
+        // `partitions`: those this rebalance added (cooperative: not the whole assignment);
+        // `assignment`: every partition the instance holds now.
         let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-        tracing::info!(event = "partitions_assigned", partitions = ?partitions);
+        tracing::info!(event = "partitions_assigned", partitions = ?partitions, assignment = ?assignment);
         // Which of them start without a committed offset (a new group, or offsets expired)?
         let mut query = rdkafka::TopicPartitionList::new();
         for e in tpl.elements() {
