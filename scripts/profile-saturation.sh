@@ -10,7 +10,8 @@
 #   scripts/profile-saturation.sh --rate 50000 --seconds 20 --perf-seconds 8
 #
 # Needs `perf` (Debian: linux-perf) and the permission to profile the whole machine (root here).
-# Environment: LOADTEST_PORT (default 19692), KAFKA_HEAP.
+# Environment: LOADTEST_PORT (default 19692), KAFKA_HEAP, PROFILE_NO_BUILD=1 (use the release binaries as
+# they are).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -42,7 +43,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cargo build --release --locked -p claimgate -p claimgate-loadtest
+[[ -n "${PROFILE_NO_BUILD:-}" ]] || cargo build --release --locked -p claimgate -p claimgate-loadtest
 mkdir -p "$WORK" "$OUT"
 rm -rf "$DIR"
 scripts/broker.sh start --port "$PORT" --dir "$DIR" >/dev/null
@@ -62,9 +63,11 @@ log "recording $PERF_S s of the whole machine at $RATE lines/s"
 perf record -a -g -F 299 -o "$OUT/perf.data" -- sleep "$PERF_S" 2>"$OUT/perf-record.log"
 wait "$LT_PID" || true
 LT_PID=""
-perf report -i "$OUT/perf.data" --no-children --sort comm --stdio 2>/dev/null | grep -v '^$' | head -60 >"$OUT/by-thread.txt"
-perf report -i "$OUT/perf.data" --no-children --comm claimgate-loadt,reader,rdk:broker1,rdk:main \
-    --sort sym --stdio -g none 2>/dev/null | grep -v '^$' | head -50 >"$OUT/loadtest-symbols.txt" || true
-perf report -i "$OUT/perf.data" --no-children --sort comm,dso --stdio -g none 2>/dev/null | grep -v '^$' \
-    | head -40 >"$OUT/by-process.txt"
+# Whole reports to files first (a pipe into head would end perf with SIGPIPE).
+perf report -i "$OUT/perf.data" --no-children --sort pid,comm --stdio -g none >"$OUT/perf-comm.txt" 2>/dev/null || true
+perf report -i "$OUT/perf.data" --no-children --sort comm,dso --stdio -g none >"$OUT/perf-comm-dso.txt" 2>/dev/null || true
+perf report -i "$OUT/perf.data" --no-children --sort comm,sym --stdio -g none >"$OUT/perf-comm-sym.txt" 2>/dev/null || true
+grep -v '^$' "$OUT/perf-comm.txt" | head -60 >"$OUT/by-thread.txt" || true
+grep -v '^$' "$OUT/perf-comm-dso.txt" | head -60 >"$OUT/by-process.txt" || true
+grep -E 'claimgate|reader|rdk:|^#' "$OUT/perf-comm-sym.txt" | head -80 >"$OUT/loadtest-symbols.txt" || true
 log "done: $OUT/by-thread.txt, $OUT/by-process.txt, $OUT/loadtest-symbols.txt, $OUT/loadtest/report.md"

@@ -261,6 +261,24 @@ impl Window {
         }
     }
 
+    /// Waits (up to `wait`) until the clients' statistics — reported every 5 s, and a leader change
+    /// only once the client has refreshed its metadata — show a lost connection or a moved leader since
+    /// the window opened.
+    fn wait_for_statistics(&self, s: &Stream, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if let Some((200, body)) = s.get("/metrics") {
+                let m = Scrape(body);
+                if m.counter("claimgate_broker_disconnects_total") > self.disconnects_before
+                    || m.counter("claimgate_leader_changes_total") > self.leader_changes_before
+                {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     fn close(mut self, s: &Stream) -> Seen {
         self.stop.store(true, Ordering::Relaxed);
         let mut seen = self.handle.take().and_then(|h| h.join().ok()).unwrap_or_default();
@@ -458,9 +476,18 @@ fn a_rolling_restart_of_the_three_brokers_under_load_loses_no_line() {
     let s = sc.stream(&[]);
     let load = sc.load();
     assert!(wait_deciding(&s, 200.0, Duration::from_secs(60)), "{}", tail(&s.log_text(), 100));
-    let mut controlled = 0;
+    let (mut controlled, mut visible, mut leading) = (0, 0, 0);
     for k in 0..restarts {
         let node = (k % 3) as Node + 1;
+        // The partitions of the test's topics this node leads: a broker that leads none of them is
+        // restarted without claimgate having anything to notice (its clients may not even be connected
+        // to it), and is not asked to show.
+        let led: Vec<String> = sc
+            .topics()
+            .iter()
+            .filter_map(|t| Some((t.clone(), sc.c.partitions(t)?)))
+            .flat_map(|(t, ps)| ps.into_iter().filter(|p| p.leader == node).map(move |p| format!("{t}/{}", p.id)))
+            .collect();
         let w = Window::open(&s);
         // Stopped by SIGTERM: a controlled shutdown, which the controller quorum records (and so every
         // node's log replays) as the broker's registration `inControlledShutdown=1` while it moves the
@@ -478,22 +505,34 @@ fn a_rolling_restart_of_the_three_brokers_under_load_loses_no_line() {
         let before = decided_so_far(&s).expect("metrics");
         assert!(wait_deciding(&s, before + rate() as f64, Duration::from_secs(120)), "{}", tail(&s.log_text(), 100));
         sc.restart(node);
+        if !led.is_empty() {
+            w.wait_for_statistics(&s, Duration::from_secs(45));
+        }
         let seen = w.close(&s);
         eprintln!(
-            "rolling restart {}: node {node} stopped and started; {} client errors, {} lines decided meanwhile",
+            "rolling restart {}: node {node} (leading {} of the test's partitions) stopped and started; {} client errors, {} disconnects, {} leader changes seen, {} lines decided meanwhile",
             k + 1,
+            led.len(),
             seen.client_errors,
+            seen.disconnects,
+            seen.leader_changes,
             seen.decided
         );
-        assert_visible(&format!("restart {}", k + 1), &seen, &sc.c, node);
+        if !led.is_empty() {
+            leading += 1;
+            assert_visible(&format!("restart {} (node {node} led {led:?})", k + 1), &seen, &sc.c, node);
+            visible += 1;
+        }
     }
     let (t, mut figures, logs) = sc.finish(load, vec![s], String::new());
     figures["fault"] = "rolling restart (SIGTERM, one node at a time)".into();
     figures["controlled_shutdowns"] = controlled.into();
+    figures["restarts_of_a_leader_seen"] = visible.into();
     report("cluster_rolling_restart", figures);
     assert_clean(&t, &logs);
     assert_eq!(panics(&logs), 0, "{logs}");
     assert_eq!(controlled, restarts, "a node did not stop by controlled shutdown");
+    assert!(leading > 0, "no restarted node led any of the test's partitions: nothing was tested");
 }
 
 /// Partitions named in the `partitions_revoked` events of a log.

@@ -182,8 +182,12 @@ pub fn run(
         // Then each system's own bisection between its highest rate that kept up and the next one
         // that did not, in turn.
         let refine = if g == 0 { plan.refine } else { plan.peer_refine };
-        let mut refining: Vec<(System, Sweep)> =
-            sweeps.iter().map(|(s, sw)| (*s, Sweep::seeded(sw.highest_ok(), sw.lowest_bad(), refine))).collect();
+        // No sweep, nothing to refine (a bisection with no bounds would try 1/s).
+        let mut refining: Vec<(System, Sweep)> = if plan.sweep {
+            sweeps.iter().map(|(s, sw)| (*s, Sweep::seeded(sw.highest_ok(), sw.lowest_bad(), refine))).collect()
+        } else {
+            Vec::new()
+        };
         loop {
             let mut any = false;
             for (system, sweep) in refining.iter_mut() {
