@@ -403,20 +403,23 @@ impl Cluster {
         self.clients.iter().chain(self.links.values()).any(NetProxy::is_cut)
     }
 
-    /// The metadata of `topic` (all topics if `None`) as a node that is up, not frozen and not cut
-    /// off from its peers answers it — an isolated node's own view is stale (it still names itself the
-    /// leader of what it led) — or, if none answers, as any node does.
+    /// The metadata of `topic` (all topics if `None`) as a node that is up, not frozen and not cut off
+    /// from its peers answers it — an isolated node's own view is stale (it still names itself the
+    /// leader of what it led, while the others have fenced it and elected new leaders). librdkafka asks
+    /// whichever broker it likes, so the answer is taken only from a healthy one (the response names the
+    /// broker that gave it), asking again a few times; failing that, any node's answer.
     fn topic_metadata(&self, topic: Option<&str>) -> Option<rdkafka::metadata::Metadata> {
-        for n in 1..=3 {
-            if !self.running(n) || self.frozen[n as usize - 1] || self.isolated == Some(n) {
-                continue;
-            }
-            // A client bootstrapped on one node asks that node, unless it has connected to others
-            // since: the answer names the broker that gave it.
-            if let Ok(md) = self.node_metadata[n as usize - 1].fetch_metadata(topic, Duration::from_secs(5))
-                && md.orig_broker_id() == n
-            {
-                return Some(md);
+        let healthy = |n: Node| (1..=3).contains(&n) && !self.frozen[n as usize - 1] && self.isolated != Some(n);
+        for _ in 0..6 {
+            for n in 1..=3 {
+                if !healthy(n) || !self.running(n) {
+                    continue;
+                }
+                if let Ok(md) = self.node_metadata[n as usize - 1].fetch_metadata(topic, Duration::from_secs(5))
+                    && healthy(md.orig_broker_id())
+                {
+                    return Some(md);
+                }
             }
         }
         self.metadata.fetch_metadata(topic, Duration::from_secs(5)).ok()
