@@ -489,6 +489,18 @@ fn a_rolling_restart_of_the_three_brokers_under_load_loses_no_line() {
     let s = sc.stream(&[]);
     let load = sc.load();
     assert!(wait_deciding(&s, 200.0, Duration::from_secs(60)), "{}", tail(&s.log_text(), 100));
+    // claimgate sees a clean restart through its clients' statistics (leaders by partition): their
+    // first report must be in before the first restart, or the leaders it moves are the first it knows.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let m = s.scrape();
+        if m.0.contains("claimgate_brokers_down{client=\"claims\"}")
+            && m.0.contains("claimgate_brokers_down{client=\"producer\"}")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let (mut controlled, mut shown, mut leading) = (0, 0, 0);
     for k in 0..restarts {
         let node = (k % 3) as Node + 1;
