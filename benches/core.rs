@@ -103,6 +103,43 @@ fn lookup(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // Lookups in a batch, as `batch::process_each` issues them: the slots of BATCH random codes
+    // prefetched first, then looked up; per lookup, amortised (Throughput::Elements(BATCH)).
+    const BATCH: usize = 16;
+    let mut g = c.benchmark_group("lookup_12m_batch");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let mut j = 0usize;
+    let mut next_batch = || {
+        j = (j + BATCH) & (probes.len() - 1);
+        let keys: [PractitionerKey<'static>; BATCH] = std::array::from_fn(|k| PractitionerKey::National(probes[j + k]));
+        keys
+    };
+    g.bench_function("find_random_key_prefetched_x16", |b| {
+        b.iter(|| {
+            let keys = next_batch();
+            for k in keys {
+                view.prefetch_practitioner_slot(k);
+            }
+            keys.map(|k| view.practitioner(k).is_some())
+        })
+    });
+    g.bench_function("find_and_read_record_prefetched_x16", |b| {
+        b.iter(|| {
+            let keys = next_batch();
+            for k in keys {
+                view.prefetch_practitioner_slot(k);
+            }
+            for k in keys {
+                view.prefetch_practitioner_record(k);
+            }
+            keys.map(|k| view.practitioner(k).map(|r| r.registered_anywhere(t)))
+        })
+    });
+    g.bench_function("find_random_key_one_at_a_time_x16", |b| {
+        b.iter(|| next_batch().map(|k| view.practitioner(k).is_some()))
+    });
+    g.finish();
 }
 
 /// Tables and lines from the synthetic data set, as the demo has them.

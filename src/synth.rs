@@ -13,6 +13,8 @@
 //!   emergencies, ~1% tab-padded codes and ~5% numbers written as JSON numbers, and a small share
 //!   (default 0.1%) of malformed lines of every kind.
 
+mod ledger;
+
 use std::io::{self, Write};
 
 use rand::{RngExt, SeedableRng};

@@ -277,3 +277,81 @@ fn routing_and_mappings_from_the_shipped_example_and_refusals_name_the_setting()
     assert!(!r.status.success());
     assert!(String::from_utf8_lossy(&r.stderr).contains("--profile"), "{}", String::from_utf8_lossy(&r.stderr));
 }
+
+/// `--out /dev/null` once put the dead letters, personal data included, in `/dev/null.dead-letters.jsonl`
+/// (issue 15): a default path beside `--out` must not be derived from a device or standard output.
+#[test]
+fn output_to_a_device_puts_default_dead_letters_in_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    world(dir.path(), 500);
+    let r = Command::new(bin())
+        .current_dir(dir.path())
+        .args(["review", "--claims", "claims.jsonl", "--practitioners", "practitioners.jsonl"])
+        .args(["--out", "/dev/null", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let beside_device = std::path::Path::new("/dev/null.dead-letters.jsonl");
+    let leaked = beside_device.exists();
+    if leaked {
+        let _ = std::fs::remove_file(beside_device);
+    }
+    assert!(!leaked, "dead letters were written inside /dev");
+    assert!(!read_jsonl(&dir.path().join("dead-letters.jsonl")).is_empty());
+}
+
+/// A `.zst` day as claimgate writes it (line-aligned frames, decompressed by the workers in
+/// parallel) gives the same decisions and the same dead letters, line numbers included, as the same
+/// day in plain text; a `.zst` output reads back with any zstd decoder.
+#[test]
+fn framed_zstd_input_is_decided_like_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    world(dir.path(), 30_000);
+    claimgate(&[
+        "gen",
+        "--out-dir",
+        &dir.path().join("z").display().to_string(),
+        "--practitioners",
+        "3000",
+        "--claims",
+        "30000",
+        "--malformed-rate",
+        "0.01",
+        "--compress",
+        "zst",
+        "--quiet",
+    ]);
+    let framed = std::fs::read(dir.path().join("z/claims.jsonl.zst")).unwrap();
+    assert_eq!(zstd::decode_all(&framed[..]).unwrap(), std::fs::read(dir.path().join("claims.jsonl")).unwrap());
+    let run = |claims: &str, out: &str, dl: &str| {
+        let r =
+            review(dir.path(), &["--claims", claims, "--out", out, "--dead-letters", dl, "--threads", "2", "--quiet"]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    };
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    run(&d("claims.jsonl"), &d("plain.jsonl"), &d("plain-dl.jsonl"));
+    run(&d("z/claims.jsonl.zst"), &d("framed.jsonl.zst"), &d("framed-dl.jsonl"));
+    let strip = |v: Vec<serde_json::Value>| -> Vec<serde_json::Value> {
+        v.into_iter()
+            .map(|mut r| {
+                let o = r.as_object_mut().unwrap();
+                o.remove("decided_at");
+                o.remove("received_at");
+                if let Some(s) = o.get("source").and_then(|s| s.as_str()) {
+                    let line = s.rsplit(':').next().unwrap().to_owned();
+                    o.insert("source".into(), line.into());
+                }
+                r
+            })
+            .collect()
+    };
+    let plain = read_jsonl(&dir.path().join("plain.jsonl"));
+    let text = zstd::decode_all(std::fs::File::open(dir.path().join("framed.jsonl.zst")).unwrap()).unwrap();
+    let framed: Vec<serde_json::Value> =
+        String::from_utf8(text).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(plain.len() > 29_000);
+    assert_eq!(strip(framed), strip(plain));
+    let dead_plain = strip(read_jsonl(&dir.path().join("plain-dl.jsonl")));
+    assert!(!dead_plain.is_empty());
+    assert_eq!(strip(read_jsonl(&dir.path().join("framed-dl.jsonl"))), dead_plain);
+}

@@ -1,5 +1,7 @@
 //! The worked examples of `docs/scoring.md`: `claimgate score` on each region's ledger under
-//! `examples/ledgers/`, then `claimgate review` on its output, checked claim by claim. Seeds: Huai'an =
+//! `examples/ledgers/`, then `claimgate review` on its full output (`--out-all`), checked claim by claim;
+//! and the records and reports, byte for byte, against those of the whole-file implementation before
+//! issue 10 (`tests/score_before/`, written by commit 75335b0). Seeds: Huai'an =
 //! 000_a49834594c269b75.txt, Qinghai (national-2024) = 001_70455349a9435e17.txt, Lanzhou =
 //! 002_0d8737387619c9dd.txt.
 
@@ -25,7 +27,10 @@ fn ok(args: &[&str]) -> String {
 
 struct Run {
     _dir: tempfile::TempDir,
+    /// Every record (`--out-all`).
     records: String,
+    /// The changed records (`--out`).
+    changed: String,
     report: String,
     /// `feedetl_sn` → (verdict, reason).
     verdicts: BTreeMap<String, (String, String)>,
@@ -35,6 +40,7 @@ struct Run {
 fn score_and_review(profile: &str) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("practitioners.scored.jsonl");
+    let changed = dir.path().join("practitioners.changed.jsonl");
     let report = dir.path().join("score.md");
     let decisions = dir.path().join("decisions.jsonl");
     let (ledger, claims) = (format!("{profile}.jsonl"), format!("{profile}.claims.jsonl"));
@@ -46,8 +52,10 @@ fn score_and_review(profile: &str) -> Run {
         &ledger,
         "--practitioners",
         "practitioners.jsonl",
-        "--out",
+        "--out-all",
         out.to_str().unwrap(),
+        "--out",
+        changed.to_str().unwrap(),
         "--report",
         report.to_str().unwrap(),
     ]);
@@ -75,6 +83,7 @@ fn score_and_review(profile: &str) -> Run {
         .collect();
     Run {
         records: std::fs::read_to_string(&out).unwrap(),
+        changed: std::fs::read_to_string(&changed).unwrap(),
         report: std::fs::read_to_string(&report).unwrap(),
         verdicts,
         _dir: dir,
@@ -173,10 +182,76 @@ fn scoring_is_deterministic_and_scoring_its_output_again_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let first = dir.path().join("first.jsonl");
     std::fs::write(&first, &a.records).unwrap();
-    let again = dir.path().join("again.jsonl");
+    let (again, changes) = (dir.path().join("again.jsonl"), dir.path().join("changes.jsonl"));
     let args = ["score", "--profile", "national-2024", "--ledger", "national-2024.jsonl", "--quiet"];
-    ok(&[&args[..], &["--practitioners", first.to_str().unwrap(), "--out", again.to_str().unwrap()]].concat());
+    let outs = ["--out-all", again.to_str().unwrap(), "--out", changes.to_str().unwrap()];
+    ok(&[&args[..], &["--practitioners", first.to_str().unwrap()], &outs].concat());
     assert_eq!(std::fs::read_to_string(&again).unwrap(), a.records);
+    assert_eq!(std::fs::read_to_string(&changes).unwrap(), "", "nothing changed, nothing to publish");
+}
+
+/// Issue 10, item 6: `score` streams the practitioner file and writes only what changed, yet the
+/// records of the people it touches are the whole-file implementation's, byte for byte; `--out-all`
+/// and the report are too (the report's "Written" line says what was written).
+#[test]
+fn the_records_and_reports_are_those_of_the_whole_file_implementation_before_issue_10() {
+    let held: BTreeMap<String, u64> = std::fs::read_to_string(examples().join("practitioners.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["code"].as_str().unwrap().to_owned(), v["version"].as_u64().unwrap())
+        })
+        .collect();
+    let before = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/score_before");
+    for profile in ["national-2024", "huaian-2020", "lanzhou-2014"] {
+        let run = score_and_review(profile);
+        let records = std::fs::read_to_string(before.join(format!("{profile}.jsonl"))).unwrap();
+        let report = std::fs::read_to_string(before.join(format!("{profile}.md"))).unwrap();
+        assert_eq!(run.records, records, "{profile}: --out-all");
+        assert_eq!(run.report, report, "{profile}: the report");
+        // The changed records: those whose version the run raised (or new codes), in the same order.
+        let changed: String = records
+            .lines()
+            .filter(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                held.get(v["code"].as_str().unwrap()) != v["version"].as_u64().as_ref()
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(!changed.is_empty());
+        assert_eq!(run.changed, changed, "{profile}: --out");
+        // Written alone, the changed records say so in the report; everything else is the same.
+        let dir = tempfile::tempdir().unwrap();
+        let (out, md) = (dir.path().join("changes.jsonl"), dir.path().join("changes.md"));
+        let (ledger, o, m) = (format!("{profile}.jsonl"), out.to_str().unwrap(), md.to_str().unwrap());
+        let summary = ok(&[
+            "score",
+            "--profile",
+            profile,
+            "--ledger",
+            &ledger,
+            "--practitioners",
+            "practitioners.jsonl",
+            "--out",
+            o,
+            "--report",
+            m,
+        ]);
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), changed, "{profile}: --out alone");
+        let n = changed.lines().count();
+        assert!(summary.contains(&format!(": {n} of 5 records changed (0 new), written to {o};")), "{summary}");
+        let written = |r: &str| r.lines().find(|l| l.starts_with("- Written:")).unwrap().to_owned();
+        let md = std::fs::read_to_string(&md).unwrap();
+        assert_eq!(
+            written(&md),
+            format!(
+                "- Written: the {n} changed records (version raised), 0 of them new; {} unchanged not written",
+                5 - n
+            )
+        );
+        assert_eq!(md.replace(&written(&md), &written(&report)), report, "{profile}");
+    }
 }
 
 #[test]

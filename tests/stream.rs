@@ -324,7 +324,7 @@ fn scored_records_published_to_the_topic_change_stream_decisions_like_review() {
         &root.join("national-2024.jsonl").display().to_string(),
         "--practitioners",
         &held.display().to_string(),
-        "--out",
+        "--out-all",
         &scored.display().to_string(),
         "--publish",
         "--brokers",

@@ -68,7 +68,7 @@ pub fn drain(setup: &Setup, system: System, pool: &Pool, lines: u64, n: u32, rou
     eprintln!("loadtest: {} backlog: {} lines written in {:.1} s", system.name(), sent.sent, t.elapsed().as_secs_f64());
     drop(producer);
 
-    let launched = crate::session::launch(setup, system, &topics, &prefix)?;
+    let launched = crate::session::launch(setup, system, &topics, &prefix, &crate::session::StartOpts::default())?;
     let log = launched.log;
     let mut child = launched.child.context("the broker alone has no backlog to drain")?;
     let started = Instant::now();

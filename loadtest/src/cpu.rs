@@ -94,6 +94,21 @@ pub fn sample(system: Option<u32>, brokers: &[u32]) -> Sample {
     }
 }
 
+/// CPU seconds (user + system) the system under test used between `a` and `b` (0 if it had no PID).
+pub fn process_seconds(a: &Sample, b: &Sample) -> f64 {
+    match (a.system, b.system) {
+        (Some(x), Some(y)) => y.saturating_sub(x) as f64 / ticks_per_second(),
+        _ => 0.0,
+    }
+}
+
+/// Clock ticks per second of /proc's times (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
 /// Use between `a` and `b` on a machine of `cores` cores.
 pub fn usage(a: &Sample, b: &Sample, cores: usize) -> CpuUse {
     let total = b.total.saturating_sub(a.total);

@@ -158,6 +158,8 @@ pub struct Sent {
     pub cpu: crate::cpu::CpuUse,
     /// CPU time of the generator's own thread, ns.
     pub generator_cpu_ns: u64,
+    /// CPU seconds the system under test used over the measurement window.
+    pub system_cpu_s: f64,
 }
 
 /// The generator's shortest sleep, ns.
@@ -215,6 +217,7 @@ pub fn generate(producer: &GenProducer, pool: &Pool, clock: &Clock, plan: &GenSt
         max_behind_ms: max_behind as f64 / 1e6,
         cpu: crate::cpu::CpuUse::default(),
         generator_cpu_ns: crate::cpu::thread_cpu_ns().saturating_sub(cpu_start),
+        system_cpu_s: 0.0,
     }
 }
 
@@ -336,6 +339,8 @@ pub struct Reader {
     pub progress: Arc<AtomicU64>,
     /// Every output received, all steps.
     pub total: Arc<AtomicU64>,
+    /// Clock time of the first output received (0: none yet).
+    pub first_ns: Arc<AtomicU64>,
     /// The trickle's first decisions by version.
     pub trickle: Arc<Mutex<TrickleSeen>>,
 }
@@ -376,11 +381,13 @@ impl Reader {
         let total = Arc::new(AtomicU64::new(0));
         let trickle = Arc::new(Mutex::new(TrickleSeen::default()));
         let names = [topics.accepted.clone(), topics.rejected.clone(), topics.dlq.clone()];
-        let (p, t, tr) = (Arc::clone(&progress), Arc::clone(&total), Arc::clone(&trickle));
+        let first_ns = Arc::new(AtomicU64::new(0));
+        let (p, t, tr, f) = (Arc::clone(&progress), Arc::clone(&total), Arc::clone(&trickle), Arc::clone(&first_ns));
+        let counters = Counters { progress: p, total: t, first_ns: f };
         let thread = std::thread::Builder::new()
             .name("reader".into())
-            .spawn(move || read(consumer, names, pool, clock, rx, p, t, tr))?;
-        Ok(Reader { cmds: tx, thread: Some(thread), progress, total, trickle })
+            .spawn(move || read(consumer, names, pool, clock, rx, counters, tr))?;
+        Ok(Reader { cmds: tx, thread: Some(thread), progress, total, first_ns, trickle })
     }
 
     /// Starts measuring a step (before its first line is sent).
@@ -406,18 +413,24 @@ impl Reader {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The reader's counters, shared with the session.
+struct Counters {
+    progress: Arc<AtomicU64>,
+    total: Arc<AtomicU64>,
+    first_ns: Arc<AtomicU64>,
+}
+
 fn read(
     consumer: BaseConsumer,
     names: [String; 3],
     pool: Arc<Pool>,
     clock: Clock,
     cmds: Receiver<Cmd>,
-    progress: Arc<AtomicU64>,
-    total: Arc<AtomicU64>,
+    counters: Counters,
     trickle: Arc<Mutex<TrickleSeen>>,
 ) -> Result<ReaderEnd> {
     crate::cpu::register_reader();
+    let Counters { progress, total, first_ns } = counters;
     let mut steps: BTreeMap<u32, StepRec> = BTreeMap::new();
     let mut current: Option<u32> = None;
     let mut verdicts = Verdicts::new(pool.len());
@@ -448,7 +461,9 @@ fn read(
             Some(Ok(m)) => m,
         };
         let now = clock.now_ns();
-        total.fetch_add(1, Ordering::Relaxed);
+        if total.fetch_add(1, Ordering::Relaxed) == 0 {
+            first_ns.store(now.max(1), Ordering::Relaxed);
+        }
         let topic = msg.topic();
         let outcome = if topic == names[0] {
             Outcome::Accepted
@@ -483,7 +498,7 @@ fn read(
             continue;
         }
         let line = pool.index(stamp.seq);
-        verdicts.record(line, outcome);
+        verdicts.record(line, crate::tally::code_of(outcome, payload));
         let expected = pool.identity(line);
         if outcome != Outcome::DeadLetter && expected != 0 && decision_identity(payload) != Some(expected) {
             rec.tally.identity_mismatch();

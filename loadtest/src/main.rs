@@ -10,13 +10,16 @@
 
 mod backlog;
 mod charts;
+mod compare;
 mod cpu;
 mod hgrm;
+mod hotspots;
 mod kafka;
 mod pool;
 mod report;
 mod results;
 mod run;
+mod scale;
 mod schedule;
 mod session;
 mod stamp;
@@ -37,7 +40,7 @@ use session::{Setup, System};
 /// by side with a pass-through and the quixstreams peer. Writes report.md, summary.json, .hgrm files
 /// and SVG charts into the results folder.
 #[derive(Parser, Debug)]
-#[command(name = "claimgate-loadtest", version)]
+#[command(name = "claimgate-loadtest", version, args_override_self = true)]
 struct Args {
     /// Bootstrap brokers of the broker to load (loopback only).
     #[arg(long, value_name = "HOST:PORT", required_unless_present = "rerender")]
@@ -53,9 +56,48 @@ struct Args {
     #[arg(long)]
     peer: Option<PathBuf>,
     /// Systems to run: claimgate, pass-through, broker (the broker alone, at the half rate only), peer,
-    /// peer-pass-through.
-    #[arg(long, value_delimiter = ',', default_value = "claimgate,pass-through,broker,peer")]
+    /// peer-pass-through, claimgate-eos (exactly once), kafka-streams, kafka-streams-eos (the Kafka
+    /// Streams peer, at least once and exactly_once_v2; needs --kstreams).
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set, default_value = "claimgate,pass-through,broker,peer")]
     systems: Vec<String>,
+    /// The Kafka Streams peer's launcher (loadtest/peers/kafka-streams/run.sh).
+    #[arg(long)]
+    kstreams: Option<PathBuf>,
+    /// The Kafka Streams peer's JVM heap (-Xmx).
+    #[arg(long, default_value = "1g")]
+    kstreams_heap: String,
+    /// Systems besides claimgate whose status change to effect is measured (each under half of its own
+    /// saturating rate).
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set, default_value = "claimgate-eos,kafka-streams,kafka-streams-eos")]
+    status_systems: Vec<String>,
+    /// Practitioner codes of the large-table phase (0: none; 12000000 for the whole country): each
+    /// system started cold on it, measured, and restarted with its state kept.
+    #[arg(long, default_value_t = 0)]
+    scale_practitioners: u64,
+    /// Systems of the large-table phase.
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set, default_value = "claimgate,kafka-streams")]
+    scale_systems: Vec<String>,
+    /// Lines per second of the large-table steps (default: half of the lower of claimgate's and Kafka
+    /// Streams' saturating rates).
+    #[arg(long)]
+    scale_rate: Option<u64>,
+    /// Seconds measured in the large-table phase's cold step.
+    #[arg(long, default_value_t = 20.0)]
+    scale_seconds: f64,
+    /// Longest wait for a system's first decisions on the large table, seconds.
+    #[arg(long, default_value_t = 1800.0)]
+    scale_ready_limit: f64,
+    /// Arguments that make `claimgate stream` checkpoint its table (the restart test); `{dir}` is
+    /// replaced by a state directory of the instance, e.g. "--checkpoint-dir {dir}". Without them
+    /// claimgate's restart is a cold start, and the report says so.
+    #[arg(long, allow_hyphen_values = true)]
+    claimgate_checkpoint_args: Option<String>,
+    /// Seconds of one more step per profiled system under a profiler (JFR, perf); 0: none.
+    #[arg(long, default_value_t = 0.0)]
+    profile_seconds: f64,
+    /// Systems to profile.
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set, default_value = "claimgate,kafka-streams")]
+    profile_systems: Vec<String>,
     /// Results folder (default results/<UTC date-time>/).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -139,8 +181,9 @@ struct Args {
     /// A librdkafka property for every client (load test and systems under test), NAME=VALUE.
     #[arg(short = 'X', value_name = "NAME=VALUE")]
     property: Vec<String>,
-    /// A librdkafka property for the systems under test only (claimgate, its pass-through, the peer),
-    /// NAME=VALUE, after the -X ones: the settings a latency/throughput trade-off varies.
+    /// A librdkafka property for the systems under test only (claimgate in either guarantee, its
+    /// pass-through, the Python and Kafka Streams peers), NAME=VALUE, after the -X ones: the settings a
+    /// latency/throughput trade-off varies.
     #[arg(short = 'S', long = "system-property", value_name = "NAME=VALUE")]
     system_property: Vec<String>,
     /// `linger.ms` of the generator's producer (part of every line's measured latency, the broker
@@ -179,6 +222,8 @@ fn real_main() -> Result<()> {
     let brokers = args.brokers.clone().unwrap_or_default();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let started_text = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    // Read now: its load average is the one at the start.
+    let machine = Machine::detect();
     let systems: Vec<System> = args
         .systems
         .iter()
@@ -192,6 +237,21 @@ fn real_main() -> Result<()> {
     }
     if systems.iter().any(|s| matches!(s, System::Peer | System::PeerPassThrough)) && args.peer.is_none() {
         bail!("the peer systems need --peer loadtest/peers/run_peer.sh");
+    }
+    let parse_systems = |names: &[String], flag: &str| -> Result<Vec<System>> {
+        names
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| System::parse(s.trim()).with_context(|| format!("{flag}: unknown system `{s}`")))
+            .collect()
+    };
+    let status_systems = parse_systems(&args.status_systems, "--status-systems")?;
+    let scale_systems = parse_systems(&args.scale_systems, "--scale-systems")?;
+    let profile_systems = parse_systems(&args.profile_systems, "--profile-systems")?;
+    let wants_kstreams = systems.iter().chain(&scale_systems).any(|s| s.is_kafka_streams())
+        && (systems.iter().any(|s| s.is_kafka_streams()) || args.scale_practitioners > 0);
+    if wants_kstreams && args.kstreams.is_none() {
+        bail!("the kafka-streams systems need --kstreams loadtest/peers/kafka-streams/run.sh");
     }
     if !args.claimgate.exists() {
         bail!("{}: no such file (cargo build --release)", args.claimgate.display());
@@ -233,6 +293,9 @@ fn real_main() -> Result<()> {
         brokers: brokers.clone(),
         claimgate: args.claimgate.clone(),
         peer: args.peer.clone(),
+        kstreams: args.kstreams.clone(),
+        kstreams_heap: args.kstreams_heap.clone(),
+        table_codes: args.practitioners,
         practitioners,
         institutions,
         work: args.work.clone(),
@@ -245,7 +308,7 @@ fn real_main() -> Result<()> {
         gen_linger_ms: args.gen_linger_ms,
     };
     let plan = run::Plan {
-        systems,
+        systems: systems.clone(),
         warmup: args.warmup,
         measure: args.measure,
         drain: args.drain,
@@ -266,6 +329,25 @@ fn real_main() -> Result<()> {
         sweep: !args.no_sweep,
         backlog: args.backlog,
         backlog_rounds: args.backlog_rounds,
+        status_systems,
+        scale: (args.scale_practitioners > 0).then(|| scale::ScalePlan {
+            practitioners: args.scale_practitioners,
+            rate: args.scale_rate,
+            seconds: args.scale_seconds,
+            systems: scale_systems.clone(),
+            claimgate_checkpoint_args: args
+                .claimgate_checkpoint_args
+                .as_deref()
+                .map(|a| a.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
+            ready_limit_s: args.scale_ready_limit,
+            pool: args.pool,
+        }),
+        profile: (args.profile_seconds > 0.0)
+            .then(|| hotspots::ProfilePlan { seconds: args.profile_seconds, systems: profile_systems.clone() }),
+        table_codes: args.practitioners,
+        out: out.clone(),
+        seed: args.seed,
     };
     if args.no_sweep && args.half_of.is_none() && args.backlog == 0 {
         bail!("--no-sweep needs --half-of RATE (the half-rate steps) or --backlog N");
@@ -278,10 +360,8 @@ fn real_main() -> Result<()> {
         (Some(a), Some(b)) if b > 0 => Some((a as f64 / b as f64 * 100.0).round() / 100.0),
         _ => None,
     };
-    let half_rate_figures: Vec<results::HalfRateFigure> = [System::Claimgate, System::PassThrough, System::Broker]
-        .into_iter()
-        .filter_map(|s| results::HalfRateFigure::of(s, &outcomes.steps))
-        .collect();
+    let half_rate_figures: Vec<results::HalfRateFigure> =
+        System::ALL.into_iter().filter_map(|s| results::HalfRateFigure::of(s, &outcomes.steps)).collect();
     let p99_at = |s: System| half_rate_figures.iter().find(|f| f.system == s).map(|f| f.median_p99_ms);
     let verdicts = |s: System| outcomes.verdicts.iter().find(|v| v.0 == s).map(|v| &v.1);
     let peer_agreement = match (verdicts(System::Claimgate), verdicts(System::Peer)) {
@@ -293,6 +373,25 @@ fn real_main() -> Result<()> {
         && a.disagreements > 0
     {
         notes.push(format!("{} lines got a different outcome from the peer than from claimgate", a.disagreements));
+    }
+    // Every deciding system against claimgate, line by line: topic, reason, overridden reason.
+    let mut agreements: Vec<(System, String, tally::Agreement)> = vec![];
+    if let Some(cg) = verdicts(System::Claimgate) {
+        for (s, v) in outcomes.verdicts.iter().filter(|(s, _)| *s != System::Claimgate && s.decides()) {
+            agreements.push((*s, format!("{} codes", args.practitioners), cg.compare(v)));
+        }
+    }
+    agreements.extend(outcomes.extra_agreements.iter().cloned());
+    for (s, table, a) in &agreements {
+        if a.disagreements > 0 {
+            notes.push(format!(
+                "{}: {} of {} lines ({table}) decided differently from claimgate, e.g. {}",
+                s.name(),
+                a.disagreements,
+                a.compared,
+                a.examples.first().map_or("", String::as_str)
+            ));
+        }
     }
     for r in &outcomes.steps {
         if r.generator_max_behind_ms > 200.0 && r.ok() {
@@ -324,10 +423,11 @@ fn real_main() -> Result<()> {
         "gen_linger_ms": args.gen_linger_ms,
         "status_practitioner": trickle.record.code,
     });
+    let kstreams = kstreams_comparison(&systems, &outcomes, &half_rate_figures, args.practitioners);
     let summary = Summary {
         started: started_text,
         command,
-        machine: Machine::detect(),
+        machine,
         broker: match brokers.split(',').count() {
             1 => format!("{brokers} (Apache Kafka 4.1.1, KRaft, single node, via scripts/broker.sh)"),
             n => format!(
@@ -343,6 +443,9 @@ fn real_main() -> Result<()> {
         half_rate_figures,
         status: outcomes.status.clone(),
         peer_agreement,
+        kstreams,
+        agreements,
+        statuses: outcomes.statuses.clone(),
         // A saturated step's backlog is cut off when its system is stopped: those lines stay in the
         // claims topic undecided (they would be decided on a restart) and are not counted as lost.
         lost_total: outcomes.steps.iter().filter(|r| r.ok()).map(|r| r.lost).sum(),
@@ -356,6 +459,7 @@ fn real_main() -> Result<()> {
         backlog: outcomes.backlog.clone(),
     };
     let hgrms: Vec<(String, String)> = outcomes.steps.iter().map(|r| (r.hgrm.clone(), r.hgrm_text.clone())).collect();
+
     report::write(&out, &summary, &hgrms)?;
     for (system, text) in &outcomes.metrics {
         std::fs::write(out.join(format!("metrics-{}.txt", system.name())), text)?;
@@ -371,4 +475,28 @@ fn real_main() -> Result<()> {
         summary.duplicates_total
     );
     Ok(())
+}
+
+/// The comparison with Kafka Streams, when a Kafka Streams system ran.
+fn kstreams_comparison(
+    systems: &[System],
+    outcomes: &run::Outcomes,
+    half: &[results::HalfRateFigure],
+    codes: u64,
+) -> Option<compare::Comparison> {
+    let ran = systems.iter().any(|s| s.is_kafka_streams()) || outcomes.scale.is_some();
+    if !ran {
+        return None;
+    }
+    let figures = compare::figures(&outcomes.systems, half, &outcomes.steps, &outcomes.statuses);
+    Some(compare::Comparison {
+        table_codes: codes,
+        scale_codes: outcomes.scale.as_ref().map_or(0, |s| s.codes),
+        goals: compare::goals(&figures),
+        systems: figures,
+        restart_note: outcomes.scale.as_ref().map(|s| s.restart_note.clone()).unwrap_or_default(),
+        scale_publish_s: outcomes.scale.as_ref().map(|s| s.publish_s),
+        hotspots: outcomes.hotspots.clone(),
+        versions: compare::Versions::detect(),
+    })
 }

@@ -18,6 +18,9 @@ pub fn write(dir: &Path, summary: &Summary, hgrms: &[(String, String)]) -> Resul
     let charts = write_charts(dir, summary)?;
     std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(summary)?)?;
     std::fs::write(dir.join("report.md"), markdown(summary, &charts))?;
+    if summary.kstreams.is_some() {
+        std::fs::write(dir.join("BENCHMARKS-kstreams.md"), benchmarks_kstreams(summary, dir))?;
+    }
     Ok(())
 }
 
@@ -80,12 +83,12 @@ fn write_charts(dir: &Path, summary: &Summary) -> Result<Vec<(String, String)>> 
         let file = "latency-percentiles-half-rate.svg".to_owned();
         charts::percentile_curves(
             &dir.join(&file),
-            "End-to-end latency at half of claimgate's saturating rate",
+            "End-to-end latency at half of the saturating rate (claimgate's; each other system's own)",
             &series,
         )?;
         made.push((
             file,
-            "claimgate, the pass-through and the broker alone at half of claimgate's saturating rate".into(),
+            "every system at half of a saturating rate: claimgate, the pass-through and the broker alone at claimgate's; the others at their own".into(),
         ));
     }
     type Points = Vec<(f64, f64, f64)>;
@@ -336,14 +339,14 @@ pub fn markdown(s: &Summary, charts: &[(String, String)]) -> String {
     );
     let _ = writeln!(
         o,
-        "| system | phase | target/s | achieved/s | p50 | p90 | p99 | p99.9 | p99.99 | max | lost | dup | saturation | CPU: machine / system / broker / load test (generator, reader) / others | histogram |"
+        "| system | phase | target/s | achieved/s | p50 | p90 | p99 | p99.9 | p99.99 | max | lost | dup | saturation | CPU: machine / system / broker / load test (generator, reader) / others | system CPU s per million lines | peak RSS | first decision after start | histogram |"
     );
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &s.steps {
         let l = &r.latency;
         let _ = writeln!(
             o,
-            "| {} | {:?} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:?} | {:.0}% / {:.0}% / {:.0}% / {:.0}% ({:.0}%, {:.0}%) / {:.0}% | [{}]({}) |",
+            "| {} | {:?} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:?} | {:.0}% / {:.0}% / {:.0}% / {:.0}% ({:.0}%, {:.0}%) / {:.0}% | {} | {} | {:.1} s | [{}]({}) |",
             r.system.name(),
             r.phase,
             r.target_rate,
@@ -364,26 +367,29 @@ pub fn markdown(s: &Summary, charts: &[(String, String)]) -> String {
             r.cpu.generator_pct,
             r.cpu.reader_pct,
             r.cpu.others_pct,
+            if r.cpu_s_per_million > 0.0 { format!("{:.2}", r.cpu_s_per_million) } else { "—".into() },
+            r.peak_rss_mib.map_or_else(|| "—".into(), |m| format!("{m:.0} MiB")),
+            r.first_decision_s,
             r.hgrm,
             r.hgrm
         );
     }
     saturation_section(&mut o, s);
     if !s.half_rate_figures.is_empty() {
-        let _ = writeln!(o, "\n## At half of claimgate's saturating rate\n");
+        let _ = writeln!(o, "\n## At half of the saturating rate\n");
         let _ = writeln!(
             o,
-            "Repeated rounds, each system in turn on fresh topics; the broker alone is the generator and the reader with no system between them (the reader reads the claims topic): the floor under the others.\n"
+            "Repeated rounds, each system in turn on fresh topics. claimgate, the pass-through and the broker alone at half of claimgate's saturating rate; every other system at half of its own. The broker alone is the generator and the reader with no system between them (the reader reads the claims topic): the floor under the others.\n"
         );
         let _ = writeln!(
             o,
-            "| system | rate | p50 median (each) | p99 median (each) | p99.9 median (each) |\n|---|---|---|---|---|"
+            "| system | rate | p50 median (each) | p99 median (each) | p99.9 median (each) | system CPU s per million lines (median) |\n|---|---|---|---|---|---|"
         );
         for f in &s.half_rate_figures {
             let each = |v: &[f64]| v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ");
             let _ = writeln!(
                 o,
-                "| {} | {}/s | {:.2} ms ({}) | {:.2} ms ({}) | {:.2} ms ({}) |",
+                "| {} | {}/s | {:.2} ms ({}) | {:.2} ms ({}) | {:.2} ms ({}) | {} |",
                 f.system.name(),
                 f.rate,
                 f.median_p50_ms,
@@ -391,7 +397,12 @@ pub fn markdown(s: &Summary, charts: &[(String, String)]) -> String {
                 f.median_p99_ms,
                 each(&f.p99_ms),
                 f.median_p999_ms,
-                each(&f.p999_ms)
+                each(&f.p999_ms),
+                if f.median_cpu_s_per_million > 0.0 {
+                    format!("{:.2}", f.median_cpu_s_per_million)
+                } else {
+                    "—".into()
+                }
             );
         }
     }
@@ -416,6 +427,64 @@ pub fn markdown(s: &Summary, charts: &[(String, String)]) -> String {
             );
         }
     }
+    let others: Vec<_> = s.statuses.iter().filter(|st| st.system.is_some_and(|x| x != System::Claimgate)).collect();
+    if !others.is_empty() {
+        let _ = writeln!(o, "\n### Status change to effect, every system\n");
+        let _ = writeln!(o, "Each under half of its own saturating rate, the same 20 changes, timed the same way.\n");
+        let _ = writeln!(
+            o,
+            "| system | load | measured | p50 | p99 | max | wrong first verdicts |\n|---|---|---|---|---|---|---|"
+        );
+        for st in s.statuses.iter() {
+            let _ = writeln!(
+                o,
+                "| {} | {}/s | {} of {} | {:.1} ms | {:.1} ms | {:.1} ms | {} |",
+                st.system.unwrap_or(System::Claimgate).name(),
+                st.load_rate,
+                st.measured,
+                st.changes,
+                st.p50_ms,
+                st.p99_ms,
+                st.max_ms,
+                st.wrong_verdicts
+            );
+        }
+    }
+    if !s.agreements.is_empty() {
+        let _ = writeln!(o, "\n## The same decisions as claimgate, line by line\n");
+        let _ = writeln!(
+            o,
+            "Every generated line each system decided in any step, against claimgate's output for the same line: the topic (accepted, rejected, dead letters), the `reason` and the `overridden` reason must all be equal.\n"
+        );
+        let _ = writeln!(
+            o,
+            "| system | table | lines compared | differ | claimgate accepted / rejected / dead letters | theirs |\n|---|---|---|---|---|---|"
+        );
+        for (sys, table, a) in &s.agreements {
+            let _ = writeln!(
+                o,
+                "| {} | {table} | {} | {} | {:?} | {:?} |",
+                sys.name(),
+                a.compared,
+                if a.disagreements == 0 { "0".to_owned() } else { format!("**{}**", a.disagreements) },
+                a.ours,
+                a.theirs
+            );
+        }
+        for (sys, _, a) in &s.agreements {
+            for e in &a.examples {
+                let _ = writeln!(o, "- {}: {e}", sys.name());
+            }
+        }
+    }
+    if let Some(k) = &s.kstreams {
+        let _ = writeln!(o, "\n## Against Kafka Streams (issue 14)\n");
+        o.push_str(&kstreams_tables(k));
+        let _ = writeln!(
+            o,
+            "\nThe same tables, with the command, versions and machine, for BENCHMARKS.md: [BENCHMARKS-kstreams.md](BENCHMARKS-kstreams.md)."
+        );
+    }
     if !charts.is_empty() {
         let _ = writeln!(o, "\n## Charts\n");
         for (file, what) in charts {
@@ -429,5 +498,168 @@ pub fn markdown(s: &Summary, charts: &[(String, String)]) -> String {
         }
     }
     let _ = writeln!(o, "\nSettings: `{}`", s.settings);
+    o
+}
+
+fn f1(v: Option<f64>, unit: &str) -> String {
+    v.map_or_else(|| "—".into(), |v| format!("{v:.1}{unit}"))
+}
+
+fn f0(v: Option<f64>, unit: &str) -> String {
+    v.map_or_else(|| "—".into(), |v| format!("{v:.0}{unit}"))
+}
+
+/// The comparison's tables (report.md and BENCHMARKS-kstreams.md).
+pub fn kstreams_tables(k: &crate::compare::Comparison) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "### Goals (`shared/spec/performance.md`, against Kafka Streams)\n");
+    let _ = writeln!(o, "| goal | target | measured | |\n|---|---|---|---|");
+    for g in &k.goals {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} |",
+            g.what,
+            g.target,
+            g.measured,
+            match g.met {
+                Some(true) => "met",
+                Some(false) => "**not met**",
+                None => "not measured",
+            }
+        );
+    }
+    let _ = writeln!(o, "\n### Throughput, latency, CPU and memory ({} practitioner codes)\n", k.table_codes);
+    let _ = writeln!(
+        o,
+        "Saturating rate: the highest rate of the sweep that kept up. Latency: end to end, coordinated omission corrected, at half of the system's own saturating rate, median of the rounds. CPU: the system's own process (user + system), per million lines decided, at that rate. Peak RSS: `VmHWM` of the process, the largest of its sessions.\n"
+    );
+    let _ = writeln!(
+        o,
+        "| system | guarantee | saturating rate | half rate | p50 | p99 | p99.9 | CPU s per million lines | lines per CPU second | peak RSS |\n|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for f in &k.systems {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            f.system.name(),
+            if f.system.exactly_once() { "exactly once" } else { "at least once" },
+            f.saturating_rate.map_or_else(|| "—".into(), |r| format!("{r}/s")),
+            f.half_rate.map_or_else(|| "—".into(), |r| format!("{r}/s")),
+            f1(f.p50_ms, " ms"),
+            f1(f.p99_ms, " ms"),
+            f1(f.p999_ms, " ms"),
+            f1(f.cpu_s_per_million, ""),
+            f0(f.lines_per_cpu_s(), ""),
+            f0(f.peak_rss_mib, " MiB"),
+        );
+    }
+    if k.scale_codes > 0 {
+        let _ = writeln!(o, "\n### With {} practitioner codes on the status topic\n", k.scale_codes);
+        let _ = writeln!(
+            o,
+            "Each system started cold on the large table (Kafka Streams: empty state directory, so the GlobalKTables are restored from the topic), measured at a fixed rate, stopped cleanly, then started again with its state kept. First decision: from the process's spawn to the first output of lines that were waiting in the claims topic. Peak RSS is the process's resident memory: Kafka Streams keeps the GlobalKTables in RocksDB files (state on disk), read through the operating system's page cache, which RSS does not count; claimgate holds its table in its own memory. {}{}\n",
+            k.restart_note,
+            k.scale_publish_s.map_or_else(String::new, |p| format!(
+                " Putting the table on its topic (`claimgate tables publish`) took {p:.0} s."
+            ))
+        );
+        let _ = writeln!(
+            o,
+            "| system | rate | first decision, cold | first decision, restarted | CPU s per million lines | p99 | peak RSS | state on disk |\n|---|---|---|---|---|---|---|---|"
+        );
+        for f in k.systems.iter().filter(|f| f.scale_rate.is_some()) {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                f.system.name(),
+                f.scale_rate.map_or_else(|| "—".into(), |r| format!("{r}/s")),
+                f1(f.cold_first_decision_s, " s"),
+                f1(f.restart_first_decision_s, " s"),
+                f1(f.scale_cpu_s_per_million, ""),
+                f1(f.scale_p99_ms, " ms"),
+                f0(f.scale_peak_rss_mib, " MiB"),
+                f0(f.scale_state_mib, " MiB"),
+            );
+        }
+    }
+    if k.systems.iter().any(|f| f.status_p99_ms.is_some()) {
+        let _ = writeln!(o, "\n### Status change to effect\n");
+        let _ = writeln!(
+            o,
+            "From the broker's acknowledgement of a new practitioner record to the first decision that carries its version, under half of the system's own saturating rate.\n"
+        );
+        let _ = writeln!(o, "| system | measured | p50 | p99 |\n|---|---|---|---|");
+        for f in k.systems.iter().filter(|f| f.status_p99_ms.is_some()) {
+            let (m, c) = f.status_measured.unwrap_or((0, 0));
+            let _ = writeln!(
+                o,
+                "| {} | {m} of {c} | {} | {} |",
+                f.system.name(),
+                f1(f.status_p50_ms, " ms"),
+                f1(f.status_p99_ms, " ms")
+            );
+        }
+    }
+    if !k.hotspots.is_empty() {
+        let _ = writeln!(o, "\n### Where the CPU goes (profiles)\n");
+        let _ = writeln!(
+            o,
+            "One more step per system at half of its saturating rate under a sampling profiler (JFR for the JVM, `perf record -g` for claimgate); samples summed by what the code is for. The full summaries (top frames) and the raw recordings are in the results folder.\n"
+        );
+        for h in &k.hotspots {
+            let _ = writeln!(o, "**{}** ({} samples, [{}]({})):\n", h.system.name(), h.samples, h.file, h.file);
+            for (c, share) in h.categories.iter().take(8) {
+                let _ = writeln!(o, "- {:.1}% {c}", share * 100.0);
+            }
+            let _ = writeln!(o);
+        }
+    }
+    o
+}
+
+/// The BENCHMARKS.md section: the tables with the command, the versions and the machine.
+fn benchmarks_kstreams(s: &Summary, dir: &Path) -> String {
+    let Some(k) = &s.kstreams else { return String::new() };
+    let mut o = String::new();
+    let _ = writeln!(o, "## claimgate against Kafka Streams (issue 14) — {}\n", s.started);
+    let _ = writeln!(o, "Command: `{}`\n", s.command);
+    let _ = writeln!(
+        o,
+        "Versions: claimgate `{}`; {}; {}; {}; {}.\n",
+        k.versions.claimgate, k.versions.rustc, k.versions.java, k.versions.kafka, k.versions.kafka_streams
+    );
+    let _ = writeln!(
+        o,
+        "Machine: {} cores (`nproc`), {}, {} GiB, Linux {}; load average {} at the start, {} at the end. Broker: {}. Wall time {:.0} s. Results: `{}` (report.md, summary.json, .hgrm files, SVG charts, profiles).\n",
+        s.machine.nproc,
+        s.machine.cpu_model,
+        s.machine.memory_gib,
+        s.machine.kernel,
+        s.machine.load_average,
+        s.load_average_end,
+        s.broker,
+        s.wall_seconds,
+        dir.display()
+    );
+    o.push_str(&kstreams_tables(k));
+    if !s.agreements.is_empty() {
+        let _ = writeln!(o, "\n### Same decisions\n");
+        for (sys, table, a) in &s.agreements {
+            let _ = writeln!(
+                o,
+                "- {} ({table}): {} lines compared with claimgate (topic, reason, overridden), {} differ.",
+                sys.name(),
+                a.compared,
+                a.disagreements
+            );
+        }
+    }
+    if s.lost_total + s.duplicates_total + s.identity_mismatches_total > 0 {
+        let _ = writeln!(
+            o,
+            "\nLines lost / duplicated / under another identity over all steps: {} / {} / {}.",
+            s.lost_total, s.duplicates_total, s.identity_mismatches_total
+        );
+    }
     o
 }

@@ -18,6 +18,12 @@ pub enum Phase {
     HalfRate,
     /// The load under which the status changes were made.
     Status,
+    /// A fixed rate on the large table (`--scale-practitioners`), started cold.
+    Scale,
+    /// The same system restarted on the large table with its state kept (checkpointed restart).
+    Restart,
+    /// A fixed rate under a profiler (JFR for the JVM, perf for claimgate).
+    Profile,
 }
 
 /// One measured step.
@@ -55,6 +61,28 @@ pub struct StepResult {
     pub unknown: u64,
     /// Distinct lines by outcome: accepted, rejected, dead letters.
     pub outcomes: [u64; 3],
+    /// CPU seconds the system under test used over the measurement window (warm-up and drain left
+    /// out), and per million outputs received in the window (0 when it has no process or none came).
+    #[serde(default)]
+    pub system_cpu_s: f64,
+    #[serde(default)]
+    pub cpu_s_per_million: f64,
+    /// Peak resident set size of the system's process over its whole session (`VmHWM`), MiB.
+    #[serde(default)]
+    pub peak_rss_mib: Option<f64>,
+    /// Seconds from the system's spawn to its first output, and to its first batch decided.
+    #[serde(default)]
+    pub first_decision_s: f64,
+    #[serde(default)]
+    pub ready_s: f64,
+    /// Practitioner codes in the status table the step ran against.
+    #[serde(default)]
+    pub table_codes: u64,
+    /// Size on disk of the system's state directory at the end of the session (the large-table
+    /// phase: Kafka Streams' RocksDB files, read through the page cache, which RSS does not count;
+    /// claimgate's checkpoint), MiB.
+    #[serde(default)]
+    pub state_mib: Option<f64>,
     /// The `.hgrm` file of the step.
     pub hgrm: String,
     #[serde(skip)]
@@ -96,6 +124,13 @@ impl StepResult {
             identity_mismatches: 0,
             unknown: 0,
             outcomes: [0; 3],
+            system_cpu_s: sent.system_cpu_s,
+            cpu_s_per_million: 0.0,
+            peak_rss_mib: None,
+            first_decision_s: 0.0,
+            ready_s: 0.0,
+            table_codes: 0,
+            state_mib: None,
             hgrm: format!("{}-{}-step{:02}-{}.hgrm", system.name(), phase_name(phase), rec.step, rate),
             distribution: crate::hgrm::distribution(&rec.hist),
             hgrm_text: crate::hgrm::hgrm(&rec.hist),
@@ -111,6 +146,10 @@ impl StepResult {
         self.identity_mismatches = rec.tally.identity_mismatches();
         self.unknown = rec.tally.unknown();
         self.outcomes = rec.tally.by_outcome();
+        // CPU over the measurement window, per output received in it (at a rate kept up, the lines
+        // decided in the window).
+        let decided = rec.received_in_window;
+        self.cpu_s_per_million = if decided > 0 { self.system_cpu_s / decided as f64 * 1e6 } else { 0.0 };
     }
 
     /// Kept up.
@@ -125,6 +164,9 @@ pub fn phase_name(p: Phase) -> &'static str {
         Phase::Sweep => "sweep",
         Phase::HalfRate => "half",
         Phase::Status => "status",
+        Phase::Scale => "scale",
+        Phase::Restart => "restart",
+        Phase::Profile => "profile",
     }
 }
 
@@ -163,6 +205,14 @@ pub struct HalfRateFigure {
     pub p999_ms: Vec<f64>,
     #[serde(default)]
     pub median_p999_ms: f64,
+    /// CPU seconds per million lines of each repeat and their median.
+    #[serde(default)]
+    pub cpu_s_per_million: Vec<f64>,
+    #[serde(default)]
+    pub median_cpu_s_per_million: f64,
+    /// Largest peak RSS of its sessions, MiB.
+    #[serde(default)]
+    pub peak_rss_mib: Option<f64>,
 }
 
 impl HalfRateFigure {
@@ -174,15 +224,19 @@ impl HalfRateFigure {
         let p50: Vec<f64> = mine.iter().map(|r| r.latency.p50_ms).collect();
         let p99: Vec<f64> = mine.iter().map(|r| r.latency.p99_ms).collect();
         let p999: Vec<f64> = mine.iter().map(|r| r.latency.p999_ms).collect();
+        let cpu: Vec<f64> = mine.iter().map(|r| r.cpu_s_per_million).filter(|c| *c > 0.0).collect();
         Some(HalfRateFigure {
             system,
             rate: first.target_rate,
             median_p50_ms: median(&p50),
             median_p99_ms: median(&p99),
             median_p999_ms: median(&p999),
+            median_cpu_s_per_million: median(&cpu),
+            peak_rss_mib: mine.iter().filter_map(|r| r.peak_rss_mib).reduce(f64::max),
             p50_ms: p50,
             p99_ms: p99,
             p999_ms: p999,
+            cpu_s_per_million: cpu,
         })
     }
 }
@@ -228,6 +282,9 @@ pub struct StatusResult {
     pub load_rate: u64,
     /// claimgate's own metric (`claimgate_status_to_view_seconds`), if read: count and sum.
     pub status_to_view_metric: Option<(f64, f64)>,
+    /// The system measured (claimgate when absent: summaries written before there were others).
+    #[serde(default)]
+    pub system: Option<System>,
 }
 
 /// The machine.
@@ -297,6 +354,16 @@ pub struct Summary {
     pub status: Option<StatusResult>,
     /// claimgate's and the peer's outcomes over the same generated lines.
     pub peer_agreement: Option<Agreement>,
+    /// Every other deciding system's outputs against claimgate's over the same lines (topic, reason,
+    /// overridden reason), on the run's table and on the large one.
+    #[serde(default)]
+    pub agreements: Vec<(System, String, Agreement)>,
+    /// Status change to effect of every system measured (`status` is claimgate's).
+    #[serde(default)]
+    pub statuses: Vec<StatusResult>,
+    /// The comparison with Kafka Streams, when it ran.
+    #[serde(default)]
+    pub kstreams: Option<crate::compare::Comparison>,
     pub lost_total: u64,
     pub duplicates_total: u64,
     pub identity_mismatches_total: u64,

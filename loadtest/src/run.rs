@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result};
 use crate::kafka::{AckProducer, Clock};
 use crate::pool::{Pool, Trickle};
 use crate::results::{Phase, StatusResult, StepResult, SystemSummary};
-use crate::session::{Session, Setup, System};
+use crate::session::{Session, Setup, StartOpts, System};
 use crate::stamp::{Kind, Stamp};
 use crate::sweep::{Sweep, round_rate};
 use crate::tally::{Outcome, Verdicts};
@@ -47,6 +47,18 @@ pub struct Plan {
     /// Lines of each backlog drained (0: no backlog phase), and how many rounds.
     pub backlog: u64,
     pub backlog_rounds: u32,
+    /// Systems whose status change to effect is measured (claimgate's always is, if it runs).
+    pub status_systems: Vec<System>,
+    /// The large-table phase (`--scale-practitioners`).
+    pub scale: Option<crate::scale::ScalePlan>,
+    /// The profiled steps (`--profile-seconds`).
+    pub profile: Option<crate::hotspots::ProfilePlan>,
+    /// Practitioner codes of the run's table.
+    pub table_codes: u64,
+    /// Results folder (profiles are written there).
+    pub out: PathBuf,
+    /// Seed of the generated data.
+    pub seed: u64,
 }
 
 /// What the sessions produced, before reporting.
@@ -54,6 +66,14 @@ pub struct Outcomes {
     pub steps: Vec<StepResult>,
     pub systems: Vec<SystemSummary>,
     pub status: Option<StatusResult>,
+    /// Status change to effect of every system measured.
+    pub statuses: Vec<StatusResult>,
+    /// Agreements with claimgate measured outside the main pool (the large table's lines).
+    pub extra_agreements: Vec<(System, String, crate::tally::Agreement)>,
+    /// The large-table phase's notes for the comparison.
+    pub scale: Option<crate::scale::ScaleOutcome>,
+    /// Profiles summarised.
+    pub hotspots: Vec<crate::compare::Hotspots>,
     pub verdicts: Vec<(System, Verdicts)>,
     pub half_rate: Option<u64>,
     pub notes: Vec<String>,
@@ -75,6 +95,10 @@ pub fn run(
         steps: vec![],
         systems: vec![],
         status: None,
+        statuses: vec![],
+        extra_agreements: vec![],
+        scale: None,
+        hotspots: vec![],
         verdicts: vec![],
         half_rate: plan.half_rate,
         notes: vec![],
@@ -87,23 +111,41 @@ pub fn run(
     // steps sharing topics would measure the broker's history rather than the system. The systems of
     // a group are loaded in turn, one step each per round, so that the noise of a shared machine falls
     // on all of them alike. claimgate's group first: its saturating rate sets the half rate.
-    let group_a: Vec<System> =
-        [System::Claimgate, System::PassThrough].into_iter().filter(|s| plan.systems.contains(s)).collect();
+    // The Kafka Streams peer climbs claimgate's ladder at the same guarantee: at least once beside
+    // claimgate and its pass-through, exactly once beside claimgate in exactly-once.
+    let group_a: Vec<System> = [System::Claimgate, System::PassThrough, System::KafkaStreams]
+        .into_iter()
+        .filter(|s| plan.systems.contains(s))
+        .collect();
+    let group_e: Vec<System> =
+        [System::ClaimgateEos, System::KafkaStreamsEos].into_iter().filter(|s| plan.systems.contains(s)).collect();
     let group_b: Vec<System> =
         [System::Peer, System::PeerPassThrough].into_iter().filter(|s| plan.systems.contains(s)).collect();
     let peers = !group_b.is_empty();
-    let later_status = if plan.systems.contains(&System::Claimgate) && plan.status_changes > 0 {
-        plan.status_changes as f64 * 1.1 + 15.0
+    // Systems measured at half of their own saturating rate (claimgate's half rate is its own already).
+    let own_half: Vec<System> = [System::ClaimgateEos, System::KafkaStreams, System::KafkaStreamsEos]
+        .into_iter()
+        .filter(|s| plan.systems.contains(s))
+        .collect();
+    let status_systems: Vec<System> = if plan.status_changes == 0 {
+        vec![]
     } else {
-        0.0
-    } + if peers { 100.0 } else { 0.0 };
+        System::ALL
+            .into_iter()
+            .filter(|s| plan.systems.contains(s) && (*s == System::Claimgate || plan.status_systems.contains(s)))
+            .collect()
+    };
+    let later_status =
+        status_systems.len() as f64 * (plan.status_changes as f64 * 1.1 + 15.0) + if peers { 100.0 } else { 0.0 };
     let mut acc: Vec<Acc> = plan.systems.iter().map(|&s| Acc::new(s, pool.len())).collect();
     let mut n = 1u32;
     crate::session::publish_shared_tables(setup)?;
     let step_cost = |system: System, seconds: f64| {
         seconds + plan.warmup + if matches!(system, System::Peer | System::PeerPassThrough) { 14.0 } else { 9.0 }
     };
-    for (g, group) in [group_a, group_b].into_iter().enumerate() {
+    let own_half_cost: f64 = own_half.iter().map(|&s| step_cost(s, plan.half_seconds)).sum();
+    let peer_group = 2;
+    for (g, group) in [group_a, group_e, group_b].into_iter().enumerate() {
         let mut sweeps: Vec<(System, Sweep)> = group
             .iter()
             .map(|&system| {
@@ -118,12 +160,13 @@ pub fn run(
             .collect();
         // Time kept for what follows this group's sweeps: one round of half-rate steps (further
         // rounds only if there is time), the status test, the peer's sweep.
-        let later = if g == 0 {
+        let later = if g != peer_group {
             [System::Claimgate, System::PassThrough, System::Broker]
                 .iter()
                 .filter(|s| plan.systems.contains(s))
                 .map(|&s| step_cost(s, plan.half_seconds))
                 .sum::<f64>()
+                + own_half_cost
                 + later_status
         } else {
             0.0
@@ -138,7 +181,7 @@ pub fn run(
                 a.cut_short = true;
                 return Ok(None);
             }
-            let r = one_step(setup, &pool, clock, &mut n, a, false, |s| {
+            let r = one_step(setup, &pool, clock, &mut n, a, &StartOpts::default(), |s| {
                 measure(s, system, Phase::Sweep, rate, plan.warmup, plan.measure, plan.drain).map(|r| (r, None))
             })?;
             let mut saturated = !r.ok();
@@ -147,7 +190,7 @@ pub fn run(
             // once more, and counts as saturated only if it saturates again.
             if saturated && plan.retry_saturated && time_left() - later >= step_cost(system, plan.measure) {
                 eprintln!("loadtest: {} {rate}/s saturated: once more", system.name());
-                let again = one_step(setup, &pool, clock, &mut n, a, false, |s| {
+                let again = one_step(setup, &pool, clock, &mut n, a, &StartOpts::default(), |s| {
                     measure(s, system, Phase::Sweep, rate, plan.warmup, plan.measure, plan.drain).map(|r| (r, None))
                 })?;
                 saturated = !again.ok();
@@ -159,7 +202,7 @@ pub fn run(
         // (a system that saturated is still tried at the higher rates: on a shared machine the noise
         // of a moment must not end one system's sweep while the other goes on in a calmer one).
         let (mut rate, max) =
-            if g == 0 { (plan.start_rate, plan.max_rate) } else { (plan.peer_start_rate, plan.peer_max_rate) };
+            if g != peer_group { (plan.start_rate, plan.max_rate) } else { (plan.peer_start_rate, plan.peer_max_rate) };
         'ladder: loop {
             if !plan.sweep {
                 break;
@@ -181,7 +224,7 @@ pub fn run(
         }
         // Then each system's own bisection between its highest rate that kept up and the next one
         // that did not, in turn.
-        let refine = if g == 0 { plan.refine } else { plan.peer_refine };
+        let refine = if g != peer_group { plan.refine } else { plan.peer_refine };
         // No sweep, nothing to refine (a bisection with no bounds would try 1/s).
         let mut refining: Vec<(System, Sweep)> = if plan.sweep {
             sweeps.iter().map(|(s, sw)| (*s, Sweep::seeded(sw.highest_ok(), sw.lowest_bad(), refine))).collect()
@@ -226,32 +269,60 @@ pub fn run(
                     continue;
                 }
                 eprintln!("loadtest: {} at half of claimgate's saturating rate: {half}/s", system.name());
-                let r = one_step(setup, &pool, clock, &mut n, a, false, |s| {
+                let r = one_step(setup, &pool, clock, &mut n, a, &StartOpts::default(), |s| {
                     measure(s, system, Phase::HalfRate, half, plan.warmup, plan.half_seconds, plan.drain)
                         .map(|r| (r, None))
                 })?;
                 out.steps.push(r);
             }
         }
-        if plan.status_changes > 0
-            && let Some(a) = acc.iter_mut().find(|a| a.system == System::Claimgate)
-        {
-            let mut status = None;
-            let r = one_step(setup, &pool, clock, &mut n, a, true, |s| {
-                let (r, st) = status_phase(s, setup, plan, trickle, day, half)?;
-                status = Some(st);
-                Ok((r, None))
+    }
+    // Every other system at half of its own saturating rate, in rounds (time allowing).
+    for round in 0..plan.half_repeats.max(1) {
+        for &system in &own_half {
+            let Some(a) = acc.iter_mut().find(|a| a.system == system) else { continue };
+            let Some(half) = a.saturating.map(|r| round_rate(r / 2)) else {
+                if round == 0 {
+                    out.notes.push(format!("{}: no saturating rate, so no half-rate step", system.name()));
+                }
+                continue;
+            };
+            if round > 0 && time_left() < step_cost(system, plan.half_seconds) + later_status {
+                continue;
+            }
+            eprintln!("loadtest: {} at half of its own saturating rate: {half}/s", system.name());
+            let r = one_step(setup, &pool, clock, &mut n, a, &StartOpts::default(), |s| {
+                measure(s, system, Phase::HalfRate, half, plan.warmup, plan.half_seconds, plan.drain).map(|r| (r, None))
             })?;
             out.steps.push(r);
-            if let Some(mut st) = status {
-                st.status_to_view_metric =
-                    a.metrics.as_deref().and_then(|m| metric_count_sum(m, "claimgate_status_to_view_seconds"));
-                out.status = Some(st);
-            }
         }
     }
-    // The backlog phase last: the same systems draining a queue of claims with nothing else of the
-    // load test running (backlog.rs).
+    // Status change to effect, each system under half of its own saturating rate.
+    for &system in &status_systems {
+        let Some(a) = acc.iter_mut().find(|a| a.system == system) else { continue };
+        let own = if system == System::Claimgate { out.half_rate } else { a.saturating.map(|r| round_rate(r / 2)) };
+        let Some(half) = own else { continue };
+        let mut status = None;
+        let opts = StartOpts { own_tables: true, ..StartOpts::default() };
+        let r = one_step(setup, &pool, clock, &mut n, a, &opts, |s| {
+            let (r, st) = status_phase(s, setup, plan, trickle, day, half)?;
+            status = Some(st);
+            Ok((r, None))
+        })?;
+        out.steps.push(r);
+        if let Some(mut st) = status {
+            if system == System::Claimgate {
+                st.status_to_view_metric =
+                    a.metrics.as_deref().and_then(|m| metric_count_sum(m, "claimgate_status_to_view_seconds"));
+                out.status = Some(st.clone());
+            }
+            st.system = Some(system);
+            out.statuses.push(st);
+        }
+    }
+    // The backlog phase after the steps on the run's table (and before the large-table phase, which
+    // loads the broker with a table of its own): the same systems draining a queue of claims with
+    // nothing else of the load test running (backlog.rs).
     if plan.backlog > 0 {
         for round in 1..=plan.backlog_rounds.max(1) {
             for system in [System::Claimgate, System::PassThrough] {
@@ -263,6 +334,17 @@ pub fn run(
                 out.backlog.push(r);
             }
         }
+    }
+    let saturating = |s: System| acc.iter().find(|a| a.system == s).and_then(|a| a.saturating);
+    if let Some(scale) = &plan.scale {
+        let rate = scale.rate.or_else(|| {
+            let r = [System::Claimgate, System::KafkaStreams].into_iter().filter_map(saturating).min()?;
+            Some(round_rate(r / 2))
+        });
+        out.scale = Some(crate::scale::run(setup, scale, plan, clock, &mut n, rate.unwrap_or(2_000), &mut out)?);
+    }
+    if let Some(profile) = &plan.profile {
+        crate::hotspots::run(setup, profile, plan, &pool, clock, &mut n, &saturating, &mut out)?;
     }
     for a in acc {
         out.systems.push(SystemSummary {
@@ -292,9 +374,9 @@ pub fn run(
 }
 
 /// What one system's sessions added up to.
-struct Acc {
-    system: System,
-    verdicts: Verdicts,
+pub(crate) struct Acc {
+    pub system: System,
+    pub verdicts: Verdicts,
     unstamped: u64,
     stray: u64,
     sessions: u64,
@@ -306,7 +388,7 @@ struct Acc {
 }
 
 impl Acc {
-    fn new(system: System, lines: usize) -> Acc {
+    pub(crate) fn new(system: System, lines: usize) -> Acc {
         Acc {
             system,
             verdicts: Verdicts::new(lines),
@@ -323,13 +405,13 @@ impl Acc {
 }
 
 /// Starts a session of `acc`'s system on fresh topics, runs `body` on it, stops it, and adds up.
-fn one_step<F>(
+pub(crate) fn one_step<F>(
     setup: &Setup,
     pool: &Arc<Pool>,
     clock: Clock,
     n: &mut u32,
     acc: &mut Acc,
-    own_tables: bool,
+    opts: &StartOpts,
     body: F,
 ) -> Result<StepResult>
 where
@@ -338,11 +420,14 @@ where
     let system = acc.system;
     let num = *n;
     *n += 1;
-    let mut session = Session::start(setup, system, Arc::clone(pool), clock, num, own_tables)
+    let mut session = Session::start(setup, system, Arc::clone(pool), clock, num, opts)
         .with_context(|| format!("cannot start {}", system.name()))?;
     acc.sessions += 1;
     acc.ready_seconds += session.ready_seconds;
     let (mut r, _) = body(&mut session)?;
+    r.ready_s = session.ready_seconds;
+    r.first_decision_s = session.first_decision_seconds;
+    r.table_codes = setup.table_codes;
     // One file per step of the run, numbered in the order they ran.
     r.hgrm = format!("{num:02}-{}-{}-{}.hgrm", system.name(), crate::results::phase_name(r.phase), r.target_rate);
     if !r.ok() {
@@ -352,6 +437,7 @@ where
     if let Some(m) = session.metrics() {
         acc.metrics = Some(m);
     }
+    r.peak_rss_mib = session.peak_rss_mib();
     let end = session.finish()?;
     if let Some(rec) = end.steps.get(&r.step) {
         r.finalise(r.sent, rec);
@@ -363,7 +449,7 @@ where
 }
 
 /// Runs one step and prints a line about it.
-fn measure(
+pub(crate) fn measure(
     session: &mut Session,
     system: System,
     phase: Phase,
@@ -380,7 +466,7 @@ fn measure(
 
 fn print_step(r: &StepResult) {
     eprintln!(
-        "loadtest: {:<12} {:>7}/s: achieved {:>8.0}/s, p50 {:>8.2} ms, p99 {:>8.2} ms, max {:>8.1} ms, unreceived {}, {:?}",
+        "loadtest: {:<17} {:>7}/s: achieved {:>8.0}/s, p50 {:>8.2} ms, p99 {:>8.2} ms, max {:>8.1} ms, unreceived {}, {:?}, CPU {:.2} s",
         r.system.name(),
         r.target_rate,
         r.achieved_rate,
@@ -388,7 +474,8 @@ fn print_step(r: &StepResult) {
         r.latency.p99_ms,
         r.latency.max_ms,
         r.unreceived_at_deadline,
-        r.saturation
+        r.saturation,
+        r.system_cpu_s
     );
 }
 
@@ -494,6 +581,7 @@ fn status_phase(
         trickle_rate: plan.trickle_rate,
         load_rate: rate,
         status_to_view_metric: None,
+        system: Some(session.system),
     };
     eprintln!(
         "loadtest: status change to effect: {} of {} measured, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, wrong verdicts {}",

@@ -121,12 +121,60 @@ impl Tally {
     }
 }
 
-/// The outcome every line of the generated pool got, across the steps of one system: the same line
-/// must always get the same outcome (the tables do not change during a sweep), and two systems must
-/// agree line by line.
+/// What a line's output said, packed in 16 bits: the topic it went to ([`Outcome`], bits 0-1), and
+/// for a decision its `reason` (bits 2-5) and `overridden` (bits 6-9), each as 1 + its index in
+/// [`Reason::ALL`] (0: none, or not a known name). Two systems agree on a line when the codes are equal:
+/// same verdict (the topic), same reason, same overridden reason.
+pub type Code = u16;
+
+use claimgate::record::Reason;
+
+fn reason_bits(name: Option<&[u8]>) -> u16 {
+    name.and_then(|n| std::str::from_utf8(n).ok()).and_then(Reason::from_name).map_or(0, |r| r.index() as u16 + 1)
+}
+
+/// The code of an output record on `outcome`'s topic.
+pub fn code_of(outcome: Outcome, record: &[u8]) -> Code {
+    let mut c = outcome as u16;
+    if outcome != Outcome::DeadLetter {
+        c |= reason_bits(string_field(record, b"\"reason\":\"")) << 2;
+        c |= reason_bits(string_field(record, b"\"overridden\":\"")) << 6;
+    }
+    c
+}
+
+/// The outcome a code records.
+pub fn code_outcome(code: Code) -> Option<Outcome> {
+    match code & 3 {
+        1 => Some(Outcome::Accepted),
+        2 => Some(Outcome::Rejected),
+        3 => Some(Outcome::DeadLetter),
+        _ => None,
+    }
+}
+
+/// A code in words: `rejected PRACTITIONER_SUSPENDED`, `accepted EMERGENCY_OVERRIDE (PRACTITIONER_UNREGISTERED)`.
+pub fn describe(code: Code) -> String {
+    let name = |bits: u16| (bits > 0).then(|| Reason::ALL.get(usize::from(bits - 1)).map_or("?", |r| r.as_str()));
+    let topic = match code_outcome(code) {
+        Some(Outcome::Accepted) => "accepted",
+        Some(Outcome::Rejected) => "rejected",
+        Some(Outcome::DeadLetter) => return "dead letter".into(),
+        None => return "none".into(),
+    };
+    match (name((code >> 2) & 15), name((code >> 6) & 15)) {
+        (Some(r), Some(o)) => format!("{topic} {r} ({o})"),
+        (Some(r), None) => format!("{topic} {r}"),
+        _ => topic.into(),
+    }
+}
+
+/// The output every line of the generated pool got, across the steps of one system: the same line
+/// must always get the same output (the tables do not change during a sweep), and two systems must
+/// agree line by line — topic, reason and overridden reason.
 #[derive(Clone, Debug)]
 pub struct Verdicts {
-    by_line: Vec<u8>,
+    by_line: Vec<Code>,
     conflicts: u64,
 }
 
@@ -136,17 +184,17 @@ impl Verdicts {
         Verdicts { by_line: vec![0; lines], conflicts: 0 }
     }
 
-    /// Records that pool line `line` got `outcome`.
-    pub fn record(&mut self, line: usize, outcome: Outcome) {
+    /// Records that pool line `line` got output `code`.
+    pub fn record(&mut self, line: usize, code: Code) {
         let slot = &mut self.by_line[line];
         if *slot == 0 {
-            *slot = outcome as u8;
-        } else if *slot != outcome as u8 {
+            *slot = code;
+        } else if *slot != code {
             self.conflicts += 1;
         }
     }
 
-    /// Adds another session's outcomes of the same pool (a conflict where both have one and differ).
+    /// Adds another session's outputs of the same pool (a conflict where both have one and differ).
     pub fn merge(&mut self, other: &Verdicts) {
         self.conflicts += other.conflicts;
         for (line, &v) in other.by_line.iter().enumerate() {
@@ -161,7 +209,7 @@ impl Verdicts {
         }
     }
 
-    /// Times a line got a different outcome than it had before.
+    /// Times a line got a different output than it had before.
     pub fn conflicts(&self) -> u64 {
         self.conflicts
     }
@@ -169,32 +217,36 @@ impl Verdicts {
     /// Compares with another system over the lines both saw.
     pub fn compare(&self, other: &Verdicts) -> Agreement {
         let mut a = Agreement::default();
-        for (x, y) in self.by_line.iter().zip(&other.by_line) {
-            if *x == 0 || *y == 0 {
-                continue;
-            }
+        for (line, (x, y)) in self.by_line.iter().zip(&other.by_line).enumerate() {
+            let (Some(ox), Some(oy)) = (code_outcome(*x), code_outcome(*y)) else { continue };
             a.compared += 1;
-            a.ours[*x as usize - 1] += 1;
-            a.theirs[*y as usize - 1] += 1;
+            a.ours[ox.index()] += 1;
+            a.theirs[oy.index()] += 1;
             if x != y {
                 a.disagreements += 1;
+                if a.examples.len() < 10 {
+                    a.examples.push(format!("pool line {line}: {} against {}", describe(*x), describe(*y)));
+                }
             }
         }
         a
     }
 }
 
-/// Two systems' outcomes over the same lines.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Two systems' outputs over the same lines.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Agreement {
     /// Lines both systems decided.
     pub compared: u64,
-    /// Lines where they differ.
+    /// Lines where they differ: topic, reason or overridden reason.
     pub disagreements: u64,
     /// Our counts over those lines: accepted, rejected, dead letters.
     pub ours: [u64; 3],
     /// Theirs.
     pub theirs: [u64; 3],
+    /// The first differences, in words.
+    #[serde(default)]
+    pub examples: Vec<String>,
 }
 
 /// A 64-bit fingerprint of a claim line's identity (`fixmedins_code`, `mdtrt_id`, `feedetl_sn`);
@@ -271,25 +323,61 @@ mod tests {
 
     #[test]
     fn verdicts_conflicts_and_agreement() {
+        let (acc, rej, dead) = (Outcome::Accepted as u16, Outcome::Rejected as u16, Outcome::DeadLetter as u16);
         let mut a = Verdicts::new(5);
         let mut b = Verdicts::new(5);
-        a.record(0, Outcome::Accepted);
-        a.record(0, Outcome::Accepted);
-        a.record(1, Outcome::Rejected);
-        a.record(1, Outcome::Accepted);
-        a.record(2, Outcome::DeadLetter);
-        b.record(0, Outcome::Accepted);
-        b.record(1, Outcome::Rejected);
-        b.record(2, Outcome::Rejected);
-        b.record(3, Outcome::Accepted);
+        a.record(0, acc);
+        a.record(0, acc);
+        a.record(1, rej);
+        a.record(1, acc);
+        a.record(2, dead);
+        b.record(0, acc);
+        b.record(1, rej);
+        b.record(2, rej);
+        b.record(3, acc);
         assert_eq!(a.conflicts(), 1);
         let mut c = Verdicts::new(5);
-        c.record(4, Outcome::Rejected);
+        c.record(4, rej);
         c.merge(&a);
         c.merge(&b);
         assert_eq!(c.conflicts(), 1 + 1, "a's own conflict and line 2 (dead letter, then rejected)");
         let g = a.compare(&b);
-        assert_eq!(g, Agreement { compared: 3, disagreements: 1, ours: [1, 1, 1], theirs: [1, 2, 0] });
+        assert_eq!((g.compared, g.disagreements, g.ours, g.theirs), (3, 1, [1, 1, 1], [1, 2, 0]));
+        assert_eq!(g.examples, vec!["pool line 2: dead letter against rejected".to_owned()]);
+    }
+
+    #[test]
+    fn codes_tell_reasons_and_overrides_apart() {
+        let susp = br#"{"verdict":"reject","reason":"PRACTITIONER_SUSPENDED","overridden":null,"rule":"x"}"#;
+        let term = br#"{"verdict":"reject","reason":"PRACTITIONER_TERMINATED","overridden":null,"rule":"x"}"#;
+        let over = br#"{"verdict":"accept","reason":"EMERGENCY_OVERRIDE","overridden":"PRACTITIONER_UNREGISTERED"}"#;
+        let over2 = br#"{"verdict":"accept","reason":"EMERGENCY_OVERRIDE","overridden":"INSTITUTION_SUSPENDED"}"#;
+        let ok = br#"{"verdict":"accept","reason":"OK","overridden":null}"#;
+        let codes = [
+            code_of(Outcome::Rejected, susp),
+            code_of(Outcome::Rejected, term),
+            code_of(Outcome::Accepted, over),
+            code_of(Outcome::Accepted, over2),
+            code_of(Outcome::Accepted, ok),
+            code_of(Outcome::DeadLetter, br#"{"error":"x","reason":"OK"}"#),
+        ];
+        for (i, x) in codes.iter().enumerate() {
+            for y in &codes[i + 1..] {
+                assert_ne!(x, y, "{} and {}", describe(*x), describe(*y));
+            }
+        }
+        assert_eq!(describe(codes[0]), "rejected PRACTITIONER_SUSPENDED");
+        assert_eq!(describe(codes[2]), "accepted EMERGENCY_OVERRIDE (PRACTITIONER_UNREGISTERED)");
+        assert_eq!(describe(codes[5]), "dead letter");
+        // A line decided the same way by two systems agrees; a different overridden reason does not.
+        let mut a = Verdicts::new(2);
+        let mut b = Verdicts::new(2);
+        a.record(0, codes[2]);
+        b.record(0, codes[2]);
+        a.record(1, codes[2]);
+        b.record(1, codes[3]);
+        let g = a.compare(&b);
+        assert_eq!((g.compared, g.disagreements), (2, 1));
     }
 
     #[test]

@@ -38,6 +38,13 @@ pub struct GenArgs {
     /// Compress the practitioners file too (same choices).
     #[arg(long, default_value = "none", value_parser = ["none", "gz", "zst"])]
     pub compress_tables: String,
+    /// Also write `ledger.jsonl`: this many scoring events (findings mostly) naming the practitioners
+    /// written, for `claimgate score` at scale.
+    #[arg(long, value_name = "EVENTS")]
+    pub ledger: Option<u64>,
+    /// The profile the ledger is valid under (its catalogue items, its event types).
+    #[arg(long, default_value = claimgate::profile::DEFAULT, value_name = "NAME|FILE", requires = "ledger")]
+    pub ledger_profile: String,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -93,6 +100,17 @@ pub fn run(args: GenArgs) -> Result<()> {
     }
     out.finish()?;
     bar.finish_and_clear();
+    if let Some(n) = args.ledger {
+        let rules = claimgate::score::Scoring::from_profile(&super::review::load_profile(&args.ledger_profile)?)?;
+        let path = args.out_dir.join("ledger.jsonl");
+        let mut out = Output::create(&path)?;
+        for event in world.ledger(&rules, n) {
+            out.write_all(event.to_string().as_bytes())?;
+            out.write_all(b"\n")?;
+        }
+        out.finish()?;
+        eprintln!("wrote {} ({n} events under {})", path.display(), rules.profile);
+    }
     eprintln!(
         "wrote {} ({} practitioners), {} ({} of {} institutions have a status history), {} ({} claim lines on {})",
         p_path.display(),

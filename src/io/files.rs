@@ -1,6 +1,10 @@
 //! Files: JSON Lines in, plain or compressed by the file name's ending (`.gz`, `.zst`), `-` for the
 //! standard streams; outputs written to a temporary name and renamed into place on success, so a failed
 //! run never leaves half a file under the real name.
+//!
+//! Every input opened here loses a UTF-8 byte-order mark at its start (after decompression): spreadsheet
+//! programs save exports with one. A mark anywhere else is left alone, so a line that starts with one in
+//! the middle of a file is refused like any other bad line.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
@@ -9,6 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
+
+use super::frames::{self, FrameReader, FrameWriter};
 
 /// How an input or output is compressed, from its name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,13 +67,36 @@ pub struct Input {
 
 const BUF: usize = 1 << 20;
 
-/// Opens a path (or `-` for standard input) for reading, decompressing by its ending.
+/// The UTF-8 byte-order mark.
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// `reader` without a byte-order mark at its start. The first bytes are read now (a pipe may deliver
+/// them one at a time); bytes that are not a mark are given back in front of the rest.
+pub fn skip_bom(mut reader: Box<dyn BufRead + Send>) -> io::Result<Box<dyn BufRead + Send>> {
+    let mut head = [0u8; 3];
+    let mut n = 0;
+    while n < head.len() {
+        match reader.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if head[..n] == *BOM {
+        return Ok(reader);
+    }
+    Ok(Box::new(io::Cursor::new(head[..n].to_vec()).chain(reader)))
+}
+
+/// Opens a path (or `-` for standard input) for reading, decompressing by its ending; a byte-order mark
+/// at the start is skipped.
 pub fn open(path: &Path) -> Result<Input> {
     let read = Arc::new(AtomicU64::new(0));
     if path == Path::new("-") {
         let reader = Counting { inner: io::stdin(), count: Arc::clone(&read) };
         return Ok(Input {
-            reader: Box::new(BufReader::with_capacity(BUF, reader)),
+            reader: skip_bom(Box::new(BufReader::with_capacity(BUF, reader))).context("cannot read standard input")?,
             size: None,
             read,
             name: "-".into(),
@@ -87,7 +116,50 @@ pub fn open(path: &Path) -> Result<Input> {
             zstd::Decoder::new(raw).with_context(|| format!("cannot read {} as zstd", path.display()))?,
         )),
     };
+    let reader = skip_bom(reader).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(Input { reader, size, read, name: path.display().to_string() })
+}
+
+/// A block of an input: whole lines, plain or still in one zstd frame.
+pub enum Block {
+    /// Plain text: whole lines, each ending in `\n` except perhaps the input's last.
+    Plain(Vec<u8>),
+    /// One zstd frame of whole lines (from a file of line-aligned frames, see [`frames`]), to be
+    /// decompressed by whichever thread takes it.
+    Zstd(Vec<u8>),
+}
+
+/// An input opened for reading in blocks of whole lines.
+pub struct BlockInput {
+    /// The blocks, in order.
+    pub blocks: Box<dyn Iterator<Item = io::Result<Block>> + Send>,
+    /// Size of the file on disk; `None` for standard input.
+    pub size: Option<u64>,
+    /// Bytes read from disk so far.
+    pub read: Arc<AtomicU64>,
+    /// The name to show in messages.
+    pub name: String,
+}
+
+/// Opens a path (or `-`) for reading in blocks of about `size` bytes of whole lines. A `.zst` file of
+/// line-aligned frames (as claimgate writes them) yields its frames still compressed, so that the
+/// caller's workers decompress them in parallel; any other input is decompressed here and cut at
+/// line ends.
+pub fn open_blocks(path: &Path, size: usize) -> Result<BlockInput> {
+    if path != Path::new("-") && Compression::of(path) == Compression::Zstd {
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let bytes = file.metadata().ok().map(|m| m.len());
+        let read = Arc::new(AtomicU64::new(0));
+        let mut raw = BufReader::with_capacity(BUF, Counting { inner: file, count: Arc::clone(&read) });
+        let head = raw.fill_buf().with_context(|| format!("cannot read {}", path.display()))?;
+        if frames::is_marked(head) {
+            let blocks = FrameReader::new(raw).map(|f| f.map(Block::Zstd));
+            return Ok(BlockInput { blocks: Box::new(blocks), size: bytes, read, name: path.display().to_string() });
+        }
+    }
+    let input = open(path)?;
+    let blocks = Chunker::new(input.reader, size).map(|c| c.map(|c| Block::Plain(c.data)));
+    Ok(BlockInput { blocks: Box::new(blocks), size: input.size, read: input.read, name: input.name })
 }
 
 /// An output file, compressed by its ending, that appears under its real name only when finished.
@@ -95,11 +167,16 @@ pub struct Output {
     writer: Option<Box<dyn Finish>>,
     tmp: Option<PathBuf>,
     path: PathBuf,
+    frames: bool,
 }
 
 /// A writer that can be finished (compression trailers written, buffers flushed).
 trait Finish: Write + Send {
     fn finish(self: Box<Self>) -> io::Result<()>;
+    /// Writes a zstd frame of whole lines compressed elsewhere (only `.zst` outputs take them).
+    fn write_frame(&mut self, _frame: &[u8]) -> io::Result<()> {
+        Err(io::Error::other("this output does not take compressed frames"))
+    }
 }
 
 impl<W: Write + Send> Finish for BufWriter<W> {
@@ -125,7 +202,9 @@ impl Finish for GzFinish {
     }
 }
 
-struct ZstdFinish(zstd::Encoder<'static, BufWriter<File>>);
+/// `.zst` outputs are line-aligned frames (see [`frames`]), so that readers can decompress them
+/// in parallel and `review`'s workers can compress their blocks themselves.
+struct ZstdFinish(FrameWriter<BufWriter<File>>);
 
 impl Write for ZstdFinish {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -140,6 +219,9 @@ impl Finish for ZstdFinish {
     fn finish(self: Box<Self>) -> io::Result<()> {
         self.0.finish()?.flush()
     }
+    fn write_frame(&mut self, frame: &[u8]) -> io::Result<()> {
+        self.0.write_frame(frame)
+    }
 }
 
 impl Output {
@@ -147,7 +229,7 @@ impl Output {
     pub fn create(path: &Path) -> Result<Output> {
         if path == Path::new("-") {
             let w: Box<dyn Finish> = Box::new(BufWriter::with_capacity(BUF, io::stdout()));
-            return Ok(Output { writer: Some(w), tmp: None, path: path.into() });
+            return Ok(Output { writer: Some(w), tmp: None, path: path.into(), frames: false });
         }
         // A device or a pipe (`/dev/null`, a FIFO) is written to directly: there is nothing to rename.
         if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
@@ -156,7 +238,7 @@ impl Output {
                 .open(path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
             let w: Box<dyn Finish> = Box::new(BufWriter::with_capacity(BUF, file));
-            return Ok(Output { writer: Some(w), tmp: None, path: path.into() });
+            return Ok(Output { writer: Some(w), tmp: None, path: path.into(), frames: false });
         }
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
@@ -167,14 +249,24 @@ impl Output {
             Compression::Gzip => {
                 Box::new(GzFinish(flate2::write::GzEncoder::new(buffered, flate2::Compression::fast())))
             }
-            Compression::Zstd => {
-                let mut enc = zstd::Encoder::new(buffered, 3)?;
-                // Compression on its own thread keeps the writer off the decision threads' backs.
-                let _ = enc.multithread(1);
-                Box::new(ZstdFinish(enc))
-            }
+            Compression::Zstd => Box::new(ZstdFinish(FrameWriter::new(buffered)?)),
         };
-        Ok(Output { writer: Some(writer), tmp: Some(tmp), path: path.into() })
+        let frames = Compression::of(path) == Compression::Zstd;
+        Ok(Output { writer: Some(writer), tmp: Some(tmp), path: path.into(), frames })
+    }
+
+    /// True if this output takes zstd frames compressed elsewhere ([`Output::write_frame`]): a
+    /// `.zst` file. The caller may then compress blocks of whole lines in parallel.
+    pub fn takes_frames(&self) -> bool {
+        self.frames
+    }
+
+    /// Writes a zstd frame of whole lines made by a [`frames::FrameCompressor`].
+    pub fn write_frame(&mut self, frame: &[u8]) -> io::Result<()> {
+        match &mut self.writer {
+            Some(w) => w.write_frame(frame),
+            None => Err(io::Error::other("output already finished")),
+        }
     }
 
     /// Finishes the file and moves it under its real name.
@@ -300,12 +392,31 @@ impl Iterator for Chunker {
 /// The lines of a chunk, without their line ends (`\n` or `\r\n`), with their line numbers; blank
 /// lines are skipped.
 pub fn lines(chunk: &Chunk) -> impl Iterator<Item = (u64, &[u8])> {
-    chunk
-        .data
-        .split(|&b| b == b'\n')
-        .enumerate()
-        .map(move |(i, l)| (chunk.first_line + i as u64, l.strip_suffix(b"\r").unwrap_or(l)))
-        .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+    numbered_lines(&chunk.data, chunk.first_line)
+}
+
+/// The lines of `data` numbered from `first`, without their line ends (`\n` or `\r\n`); blank lines
+/// are skipped (and counted). Cut with a vectorised search for the line ends.
+pub fn numbered_lines(data: &[u8], first: u64) -> impl Iterator<Item = (u64, &[u8])> {
+    let mut start = 0;
+    let mut n = first;
+    std::iter::from_fn(move || {
+        loop {
+            if start > data.len() {
+                return None;
+            }
+            let rest = &data[start..];
+            let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+            let line = &rest[..end];
+            let number = n;
+            start += end + 1;
+            n += 1;
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                return Some((number, line));
+            }
+        }
+    })
 }
 
 #[cfg(test)]
@@ -339,6 +450,59 @@ mod tests {
             .collect();
         assert_eq!(got.len(), 3);
         assert_eq!(got[0].len(), 10_000);
+    }
+
+    /// A reader that gives one byte per call, like a slow pipe.
+    struct Trickle(io::Cursor<Vec<u8>>);
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(1);
+            self.0.read(&mut buf[..n])
+        }
+    }
+
+    fn skipped(bytes: &[u8], trickle: bool) -> Vec<u8> {
+        let inner: Box<dyn BufRead + Send> = if trickle {
+            Box::new(BufReader::with_capacity(1, Trickle(io::Cursor::new(bytes.to_vec()))))
+        } else {
+            Box::new(io::Cursor::new(bytes.to_vec()))
+        };
+        let mut out = Vec::new();
+        skip_bom(inner).unwrap().read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_bom_is_skipped_at_the_start_only() {
+        for trickle in [false, true] {
+            assert_eq!(skipped(b"\xEF\xBB\xBF{\"a\":1}\n", trickle), b"{\"a\":1}\n");
+            assert_eq!(skipped(b"\xEF\xBB\xBF", trickle), b"");
+            assert_eq!(skipped(b"{\"a\":1}\n\xEF\xBB\xBF{}\n", trickle), b"{\"a\":1}\n\xEF\xBB\xBF{}\n");
+            // Short inputs and near misses come back whole.
+            for text in [&b""[..], b"{", b"{}", b"\xEF\xBB", b"\xEF\xBB{", b"\xEF\xBB\xBF\xEF\xBB\xBF"] {
+                let want = text.strip_prefix(BOM).unwrap_or(text);
+                assert_eq!(skipped(text, trickle), want, "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_opened_file_loses_its_bom_plain_or_compressed() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.jsonl", "a.jsonl.gz", "a.jsonl.zst"] {
+            let path = dir.path().join(name);
+            let mut out = Output::create(&path).unwrap();
+            out.write_all(b"\xEF\xBB\xBF{\"a\":1}\n\xEF\xBB\xBF{\"a\":2}\n").unwrap();
+            out.finish().unwrap();
+            let mut text = Vec::new();
+            open(&path).unwrap().reader.read_to_end(&mut text).unwrap();
+            assert_eq!(text, b"{\"a\":1}\n\xEF\xBB\xBF{\"a\":2}\n", "{name}");
+            let chunks: Vec<Chunk> = Chunker::new(open(&path).unwrap().reader, 4).map(|c| c.unwrap()).collect();
+            let lines: Vec<(u64, Vec<u8>)> =
+                chunks.iter().flat_map(|c| lines(c).map(|(n, l)| (n, l.to_vec())).collect::<Vec<_>>()).collect();
+            assert_eq!(lines[0], (1, b"{\"a\":1}".to_vec()), "{name}");
+        }
     }
 
     #[test]

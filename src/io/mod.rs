@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod clock;
 pub mod files;
+pub mod frames;
 pub mod http;
 pub mod kafka;
 pub mod logging;

@@ -24,7 +24,7 @@ pub struct LoadStats {
 }
 
 /// Reads chunks on a thread of their own so that decompression overlaps parsing.
-fn chunks(input: files::Input) -> crossbeam_channel::Receiver<std::io::Result<files::Chunk>> {
+pub fn chunks(input: files::Input) -> crossbeam_channel::Receiver<std::io::Result<files::Chunk>> {
     let (tx, rx) = crossbeam_channel::bounded(4);
     std::thread::spawn(move || {
         for chunk in Chunker::new(input.reader, 4 << 20) {

@@ -88,17 +88,39 @@ pub struct Malformed {
 }
 
 impl Malformed {
+    #[cold]
+    #[inline(never)]
     pub(super) fn at(field: &'static str, message: impl Into<String>) -> Self {
         Malformed { field: Some(field), message: message.into() }
     }
 
+    #[cold]
+    #[inline(never)]
     fn missing(field: &'static str) -> Self {
         Malformed::at(field, format!("missing field `{field}`"))
     }
 
+    #[cold]
+    #[inline(never)]
     pub(super) fn code(field: &'static str, e: CodeError) -> Self {
         Malformed::at(field, format!("field `{field}`: {e}"))
     }
+}
+
+/// A refusal on its way up the hot path: boxed, so that the `Result`s moved from helper to helper
+/// stay small (a `Malformed` is four words); built only on the cold path.
+type Refused = Box<Malformed>;
+
+impl From<Refused> for Malformed {
+    fn from(b: Refused) -> Self {
+        *b
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn refuse(m: Malformed) -> Refused {
+    Box::new(m)
 }
 
 /// The known fields of a line as the scanner found them; everything else is validated and skipped.
@@ -138,7 +160,8 @@ const ADM_WAY: usize = 10;
 const ORDERS_DR_CODE: usize = 11;
 const PHAR_PRAC_CERT_NO: usize = 12;
 
-/// The index in [`FIELDS`] of a member name; a `match` compiles to a length-then-bytes decision tree.
+/// The index in [`FIELDS`] of a member name; a `match` compiles to a length-then-bytes decision tree
+/// with the comparisons inlined (a loop over `FIELDS` called `memcmp` and cost more).
 #[inline]
 fn field_index(key: &str) -> Option<usize> {
     Some(match key {
@@ -183,7 +206,7 @@ impl<'a> Raw<'a> {
 }
 
 /// White space removed from both ends of every text field (records.md): exports pad with tabs.
-#[inline]
+#[inline(always)]
 fn trim(s: &str) -> &str {
     let pad = |c: u8| matches!(c, b' ' | b'\t' | b'\r' | b'\n');
     match s.as_bytes() {
@@ -203,24 +226,36 @@ pub(super) fn trim_cow(s: Cow<'_, str>) -> Cow<'_, str> {
     }
 }
 
+/// The slow path of [`scalar`]: a string with escapes, decoded and trimmed.
+#[cold]
+#[inline(never)]
+fn unescaped_trimmed(raw: &str) -> Cow<'static, str> {
+    let owned = unescape(raw, true).into_owned();
+    let t = trim(&owned);
+    if t.len() == owned.len() { Cow::Owned(owned) } else { Cow::Owned(t.to_owned()) }
+}
+
 /// The text of a scalar field: a JSON string (unescaped) or a JSON number (its literal text), trimmed.
 /// `null` is treated as absent.
-fn scalar<'a>(value: Option<Value<'a>>, field: &'static str) -> Result<Option<Cow<'a, str>>, Malformed> {
+#[inline(always)]
+fn scalar<'a>(value: Option<Value<'a>>, field: &'static str) -> Result<Option<Cow<'a, str>>, Refused> {
     match value {
+        Some(Value::Str { raw, escaped: false }) => Ok(Some(Cow::Borrowed(trim(raw)))),
+        Some(Value::Str { raw, escaped: true }) => Ok(Some(unescaped_trimmed(raw))),
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Str { raw, escaped }) => Ok(Some(trim_cow(unescape(raw, escaped)))),
         Some(Value::Num(n)) => Ok(Some(Cow::Borrowed(n))),
         Some(Value::Bool | Value::Compound) => {
-            Err(Malformed::at(field, format!("field `{field}`: expected a string or a number")))
+            Err(refuse(Malformed::at(field, format!("field `{field}`: expected a string or a number"))))
         }
     }
 }
 
-fn required<'a>(value: Option<Value<'a>>, field: &'static str) -> Result<Cow<'a, str>, Malformed> {
+#[inline(always)]
+fn required<'a>(value: Option<Value<'a>>, field: &'static str) -> Result<Cow<'a, str>, Refused> {
     match scalar(value, field)? {
-        Some(s) if s.is_empty() => Err(Malformed::at(field, format!("field `{field}` is empty"))),
-        Some(s) => Ok(s),
-        None => Err(Malformed::missing(field)),
+        Some(s) if !s.is_empty() => Ok(s),
+        Some(_) => Err(refuse(Malformed::at(field, format!("field `{field}` is empty")))),
+        None => Err(refuse(Malformed::missing(field))),
     }
 }
 
@@ -228,67 +263,105 @@ fn required<'a>(value: Option<Value<'a>>, field: &'static str) -> Result<Cow<'a,
 /// characters. The national platform allows 30; the margin keeps provincial variants settling.
 const MAX_ID_LEN: usize = 64;
 
-fn id<'a>(raw: Option<Value<'a>>, field: &'static str) -> Result<Cow<'a, str>, Malformed> {
+#[inline]
+fn id<'a>(raw: Option<Value<'a>>, field: &'static str) -> Result<Cow<'a, str>, Refused> {
     let s = required(raw, field)?;
+    // The common case in one pass: printable ASCII, length in bytes is length in characters.
+    if s.len() <= MAX_ID_LEN && printable_ascii(s.as_bytes()) {
+        return Ok(s);
+    }
+    id_slow(s, field)
+}
+
+/// True if every byte is printable ASCII (0x20 to 0x7e); eight bytes at a time.
+#[inline(always)]
+fn printable_ascii(b: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        // A byte below 0x20 borrows into its high bit; one of 0x7f or above sets it, alone or
+        // plus one. Either test can mark a byte above a true mark, never when there is none.
+        let control = x.wrapping_sub(ONES * 0x20) & !x;
+        let high = x | x.wrapping_add(ONES);
+        if (control | high) & HIGHS != 0 {
+            return false;
+        }
+    }
+    words.remainder().iter().all(|c| (0x20..0x7f).contains(c))
+}
+
+#[cold]
+#[inline(never)]
+fn id_slow<'a>(s: Cow<'a, str>, field: &'static str) -> Result<Cow<'a, str>, Refused> {
     if s.is_ascii() {
-        // The common case, checked byte-wise: length in bytes is length in characters.
         if s.len() > MAX_ID_LEN {
-            return Err(Malformed::at(field, format!("field `{field}` is longer than {MAX_ID_LEN} characters")));
+            return Err(refuse(Malformed::at(
+                field,
+                format!("field `{field}` is longer than {MAX_ID_LEN} characters"),
+            )));
         }
         if s.bytes().any(|c| c < 0x20 || c == 0x7f) {
-            return Err(Malformed::at(field, format!("field `{field}` has control characters")));
+            return Err(refuse(Malformed::at(field, format!("field `{field}` has control characters"))));
         }
         return Ok(s);
     }
     if s.chars().count() > MAX_ID_LEN {
-        return Err(Malformed::at(field, format!("field `{field}` is longer than {MAX_ID_LEN} characters")));
+        return Err(refuse(Malformed::at(field, format!("field `{field}` is longer than {MAX_ID_LEN} characters"))));
     }
     if s.chars().any(char::is_control) {
-        return Err(Malformed::at(field, format!("field `{field}` has control characters")));
+        return Err(refuse(Malformed::at(field, format!("field `{field}` has control characters"))));
     }
     Ok(s)
 }
 
 /// A flag that counts as set when its value is 1 (`"1"`, `1`, `"1.0"`); any other scalar is unset.
-fn flag(raw: Option<Value<'_>>, field: &'static str) -> Result<bool, Malformed> {
-    Ok(scalar(raw, field)?.is_some_and(|s| MedType::parse(&s) == Some(MedType(1))))
+#[inline]
+fn flag(raw: Option<Value<'_>>, field: &'static str) -> Result<bool, Refused> {
+    Ok(scalar(raw, field)?.is_some_and(|s| s.as_ref() == "1" || MedType::parse(&s) == Some(MedType(1))))
 }
 
 impl<'a> Claim<'a> {
     /// Parses and validates one claim line (one Kafka message value or one line of a file).
     pub fn parse(bytes: &'a [u8]) -> Result<Claim<'a>, Malformed> {
-        let raw = Raw::scan(bytes)?;
+        Claim::parse_fields(bytes).map_err(Malformed::from)
+    }
+
+    #[inline]
+    fn parse_fields(bytes: &'a [u8]) -> Result<Claim<'a>, Refused> {
+        let raw = Raw::scan(bytes).map_err(refuse)?;
         let f = raw.fields;
 
         let feedetl_sn = id(f[FEEDETL_SN], "feedetl_sn")?;
         let fixmedins_code = InstitutionCode::parse(&required(f[FIXMEDINS_CODE], "fixmedins_code")?)
-            .map_err(|e| Malformed::code("fixmedins_code", e))?;
+            .map_err(|e| refuse(Malformed::code("fixmedins_code", e)))?;
         let mdtrt_id = id(f[MDTRT_ID], "mdtrt_id")?;
         id(f[PSN_NO], "psn_no")?;
         let med_text = required(f[MED_TYPE], "med_type")?;
         let med_type = MedType::parse(&med_text)
-            .ok_or_else(|| Malformed::at("med_type", "field `med_type`: not a medical-type code (digits)"))?;
+            .ok_or_else(|| refuse(Malformed::at("med_type", "field `med_type`: not a medical-type code (digits)")))?;
         let time_text = required(f[FEE_OCUR_TIME], "fee_ocur_time")?;
         let fee_ocur_time = BjTime::parse(&time_text)
-            .map_err(|e| Malformed::at("fee_ocur_time", format!("field `fee_ocur_time`: {e}")))?;
+            .map_err(|e| refuse(Malformed::at("fee_ocur_time", format!("field `fee_ocur_time`: {e}"))))?;
         let bilg_dr_codg = required(f[BILG_DR_CODG], "bilg_dr_codg")?;
         let national = match PractitionerKey::parse(&bilg_dr_codg) {
             Ok(PractitionerKey::National(k)) => Some(k),
             Ok(PractitionerKey::Legacy(_)) => None,
-            Err(e) => return Err(Malformed::code("bilg_dr_codg", e)),
+            Err(e) => return Err(refuse(Malformed::code("bilg_dr_codg", e))),
         };
         let bilg_dept_codg = match scalar(f[BILG_DEPT_CODG], "bilg_dept_codg")? {
             // An empty optional field is absent: exports write "" for "not given".
             Some(s) if s.is_empty() => None,
             Some(s) => {
-                check_department(&s).map_err(|e| Malformed::code("bilg_dept_codg", e))?;
+                check_department(&s).map_err(|e| refuse(Malformed::code("bilg_dept_codg", e)))?;
                 Some(s)
             }
             None => None,
         };
         let amount_text = required(f[DET_ITEM_FEE_SUMAMT], "det_item_fee_sumamt")?;
         let amount = Amount::parse(&amount_text)
-            .map_err(|e| Malformed::at("det_item_fee_sumamt", format!("field `det_item_fee_sumamt`: {e}")))?;
+            .map_err(|e| refuse(Malformed::at("det_item_fee_sumamt", format!("field `det_item_fee_sumamt`: {e}"))))?;
         let er_flag = flag(f[ER_FLAG], "er_flag")?;
         let adm_via_emergency = flag(f[ADM_WAY], "adm_way")?;
         let others = [person_field(f[ORDERS_DR_CODE]), person_field(f[PHAR_PRAC_CERT_NO])];
@@ -450,6 +523,27 @@ mod tests {
         let m = refused(&dup);
         assert_eq!(m.field, Some("bilg_dr_codg"));
         assert!(m.message.contains("duplicate"));
+    }
+
+    #[test]
+    fn field_index_finds_every_field_and_nothing_else() {
+        for (i, f) in FIELDS.iter().enumerate() {
+            assert_eq!(field_index(f), Some(i), "{f}");
+            let mut near = f.to_string();
+            near.pop();
+            near.push('x');
+            assert_eq!(field_index(&near), None, "{near}");
+        }
+        for other in ["", "cnt", "pric", "bilg_dr_name", "med_list_codg", "feedetl_sn ", "FEEDETL_SN"] {
+            assert_eq!(field_index(other), None, "{other}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn printable_ascii_is_the_plain_test(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            prop_assert_eq!(printable_ascii(&bytes), bytes.iter().all(|c| (0x20..0x7f).contains(c)));
+        }
     }
 
     #[test]

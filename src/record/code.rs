@@ -244,6 +244,11 @@ impl InstitutionCode {
     /// Appends the code's text (the hot path's form of `Display`).
     #[inline]
     pub fn write_bytes(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_bytes());
+    }
+
+    /// The code's twelve characters, without allocating.
+    pub fn to_bytes(self) -> [u8; 12] {
         let mut digits = [b'0'; 12];
         digits[0] = if self.is_pharmacy() { b'P' } else { b'H' };
         let mut v = self.0 & (PHARMACY_BIT - 1);
@@ -251,7 +256,7 @@ impl InstitutionCode {
             *d = b'0' + (v % 10) as u8;
             v /= 10;
         }
-        out.extend_from_slice(&digits);
+        digits
     }
 
     /// True for a retail pharmacy (`P`).

@@ -50,7 +50,9 @@ impl std::fmt::Display for SyntaxError {
     }
 }
 
-/// Bytes that end the plain run of a string: the quote, the backslash, control characters.
+/// Bytes that end the plain run of a string: the quote, the backslash, control characters (the
+/// portable path of [`special16`]).
+#[cfg(not(target_arch = "x86_64"))]
 static SPECIAL: [bool; 256] = {
     let mut t = [false; 256];
     let mut i = 0;
@@ -78,17 +80,76 @@ fn special_bytes(x: u64) -> u64 {
     (control | quote | backslash) & HIGHS
 }
 
-struct Scanner<'a> {
+struct Scanner<'a, 'm> {
     s: &'a str,
     b: &'a [u8],
     i: usize,
+    /// Bit `i % 64` of word `i / 64` is set when byte `i` is `"`, `\\` or below 0x20 (see
+    /// [`special_masks`]): a string's end is then found with one bit search, not byte by byte.
+    specials: &'m [u64],
+}
+
+/// Lines up to 64 times this many bytes get their special-byte masks on the stack (a claim line is
+/// ~330 bytes); longer ones on the heap.
+const STACK_MASK_WORDS: usize = 16;
+
+/// Marks every byte of `b` that is `"`, `\\` or a control character (below 0x20) in `out`, one
+/// bit per byte, 64 bytes per word; `out` holds `b.len().div_ceil(64)` zeroed words. Sixteen bytes per
+/// step with SSE2 (every x86-64 CPU has it), eight with portable word arithmetic elsewhere.
+fn special_masks(b: &[u8], out: &mut [u64]) {
+    let mut pieces = b.chunks_exact(16);
+    let mut at = 0;
+    for piece in &mut pieces {
+        let piece: &[u8; 16] = piece.try_into().unwrap_or(&[b'a'; 16]);
+        if let Some(word) = out.get_mut(at / 4) {
+            *word |= u64::from(special16(piece)) << ((at % 4) * 16);
+        }
+        at += 1;
+    }
+    let rest = pieces.remainder();
+    if !rest.is_empty() {
+        // The tail, padded with a byte that is not special.
+        let mut bytes = [b'a'; 16];
+        for (d, s) in bytes.iter_mut().zip(rest) {
+            *d = *s;
+        }
+        if let Some(word) = out.get_mut(at / 4) {
+            *word |= u64::from(special16(&bytes)) << ((at % 4) * 16);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn special16(bytes: &[u8; 16]) -> u16 {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is part of the x86-64 baseline, so these instructions exist on every CPU this
+    // code can run on; the one load reads 16 bytes from a 16-byte array, unaligned loads allowed.
+    unsafe {
+        let x = _mm_loadu_si128(bytes.as_ptr().cast());
+        let quote = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'\\' as i8));
+        // x < 0x20 (unsigned) exactly when max(x, 0x1f) == 0x1f.
+        let control = _mm_cmpeq_epi8(_mm_max_epu8(x, _mm_set1_epi8(0x1f)), _mm_set1_epi8(0x1f));
+        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u16
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn special16(bytes: &[u8; 16]) -> u16 {
+    let mut m = 0u16;
+    for (k, &c) in bytes.iter().enumerate() {
+        m |= u16::from(SPECIAL[usize::from(c)]) << k;
+    }
+    m
 }
 
 fn err<T>(at: usize, what: &'static str) -> Result<T, SyntaxError> {
     Err(SyntaxError { at, what })
 }
 
-impl<'a> Scanner<'a> {
+impl<'a> Scanner<'a, '_> {
     #[inline]
     fn ws(&mut self) {
         while let Some(&c) = self.b.get(self.i) {
@@ -135,29 +196,9 @@ impl<'a> Scanner<'a> {
     fn string(&mut self) -> Result<(&'a str, bool), SyntaxError> {
         self.i += 1;
         let start = self.i;
-        // Fast path: eight bytes at a time (SWAR), stop at the first quote, backslash or control
-        // character. Claim strings are short, so this beats a vectorised search's set-up cost.
-        let mut i = start;
-        while let Some(word) = self.b.get(i..i + 8) {
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(word);
-            let m = special_bytes(u64::from_le_bytes(bytes));
-            if m != 0 {
-                i += (m.trailing_zeros() / 8) as usize;
-                break;
-            }
-            i += 8;
-        }
-        self.i = i;
+        self.i = self.next_special(start);
         let mut escaped = false;
         loop {
-            // Claim strings are short: a table-driven byte loop beats a vectorised search's set-up.
-            while let Some(&c) = self.b.get(self.i) {
-                if SPECIAL[usize::from(c)] {
-                    break;
-                }
-                self.i += 1;
-            }
             let Some(&c) = self.b.get(self.i) else {
                 return err(self.b.len(), "the end of a string");
             };
@@ -191,6 +232,28 @@ impl<'a> Scanner<'a> {
                     }
                 }
                 _ => return err(self.i, "a valid escape"),
+            }
+            self.i = self.next_special(self.i);
+        }
+    }
+
+    /// The position of the first `"`, `\\` or control byte at or after `from` (the text's length if
+    /// none): one bit search in the special-byte masks.
+    #[inline(always)]
+    fn next_special(&self, from: usize) -> usize {
+        let mut w = from / 64;
+        let mut m = match self.specials.get(w) {
+            Some(&word) => word & (u64::MAX << (from % 64)),
+            None => return self.b.len(),
+        };
+        loop {
+            if m != 0 {
+                return (w * 64 + m.trailing_zeros() as usize).min(self.b.len());
+            }
+            w += 1;
+            match self.specials.get(w) {
+                Some(&word) => m = word,
+                None => return self.b.len(),
             }
         }
     }
@@ -309,24 +372,51 @@ impl<'a> Scanner<'a> {
             return Ok(());
         }
         loop {
-            self.ws();
+            // White space is skipped only where there is some: the common line has none, and each
+            // test costs as much as the rest of a member.
             if self.peek() != Some(b'"') {
-                return err(self.i, "a quoted member name");
+                self.ws();
+                if self.peek() != Some(b'"') {
+                    return err(self.i, "a quoted member name");
+                }
             }
             let key = self.string()?;
-            self.ws();
-            self.expect(b':', "`:`")?;
-            self.ws();
-            let v = self.value(depth)?;
+            if self.peek() == Some(b':') {
+                self.i += 1;
+            } else {
+                self.ws();
+                self.expect(b':', "`:`")?;
+            }
+            let v = match self.peek() {
+                // The common values, scanned here rather than through `value`'s dispatch.
+                Some(b'"') => {
+                    let (raw, escaped) = self.string()?;
+                    Value::Str { raw, escaped }
+                }
+                Some(b'0'..=b'9') => Value::Num(self.number()?),
+                _ => {
+                    self.ws();
+                    self.value(depth)?
+                }
+            };
             field(key, v)?;
-            self.ws();
             match self.peek() {
                 Some(b',') => self.i += 1,
                 Some(b'}') => {
                     self.i += 1;
                     return Ok(());
                 }
-                _ => return err(self.i, "`,` or `}`"),
+                _ => {
+                    self.ws();
+                    match self.peek() {
+                        Some(b',') => self.i += 1,
+                        Some(b'}') => {
+                            self.i += 1;
+                            return Ok(());
+                        }
+                        _ => return err(self.i, "`,` or `}`"),
+                    }
+                }
             }
         }
     }
@@ -341,11 +431,21 @@ pub fn scan_object<'a, F>(bytes: &'a [u8], field: &mut F) -> Result<(), SyntaxEr
 where
     F: FnMut((&'a str, bool), Value<'a>) -> Result<(), SyntaxError>,
 {
-    let s = match std::str::from_utf8(bytes) {
+    let s = match simdutf8::compat::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => return err(e.valid_up_to(), "valid UTF-8"),
     };
-    let mut sc = Scanner { s, b: bytes, i: 0 };
+    let words = bytes.len().div_ceil(64);
+    let mut stack = [0u64; STACK_MASK_WORDS];
+    let mut heap = Vec::new();
+    let specials: &mut [u64] = if words <= STACK_MASK_WORDS {
+        &mut stack[..words]
+    } else {
+        heap.resize(words, 0);
+        &mut heap
+    };
+    special_masks(bytes, specials);
+    let mut sc = Scanner { s, b: bytes, i: 0, specials };
     sc.ws();
     if sc.peek() != Some(b'{') {
         return err(sc.i, "an object");

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Datelike, NaiveDate};
 
+use super::census::Census;
 use super::cycle::{Span, add_months};
 use super::engine::Engine;
 use super::report::InstitutionNote;
@@ -20,7 +21,7 @@ use super::rules::{RatioCount, RatioPeriod, Scoring};
 use crate::record::{InstitutionCode, PractitionerCode};
 
 /// The year, or the agreement period, holding `day`.
-fn window(period: RatioPeriod, day: NaiveDate) -> Span {
+pub(super) fn window(period: RatioPeriod, day: NaiveDate) -> Span {
     match period {
         RatioPeriod::Year => {
             let y = |y| NaiveDate::from_ymd_opt(y, 1, 1).unwrap_or(NaiveDate::MIN);
@@ -50,8 +51,9 @@ fn label(period: RatioPeriod, w: Span) -> String {
 }
 
 /// The institutions with at least one counted period, by institution and year (or agreement period),
-/// with the level each reached.
-pub fn ratio_flags(rules: &Scoring, engine: &Engine<'_>) -> Vec<InstitutionNote> {
+/// with the level each reached. The staff are the people the engine knows (those named, and the input
+/// records it was given) plus those `census` counted (the rest of the registry).
+pub fn ratio_flags(rules: &Scoring, engine: &Engine<'_>, census: &Census) -> Vec<InstitutionNote> {
     let Some(r) = &rules.ratio else { return Vec::new() };
     let kinds = r.kinds.as_deref();
     let mut counted: BTreeMap<(InstitutionCode, Span), (BTreeSet<&PractitionerCode>, u32)> = BTreeMap::new();
@@ -88,7 +90,8 @@ pub fn ratio_flags(rules: &Scoring, engine: &Engine<'_>) -> Vec<InstitutionNote>
                 RatioCount::Persons => persons.len() as u32,
             };
             // The counted persons are registered there, so the staff is never smaller than them.
-            let total = staff.get(&(inst, w)).map_or(0, |s| s.len() as u32).max(persons.len() as u32);
+            let known = staff.get(&(inst, w)).map_or(0, |s| s.len() as u32);
+            let total = (known + census.staff(inst, w)).max(persons.len() as u32);
             let mut level = None;
             for l in &r.levels {
                 let small = l.small.iter().filter(|s| total < s.below).min_by_key(|s| s.below);

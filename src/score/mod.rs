@@ -12,6 +12,8 @@
 //! - [`ledger`] — the events, parsed and checked line by line.
 //! - `cycle`, `person`, `engine` — the replay: cycles, per-person state, the rules applied in order.
 //! - `institution` — institution ratio flags.
+//! - [`census`] — scoring against a registry too large to hold: the records a ledger needs whole,
+//!   and staff counts of the rest ([`score_part`]).
 //! - [`report`] — what every event did, and its Markdown form.
 //!
 //! Seeds: Huai'an = 000_a49834594c269b75.txt, Qinghai (national-2024) = 001_70455349a9435e17.txt,
@@ -19,6 +21,7 @@
 
 pub mod calendar;
 pub mod catalogue;
+pub mod census;
 mod cycle;
 mod engine;
 mod institution;
@@ -31,8 +34,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::record::{PeriodText, PractitionerCode, PractitionerText, RecordError};
 
+pub use census::{Census, Rest, Selection, Share};
 pub use ledger::{Event, EventKind, Ledger, LedgerError, Problem};
-pub use report::{Report, Sources, markdown};
+pub use report::{Report, Sources, Written, markdown};
 pub use rules::{RulesError, Scoring};
 
 use engine::Engine;
@@ -86,6 +90,20 @@ pub struct Scored {
 /// out the same. A record that changes gets `version + 1`, so the filter's version-wins rule takes it;
 /// one that does not keeps its version. A code only in the ledger gets a new record, version 1.
 pub fn score(rules: &Scoring, ledger: &Ledger, practitioners: &[PractitionerText]) -> Result<Scored, ScoreError> {
+    score_part(rules, ledger, practitioners, &Rest::default())
+}
+
+/// Scores a ledger over part of a registry: `practitioners` are the records it was given (at least
+/// every record of every code [`Selection::wants`], in registry order), `rest` stands for all the
+/// others — which scoring leaves unchanged — with their staff counts for the institution ratio and
+/// their number for the report. The records out are those of `practitioners` (and new codes), each
+/// exactly as [`score`] over the whole registry writes it; the report is the whole registry's.
+pub fn score_part(
+    rules: &Scoring,
+    ledger: &Ledger,
+    practitioners: &[PractitionerText],
+    rest: &Rest,
+) -> Result<Scored, ScoreError> {
     // The highest version of each code; the first of equal versions, as the status table keeps it.
     let mut chosen: BTreeMap<PractitionerCode, (usize, Vec<Reg>)> = BTreeMap::new();
     for (index, t) in practitioners.iter().enumerate() {
@@ -133,10 +151,10 @@ pub fn score(rules: &Scoring, ledger: &Ledger, practitioners: &[PractitionerText
     let report = Report {
         profile: rules.profile.clone(),
         events: ledger.events().len(),
-        records: records.len(),
+        records: records.len() + rest.records,
         changed: records.iter().filter(|r| r.changed).count(),
         new: records.iter().filter(|r| r.input.is_none()).count(),
-        stale: practitioners.len() - inputs.len(),
+        stale: practitioners.len() - inputs.len() + rest.stale,
         practitioners: engine.persons.values().map(|p| person_report(rules, p)).collect(),
         institution_events: engine.institution_log.clone(),
         ratio: rules.ratio.as_ref().map(|r| report::RatioRule {
@@ -145,7 +163,7 @@ pub fn score(rules: &Scoring, ledger: &Ledger, practitioners: &[PractitionerText
             statuses: r.statuses.clone(),
             kinds: r.kinds.clone(),
         }),
-        institutions: institution::ratio_flags(rules, &engine),
+        institutions: institution::ratio_flags(rules, &engine, &rest.census),
     };
     Ok(Scored { records, report })
 }

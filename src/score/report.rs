@@ -152,7 +152,7 @@ pub struct Report {
     pub profile: String,
     /// Ledger events.
     pub events: usize,
-    /// Records written.
+    /// Records out: one per code held (given to scoring or not) and one per code only in the ledger.
     pub records: usize,
     /// Of which changed (version bumped).
     pub changed: usize,
@@ -200,7 +200,17 @@ pub fn count(n: usize, unit: &str) -> String {
     if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
 }
 
-/// Where the run's inputs came from, for the report's head.
+/// Which records a run wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Written {
+    /// Every record out (unchanged ones too).
+    #[default]
+    All,
+    /// Only the changed records (new ones included).
+    Changed,
+}
+
+/// Where the run's inputs came from, and what it wrote, for the report's head.
 #[derive(Clone, Debug, Default)]
 pub struct Sources {
     /// The profile, with its title.
@@ -209,6 +219,8 @@ pub struct Sources {
     pub ledger: String,
     /// The practitioner file, if any.
     pub practitioners: Option<String>,
+    /// Which records were written.
+    pub written: Written,
 }
 
 fn cell(s: &str) -> String {
@@ -237,19 +249,23 @@ pub fn markdown(r: &Report, sources: &Sources) -> String {
     let _ =
         writeln!(out, "- Practitioner records: {}", sources.practitioners.as_deref().map_or("none given".into(), cell));
     let unchanged = r.records - r.changed;
-    let _ = writeln!(
-        out,
-        "- Written: {} records — {} changed (version raised), {} of them new, {} unchanged{}\n",
-        r.records,
-        r.changed,
-        r.new,
-        unchanged,
-        if r.stale > 0 {
-            format!("; {} stale input records dropped (a higher version was given)", r.stale)
-        } else {
-            String::new()
-        }
-    );
+    let stale = if r.stale > 0 {
+        format!("; {} stale input records dropped (a higher version was given)", r.stale)
+    } else {
+        String::new()
+    };
+    let _ = match sources.written {
+        Written::All => writeln!(
+            out,
+            "- Written: {} records — {} changed (version raised), {} of them new, {} unchanged{stale}\n",
+            r.records, r.changed, r.new, unchanged,
+        ),
+        Written::Changed => writeln!(
+            out,
+            "- Written: the {} changed records (version raised), {} of them new; {} unchanged not written{stale}\n",
+            r.changed, r.new, unchanged,
+        ),
+    };
     let _ = writeln!(
         out,
         "{} named by the ledger; {} derived; {}; {} ignored.\n",

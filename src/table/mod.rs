@@ -131,6 +131,19 @@ impl View {
         self.base.live(key)
     }
 
+    /// Starts loading the slot of a practitioner code in the base table (see
+    /// [`PractitionerTable::prefetch_slot`]); the delta layer is small and stays in cache.
+    #[inline]
+    pub fn prefetch_practitioner_slot(&self, key: PractitionerKey<'_>) {
+        self.base.prefetch_slot(key);
+    }
+
+    /// Starts loading the base record a practitioner code points at, once its slot is in cache.
+    #[inline]
+    pub fn prefetch_practitioner_record(&self, key: PractitionerKey<'_>) {
+        self.base.prefetch_record(key);
+    }
+
     /// The record of an institution with a status history.
     #[inline]
     pub fn institution(&self, code: InstitutionCode) -> Option<&InstitutionRecord> {

@@ -1,36 +1,32 @@
 //! `claimgate review`: the nightly bulk re-review (service.md).
 //!
-//! A reader thread cuts the inputs into blocks of whole lines; one worker per core parses, decides and
-//! encodes each block; the writer puts the blocks back in input order, writes decisions and dead
-//! letters, and folds each block's counts into the report. Every queue is bounded, so memory stays flat
-//! whatever the input size.
+//! A reader thread reads the inputs in blocks of whole lines; one worker per core decompresses,
+//! parses, decides, encodes (and compresses) each block and keeps its own report tallies; the writer
+//! puts the blocks back in input order and writes them (see `pipeline`). Every queue is bounded, so
+//! memory stays flat whatever the input size.
 
 mod html;
+mod pipeline;
 mod previous;
 pub mod report;
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::io::clock;
-use crate::io::files::{self, Chunk, Chunker, Output, lines};
+use crate::io::files::{self, Output};
 use crate::io::progress::Progress;
 use crate::io::tables::TableSource;
-use claimgate::batch::process;
 use claimgate::profile::Profile;
-use claimgate::record::{DeadLetter, Role, Stamp};
 use claimgate::routing::Rules;
-use claimgate::table::View;
 
-use previous::{Previous, identity};
-use report::{Changed, RunInfo, Stats};
+use previous::Previous;
+use report::RunInfo;
 
 /// Arguments of `claimgate review`.
 #[derive(Args, Debug)]
@@ -142,68 +138,22 @@ pub fn describe_rules(rules: &Rules, routing: Option<&Path>) -> String {
     }
 }
 
-struct Job {
-    seq: u64,
-    source: Arc<str>,
-    chunk: Chunk,
-}
-
-struct Done {
-    seq: u64,
-    decisions: Vec<u8>,
-    dead: Vec<u8>,
-    stats: Stats,
-}
-
-/// Blocks of this many bytes go to a worker at a time.
-const BLOCK: usize = 1 << 20;
-
-fn work(job: Job, view: &View, rules: &Rules, previous: Option<&Previous>) -> Done {
-    let decided_at = clock::now_text();
-    let stamp = Stamp { table_epoch: view.epoch(), decided_at: &decided_at };
-    // Decisions run about 1.3 times the size of the claim lines: reserve once.
-    let mut decisions = Vec::with_capacity(job.chunk.data.len() * 3 / 2);
-    let mut dead = Vec::new();
-    let mut stats = Stats::default();
-    for (n, line) in lines(&job.chunk) {
-        match process(line, view, rules, &stamp, &mut decisions) {
-            Ok(d) => {
-                decisions.push(b'\n');
-                stats.decided(&d.claim, &d.outcome);
-                let (c, o) = (&d.claim, &d.outcome);
-                if let Some(prev) = previous {
-                    let inst = c.fixmedins_code.to_string();
-                    match prev.get(identity(&inst, &c.mdtrt_id, &c.feedetl_sn)) {
-                        Some(before) if before != o.reason => stats.changed.push(Changed {
-                            fixmedins_code: inst,
-                            mdtrt_id: c.mdtrt_id.to_string(),
-                            feedetl_sn: c.feedetl_sn.to_string(),
-                            practitioner: c.code(o.role.unwrap_or(Role::Billing)).unwrap_or_default().to_owned(),
-                            amount: c.amount,
-                            before,
-                            after: o.reason,
-                        }),
-                        Some(_) => {}
-                        None => stats.not_in_previous += 1,
-                    }
-                }
-            }
-            Err(m) => {
-                let source = format!("{}:{n}", job.source);
-                DeadLetter::new(&m.message, m.field, &source, line, &decided_at).write(&mut dead);
-                dead.push(b'\n');
-                stats.dead(m.field);
-            }
-        }
-    }
-    Done { seq: job.seq, decisions, dead, stats }
-}
-
+/// The dead-letter file when `--dead-letters` is not given: beside `--out` when that is a file, else
+/// `dead-letters.jsonl` in the working directory. Never beside standard output or a device: with
+/// `--out /dev/null` the dead letters, personal data included, once landed in
+/// `/dev/null.dead-letters.jsonl` (issue 15).
 fn default_dead_letters(out: Option<&Path>) -> PathBuf {
+    let beside_a_file = |p: &Path| {
+        p != Path::new("-")
+            && p.file_name().is_some()
+            && !p.starts_with("/dev")
+            && !p.starts_with("/proc")
+            && std::fs::metadata(p).map_or(true, |m| m.is_file())
+    };
     match out {
-        Some(p) if p != Path::new("-") => {
+        Some(p) if beside_a_file(p) => {
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let stem = name.split('.').next().unwrap_or("decisions");
+            let stem = name.split('.').next().filter(|s| !s.is_empty()).unwrap_or("decisions");
             p.with_file_name(format!("{stem}.dead-letters.jsonl"))
         }
         _ => PathBuf::from("dead-letters.jsonl"),
@@ -223,7 +173,7 @@ pub fn run(args: ReviewArgs) -> Result<()> {
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
 
     // Open every input first: an unreadable file fails the run before any output is written.
-    let inputs = args.claims.iter().map(|p| files::open(p)).collect::<Result<Vec<_>>>()?;
+    let inputs = args.claims.iter().map(|p| files::open_blocks(p, pipeline::BLOCK)).collect::<Result<Vec<_>>>()?;
     let total: Option<u64> = inputs.iter().map(|i| i.size).sum();
     let names: Vec<String> = inputs.iter().map(|i| i.name.clone()).collect();
     let counters: Vec<_> = inputs.iter().map(|i| Arc::clone(&i.read)).collect();
@@ -231,89 +181,15 @@ pub fn run(args: ReviewArgs) -> Result<()> {
 
     let mut out = args.out.as_deref().map(Output::create).transpose()?;
     let dead_path = args.dead_letters.clone().unwrap_or_else(|| default_dead_letters(args.out.as_deref()));
-    let mut dead_out: Option<Output> = None;
-
-    let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(threads * 2);
-    let (done_tx, done_rx) = crossbeam_channel::bounded::<Result<Done, (String, std::io::Error)>>(threads * 2);
-
-    let reader = {
-        let done_tx = done_tx.clone();
-        std::thread::spawn(move || {
-            let mut seq = 0;
-            for input in inputs {
-                let source: Arc<str> = input.name.clone().into();
-                for chunk in Chunker::new(input.reader, BLOCK) {
-                    match chunk {
-                        Ok(chunk) => {
-                            if job_tx.send(Job { seq, source: Arc::clone(&source), chunk }).is_err() {
-                                return;
-                            }
-                            seq += 1;
-                        }
-                        Err(e) => {
-                            let _ = done_tx.send(Err((source.to_string(), e)));
-                            return;
-                        }
-                    }
-                }
-            }
-        })
+    let shared = pipeline::Shared {
+        view: Arc::clone(&view),
+        rules: Arc::clone(&rules),
+        previous: previous.clone(),
+        frames: out.as_ref().is_some_and(Output::takes_frames),
     };
-    let workers: Vec<_> = (0..threads)
-        .map(|_| {
-            let (rx, tx) = (job_rx.clone(), done_tx.clone());
-            let (view, rules, previous) = (Arc::clone(&view), Arc::clone(&rules), previous.clone());
-            std::thread::spawn(move || {
-                for job in rx {
-                    if tx.send(Ok(work(job, &view, &rules, previous.as_deref()))).is_err() {
-                        return;
-                    }
-                }
-            })
-        })
-        .collect();
-    drop(done_tx);
-    drop(job_rx);
-
-    // The writer: put blocks back in order.
-    let mut stats = Stats::default();
-    let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
-    let mut next = 0u64;
-    let mut failure: Option<anyhow::Error> = None;
-    for msg in &done_rx {
-        let done = match msg {
-            Ok(d) => d,
-            Err((name, e)) => {
-                failure = Some(anyhow::Error::new(e).context(format!("cannot read {name}")));
-                break;
-            }
-        };
-        pending.insert(done.seq, done);
-        while let Some(done) = pending.remove(&next) {
-            if let Some(o) = &mut out {
-                o.write_all(&done.decisions).context("cannot write decisions")?;
-            }
-            if !done.dead.is_empty() {
-                if dead_out.is_none() {
-                    dead_out = Some(Output::create(&dead_path)?);
-                }
-                if let Some(d) = &mut dead_out {
-                    d.write_all(&done.dead).context("cannot write dead letters")?;
-                }
-            }
-            stats.merge(done.stats);
-            next += 1;
-            bar.set_position(counters.iter().map(|c| c.load(Ordering::Relaxed)).sum());
-        }
-    }
-    drop(done_rx);
-    let _ = reader.join();
-    for w in workers {
-        let _ = w.join();
-    }
-    if let Some(e) = failure {
-        return Err(e);
-    }
+    let moved = || bar.set_position(pipeline::bytes_read(&counters));
+    let sinks = pipeline::Sinks { out: out.as_mut(), dead_path: dead_path.clone(), progress: &moved };
+    let pipeline::Outcome { stats, dead_out } = pipeline::run(inputs, threads, shared, sinks)?;
     bar.finish_and_clear();
     if let Some(o) = out {
         o.finish()?;
@@ -358,4 +234,18 @@ pub fn run(args: ReviewArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_dead_letters_sit_beside_a_file_never_beside_a_device_or_stdout() {
+        assert_eq!(default_dead_letters(Some(Path::new("out/day.jsonl.zst"))), Path::new("out/day.dead-letters.jsonl"));
+        assert_eq!(default_dead_letters(None), Path::new("dead-letters.jsonl"));
+        for device in ["-", "/dev/null", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"] {
+            assert_eq!(default_dead_letters(Some(Path::new(device))), Path::new("dead-letters.jsonl"), "{device}");
+        }
+    }
 }

@@ -1,16 +1,20 @@
-//! The inline decisions to compare against (`--previous`): line identity → reason, held as a 64-bit hash
-//! of the identity so that a day of 10 million decisions costs about 200 MB, not gigabytes.
+//! The inline decisions to compare against (`--previous`): line identity → reason.
+//!
+//! Held as one 64-bit word per line in an open-addressing table: the identity's 60-bit hash and the
+//! reason in the low four bits (8 bytes a slot, ~11 bytes a line at the table's load; the map it
+//! replaces took ~36). Read with claimgate's own JSON scanner on every core (serde_json's typed
+//! reading was most of the 3.5× that `--previous` cost a review, issue 15). Memory still grows with
+//! the previous file (about 110 MB for 10 million lines); see BENCHMARKS.md for what is left.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 use rayon::prelude::*;
-use rustc_hash::FxHashMap;
-use serde::Deserialize;
 
 use crate::io::files::{self, Chunker, lines};
 use claimgate::record::Reason;
+use claimgate::record::json::{Value, scan_object, unescape};
 
 /// A line's identity (records.md): institution, visit, serial — hashed with a fixed-key SipHash, so
 /// the same identity hashes alike in every run.
@@ -20,24 +24,48 @@ pub fn identity(fixmedins_code: &str, mdtrt_id: &str, feedetl_sn: &str) -> u64 {
     h.finish()
 }
 
-#[derive(Deserialize)]
-struct Row<'a> {
-    #[serde(borrow)]
-    fixmedins_code: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    mdtrt_id: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    feedetl_sn: std::borrow::Cow<'a, str>,
-    reason: Reason,
-}
+const REASON_BITS: u64 = 0xF;
 
 /// The previous decisions.
 pub struct Previous {
-    map: FxHashMap<u64, Reason>,
+    /// `identity & !0xF | reason index + 1`; 0 marks an empty slot.
+    slots: Vec<u64>,
     /// Decisions read.
     pub lines: u64,
     /// The file's name.
     pub name: String,
+}
+
+fn pack(id: u64, reason: Reason) -> u64 {
+    (id & !REASON_BITS) | (reason.index() as u64 + 1)
+}
+
+/// The home slot of an identity; the reason bits take no part, so a packed entry and a bare identity
+/// start their probes at the same slot.
+fn slot_of(id: u64, bits: u32) -> usize {
+    ((id & !REASON_BITS).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
+}
+
+/// Reads one decision record's identity and reason; `None` if it is not one.
+fn row(line: &[u8]) -> Option<(u64, Reason)> {
+    let mut fields: [Option<(&str, bool)>; 4] = [None; 4];
+    scan_object(line, &mut |(key, escaped), value| {
+        let i = match (escaped, key) {
+            (false, "fixmedins_code") => 0,
+            (false, "mdtrt_id") => 1,
+            (false, "feedetl_sn") => 2,
+            (false, "reason") => 3,
+            _ => return Ok(()),
+        };
+        if let Value::Str { raw, escaped } = value {
+            fields[i] = Some((raw, escaped));
+        }
+        Ok(())
+    })
+    .ok()?;
+    let text = |i: usize| fields[i].map(|(raw, escaped)| unescape(raw, escaped));
+    let reason = Reason::from_name(&text(3)?)?;
+    Some((identity(&text(0)?, &text(1)?, &text(2)?), reason))
 }
 
 impl Previous {
@@ -46,30 +74,81 @@ impl Previous {
     pub fn load(path: &Path) -> Result<Previous> {
         let input = files::open(path)?;
         let name = input.name.clone();
-        let mut map = FxHashMap::default();
-        let mut count = 0;
+        let mut entries: Vec<u64> = Vec::new();
         for chunk in Chunker::new(input.reader, 4 << 20) {
             let chunk = chunk.with_context(|| format!("cannot read {name}"))?;
-            let rows: Vec<Result<(u64, Reason)>> = lines(&chunk)
-                .collect::<Vec<_>>()
-                .into_par_iter()
-                .map(|(n, line)| {
-                    let row: Row<'_> =
-                        serde_json::from_slice(line).map_err(|e| anyhow!("{name}:{n}: not a decision record: {e}"))?;
-                    Ok((identity(&row.fixmedins_code, &row.mdtrt_id, &row.feedetl_sn), row.reason))
+            let rows: Vec<(u64, &[u8])> = lines(&chunk).collect();
+            let packed: Result<Vec<u64>> = rows
+                .par_iter()
+                .map(|&(n, line)| {
+                    row(line).map(|(id, r)| pack(id, r)).ok_or_else(|| anyhow!("{name}:{n}: not a decision record"))
                 })
                 .collect();
-            for row in rows {
-                let (k, r) = row?;
-                map.insert(k, r);
-                count += 1;
+            entries.extend(packed?);
+        }
+        let lines = entries.len() as u64;
+        let bits = ((entries.len() * 4 / 3 + 1).next_power_of_two().max(16)).trailing_zeros();
+        let mut slots = vec![0u64; 1 << bits];
+        let mask = slots.len() - 1;
+        for e in entries {
+            let mut i = slot_of(e, bits);
+            // The table is at most 3/4 full, so a free slot is always found. A repeated identity
+            // keeps the later reason, as the map did.
+            loop {
+                if slots[i] == 0 || slots[i] & !REASON_BITS == e & !REASON_BITS {
+                    slots[i] = e;
+                    break;
+                }
+                i = (i + 1) & mask;
             }
         }
-        Ok(Previous { map, lines: count, name })
+        Ok(Previous { slots, lines, name })
     }
 
     /// The inline reason for a line, if it was decided inline.
     pub fn get(&self, id: u64) -> Option<Reason> {
-        self.map.get(&id).copied()
+        let bits = self.slots.len().trailing_zeros();
+        let mask = self.slots.len() - 1;
+        let mut i = slot_of(id, bits);
+        for _ in 0..self.slots.len() {
+            let s = self.slots[i];
+            if s == 0 {
+                return None;
+            }
+            if s & !REASON_BITS == id & !REASON_BITS {
+                return Reason::ALL.get(((s & REASON_BITS) - 1) as usize).copied();
+            }
+            i = (i + 1) & mask;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_identities_and_reasons_and_finds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prev.jsonl");
+        let mut text = String::new();
+        for i in 0..1000 {
+            let reason = Reason::ALL[i % Reason::ALL.len()];
+            text.push_str(&format!(
+                "{{\"feedetl_sn\":\"F{i}\",\"fixmedins_code\":\"H11010500001\",\"mdtrt_id\":\"M\\\"{i}\",\"reason\":\"{reason}\",\"x\":[1]}}\n"
+            ));
+        }
+        std::fs::write(&path, &text).unwrap();
+        let p = Previous::load(&path).unwrap();
+        assert_eq!(p.lines, 1000);
+        for i in 0..1000 {
+            let id = identity("H11010500001", &format!("M\"{i}"), &format!("F{i}"));
+            assert_eq!(p.get(id), Some(Reason::ALL[i % Reason::ALL.len()]), "{i}");
+        }
+        assert_eq!(p.get(identity("H11010500001", "M1", "F2")), None);
+        std::fs::write(&path, "{\"feedetl_sn\":\"F1\"}\n").unwrap();
+        let e = Previous::load(&path).err().unwrap().to_string();
+        assert!(e.contains("prev.jsonl:1"), "{e}");
     }
 }

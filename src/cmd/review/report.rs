@@ -92,6 +92,9 @@ pub struct Changed {
     pub before: Reason,
     /// This review's decision.
     pub after: Reason,
+    /// Where the line came in the input (block, line in block): workers find changes in any order,
+    /// the report lists them in input order.
+    pub order: (u64, u64),
 }
 
 /// Everything a report counts; built per chunk on the workers, merged in input order by the writer.

@@ -4,6 +4,7 @@
 //! Each test writes a small ledger as JSON values, scores it under a shipped profile, and looks at the
 //! practitioner records and the report.
 
+mod census;
 mod errors;
 mod huaian;
 mod lanzhou;

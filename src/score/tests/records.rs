@@ -102,7 +102,7 @@ fn the_report_names_profile_periods_flags_and_ignored_events() {
     let s = run(P, &events, &[]);
     let md = markdown(
         &s.report,
-        &Sources { profile: "national-2024".into(), ledger: "l.jsonl".into(), practitioners: None },
+        &Sources { profile: "national-2024".into(), ledger: "l.jsonl".into(), ..Sources::default() },
     );
     for want in [
         "# Scoring report — national-2024",

@@ -166,12 +166,14 @@ pub fn spawn(
     if let Some(m) = &cfg.mappings {
         sources.push(Source::new(kafka, m)?);
     }
+    let topics: Vec<&str> = sources.iter().map(|s| s.topic.as_str()).collect();
     let table = Table::new(
         Updater::new(PractitionerTable::with_capacity(1 << 16), InstitutionTable::default()),
         handle,
         state,
         cfg.batch_wait,
         InvalidSink::new(kafka, &cfg.status_dlq),
+        &topics,
     );
     let mut f = Follower {
         cfg,

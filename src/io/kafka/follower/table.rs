@@ -72,7 +72,12 @@ pub struct Table {
     batches: Batches,
     batch_wait: Duration,
     invalid: InvalidSink,
+    /// `claimgate_status_records_total{topic,outcome}` per source and outcome, registered once (a
+    /// registry lookup per record would cost as much as the record's parse at start-up).
+    counters: Vec<[metrics::Counter; 4]>,
 }
+
+const OUTCOMES: [&str; 4] = ["applied", "stale", "deleted", "invalid"];
 
 fn header<'m>(msg: &'m BorrowedMessage<'_>, name: &str) -> Option<&'m str> {
     msg.headers()?.iter().find(|h| h.key == name).and_then(|h| std::str::from_utf8(h.value?).ok())
@@ -86,8 +91,14 @@ impl Table {
         state: Arc<TableState>,
         batch_wait: Duration,
         invalid: InvalidSink,
+        topics: &[&str],
     ) -> Table {
+        let counters = topics
+            .iter()
+            .map(|t| OUTCOMES.map(|o| counter!(m::STATUS_RECORDS, "topic" => (*t).to_owned(), "outcome" => o)))
+            .collect();
         Table {
+            counters,
             updater,
             handle,
             state,
@@ -101,20 +112,21 @@ impl Table {
 
     /// A record of source `source`: 0 practitioners, 1 institutions, 2 local-id mappings.
     pub fn apply(&mut self, source: usize, msg: &BorrowedMessage<'_>) {
-        let topic = msg.topic();
         let key = msg.key().and_then(|k| std::str::from_utf8(k).ok()).map(str::trim);
         let outcome = match source {
             0 => self.apply_practitioner(key, msg.payload()),
             1 => self.apply_institution(key, msg.payload()),
             _ => self.apply_mapping(key, msg.payload()),
         };
-        let label = match &outcome {
-            Ok(Some(Applied::Changed)) => "applied",
-            Ok(Some(Applied::Unchanged)) => "stale",
-            Ok(None) => "deleted",
-            Err(_) => "invalid",
+        let outcome_index = match &outcome {
+            Ok(Some(Applied::Changed)) => 0,
+            Ok(Some(Applied::Unchanged)) => 1,
+            Ok(None) => 2,
+            Err(_) => 3,
         };
-        counter!(m::STATUS_RECORDS, "topic" => topic.to_owned(), "outcome" => label).increment(1);
+        if let Some(c) = self.counters.get(source) {
+            c[outcome_index].increment(1);
+        }
         if let Some(id) = header(msg, BATCH_HEADER)
             && !self.batches.abandoned.contains(id)
         {

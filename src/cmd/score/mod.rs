@@ -1,28 +1,33 @@
 //! `claimgate score`: from inspection findings to practitioner status (scoring.md; service.md, `score`).
 //!
-//! Reads the ledger and the practitioner records held, runs the pure engine (`claimgate::score`), and
-//! writes one practitioner record per code — the records `review` and `stream` consume — and a
-//! Markdown report. The records are built in full before anything is written, and each output goes
-//! to a temporary name renamed into place at the end, so a bad ledger line leaves no file behind.
+//! Reads the ledger, then the practitioner records held — streamed, never held whole: only the
+//! records the ledger touches are kept, the rest are counted for the institution ratio
+//! ([`registry`]) — runs the pure engine (`claimgate::score::score_part`), and writes the records that
+//! changed (`--out`), every record (`--out-all`, the file `review` reads) and a Markdown report. Each
+//! output goes to a temporary name renamed into place at the end, so a bad ledger or practitioner line
+//! leaves no file behind.
+
+mod registry;
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
-use serde_json::{Map, Value};
 
 use super::review::load_profile;
 use super::tables::properties;
 use crate::io::files::{self, Output};
 use crate::io::kafka::KafkaConfig;
 use crate::io::kafka::status_writer::StatusTopics;
+use crate::io::progress::Progress;
 use claimgate::record::PractitionerText;
 use claimgate::score::report::count;
-use claimgate::score::{Ledger, Scored, Scoring, Sources, markdown, score};
+use claimgate::score::{Census, Ledger, Rest, Scoring, Selection, Sources, Written, markdown, score_part};
 
 /// Arguments of `claimgate score`.
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("output").required(true).multiple(true).args(["out", "out_all"])))]
 pub struct ScoreArgs {
     /// Profile whose `[scoring]` rules apply: a shipped name (national-2024, huaian-2020, lanzhou-2014)
     /// or a TOML file.
@@ -32,12 +37,20 @@ pub struct ScoreArgs {
     /// in any order.
     #[arg(long, value_name = "FILE")]
     pub ledger: PathBuf,
-    /// Practitioner records held now (JSON Lines): the derived periods are merged into them.
+    /// Practitioner records held now (JSON Lines, `.gz` / `.zst` by ending; a file: it is streamed, in
+    /// up to three passes, never held): the derived periods are merged into them.
     #[arg(long, value_name = "FILE")]
     pub practitioners: Option<PathBuf>,
-    /// Write the practitioner records here (JSON Lines; `-` for standard output).
+    /// Write the records that changed here, version raised, new codes included (JSON Lines; `-` for
+    /// standard output): what an agency reviews and publishes. The default output, because a run changes
+    /// the few thousand people its ledger touches and the registry holds 12 million. Not a status table
+    /// on its own: for `review` from files, write --out-all.
     #[arg(long, value_name = "FILE")]
-    pub out: PathBuf,
+    pub out: Option<PathBuf>,
+    /// Write every record here, changed or not, one per code (JSON Lines; `-` for standard output): the
+    /// full file `review` reads when it works from files. Reads the practitioner file once more.
+    #[arg(long, value_name = "FILE")]
+    pub out_all: Option<PathBuf>,
     /// Write the report here (Markdown).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -143,62 +156,16 @@ fn read_lines(path: &Path) -> Result<(String, Numbered)> {
     Ok((input.name, out))
 }
 
-/// Practitioner records as read, and the fields of each that records.md does not define (kept when
-/// the record is written again).
-#[derive(Default)]
-struct Inputs {
-    name: Option<String>,
-    records: Vec<PractitionerText>,
-    extras: Vec<Map<String, Value>>,
-}
-
-const KNOWN: [&str; 6] = ["code", "name", "kind", "registrations", "periods", "version"];
-
-fn read_practitioners(path: &Path) -> Result<Inputs> {
-    let (name, lines) = read_lines(path)?;
-    let mut inputs = Inputs { name: Some(name.clone()), ..Inputs::default() };
-    for (n, line) in lines {
-        let text = PractitionerText::from_json(&line)
-            .and_then(|t| t.validate().map(|_| t))
-            .map_err(|e| anyhow!("{name}:{n}: {e}"))?;
-        let mut extra: Map<String, Value> = serde_json::from_slice(&line).map_err(|e| anyhow!("{name}:{n}: {e}"))?;
-        extra.retain(|k, _| !KNOWN.contains(&k.as_str()));
-        inputs.records.push(text);
-        inputs.extras.push(extra);
-    }
-    Ok(inputs)
-}
-
-/// One record ready to write: its JSON value.
-pub struct Encoded {
-    /// The record, one line of JSON.
-    pub value: String,
-}
-
-/// The records as JSON, with each input record's unknown fields appended in key order.
-fn encode(scored: &Scored, extras: &[Map<String, Value>]) -> Result<Vec<Encoded>> {
-    scored
-        .records
-        .iter()
-        .map(|r| {
-            let mut value = serde_json::to_string(&r.record).context("cannot encode a record")?;
-            if let Some(extra) = r.input.and_then(|i| extras.get(i)).filter(|e| !e.is_empty()) {
-                value.pop(); // the closing brace of the object serde_json just wrote
-                for (k, v) in extra {
-                    value.push(',');
-                    value.push_str(&serde_json::to_string(k)?);
-                    value.push(':');
-                    value.push_str(&serde_json::to_string(v)?);
-                }
-                value.push('}');
-            }
-            Ok(Encoded { value })
-        })
-        .collect()
-}
-
 /// Runs `claimgate score`.
 pub fn run(args: ScoreArgs) -> Result<()> {
+    if let (Some(a), Some(b)) = (&args.out, &args.out_all)
+        && a == b
+    {
+        anyhow::bail!(
+            "--out and --out-all name the same file, {}: the changes and every record are two files",
+            a.display()
+        );
+    }
     let profile = load_profile(&args.profile)?;
     let mut rules = Scoring::from_profile(&profile)?;
     load_calendars(&mut rules, &args.calendar)?;
@@ -206,17 +173,56 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     let (ledger_name, lines) = read_lines(&args.ledger)?;
     let ledger = Ledger::parse(lines.iter().map(|(n, l)| (*n, l.as_slice())), &rules)
         .map_err(|e| anyhow!("ledger {ledger_name}: {e}"))?;
-    let inputs = match &args.practitioners {
-        Some(p) => read_practitioners(p)?,
-        None => Inputs::default(),
+    drop(lines);
+    let progress = Progress::new(args.quiet);
+    let census = Census::new(&rules, &ledger);
+    let selected = match &args.practitioners {
+        Some(p) => Some(registry::select(p, &Selection::new(&rules, &ledger), census, &progress)?),
+        None => None,
     };
-    let scored = score(&rules, &ledger, &inputs.records).map_err(|e| anyhow!("ledger {ledger_name}: {e}"))?;
-    let records = encode(&scored, &inputs.extras)?;
+    let nothing = Rest::default();
+    let (given, rest) = match &selected {
+        Some(s) => (s.kept.iter().map(|k| k.text.clone()).collect::<Vec<PractitionerText>>(), &s.rest),
+        None => (Vec::new(), &nothing),
+    };
+    let scored = score_part(&rules, &ledger, &given, rest).map_err(|e| anyhow!("ledger {ledger_name}: {e}"))?;
+    drop(given);
+    let no_extras = serde_json::Map::new();
+    let encoded: Vec<String> = scored
+        .records
+        .iter()
+        .map(|r| {
+            let extras = match (r.input, &selected) {
+                (Some(i), Some(s)) => &s.kept[i].extras,
+                _ => &no_extras,
+            };
+            registry::encode(&r.record, extras)
+        })
+        .collect::<Result<_>>()?;
 
-    let mut out = Output::create(&args.out)?;
-    for r in &records {
-        out.write_all(r.value.as_bytes())?;
-        out.write_all(b"\n")?;
+    let mut outputs = Vec::new();
+    if let Some(path) = &args.out {
+        let mut out = Output::create(path)?;
+        for (_, value) in scored.records.iter().zip(&encoded).filter(|(r, _)| r.changed) {
+            out.write_all(value.as_bytes())?;
+            out.write_all(b"\n")?;
+        }
+        outputs.push(out);
+    }
+    if let Some(path) = &args.out_all {
+        let mut out = Output::create(path)?;
+        match (&args.practitioners, &selected) {
+            (Some(p), Some(s)) => {
+                registry::write_all(p, s, &scored, &encoded, &progress, &mut out)?;
+            }
+            _ => {
+                for value in &encoded {
+                    out.write_all(value.as_bytes())?;
+                    out.write_all(b"\n")?;
+                }
+            }
+        }
+        outputs.push(out);
     }
     let report = match &args.report {
         Some(path) => {
@@ -227,7 +233,8 @@ pub fn run(args: ScoreArgs) -> Result<()> {
                     format!("{} — {}", profile.name, profile.title)
                 },
                 ledger: ledger_name.clone(),
-                practitioners: inputs.name.clone(),
+                practitioners: selected.as_ref().map(|s| s.name.clone()),
+                written: if args.out_all.is_some() { Written::All } else { Written::Changed },
             };
             let mut r = Output::create(path)?;
             r.write_all(markdown(&scored.report, &sources).as_bytes())?;
@@ -235,7 +242,9 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         }
         None => None,
     };
-    out.finish()?;
+    for out in outputs {
+        out.finish()?;
+    }
     if let Some(r) = report {
         r.finish()?;
     }
@@ -272,19 +281,30 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     }
     if !args.quiet {
         let rep = &scored.report;
+        let records = count(rep.records, "record");
+        let written = match (&args.out, &args.out_all) {
+            (Some(out), all) => format!(
+                "{} of {records} changed ({} new), written to {}{}",
+                rep.changed,
+                rep.new,
+                out.display(),
+                all.as_ref().map(|a| format!("; all written to {}", a.display())).unwrap_or_default()
+            ),
+            (None, Some(all)) => {
+                format!("{records} written to {} ({} changed, {} new)", all.display(), rep.changed, rep.new)
+            }
+            (None, None) => String::new(),
+        };
         let summary = format!(
-            "scored {} under {}: {} written to {} ({} changed, {} new); {} derived; {} ignored{}\n",
+            "scored {} under {}: {written}; {} derived; {} ignored{}\n",
             count(rep.events, "event"),
             rules.profile,
-            count(rep.records, "record"),
-            args.out.display(),
-            rep.changed,
-            rep.new,
             count(rep.periods(), "period"),
             count(rep.ignored(), "event"),
             args.report.as_ref().map(|r| format!(" (see {})", r.display())).unwrap_or_default()
         );
-        if args.out == Path::new("-") {
+        let to_stdout = [&args.out, &args.out_all].iter().any(|o| o.as_deref() == Some(Path::new("-")));
+        if to_stdout {
             eprint!("{summary}");
         } else {
             print!("{summary}");

@@ -1,0 +1,294 @@
+//! The review's threads: a reader, one worker per core, and the writer (the calling thread).
+//!
+//! No single thread is the ceiling (issue 15): the reader only reads — a `.zst` input of line-aligned
+//! frames (what claimgate writes, see `io::frames`) goes to the workers still compressed, and each
+//! worker decompresses its own frames; other inputs are decompressed by the reader and cut at line
+//! ends. Each worker parses, decides and encodes its block (lookups prefetched a group at a time,
+//! `batch::process_each`), counts the block into its own report tallies (merged once at the end:
+//! no lock and no shared map per line), and compresses its block of decisions into a frame of its
+//! own when the output is `.zst`. The writer only puts blocks back in input order and writes them,
+//! and renders the rare dead letters (it alone knows each block's first line number).
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result};
+use crossbeam_channel::{Receiver, Sender};
+
+use super::previous::Previous;
+use super::report::{Changed, Stats};
+use crate::io::clock;
+use crate::io::files::{self, Block, Output};
+use crate::io::frames::FrameCompressor;
+use claimgate::batch::process_each;
+use claimgate::record::{DeadLetter, Role, Stamp};
+use claimgate::routing::Rules;
+use claimgate::table::View;
+
+/// Blocks of about this many bytes of claim lines go to a worker at a time.
+pub const BLOCK: usize = 1 << 20;
+
+struct Job {
+    seq: u64,
+    file: usize,
+    block: Block,
+}
+
+/// A line that went to the dead letters, rendered by the writer once the block's first line number
+/// is known.
+struct Pending {
+    /// Line within the block, from 0.
+    line: u64,
+    /// The line's bytes within the block.
+    at: std::ops::Range<usize>,
+    message: String,
+    field: Option<&'static str>,
+}
+
+struct Done {
+    seq: u64,
+    file: usize,
+    /// Lines in the block (blank ones included), for the next block's first line number.
+    lines: u64,
+    /// Decision records, one per line, or their zstd frame when the output takes frames.
+    decisions: Vec<u8>,
+    /// The block's text, kept only when a line of it went to the dead letters.
+    text: Vec<u8>,
+    dead: Vec<Pending>,
+    decided_at: String,
+}
+
+/// What every worker shares.
+pub struct Shared {
+    /// The tables.
+    pub view: Arc<View>,
+    /// The rules: one profile, or a routing table.
+    pub rules: Arc<Rules>,
+    /// The inline decisions to compare with.
+    pub previous: Option<Arc<Previous>>,
+    /// Compress decisions into zstd frames (the output is `.zst`).
+    pub frames: bool,
+}
+
+/// Where the writer sends what it writes.
+pub struct Sinks<'a> {
+    /// Decisions.
+    pub out: Option<&'a mut Output>,
+    /// Dead letters: created on the first one.
+    pub dead_path: PathBuf,
+    /// Moves the progress bar.
+    pub progress: &'a dyn Fn(),
+}
+
+/// What a run produced.
+pub struct Outcome {
+    /// The report's tallies.
+    pub stats: Stats,
+    /// The dead-letter output, if a line was malformed.
+    pub dead_out: Option<Output>,
+}
+
+fn work(job: Job, shared: &Shared, stats: &mut Stats, compressor: &mut Option<FrameCompressor>) -> io::Result<Done> {
+    let text = match job.block {
+        Block::Plain(v) => v,
+        Block::Zstd(frame) => {
+            let mut out = Vec::with_capacity(BLOCK + BLOCK / 2);
+            crate::io::frames::decompress(&frame, &mut out)?;
+            out
+        }
+    };
+    let decided_at = clock::now_text();
+    let (view, rules) = (&*shared.view, &*shared.rules);
+    let stamp = Stamp { table_epoch: view.epoch(), decided_at: &decided_at };
+    // Decisions run about 1.3 times the size of the claim lines: reserve once.
+    let mut decisions = Vec::with_capacity(text.len() * 3 / 2);
+    let mut dead = Vec::new();
+    let base = text.as_ptr() as usize;
+    let previous = shared.previous.as_deref();
+    process_each(files::numbered_lines(&text, 0), view, rules, &stamp, &mut decisions, |line, bytes, result, out| {
+        match result {
+            Ok(d) => {
+                out.push(b'\n');
+                stats.decided(&d.claim, &d.outcome);
+                if let Some(prev) = previous {
+                    compare(prev, &d.claim, &d.outcome, (job.seq, line), stats);
+                }
+            }
+            Err(m) => {
+                let start = bytes.as_ptr() as usize - base;
+                dead.push(Pending { line, at: start..start + bytes.len(), message: m.message, field: m.field });
+                stats.dead(m.field);
+            }
+        }
+    });
+    let lines =
+        memchr::memchr_iter(b'\n', &text).count() as u64 + u64::from(!text.is_empty() && !text.ends_with(b"\n"));
+    if let Some(c) = compressor {
+        let mut frame = Vec::new();
+        c.compress(&decisions, &mut frame)?;
+        decisions = frame;
+    }
+    let text = if dead.is_empty() { Vec::new() } else { text };
+    Ok(Done { seq: job.seq, file: job.file, lines, decisions, text, dead, decided_at })
+}
+
+fn compare(
+    prev: &Previous,
+    c: &claimgate::record::Claim<'_>,
+    o: &claimgate::record::Outcome<'_>,
+    order: (u64, u64),
+    stats: &mut Stats,
+) {
+    let inst = c.fixmedins_code.to_bytes();
+    // Institution codes are ASCII by construction.
+    let inst = std::str::from_utf8(&inst).unwrap_or_default();
+    match prev.get(super::previous::identity(inst, &c.mdtrt_id, &c.feedetl_sn)) {
+        Some(before) if before != o.reason => stats.changed.push(Changed {
+            fixmedins_code: inst.to_owned(),
+            mdtrt_id: c.mdtrt_id.to_string(),
+            feedetl_sn: c.feedetl_sn.to_string(),
+            practitioner: c.code(o.role.unwrap_or(Role::Billing)).unwrap_or_default().to_owned(),
+            amount: c.amount,
+            before,
+            after: o.reason,
+            order,
+        }),
+        Some(_) => {}
+        None => stats.not_in_previous += 1,
+    }
+}
+
+/// Reads, decides and writes every input; returns the tallies.
+pub fn run(inputs: Vec<files::BlockInput>, threads: usize, shared: Shared, sinks: Sinks<'_>) -> Result<Outcome> {
+    let names: Vec<String> = inputs.iter().map(|i| i.name.clone()).collect();
+    let shared = Arc::new(shared);
+    let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(threads * 2);
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<Result<Done, (usize, io::Error)>>(threads * 2);
+
+    let reader = {
+        let done_tx = done_tx.clone();
+        std::thread::spawn(move || read(inputs, &job_tx, &done_tx))
+    };
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (rx, tx, shared) = (job_rx.clone(), done_tx.clone(), Arc::clone(&shared));
+            std::thread::spawn(move || worker(&rx, &tx, &shared))
+        })
+        .collect();
+    drop(done_tx);
+    drop(job_rx);
+
+    let written = write(&done_rx, &names, sinks);
+    drop(done_rx);
+    let _ = reader.join();
+    let mut stats = Stats::default();
+    for w in workers {
+        // A worker that panicked lost its tallies: the run must not report short counts as complete.
+        let worker_stats = w.join().map_err(|_| anyhow::anyhow!("a review worker failed"))?;
+        stats.merge(worker_stats);
+    }
+    let dead_out = written?;
+    stats.changed.sort_by_key(|c| c.order);
+    Ok(Outcome { stats, dead_out })
+}
+
+fn read(inputs: Vec<files::BlockInput>, jobs: &Sender<Job>, done: &Sender<Result<Done, (usize, io::Error)>>) {
+    let mut seq = 0;
+    for (file, input) in inputs.into_iter().enumerate() {
+        for block in input.blocks {
+            match block {
+                Ok(block) => {
+                    if jobs.send(Job { seq, file, block }).is_err() {
+                        return;
+                    }
+                    seq += 1;
+                }
+                Err(e) => {
+                    let _ = done.send(Err((file, e)));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn worker(jobs: &Receiver<Job>, done: &Sender<Result<Done, (usize, io::Error)>>, shared: &Shared) -> Stats {
+    let mut stats = Stats::default();
+    let mut compressor = None;
+    if shared.frames {
+        match FrameCompressor::new() {
+            Ok(c) => compressor = Some(c),
+            Err(e) => {
+                let _ = done.send(Err((0, e)));
+                return stats;
+            }
+        }
+    }
+    for job in jobs {
+        let file = job.file;
+        let result = work(job, shared, &mut stats, &mut compressor).map_err(|e| (file, e));
+        if done.send(result).is_err() {
+            break;
+        }
+    }
+    stats
+}
+
+/// The writer: blocks back in input order, decisions and dead letters out.
+fn write(
+    done: &Receiver<Result<Done, (usize, io::Error)>>,
+    names: &[String],
+    mut sinks: Sinks<'_>,
+) -> Result<Option<Output>> {
+    let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
+    let mut next = 0u64;
+    let mut first_line = vec![1u64; names.len()];
+    let mut dead_out: Option<Output> = None;
+    let mut rendered = Vec::new();
+    for msg in done {
+        let block = match msg {
+            Ok(d) => d,
+            Err((file, e)) => {
+                let name = names.get(file).map_or("input", String::as_str);
+                return Err(anyhow::Error::new(e).context(format!("cannot read {name}")));
+            }
+        };
+        pending.insert(block.seq, block);
+        while let Some(block) = pending.remove(&next) {
+            if let Some(o) = sinks.out.as_deref_mut() {
+                if o.takes_frames() {
+                    o.write_frame(&block.decisions).context("cannot write decisions")?;
+                } else {
+                    o.write_all(&block.decisions).context("cannot write decisions")?;
+                }
+            }
+            if !block.dead.is_empty() {
+                rendered.clear();
+                for p in &block.dead {
+                    let source = format!("{}:{}", names[block.file], first_line[block.file] + p.line);
+                    let raw = &block.text[p.at.clone()];
+                    DeadLetter::new(&p.message, p.field, &source, raw, &block.decided_at).write(&mut rendered);
+                    rendered.push(b'\n');
+                }
+                if dead_out.is_none() {
+                    dead_out = Some(Output::create(&sinks.dead_path)?);
+                }
+                if let Some(d) = &mut dead_out {
+                    d.write_all(&rendered).context("cannot write dead letters")?;
+                }
+            }
+            first_line[block.file] += block.lines;
+            next += 1;
+            (sinks.progress)();
+        }
+    }
+    Ok(dead_out)
+}
+
+/// Bytes read from disk so far, over every input (for the progress bar).
+pub fn bytes_read(counters: &[Arc<AtomicU64>]) -> u64 {
+    counters.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+}
