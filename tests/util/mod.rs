@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod cluster;
+pub mod faults;
 pub mod load;
 /// The tests' own reading of records.md's claim line (also the oracle of `tests/fuzz_claims.rs`).
 #[path = "../oracle/mod.rs"]
