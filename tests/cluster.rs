@@ -445,6 +445,15 @@ fn the_leader_of_the_status_topics_killed_decisions_go_on_with_the_last_table_st
         let (killed, new) = sc.kill_leader(&practitioners, 0);
         // Fresh again once the new leader answers the follower.
         let fresh = wait_metric(&s, "claimgate_table_stale", Duration::from_secs(90), |v| v == 0.0);
+        // The gauge is computed at each scrape, the `table_fresh` line by the staleness watch at its next
+        // tick: give the line time to follow the gauge.
+        let logged = Instant::now() + Duration::from_secs(10);
+        while fresh.is_some()
+            && util::events(s.log_text().get(w.log_from..).unwrap_or_default(), "table_fresh").is_empty()
+            && Instant::now() < logged
+        {
+            std::thread::sleep(Duration::from_millis(200));
+        }
         let before = decided_so_far(&s).expect("metrics");
         assert!(wait_deciding(&s, before + rate() as f64, Duration::from_secs(120)), "{}", tail(&s.log_text(), 100));
         let seen = w.close(&s);

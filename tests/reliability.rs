@@ -327,6 +327,41 @@ fn with_no_status_topic_at_start_up_nothing_is_decided_and_readiness_stays_false
     assert_eq!(s.metric("claimgate_claims_total"), 20.0);
 }
 
+/// Standard error on a full disk (`/dev/full`: every write fails with ENOSPC): the log is lost, the
+/// claims are not. Before the fix, the first log line that could not be written panicked the thread
+/// that wrote it (tracing's report of its own write error goes through `eprintln!`), and the second, in
+/// a destructor while unwinding, aborted the process: exit 101 before the stream was ever ready.
+#[test]
+fn a_log_that_cannot_be_written_does_not_stop_the_stream() {
+    let env = Env::new("fulllog");
+    let claims = env.path("c.jsonl");
+    std::fs::write(
+        &claims,
+        (0..50)
+            .map(|i| format!(r#"{{"feedetl_sn":"{i}","fixmedins_code":"H11010500001","mdtrt_id":"M1","psn_no":"P1","med_type":"11","fee_ocur_time":"2026-05-10 09:00:00","bilg_dr_codg":"D110105000123","det_item_fee_sumamt":"10.00"}}"#) + "\n")
+            .collect::<String>(),
+    )
+    .unwrap();
+    util::claimgate(&[
+        "tables",
+        "publish",
+        "--brokers",
+        &env.broker,
+        "--practitioners",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ledgers/practitioners.jsonl"),
+        "--topic-practitioners",
+        &env.topic("practitioners"),
+        "--topic-institutions",
+        &env.topic("institutions"),
+    ]);
+    env.send(&claims);
+    let mut s = env.stream_with_stderr("g", &[], std::path::Path::new("/dev/full"));
+    s.wait_ready(READY);
+    let outputs = env.answered(&claims, Duration::from_secs(60), &|| "(its log went to /dev/full)".into());
+    assert!(outputs.len() >= 50, "{} outputs for 50 lines", outputs.len());
+    assert_eq!(s.terminate(Duration::from_secs(40)), Some(0), "a clean shutdown, its log lost");
+}
+
 #[test]
 fn with_the_broker_unreachable_at_start_up_nothing_is_decided_until_it_is_back() {
     let mut broker = OwnBroker::start();

@@ -10,13 +10,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use metrics::gauge;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 
 use super::kafka::follower::TableState;
 use super::kafka::pipeline::PipelineState;
-use super::metrics as m;
 use claimgate::record::{BjTime, PractitionerCode, PractitionerKey, PractitionerText, Status};
 use claimgate::table::TableHandle;
 
@@ -54,9 +52,7 @@ pub fn router(state: HttpState) -> Router {
 async fn metrics(State(s): State<HttpState>) -> Response {
     // The table's age as of this scrape: the follower also sets it, but only between its broker calls,
     // which block while the broker does not answer, and never if it stopped.
-    let age = s.table_state.age_secs();
-    gauge!(m::TABLE_AGE).set(age);
-    gauge!(m::TABLE_STALE).set(if age >= s.stale_after_s { 1.0 } else { 0.0 });
+    s.table_state.observe_staleness(s.stale_after_s);
     s.prometheus.run_upkeep();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.prometheus.render()).into_response()
 }

@@ -8,8 +8,13 @@ use tracing_subscriber::EnvFilter;
 pub fn init(format: &str, filter: &str) -> Result<()> {
     let filter = EnvFilter::try_new(filter).map_err(|e| anyhow!("log filter `{filter}`: {e}"))?;
     use std::io::IsTerminal;
+    // A log line that cannot be written (standard error on a full disk, a closed pipe) is dropped:
+    // `log_internal_errors` would report it with `eprintln!`, which panics on the same failure, in
+    // whichever thread logged — the claim pipeline, the status follower, librdkafka's callbacks — and a
+    // second panic while unwinding aborts the process. Claims must not stop for the log's sake.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .log_internal_errors(false)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);

@@ -195,6 +195,23 @@ impl Env {
     /// Starts `claimgate stream` with its operations port on `port` (a restart of the same instance
     /// slot keeps it: the default transactional id depends on it).
     pub fn stream_on(&self, group: &str, port: u16, extra: &[&str], vars: &[(&str, &str)]) -> Stream {
+        self.stream_logging(group, port, extra, vars, None)
+    }
+
+    /// Starts `claimgate stream` with its standard error on `stderr` (e.g. `/dev/full`, a disk with no
+    /// space left) instead of the test's log file; [`Stream::log_text`] is then empty.
+    pub fn stream_with_stderr(&self, group: &str, extra: &[&str], stderr: &Path) -> Stream {
+        self.stream_logging(group, free_port(), extra, &[], Some(stderr))
+    }
+
+    fn stream_logging(
+        &self,
+        group: &str,
+        port: u16,
+        extra: &[&str],
+        vars: &[(&str, &str)],
+        stderr: Option<&Path>,
+    ) -> Stream {
         let log = self.path(&format!("stream-{group}-{port}.log"));
         let mut args: Vec<String> = vec![
             "stream".into(),
@@ -227,7 +244,10 @@ impl Env {
             args.push(p.into());
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let file = std::fs::File::create(&log).unwrap();
+        let file = match stderr {
+            Some(path) => std::fs::OpenOptions::new().write(true).open(path).expect("open the log's target"),
+            None => std::fs::File::create(&log).unwrap(),
+        };
         let child = Command::new(bin())
             .args(&args)
             .envs(vars.iter().copied())

@@ -57,6 +57,8 @@ pub struct TableState {
     pub generation: AtomicU64,
     /// Codes whose latest status record was invalid: where, and why.
     pub invalid: Flagged,
+    /// Whether the table was last seen stale (by the staleness watch or a scrape).
+    stale: AtomicBool,
 }
 
 impl TableState {
@@ -67,6 +69,31 @@ impl TableState {
             return f64::INFINITY;
         }
         (unix_ms().saturating_sub(confirmed)) as f64 / 1000.0
+    }
+
+    /// The table's age now, into `claimgate_table_age_seconds` and `claimgate_table_stale`; a turn to
+    /// stale or back is logged (`table_stale`, `table_fresh`) by whichever caller sees it first — the
+    /// staleness watch or a scrape of `/metrics` — so that the log never lags what the metrics show.
+    pub fn observe_staleness(&self, stale_after_s: f64) -> f64 {
+        let age = self.age_secs();
+        gauge!(m::TABLE_AGE).set(age);
+        let now = age >= stale_after_s;
+        gauge!(m::TABLE_STALE).set(if now { 1.0 } else { 0.0 });
+        // Before the first load there is no table to be stale: the wait is logged by the follower.
+        if !self.ready.load(Ordering::Acquire) {
+            return age;
+        }
+        let was = self.stale.swap(now, Ordering::AcqRel);
+        if now && !was {
+            tracing::warn!(
+                event = "table_stale",
+                age_s = age,
+                "cannot confirm the status topics; deciding on the last table"
+            );
+        } else if !now && was {
+            tracing::info!(event = "table_fresh", "status topics reachable again");
+        }
+        age
     }
 
     /// Why a code is flagged, if its latest status record was invalid.
@@ -130,26 +157,9 @@ enum Polled {
 /// a broker that does not answer the follower's calls cannot delay the report.
 pub async fn watch_staleness(state: Arc<TableState>, stale_after: Duration, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut stale = false;
     while !shutdown.is_cancelled() {
         tick.tick().await;
-        if !state.ready.load(Ordering::Acquire) {
-            continue;
-        }
-        let age = state.age_secs();
-        gauge!(m::TABLE_AGE).set(age);
-        let now = age >= stale_after.as_secs_f64();
-        gauge!(m::TABLE_STALE).set(if now { 1.0 } else { 0.0 });
-        if now && !stale {
-            tracing::warn!(
-                event = "table_stale",
-                age_s = age,
-                "cannot confirm the status topics; deciding on the last table"
-            );
-        } else if !now && stale {
-            tracing::info!(event = "table_fresh", "status topics reachable again");
-        }
-        stale = now;
+        state.observe_staleness(stale_after.as_secs_f64());
     }
 }
 
