@@ -24,7 +24,7 @@ enum Command {
     /// Decide claims inline: consume `claims` from Kafka, produce decisions and dead letters.
     Stream(Box<cmd::stream::StreamArgs>),
     /// Re-decide claim lines from files against the tables as of each line's service time, and report.
-    Review(cmd::review::ReviewArgs),
+    Review(Box<cmd::review::ReviewArgs>),
     /// From inspection findings to status: score a ledger under a profile's rules and write practitioner
     /// records with the suspensions and terminations it derives, and a report (scoring.md).
     Score(cmd::score::ScoreArgs),
@@ -52,7 +52,7 @@ fn main() -> ExitCode {
         Command::Topics(c) => cmd::topics::run(c),
         Command::Send(args) => cmd::tools::send(args),
         Command::Tail(args) => cmd::tools::tail(args),
-        Command::Review(args) => cmd::review::run(args),
+        Command::Review(args) => cmd::review::run(*args),
         Command::Score(args) => cmd::score::run(args),
         Command::Tables(c) => cmd::tables::run(c),
         Command::Gen(args) => cmd::synth::run(args),
