@@ -75,9 +75,10 @@ ready_in() {
     done
     local secs
     secs=$(echo "$(date +%s.%N) - $t0" | bc)
-    local rss
+    local rss cpu
     rss=$(awk '/VmHWM/{print $2}' "/proc/$pid/status")
-    printf '%.2f %s\n' "$secs" "$rss"
+    cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$pid/stat")
+    printf '%.2f %s %s\n' "$secs" "$rss" "$cpu"
 }
 
 stop_stream() {
@@ -88,8 +89,8 @@ stop_stream() {
     rm -f "$W/stream.pid"
 }
 
-read -r secs rss < <(ready_in "$W/cold.log")
-echo "cold (no checkpoint): ready in ${secs} s, peak RSS $((rss / 1024)) MiB ($(( rss * 1024 / CODES )) bytes/code)"
+read -r secs rss cpu < <(ready_in "$W/cold.log")
+echo "cold (no checkpoint): ready in ${secs} s (${cpu} s of CPU), peak RSS $((rss / 1024)) MiB ($(( rss * 1024 / CODES )) bytes/code)"
 stop_stream
 grep -o '"event":"checkpoint_written"[^}]*' "$W/cold.log" | tail -1 | sed 's/^/  /'
 
@@ -97,8 +98,8 @@ grep -o '"event":"checkpoint_written"[^}]*' "$W/cold.log" | tail -1 | sed 's/^/ 
 head -n 100 "$P" | sed 's/"periods":\[\]/"periods":[{"status":"suspended","from":"2026-01-01","until":"2027-01-01"}]/' >"$W/tail.jsonl"
 "$C" tables publish --brokers "$B" --practitioners "$W/tail.jsonl" --topic-practitioners bench-practitioners \
     --topic-institutions bench-institutions --quiet
-read -r secs rss < <(ready_in "$W/checkpointed.log")
-echo "restart from the checkpoint ($(du -h "$W/state" | tail -1 | cut -f1)): ready in ${secs} s, peak RSS $((rss / 1024)) MiB ($(( rss * 1024 / CODES )) bytes/code)"
+read -r secs rss cpu < <(ready_in "$W/checkpointed.log")
+echo "restart from the checkpoint ($(du -h "$W/state" | tail -1 | cut -f1)): ready in ${secs} s (${cpu} s of CPU), peak RSS $((rss / 1024)) MiB ($(( rss * 1024 / CODES )) bytes/code)"
 grep -o '"event":"checkpoint_loaded"[^}]*' "$W/checkpointed.log" | sed 's/^/  /'
 grep -o '"event":"status_loaded"[^}]*' "$W/checkpointed.log" | sed 's/^/  /'
 stop_stream

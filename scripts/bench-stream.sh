@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stream throughput of `claimgate stream` next to a pass-through (the same binary, consumer, producer
 # and commit path, forwarding claims without deciding them), on one broker, in one run, alternating
-# rounds. The figure is records per second over the span of the outputs' producer timestamps (first
+# rounds, with the stream process's CPU time per line (user + system, its whole run: start-up, the
+# table load and the drain included). The figure is records per second over the span of the outputs' producer timestamps (first
 # output written to last), read back with `claimgate tail`; a backlog of N claims is waiting in each
 # run's topic before the run starts, so the rate is the pipeline's ceiling, not the sender's.
 #
@@ -46,10 +47,14 @@ run() { # mode round
     local out
     out="$("$C" tail --brokers "$B" --count "$N" --idle-s 60 \
         --topics "${prefix}claims.accepted,${prefix}claims.rejected,${prefix}claims.dlq")"
+    # CPU of the stream process (user + system, clock ticks) over its whole run, per line.
+    local ticks hz
+    ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    hz=$(getconf CLK_TCK)
     kill -TERM "$pid"; wait "$pid" || true
     local rate
     rate="$(printf '%s\n' "$out" | sed -n 's/.*: \([0-9]*\) records\/s/\1/p')"
-    printf '%s %s %s\n' "$mode" "$round" "$rate"
+    printf '%s %s %s %s\n' "$mode" "$round" "$rate" "$(awk -v t="$ticks" -v hz="$hz" -v n="$N" 'BEGIN{printf "%.2f", t / hz * 1e6 / n}')"
 }
 
 results=()
@@ -59,8 +64,8 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 echo
 echo "claims: $N, rounds: $ROUNDS, broker: Apache Kafka 4.1.1 (scripts/broker.sh, single node), $(nproc) cores, $(date -u +%F)"
-printf '%-10s %-6s %12s\n' mode round "records/s"
-for line in "${results[@]}"; do printf '%-10s %-6s %12s\n' $line; done
+printf '%-10s %-6s %12s %16s\n' mode round "records/s" "CPU µs/line"
+for line in "${results[@]}"; do printf '%-10s %-6s %12s %16s\n' $line; done
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 p=$(printf '%s\n' "${results[@]}" | awk '$1=="pass"{print $3}' | median)
 c=$(printf '%s\n' "${results[@]}" | awk '$1=="claimgate"{print $3}' | median)

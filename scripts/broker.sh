@@ -45,6 +45,9 @@ readonly KAFKA_JAR_SHA256="e89428126cc7630a802123ba27aac4442816840b66d60670226fe
 readonly HOST="127.0.0.1"
 readonly DEFAULT_PORT=19092
 readonly READY_TIMEOUT_S="${KAFKA_READY_TIMEOUT_S:-90}"
+# A node of a three-node cluster is ready only once a quorum of controllers is up: on a busy 2-core
+# machine three JVMs starting together took up to 3 minutes.
+readonly CLUSTER_READY_TIMEOUT_S="${KAFKA_READY_TIMEOUT_S:-240}"
 readonly STOP_GRACE_S="${KAFKA_STOP_GRACE_S:-20}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -185,16 +188,23 @@ PY
 # A free loopback port other than the ones given.
 free_port() {
     python3 - "$@" <<'PY'
-import socket, sys
+import random, socket, sys
+# Below the kernel's ephemeral range (32768 and up): a port the kernel hands out to a client's
+# connection could otherwise be this node's when it restarts after a kill.
 avoid = {int(a) for a in sys.argv[1:]}
 while True:
+    p = random.randrange(20000, 32700)
+    if p in avoid:
+        continue
     s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    if p not in avoid:
-        print(p)
-        break
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(p)
+    break
 PY
 }
 
@@ -238,21 +248,26 @@ live_pid() {
 # ---------------------------------------------------------------------------------------------
 # one node
 
-# write_node DIR NODE_ID PORT CPORT VOTERS ADVERTISED_PORT NODES
+# write_node DIR NODE_ID PORT CPORT VOTERS ADVERTISED_PORT NODES [LISTENER_LINES]
+# LISTENER_LINES (a routed cluster, see cluster_write) replaces the listener settings of the simple layout.
 write_node() {
     local dir="$1" id="$2" port="$3" cport="$4" voters="$5" adv="$6" nodes="$7" rf min_isr
+    local listeners="${8:-}"
     if (( nodes == 1 )); then rf=1; min_isr=1; else rf=3; min_isr=2; fi
+    if [[ -z "$listeners" ]]; then
+        listeners="listeners=PLAINTEXT://$HOST:$port,CONTROLLER://$HOST:$cport
+advertised.listeners=PLAINTEXT://$HOST:$adv
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    fi
     mkdir -p "$dir/data" "$dir/logs"
     cat >"$dir/server.properties" <<EOF
 # Written by scripts/broker.sh for node $id of $nodes. Regenerated at every start; the data in data/ stays.
 process.roles=broker,controller
 node.id=$id
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://$HOST:$port,CONTROLLER://$HOST:$cport
-advertised.listeners=PLAINTEXT://$HOST:$adv
+$listeners
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs=$dir/data
 num.partitions=4
 default.replication.factor=$rf
@@ -269,6 +284,9 @@ offsets.topic.num.partitions=4
 transaction.state.log.num.partitions=4
 log.cleaner.dedupe.buffer.size=2097152
 auto.create.topics.enable=true
+# A node that cannot register with the controller quorum exits after this long (default 60 s): on a busy
+# 2-core machine the three JVMs of a cluster can take longer than that to form a quorum.
+initial.broker.registration.timeout.ms=180000
 # Durable logs; fsync is left to the OS page cache, as in a stock broker (replication is the guarantee).
 unclean.leader.election.enable=false
 EOF
@@ -321,8 +339,8 @@ launch() {
 # wait_ready DIR PORT PID: until the broker port answers ApiVersions (it opens only once the broker is
 # unfenced; the controller port opens earlier and is not polled).
 wait_ready() {
-    local dir="$1" port="$2" pid="$3" deadline
-    deadline=$(( $(date +%s) + READY_TIMEOUT_S ))
+    local dir="$1" port="$2" pid="$3" limit="${4:-$READY_TIMEOUT_S}" deadline
+    deadline=$(( $(date +%s) + limit ))
     while :; do
         if ! pid_alive "$pid"; then
             rm -f "$dir/broker.pid"
@@ -335,11 +353,11 @@ wait_ready() {
             return 0
         fi
         if (( $(date +%s) >= deadline )); then
-            log "no answer from $HOST:$port within ${READY_TIMEOUT_S}s; last lines of $dir/broker.log:"
+            log "no answer from $HOST:$port within ${limit}s; last lines of $dir/broker.log:"
             tail -n 20 "$dir/broker.log" >&2 2>/dev/null || true
             kill -KILL "$pid" 2>/dev/null || true
             rm -f "$dir/broker.pid"
-            die "broker on port $port not ready after ${READY_TIMEOUT_S}s (killed PID $pid)"
+            die "broker on port $port not ready after ${limit}s (killed PID $pid)"
         fi
         sleep 0.2
     done
@@ -460,15 +478,78 @@ cluster_ports() {
     [[ -f "$DIR/ports" ]] || die "no cluster in $DIR (start one with 'scripts/broker.sh cluster start --dir $DIR')"
     read -r -a BPORTS <<<"$(cut -d';' -f1 "$DIR/ports")"
     read -r -a CPORTS <<<"$(cut -d';' -f2 "$DIR/ports")"
+    read -r -a RPORTS <<<"$(cut -s -d';' -f3 "$DIR/ports")"
 }
 
+# A routed cluster's port for KIND (client|repl|ctrl) from node FROM to node TO, as D/routes says (the
+# port of a proxy the test runs), else DEFAULT (the node's own listener: a direct connection).
+route() {
+    local kind="$1" from="$2" to="$3" default="$4" port
+    if [[ "$kind" == client ]]; then
+        port="$(awk -v t="$to" '$1 == "client" && $2 == t { print $3 }' "$DIR/routes")"
+    else
+        port="$(awk -v k="$kind" -v f="$from" -v t="$to" '$1 == k && $2 == f && $3 == t { print $4 }' "$DIR/routes")"
+    fi
+    printf '%s\n' "${port:-$default}"
+}
+
+# The node properties of the three nodes. With D/routes (written by a test before the first start) the
+# cluster is routed: every connection a test may want to cut goes to a port the routes file names — a
+# proxy of the test's own — rather than straight to a node:
+#   client I PORT      clients reach node I's broker listener (PLAINTEXT) at PORT (its advertised port);
+#   repl K I PORT      node K reaches node I's replication listener at PORT: node I has one replication
+#                      listener per peer, R1..R3, and node K replicates over R<K> (its
+#                      inter.broker.listener.name), so each direction between two nodes has a port of its own;
+#   ctrl K I PORT      node K reaches node I's controller at PORT (node K's controller.quorum.voters).
+# A line left out means a direct connection. Real listeners: brokers on N..N+2, controllers on N+3..N+5,
+# replication listeners on N+6..N+14 (node I's R<K> on N+6+3(I-1)+(K-1)).
 cluster_write() {
-    local i voters=""
-    for i in 1 2 3; do voters+="${voters:+,}$i@$HOST:${CPORTS[$((i - 1))]}"; done
+    local i k voters listeners adv map
     for i in 1 2 3; do
-        write_node "$DIR/node-$i" "$i" "${BPORTS[$((i - 1))]}" "${CPORTS[$((i - 1))]}" "$voters" "${BPORTS[$((i - 1))]}" 3
+        local extra=""
+        if [[ -f "$DIR/routes" ]]; then
+            voters=""
+            for k in 1 2 3; do
+                if (( k == i )); then voters+="${voters:+,}$k@$HOST:${CPORTS[$((k - 1))]}"
+                else voters+="${voters:+,}$k@$HOST:$(route ctrl "$i" "$k" "${CPORTS[$((k - 1))]}")"; fi
+            done
+            listeners="listeners=PLAINTEXT://$HOST:${BPORTS[$((i - 1))]},CONTROLLER://$HOST:${CPORTS[$((i - 1))]}"
+            adv="advertised.listeners=PLAINTEXT://$HOST:$(route client 0 "$i" "${BPORTS[$((i - 1))]}")"
+            map="listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+            for k in 1 2 3; do
+                local real="${RPORTS[$(( 3 * (i - 1) + k - 1 ))]}"
+                listeners+=",R$k://$HOST:$real"
+                adv+=",R$k://$HOST:$(route repl "$k" "$i" "$real")"
+                map+=",R$k:PLAINTEXT"
+            done
+            extra="$listeners
+$adv
+inter.broker.listener.name=R$i
+$map"
+        else
+            voters=""
+            for k in 1 2 3; do voters+="${voters:+,}$k@$HOST:${CPORTS[$((k - 1))]}"; done
+        fi
+        write_node "$DIR/node-$i" "$i" "${BPORTS[$((i - 1))]}" "${CPORTS[$((i - 1))]}" "$voters" \
+            "${BPORTS[$((i - 1))]}" 3 "$extra"
         cp "$DIR/cluster.id" "$DIR/node-$i/cluster.id"
     done
+}
+
+# The nodes a failed `cluster start` had launched: stopped, so that no half-started cluster is left behind.
+CLUSTER_STARTED=0
+cluster_abort() {
+    local rc=$? i pid
+    (( CLUSTER_STARTED )) && return 0
+    for i in 1 2 3; do
+        if pid="$(live_pid "$DIR/node-$i" 2>/dev/null)"; then
+            kill -CONT "$pid" 2>/dev/null || true
+            kill -KILL "$pid" 2>/dev/null || true
+            rm -f "$DIR/node-$i/broker.pid"
+            log "cluster start failed: killed node $i (PID $pid)"
+        fi
+    done
+    return "$rc"
 }
 
 cmd_cluster_start() {
@@ -479,21 +560,31 @@ cmd_cluster_start() {
     if [[ -f "$DIR/ports" ]]; then cluster_ports; else
         BPORTS=("$PORT" "$((PORT + 1))" "$((PORT + 2))")
         CPORTS=("$((PORT + 3))" "$((PORT + 4))" "$((PORT + 5))")
-        printf '%s;%s\n' "${BPORTS[*]}" "${CPORTS[*]}" >"$DIR/ports"
+        RPORTS=()
+        if [[ -f "$DIR/routes" ]]; then
+            for i in $(seq 6 14); do RPORTS+=("$((PORT + i))"); done
+        fi
+        printf '%s;%s;%s\n' "${BPORTS[*]}" "${CPORTS[*]}" "${RPORTS[*]}" >"$DIR/ports"
     fi
     for i in 0 1 2; do
         port_in_use "${CPORTS[$i]}" && die "controller port ${CPORTS[$i]} is busy; pick another --port"
+    done
+    for i in "${RPORTS[@]}"; do
+        port_in_use "$i" && die "replication port $i is busy; pick another --port"
     done
     if [[ ! -f "$DIR/cluster.id" ]]; then
         cid="$(java -Xmx64m -cp "$LIB/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
         printf '%s\n' "$cid" >"$DIR/cluster.id"
     fi
     cluster_write
+    trap cluster_abort EXIT
     # All three JVMs first: none is ready before a quorum of controllers is up.
     for i in 1 2 3; do pids+=("$(start_node "$DIR/node-$i" "${KAFKA_HEAP:-512m}" "${BPORTS[$((i - 1))]}")"); done
-    for i in 1 2 3; do wait_ready "$DIR/node-$i" "${BPORTS[$((i - 1))]}" "${pids[$((i - 1))]}"; done
+    for i in 1 2 3; do wait_ready "$DIR/node-$i" "${BPORTS[$((i - 1))]}" "${pids[$((i - 1))]}" "$CLUSTER_READY_TIMEOUT_S"; done
+    CLUSTER_STARTED=1
+    trap - EXIT
     local brokers=""
-    for i in 0 1 2; do brokers+="${brokers:+,}$HOST:${BPORTS[$i]}"; done
+    for i in 1 2 3; do brokers+="${brokers:+,}$HOST:$( [[ -f "$DIR/routes" ]] && route client 0 "$i" "${BPORTS[$((i - 1))]}" || echo "${BPORTS[$((i - 1))]}")"; done
     log "three-node Apache Kafka $KAFKA_VERSION cluster ready on $brokers in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
     printf 'BROKER=%s\n' "$brokers"
     for i in 1 2 3; do printf 'PID%s=%s\n' "$i" "${pids[$((i - 1))]}"; done
@@ -517,7 +608,7 @@ cmd_node() {
     case "$what" in
         start)
             pid="$(start_node "$dir" "${KAFKA_HEAP:-512m}" "$port")"
-            wait_ready "$dir" "$port" "$pid"
+            wait_ready "$dir" "$port" "$pid" "$CLUSTER_READY_TIMEOUT_S"
             log "node $NODE ready on $HOST:$port (PID $pid)"
             printf 'PID=%s\n' "$pid" ;;
         stop) stop_node "$dir" ;;

@@ -105,13 +105,16 @@ for b in "${RUNS[@]}"; do
         single)
             out="$(scripts/broker.sh start --port "$PORT" --dir "$WORK/broker-$PORT")"
             STARTED+=(single)
-            BROKER_PID="$(tr -dc '0-9' <"$WORK/broker-$PORT/broker.pid")"
+            BROKER_PIDS=(--broker-pid "$(tr -dc '0-9' <"$WORK/broker-$PORT/broker.pid")")
             ;;
         cluster)
             out="$(scripts/broker.sh cluster start --port "$((PORT + 2))" --dir "$WORK/cluster-$((PORT + 2))")"
             STARTED+=(cluster)
-            # CPU is reported for node 1 (the others are among "others").
-            BROKER_PID="$(printf '%s\n' "$out" | sed -n 's/^PID1=//p')"
+            # Every node's CPU counts as the broker's (one --broker-pid per node).
+            BROKER_PIDS=()
+            for i in 1 2 3; do
+                BROKER_PIDS+=(--broker-pid "$(printf '%s\n' "$out" | sed -n "s/^PID$i=//p")")
+            done
             ;;
         *) log "KSTREAMS_BROKERS: unknown broker kind '$b' (single, cluster)"; exit 2 ;;
     esac
@@ -119,7 +122,7 @@ for b in "${RUNS[@]}"; do
     log "$b broker at $BOOT; results in $OUT/$b"
     target/release/claimgate-loadtest --brokers "$BOOT" --claimgate target/release/claimgate \
         --kstreams loadtest/peers/kafka-streams/run.sh --out "$OUT/$b" --work "$WORK" \
-        --budget 86400 --broker-pid "${BROKER_PID:-0}" "${DEFAULTS[@]}" "$@" &
+        --budget 86400 "${BROKER_PIDS[@]}" "${DEFAULTS[@]}" "$@" &
     LT_PID=$!
     wait "$LT_PID"
     LT_PID=""

@@ -6,6 +6,8 @@
 #   scripts/loadtest.sh                      everything, into results/<UTC date-time>/
 #   scripts/loadtest.sh --systems claimgate,pass-through      skip the peer
 #   scripts/loadtest.sh --measure 10 --refine 3               any claimgate-loadtest flag is passed on
+#   scripts/loadtest.sh --cluster ...        the same on a three-node cluster of its own (KRaft, topics RF 3,
+#                                            min.insync.replicas=2; every producer already uses acks=all)
 #
 # From a fresh clone it needs cargo, Java 17+ and Maven (Apache Kafka from Maven Central), python3 (3.11+, venv) and PyPI (the peer's
 # venv in .tools/peer-venv). It finishes within LOADTEST_TOTAL_S seconds (default 840, 14 minutes)
@@ -14,8 +16,8 @@
 # done it took 624-673 s here; a cold build (librdkafka from source) took 5-11 minutes, after which
 # only the first rates of the sweeps fit (the report notes where they were cut short).
 #
-# Environment: LOADTEST_PORT (broker port, default 19492), LOADTEST_OUT (results folder),
-# LOADTEST_TOTAL_S, LOADTEST_MIN_BUDGET_S.
+# Environment: LOADTEST_PORT (broker port, default 19492; a cluster uses it to +5), LOADTEST_OUT (results
+# folder), LOADTEST_TOTAL_S, LOADTEST_MIN_BUDGET_S, KAFKA_HEAP (per node; the script's defaults).
 #
 # Output: results/<date-time>/report.md (percentile tables, saturating rates and ratios, status
 # change to effect, links to the charts), summary.json, one .hgrm per step, SVG charts, and the
@@ -32,6 +34,13 @@ OUT="${LOADTEST_OUT:-results/$(date -u +%Y-%m-%dT%H-%M-%SZ)}"
 WORK="$ROOT/.tools/loadtest"
 BROKER_DIR="$WORK/broker-$PORT"
 LT_PID=""
+CLUSTER=0
+ARGS=()
+for a in "$@"; do
+    if [[ "$a" == --cluster ]]; then CLUSTER=1; else ARGS+=("$a"); fi
+done
+set -- "${ARGS[@]+"${ARGS[@]}"}"
+(( CLUSTER )) && BROKER_DIR="$WORK/cluster-$PORT"
 
 log() { printf 'loadtest.sh: %s\n' "$*" >&2; }
 
@@ -53,7 +62,11 @@ cleanup() {
         fi
         rm -f "$f"
     done
-    scripts/broker.sh stop --port "$PORT" --dir "$BROKER_DIR" >/dev/null 2>&1 || true
+    if (( CLUSTER )); then
+        scripts/broker.sh cluster stop --dir "$BROKER_DIR" >/dev/null 2>&1 || true
+    else
+        scripts/broker.sh stop --port "$PORT" --dir "$BROKER_DIR" >/dev/null 2>&1 || true
+    fi
     exit "$rc"
 }
 trap cleanup EXIT
@@ -68,15 +81,26 @@ if [[ " $* " != *" --systems "* ]] || [[ " $* " == *peer* ]]; then
 fi
 mkdir -p "$WORK" "$OUT"
 rm -f "$WORK"/*.pid "$WORK"/lt*-stream.log "$WORK"/lt*-ready "$WORK"/lt*-stats.json
-scripts/broker.sh start --port "$PORT" --dir "$BROKER_DIR" >/dev/null
+BROKER_PIDS=()
+if (( CLUSTER )); then
+    # A fresh cluster for each run: topics from an earlier run would weigh on the brokers.
+    scripts/broker.sh cluster stop --dir "$BROKER_DIR" >/dev/null 2>&1 || true
+    rm -rf "$BROKER_DIR"
+    out="$(scripts/broker.sh cluster start --port "$PORT" --dir "$BROKER_DIR")"
+    BROKERS="$(printf '%s\n' "$out" | sed -n 's/^BROKER=//p')"
+    for i in 1 2 3; do BROKER_PIDS+=(--broker-pid "$(tr -dc '0-9' <"$BROKER_DIR/node-$i/broker.pid")"); done
+else
+    scripts/broker.sh start --port "$PORT" --dir "$BROKER_DIR" >/dev/null
+    BROKERS="127.0.0.1:$PORT"
+    BROKER_PIDS=(--broker-pid "$(tr -dc '0-9' <"$BROKER_DIR/broker.pid")")
+fi
 ELAPSED=$(( $(date +%s) - T0 ))
 # Keep about 60 s for starting and stopping the systems and writing the report.
 BUDGET=$(( TOTAL_S - ELAPSED - 60 ))
 (( BUDGET >= MIN_BUDGET_S )) || BUDGET=$MIN_BUDGET_S
 log "set-up took ${ELAPSED} s; measuring for at most ${BUDGET} s; results in $OUT"
-BROKER_PID="$(tr -dc '0-9' <"$BROKER_DIR/broker.pid")"
-target/release/claimgate-loadtest --brokers "127.0.0.1:$PORT" --claimgate target/release/claimgate \
-    "${PEER[@]}" --out "$OUT" --work "$WORK" --budget "$BUDGET" --broker-pid "$BROKER_PID" "$@" &
+target/release/claimgate-loadtest --brokers "$BROKERS" --claimgate target/release/claimgate \
+    "${PEER[@]}" --out "$OUT" --work "$WORK" --budget "$BUDGET" "${BROKER_PIDS[@]}" "$@" &
 LT_PID=$!
 wait "$LT_PID"
 LT_PID=""

@@ -9,12 +9,18 @@
 #              compacted for real;
 #   3. fuzz:   10 million generated inputs for the claim-line parser and the status records: libFuzzer
 #              (cargo fuzz) when it can be built here, else the property tests, in release.
+#   4. cluster: tests/cluster.rs on its three-node Apache Kafka cluster, each fault SOAK_CLUSTER_FAULTS
+#              times (default 20): the leader of a claims partition killed (-9) and restarted, the leader
+#              of an output partition killed, the status topics' leader killed, rolling restarts (node
+#              restarts, SIGTERM), an instance killed and a new one joining, --exactly-once through
+#              leader failovers, a node cut off from the clients, a leader cut off from its peers. About
+#              40-70 s a fault on a 2-core machine: 2-3 hours at the default size.
 #
-#   scripts/soak.sh                     everything
-#   scripts/soak.sh crash|outage|fuzz   one part
+#   scripts/soak.sh                             crash, outage, fuzz (as before)
+#   scripts/soak.sh crash|outage|fuzz|cluster   one part (or several)
 #
 # Sizes: SOAK_KILLS (100), SOAK_EOS_KILLS (30), SOAK_BROKER_KILLS (10), SOAK_RATE (claims/s, 500),
-# SOAK_OUTAGE_S (120), SOAK_FUZZ_INPUTS (10000000),
+# SOAK_OUTAGE_S (120), SOAK_FUZZ_INPUTS (10000000), SOAK_CLUSTER_FAULTS (20), SOAK_CLUSTER_RATE (400),
 # SOAK_SEED. Results: results/soak-<time>/ (figures.jsonl, logs, summary.md); the figures are also
 # printed at the end. Each part has a time limit; the script fails if a test fails or a limit is hit.
 set -euo pipefail
@@ -27,6 +33,8 @@ BROKER_KILLS="${SOAK_BROKER_KILLS:-10}"
 RATE="${SOAK_RATE:-500}"
 OUTAGE_S="${SOAK_OUTAGE_S:-120}"
 FUZZ_INPUTS="${SOAK_FUZZ_INPUTS:-10000000}"
+CLUSTER_FAULTS="${SOAK_CLUSTER_FAULTS:-20}"
+CLUSTER_RATE="${SOAK_CLUSTER_RATE:-400}"
 SEED="${SOAK_SEED:-$(date +%s)}"
 PORT="${CLAIMGATE_TEST_PORT:-19292}"
 PARTS=("${@:-crash outage fuzz}")
@@ -75,7 +83,7 @@ needs_broker() {
 status=0
 log "seed $SEED; parts: ${PARTS[*]}; results in $OUT"
 log "building the tests"
-cargo test --locked --test reliability --test fuzz_claims --no-run >"$OUT/build.log" 2>&1 \
+cargo test --locked --test reliability --test fuzz_claims --test cluster --no-run >"$OUT/build.log" 2>&1 \
     || { log "build failed (see $OUT/build.log)"; exit 1; }
 
 for part in "${PARTS[@]}"; do
@@ -140,7 +148,18 @@ for part in "${PARTS[@]}"; do
                     >>"$CLAIMGATE_TEST_REPORT"
             fi
             ;;
-        *) log "unknown part: $part (crash|outage|fuzz)"; exit 2 ;;
+        cluster)
+            # The cluster tests start their own three-node cluster (tests/util/cluster.rs); one test at
+            # a time, each with its faults repeated. A rolling restart counts node restarts (3 a round).
+            CLAIMGATE_TEST_LEADER_KILLS="$CLUSTER_FAULTS" CLAIMGATE_TEST_OUTPUT_KILLS="$CLUSTER_FAULTS" \
+                CLAIMGATE_TEST_STATUS_KILLS="$CLUSTER_FAULTS" \
+                CLAIMGATE_TEST_ROLLING_RESTARTS="$(( (CLUSTER_FAULTS + 2) / 3 * 3 ))" \
+                CLAIMGATE_TEST_INSTANCE_KILLS="$CLUSTER_FAULTS" CLAIMGATE_TEST_EOS_FAILOVERS="$CLUSTER_FAULTS" \
+                CLAIMGATE_TEST_CUTS="$CLUSTER_FAULTS" CLAIMGATE_TEST_CLUSTER_RATE="$CLUSTER_RATE" \
+                run_limited cluster $(( 600 + CLUSTER_FAULTS * 8 * 90 )) \
+                cargo test --locked --test cluster -- --nocapture --test-threads 1 || status=1
+            ;;
+        *) log "unknown part: $part (crash|outage|fuzz|cluster)"; exit 2 ;;
     esac
 done
 
@@ -152,6 +171,20 @@ done
     while IFS= read -r line; do
         python3 -c 'import json,sys; v=json.loads(sys.argv[1]); print("| %s | %s |" % (v["test"], ", ".join("%s %s" % kv for kv in v["figures"].items())))' "$line"
     done <"$CLAIMGATE_TEST_REPORT"
+    # The cluster faults as RELIABILITY.md tabulates them.
+    if grep -q '"fault"' "$CLAIMGATE_TEST_REPORT"; then
+        echo
+        echo '| fault | how many times | lines sent | lost | duplicated (identical) | differing duplicates | seconds |'
+        echo '|---|---|---|---|---|---|---|'
+        python3 - "$CLAIMGATE_TEST_REPORT" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    v = json.loads(line)
+    f = v["figures"]
+    if "fault" in f:
+        print(f"| {f['fault']} | {f['faults']} | {f['lines']} | {f['lost']} | {f['duplicates']} | {f['differing_duplicates']} | {f['seconds']} |")
+PY
+    fi
     echo
     echo "status: $([[ $status == 0 ]] && echo passed || echo FAILED)"
 } | tee "$OUT/summary.md"

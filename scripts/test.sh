@@ -5,7 +5,10 @@
 #   scripts/test.sh                 all tests
 #   scripts/test.sh <cargo test args>   e.g. scripts/test.sh --test stream -- restart
 #
-# CLAIMGATE_TEST_PORT picks the broker's port (default 19192, away from the demo's 19092).
+# CLAIMGATE_TEST_PORT picks the broker's port (default 19192, away from the demo's 19092). The fault tests
+# of tests/cluster.rs start a three-node cluster of their own (tests/util/cluster.rs: listeners on
+# CLAIMGATE_TEST_CLUSTER_PORT, default 19710, to +14; 3 x 384 MB of heap) when that file runs, and stop
+# it when it ends; they run one at a time on it, a few faults each (the soak runs them long).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

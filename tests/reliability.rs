@@ -24,95 +24,17 @@ use std::time::{Duration, Instant};
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-use claimgate::synth::{GenConfig, Line, World};
+use claimgate::synth::Line;
 use util::broker::{OwnBroker, Proxy};
-use util::load::{Load, Reader, Tally, expected_keys, tally};
+use util::faults::{
+    assert_clean, decided_so_far, env_u64, output_topics, panics, publish_world, report, seed, tail, tally_json,
+    wait_answered, wait_deciding, wait_metric, world,
+};
+use util::load::{Load, Reader, tally};
 use util::privacy::assert_masked;
 use util::{Env, Stream};
 
 const READY: Duration = Duration::from_secs(90);
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// The run's seed: `CLAIMGATE_TEST_SEED`, or the clock — printed either way, so that a failure can be
-/// run again with the same data and the same kill moments.
-fn seed() -> u64 {
-    let seed = env_u64(
-        "CLAIMGATE_TEST_SEED",
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs()),
-    );
-    eprintln!("seed {seed} (run again with CLAIMGATE_TEST_SEED={seed})");
-    seed
-}
-
-/// Appends a test's figures to `CLAIMGATE_TEST_REPORT`, and prints them.
-fn report(test: &str, figures: serde_json::Value) {
-    let line = serde_json::json!({ "test": test, "figures": figures }).to_string();
-    println!("{line}");
-    if let Ok(path) = std::env::var("CLAIMGATE_TEST_REPORT") {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("report file");
-        writeln!(f, "{line}").expect("write report");
-    }
-}
-
-fn tally_json(t: &Tally) -> serde_json::Value {
-    serde_json::json!({
-        "lines": t.lines, "decided": t.decided, "dead_letters": t.dead, "lost": t.lost,
-        "duplicates": t.duplicates, "differing_duplicates": t.differing.len(), "unexpected": t.unexpected,
-    })
-}
-
-fn assert_clean(t: &Tally, logs: &str) {
-    assert!(
-        t.clean(),
-        "lines lost or duplicates differing: lost {} (e.g. {:?}), unexpected {}, differing {:?}\nlogs:\n{}",
-        t.lost,
-        t.lost_examples,
-        t.unexpected,
-        t.differing,
-        tail(logs, 200)
-    );
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// A world whose claim lines never run out; the test stops the sender.
-fn world(seed: u64) -> &'static World {
-    Box::leak(Box::new(World::new(GenConfig {
-        seed,
-        practitioners: 2_000,
-        claims: u64::MAX / 2,
-        malformed_rate: 0.01,
-        ..GenConfig::default()
-    })))
-}
-
-fn publish_world(env: &Env, world: &World) {
-    let mut p = std::fs::File::create(env.path("practitioners.jsonl")).unwrap();
-    world.write_practitioners(&mut p, |_| {}).unwrap();
-    let mut i = std::fs::File::create(env.path("institutions.jsonl")).unwrap();
-    world.write_institutions(&mut i).unwrap();
-    env.publish_tables(&env.path("practitioners.jsonl"), Some(&env.path("institutions.jsonl")));
-}
-
-fn output_topics(env: &Env) -> Vec<String> {
-    vec![env.topic("claims.accepted"), env.topic("claims.rejected"), env.topic("claims.dlq")]
-}
-
-/// Lines in a log that report a panic: must be none.
-fn panics(log: &str) -> usize {
-    log.lines().filter(|l| l.contains("panicked")).count()
-}
-
-/// Waits until every line has an output, or `wait` passes.
-fn wait_answered(reader: &mut Reader, lines: &[Line], wait: Duration) -> bool {
-    reader.until_answered(&expected_keys(lines), wait)
-}
 
 #[test]
 fn kill_9_at_random_moments_under_load_loses_no_line() {
@@ -193,39 +115,6 @@ fn kill_9_at_random_moments_under_load_loses_no_line() {
     assert!(t.dead > 0, "the load has malformed lines; none reached the dead-letter topic");
     assert!(during_processing >= kills / 2, "too few kills hit an instance while it was deciding");
     assert_masked(&logs, &lines);
-}
-
-/// Lines decided or dead-lettered by this instance, if its operations port answers.
-fn decided_so_far(s: &Stream) -> Option<f64> {
-    Some(s.try_metric("claimgate_claims_total")? + s.try_metric("claimgate_dead_letters_total")?)
-}
-
-/// Waits until the stream has decided (or dead-lettered) at least `n` lines.
-fn wait_deciding(s: &Stream, n: f64, wait: Duration) -> bool {
-    let deadline = Instant::now() + wait;
-    while Instant::now() < deadline {
-        if decided_so_far(s).is_some_and(|d| d >= n) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
-/// Waits until a metric satisfies `ok`.
-fn wait_metric(s: &Stream, name: &str, wait: Duration, ok: impl Fn(f64) -> bool) -> Option<f64> {
-    let deadline = Instant::now() + wait;
-    loop {
-        if let Some(v) = s.try_metric(name)
-            && ok(v)
-        {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]
@@ -390,6 +279,12 @@ fn with_no_status_topic_at_start_up_nothing_is_decided_and_readiness_stays_false
     // The practitioner topic's name points at a topic that does not exist.
     let missing = env.topic("missing-practitioners");
     let s = env.stream("g", &["--topic-practitioners", &missing]);
+    // The watch starts once the operations port answers (a loaded machine can take seconds to start a
+    // debug build), and lasts long enough for the stream to have decided everything were it deciding.
+    let up = Instant::now() + Duration::from_secs(60);
+    while s.get("/readyz").is_none() && Instant::now() < up {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let deadline = Instant::now() + Duration::from_secs(12);
     let mut answered = 0;
     while Instant::now() < deadline {
@@ -403,6 +298,10 @@ fn with_no_status_topic_at_start_up_nothing_is_decided_and_readiness_stays_false
         std::thread::sleep(Duration::from_millis(300));
     }
     assert!(answered > 10, "the operations port did not answer:\n{}", s.log_text());
+    let logged = Instant::now() + Duration::from_secs(30);
+    while util::events(&s.log_text(), "status_topic_missing").is_empty() && Instant::now() < logged {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let log = s.log_text();
     assert!(!util::events(&log, "status_topic_missing").is_empty(), "the wait is not logged:\n{log}");
     assert!(util::events(&log, "status_loaded").is_empty(), "{log}");
@@ -534,7 +433,13 @@ fn the_broker_killed_and_restarted_on_its_logs_under_load_loses_no_line() {
         broker.restart();
         eprintln!("broker kill {}: restarted, {} lines sent", k + 1, load.delivered());
         let before = decided_so_far(&s).expect("metrics");
-        assert!(wait_deciding(&s, before + 200.0, Duration::from_secs(120)), "{}", tail(&s.log_text(), 100));
+        assert!(
+            wait_deciding(&s, before + 200.0, Duration::from_secs(120)),
+            "no decisions after restart {}:\n{}\n{}",
+            k + 1,
+            tail(&s.log_text(), 60),
+            broker.describe()
+        );
     }
     let lines = load.finish();
     let mut reader = Reader::new(&env.broker, &output_topics(&env));

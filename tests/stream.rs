@@ -257,13 +257,17 @@ fn a_restarted_processor_resumes_with_no_line_lost() {
     assert_eq!(util::committed_total(&env.broker, &group, &env.topic("claims")), 20_000);
 }
 
+/// The partitions the instance holds after its last rebalance, as its log says (`assignment`: the whole
+/// of it; with cooperative rebalancing an event's `partitions` are only those that moved).
 fn assigned(log: &str) -> Option<Vec<i64>> {
     log.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .rfind(|v| v["event"] == "partitions_assigned" || v["event"] == "partitions_revoked")
-        .filter(|v| v["event"] == "partitions_assigned")
+        .rfind(|v| {
+            ["partitions_assigned", "partitions_revoked", "partitions_lost"]
+                .contains(&v["event"].as_str().unwrap_or(""))
+        })
         .and_then(|v| {
-            let text = v["partitions"].as_str()?.trim_matches(['[', ']']).to_owned();
+            let text = v["assignment"].as_str()?.trim_matches(['[', ']']).to_owned();
             Some(text.split(',').filter_map(|p| p.trim().parse().ok()).collect())
         })
 }

@@ -2,6 +2,29 @@
 //! under test and the load test itself took. On a shared 2-core machine this tells a saturated system
 //! from a starved one.
 
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// The reader's thread id, so that the load test's own CPU can be split between sending and reading
+/// (what limits an open-loop run on two cores: see BENCHMARKS.md). The generator, a thread of each
+/// step, measures its own ([`thread_cpu_ns`]).
+static READER_TID: AtomicI32 = AtomicI32::new(0);
+
+/// CPU time of the calling thread, ns.
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime(2) writes into the timespec we own.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Called by the reader's thread when it starts.
+pub fn register_reader() {
+    // SAFETY: gettid(2) has no preconditions.
+    READER_TID.store(unsafe { libc::gettid() }, Ordering::Relaxed);
+}
+
 /// A reading of the counters (clock ticks).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Sample {
@@ -10,6 +33,7 @@ pub struct Sample {
     system: Option<u64>,
     broker: Option<u64>,
     loadtest: u64,
+    reader: Option<u64>,
 }
 
 /// CPU use between two samples: `machine_busy_pct` of all cores; the others in percent of one core.
@@ -23,6 +47,11 @@ pub struct CpuUse {
     /// Busy share of the machine not taken by any of those (the machine's other users; the broker
     /// too if its PID was not given), in percent of one core.
     pub others_pct: f64,
+    /// Of the load test's share: its generator thread and its reader thread.
+    #[serde(default)]
+    pub generator_pct: f64,
+    #[serde(default)]
+    pub reader_pct: f64,
 }
 
 /// `(total, idle + iowait)` from the first line of /proc/stat.
@@ -45,16 +74,23 @@ fn parse_proc(text: &str) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
-/// Reads the counters; `system` is the PID of the system under test, `broker` the broker's.
-pub fn sample(system: Option<u32>, broker: Option<u32>) -> Sample {
+/// Reads the counters; `system` is the PID of the system under test, `brokers` the broker's (every
+/// node's, for a cluster on this machine: their use is added up).
+pub fn sample(system: Option<u32>, brokers: &[u32]) -> Sample {
     let (total, idle) = std::fs::read_to_string("/proc/stat").ok().as_deref().and_then(parse_stat).unwrap_or((0, 0));
     let of = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().as_deref().and_then(parse_proc);
+    let thread = |tid: &AtomicI32| match tid.load(Ordering::Relaxed) {
+        0 => None,
+        t => of(&format!("self/task/{t}")),
+    };
+    let broker = brokers.iter().map(|p| of(&p.to_string())).sum::<Option<u64>>();
     Sample {
         total,
         idle,
         system: system.and_then(|p| of(&p.to_string())),
-        broker: broker.and_then(|p| of(&p.to_string())),
+        broker: if brokers.is_empty() { None } else { broker },
         loadtest: of("self").unwrap_or(0),
+        reader: thread(&READER_TID),
     }
 }
 
@@ -95,6 +131,8 @@ pub fn usage(a: &Sample, b: &Sample, cores: usize) -> CpuUse {
         loadtest_pct: pct(loadtest),
         broker_pct: pct(broker),
         others_pct: pct((busy - system - loadtest - broker).max(0.0)),
+        generator_pct: 0.0,
+        reader_pct: pct(diff(a.reader, b.reader)),
     }
 }
 
@@ -115,11 +153,18 @@ mod tests {
     fn usage_splits_the_machine() {
         // 2 cores, 200 ticks elapsed in all: 150 busy; the system took 60, the load test 30, the
         // broker 40: 20 were someone else's.
-        let a = Sample { total: 1000, idle: 500, system: Some(10), broker: Some(100), loadtest: 5 };
-        let b = Sample { total: 1200, idle: 550, system: Some(70), broker: Some(140), loadtest: 35 };
+        let a = Sample { total: 1000, idle: 500, system: Some(10), broker: Some(100), loadtest: 5, reader: Some(2) };
+        let b = Sample { total: 1200, idle: 550, system: Some(70), broker: Some(140), loadtest: 35, reader: Some(17) };
         let u = usage(&a, &b, 2);
-        let want =
-            CpuUse { machine_busy_pct: 75.0, system_pct: 60.0, loadtest_pct: 30.0, broker_pct: 40.0, others_pct: 20.0 };
+        let want = CpuUse {
+            machine_busy_pct: 75.0,
+            system_pct: 60.0,
+            loadtest_pct: 30.0,
+            broker_pct: 40.0,
+            others_pct: 20.0,
+            generator_pct: 0.0,
+            reader_pct: 15.0,
+        };
         assert_eq!(u, want);
         assert_eq!(usage(&a, &a, 2), CpuUse::default());
     }

@@ -97,6 +97,11 @@ fn client(brokers: &str, props: &[(&str, &str)], extra: &[(String, String)]) -> 
     c
 }
 
+/// A client configuration with the brokers and the run's `-X` properties, nothing else.
+pub fn plain_client(brokers: &str, extra: &[(String, String)]) -> ClientConfig {
+    client(brokers, &[], extra)
+}
+
 /// Counts failed deliveries of the generator (there should be none).
 #[derive(Default)]
 pub struct GenCtx {
@@ -117,13 +122,15 @@ impl ProducerContext for GenCtx {
 /// The generator's producer.
 pub type GenProducer = BaseProducer<GenCtx>;
 
-/// The generator's producer: small linger (latency is what is measured), large queue (an open-loop
+/// The generator's producer: small linger (latency is what is measured: the generator's linger is part
+/// of every line's end-to-end time, the broker-alone floor included), large queue (an open-loop
 /// generator must not block on the system under test).
-pub fn gen_producer(brokers: &str, extra: &[(String, String)]) -> Result<GenProducer> {
+pub fn gen_producer(brokers: &str, linger_ms: u32, extra: &[(String, String)]) -> Result<GenProducer> {
+    let linger = linger_ms.to_string();
     client(
         brokers,
         &[
-            ("linger.ms", "5"),
+            ("linger.ms", &linger),
             ("batch.num.messages", "10000"),
             ("queue.buffering.max.messages", "2000000"),
             ("queue.buffering.max.kbytes", "2097151"),
@@ -149,6 +156,8 @@ pub struct Sent {
     pub max_behind_ms: f64,
     /// CPU use while the lines were sent.
     pub cpu: crate::cpu::CpuUse,
+    /// CPU time of the generator's own thread, ns.
+    pub generator_cpu_ns: u64,
     /// CPU seconds the system under test used over the measurement window.
     pub system_cpu_s: f64,
 }
@@ -170,6 +179,7 @@ pub struct GenStep<'a> {
 /// when behind. Never waits for decisions.
 pub fn generate(producer: &GenProducer, pool: &Pool, clock: &Clock, plan: &GenStep<'_>, stop: &AtomicBool) -> Sent {
     let GenStep { topic, step, schedule, start_ns } = *plan;
+    let cpu_start = crate::cpu::thread_cpu_ns();
     let failed_before = producer.context().failed.load(Ordering::Relaxed);
     let mut i = 0u64;
     let mut max_behind = 0u64;
@@ -206,6 +216,7 @@ pub fn generate(producer: &GenProducer, pool: &Pool, clock: &Clock, plan: &GenSt
         seconds,
         max_behind_ms: max_behind as f64 / 1e6,
         cpu: crate::cpu::CpuUse::default(),
+        generator_cpu_ns: crate::cpu::thread_cpu_ns().saturating_sub(cpu_start),
         system_cpu_s: 0.0,
     }
 }
@@ -418,6 +429,7 @@ fn read(
     counters: Counters,
     trickle: Arc<Mutex<TrickleSeen>>,
 ) -> Result<ReaderEnd> {
+    crate::cpu::register_reader();
     let Counters { progress, total, first_ns } = counters;
     let mut steps: BTreeMap<u32, StepRec> = BTreeMap::new();
     let mut current: Option<u32> = None;

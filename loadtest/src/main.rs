@@ -8,6 +8,7 @@
 //! rate; claimgate is also measured at half of its saturating rate and under status changes. Every
 //! line is checked for loss and duplication. See `loadtest/README.md`.
 
+mod backlog;
 mod charts;
 mod compare;
 mod cpu;
@@ -173,13 +174,34 @@ struct Args {
     /// wait of an idle fetch (the old test broker, Tansu, held every fetch this long: a latency floor).
     #[arg(long, default_value_t = 50)]
     fetch_wait_ms: u32,
-    /// The broker's PID (scripts/loadtest.sh gives it): its CPU use is then reported apart from the
-    /// machine's other users'.
+    /// The broker's PID (scripts/loadtest.sh gives it; once per node of a cluster): its CPU use is
+    /// then reported apart from the machine's other users'.
     #[arg(long)]
-    broker_pid: Option<u32>,
+    broker_pid: Vec<u32>,
     /// A librdkafka property for every client (load test and systems under test), NAME=VALUE.
     #[arg(short = 'X', value_name = "NAME=VALUE")]
     property: Vec<String>,
+    /// A librdkafka property for the systems under test only (claimgate in either guarantee, its
+    /// pass-through, the Python and Kafka Streams peers), NAME=VALUE, after the -X ones: the settings a
+    /// latency/throughput trade-off varies.
+    #[arg(short = 'S', long = "system-property", value_name = "NAME=VALUE")]
+    system_property: Vec<String>,
+    /// `linger.ms` of the generator's producer (part of every line's measured latency, the broker
+    /// alone's included).
+    #[arg(long, default_value_t = 1)]
+    gen_linger_ms: u32,
+    /// Lines of the backlog each system drains (claimgate and the pass-through, `--backlog-rounds`
+    /// times each, fresh topics each time): the rate a system takes a queue of claims at, with no
+    /// generator and no reader running (0: no backlog phase).
+    #[arg(long, default_value_t = 0)]
+    backlog: u64,
+    /// Rounds of the backlog phase.
+    #[arg(long, default_value_t = 1)]
+    backlog_rounds: u32,
+    /// Skip the rate sweeps: only the half-rate steps (at half of `--half-of`), the status test and the
+    /// backlog phase (a latency/throughput trade-off run of one setting).
+    #[arg(long)]
+    no_sweep: bool,
 }
 
 fn main() {
@@ -234,11 +256,16 @@ fn real_main() -> Result<()> {
     if !args.claimgate.exists() {
         bail!("{}: no such file (cargo build --release)", args.claimgate.display());
     }
-    let mut props = vec![];
-    for p in &args.property {
-        let (k, v) = p.split_once('=').with_context(|| format!("-X {p}: expected NAME=VALUE"))?;
-        props.push((k.trim().to_owned(), v.to_owned()));
-    }
+    let parse_props = |list: &[String], flag: &str| -> Result<Vec<(String, String)>> {
+        list.iter()
+            .map(|p| {
+                let (k, v) = p.split_once('=').with_context(|| format!("{flag} {p}: expected NAME=VALUE"))?;
+                Ok((k.trim().to_owned(), v.to_owned()))
+            })
+            .collect()
+    };
+    let props = parse_props(&args.property, "-X")?;
+    let system_props = parse_props(&args.system_property, "-S")?;
     let out = args.out.clone().unwrap_or_else(run::default_out);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     std::fs::create_dir_all(&args.work).with_context(|| format!("cannot create {}", args.work.display()))?;
@@ -276,7 +303,9 @@ fn real_main() -> Result<()> {
         props,
         run_id,
         fetch_wait_ms: args.fetch_wait_ms,
-        broker_pid: args.broker_pid,
+        broker_pids: args.broker_pid.clone(),
+        system_props,
+        gen_linger_ms: args.gen_linger_ms,
     };
     let plan = run::Plan {
         systems: systems.clone(),
@@ -297,6 +326,9 @@ fn real_main() -> Result<()> {
         trickle_rate: args.trickle_rate,
         budget_seconds: args.budget,
         half_rate: args.half_of.map(|r| sweep::round_rate(r / 2)),
+        sweep: !args.no_sweep,
+        backlog: args.backlog,
+        backlog_rounds: args.backlog_rounds,
         status_systems,
         scale: (args.scale_practitioners > 0).then(|| scale::ScalePlan {
             practitioners: args.scale_practitioners,
@@ -317,6 +349,9 @@ fn real_main() -> Result<()> {
         out: out.clone(),
         seed: args.seed,
     };
+    if args.no_sweep && args.half_of.is_none() && args.backlog == 0 {
+        bail!("--no-sweep needs --half-of RATE (the half-rate steps) or --backlog N");
+    }
     let day = world.config().day;
     let outcomes = run::run(&setup, &plan, Arc::clone(&lines), &trickle, day)?;
 
@@ -384,6 +419,8 @@ fn real_main() -> Result<()> {
         "partitions": args.partitions,
         "properties": args.property,
         "fetch_wait_ms": args.fetch_wait_ms,
+        "system_properties": args.system_property,
+        "gen_linger_ms": args.gen_linger_ms,
         "status_practitioner": trickle.record.code,
     });
     let kstreams = kstreams_comparison(&systems, &outcomes, &half_rate_figures, args.practitioners);
@@ -391,7 +428,12 @@ fn real_main() -> Result<()> {
         started: started_text,
         command,
         machine,
-        broker: format!("{brokers} (Apache Kafka 4.1.1, KRaft, via scripts/broker.sh)"),
+        broker: match brokers.split(',').count() {
+            1 => format!("{brokers} (Apache Kafka 4.1.1, KRaft, single node, via scripts/broker.sh)"),
+            n => format!(
+                "{brokers} (Apache Kafka 4.1.1, KRaft, {n}-node cluster on this machine, topics RF 3, min.insync.replicas=2, producers acks=all; via scripts/broker.sh)"
+            ),
+        },
         settings,
         pass_through_ratio: ratio(sat(System::Claimgate), sat(System::PassThrough)),
         peer_ratio: ratio(sat(System::Claimgate), sat(System::Peer)),
@@ -414,6 +456,7 @@ fn real_main() -> Result<()> {
         wall_seconds: started.elapsed().as_secs_f64(),
         load_average_end: results::load_average(),
         notes,
+        backlog: outcomes.backlog.clone(),
     };
     let hgrms: Vec<(String, String)> = outcomes.steps.iter().map(|r| (r.hgrm.clone(), r.hgrm_text.clone())).collect();
 

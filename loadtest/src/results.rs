@@ -200,7 +200,7 @@ pub struct HalfRateFigure {
     pub p99_ms: Vec<f64>,
     pub median_p50_ms: f64,
     pub median_p99_ms: f64,
-    /// p99.9 of each repeat and their median.
+    /// p99.9 of each repeat, and their median.
     #[serde(default)]
     pub p999_ms: Vec<f64>,
     #[serde(default)]
@@ -371,4 +371,7 @@ pub struct Summary {
     pub wall_seconds: f64,
     pub load_average_end: String,
     pub notes: Vec<String>,
+    /// The backlog phase: each system draining a queue of claims, nothing else of the load test running.
+    #[serde(default)]
+    pub backlog: Vec<crate::backlog::BacklogResult>,
 }

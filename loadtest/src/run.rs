@@ -41,6 +41,12 @@ pub struct Plan {
     pub budget_seconds: f64,
     /// Saturating rate to take for the half-rate steps if claimgate's sweep is not run.
     pub half_rate: Option<u64>,
+    /// Run the rate sweeps (off: only the half-rate steps at `half_rate`, the status test and the
+    /// backlog phase).
+    pub sweep: bool,
+    /// Lines of each backlog drained (0: no backlog phase), and how many rounds.
+    pub backlog: u64,
+    pub backlog_rounds: u32,
     /// Systems whose status change to effect is measured (claimgate's always is, if it runs).
     pub status_systems: Vec<System>,
     /// The large-table phase (`--scale-practitioners`).
@@ -72,6 +78,7 @@ pub struct Outcomes {
     pub half_rate: Option<u64>,
     pub notes: Vec<String>,
     pub metrics: Vec<(System, String)>,
+    pub backlog: Vec<crate::backlog::BacklogResult>,
 }
 
 /// Runs the plan.
@@ -96,6 +103,7 @@ pub fn run(
         half_rate: plan.half_rate,
         notes: vec![],
         metrics: vec![],
+        backlog: vec![],
     };
     let time_left = || plan.budget_seconds - started.elapsed().as_secs_f64();
     // Every step runs on fresh topics with a freshly started system: the test broker's fetches get
@@ -196,6 +204,9 @@ pub fn run(
         let (mut rate, max) =
             if g != peer_group { (plan.start_rate, plan.max_rate) } else { (plan.peer_start_rate, plan.peer_max_rate) };
         'ladder: loop {
+            if !plan.sweep {
+                break;
+            }
             let mut all_saturated = true;
             for (system, sweep) in sweeps.iter_mut() {
                 match try_rate(*system, rate)? {
@@ -214,8 +225,12 @@ pub fn run(
         // Then each system's own bisection between its highest rate that kept up and the next one
         // that did not, in turn.
         let refine = if g != peer_group { plan.refine } else { plan.peer_refine };
-        let mut refining: Vec<(System, Sweep)> =
-            sweeps.iter().map(|(s, sw)| (*s, Sweep::seeded(sw.highest_ok(), sw.lowest_bad(), refine))).collect();
+        // No sweep, nothing to refine (a bisection with no bounds would try 1/s).
+        let mut refining: Vec<(System, Sweep)> = if plan.sweep {
+            sweeps.iter().map(|(s, sw)| (*s, Sweep::seeded(sw.highest_ok(), sw.lowest_bad(), refine))).collect()
+        } else {
+            Vec::new()
+        };
         loop {
             let mut any = false;
             for (system, sweep) in refining.iter_mut() {
@@ -303,6 +318,21 @@ pub fn run(
             }
             st.system = Some(system);
             out.statuses.push(st);
+        }
+    }
+    // The backlog phase after the steps on the run's table (and before the large-table phase, which
+    // loads the broker with a table of its own): the same systems draining a queue of claims with
+    // nothing else of the load test running (backlog.rs).
+    if plan.backlog > 0 {
+        for round in 1..=plan.backlog_rounds.max(1) {
+            for system in [System::Claimgate, System::PassThrough] {
+                if !plan.systems.contains(&system) {
+                    continue;
+                }
+                let r = crate::backlog::drain(setup, system, &pool, plan.backlog, n, round)?;
+                n += 1;
+                out.backlog.push(r);
+            }
         }
     }
     let saturating = |s: System| acc.iter().find(|a| a.system == s).and_then(|a| a.saturating);

@@ -113,8 +113,14 @@ pub struct Setup {
     /// `fetch.wait.max.ms` of every consumer of the claims and decisions (systems under test and
     /// reader): the test broker answers a fetch only when this wait ends, not when data arrives.
     pub fetch_wait_ms: u32,
-    /// The broker's PID, to tell its CPU use from the machine's other users'.
-    pub broker_pid: Option<u32>,
+    /// The broker's PIDs (one per node of a cluster on this machine), to tell its CPU use from the
+    /// machine's other users'.
+    pub broker_pids: Vec<u32>,
+    /// librdkafka properties for the systems under test only (the settings a latency/throughput
+    /// trade-off varies), after `props`.
+    pub system_props: Vec<(String, String)>,
+    /// The generator's `linger.ms`.
+    pub gen_linger_ms: u32,
 }
 
 /// A running system under test with its generator and reader.
@@ -132,7 +138,7 @@ pub struct Session {
     next_step: u32,
     /// Lines sent by the last step.
     last_sent: u64,
-    broker_pid: Option<u32>,
+    broker_pids: Vec<u32>,
     /// Seconds from the spawn to the last priming line decided.
     pub ready_seconds: f64,
     /// Seconds from the spawn to the first output.
@@ -172,6 +178,33 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
+/// Creates the six topics of a system under test under `prefix` (`claimgate topics create`: replication
+/// factor as the broker's default, 3 on the three-node cluster with min.insync.replicas=2).
+pub fn create_topics(setup: &Setup, prefix: &str) -> Result<()> {
+    let parts = setup.partitions.to_string();
+    claimgate(setup, &["topics", "create", "--brokers", &setup.brokers, "--prefix", prefix, "--partitions", &parts])
+}
+
+/// Stops a child process: SIGTERM (its clean shutdown), SIGKILL if it is still there after 30 s.
+pub fn stop_child(child: &mut Child) {
+    let pid = child.id() as libc::pid_t;
+    if let Ok(None) = child.try_wait() {
+        // SAFETY: kill(2) on the PID of our own child, which has not been reaped (try_wait says it is
+        // running), so the PID cannot have been reused.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Ok(None) = child.try_wait() {
+            let _ = child.kill();
+        }
+    }
+    let _ = child.wait();
+}
+
 /// Creates the run's shared status topics and publishes the generated tables to them (once per run:
 /// the tables do not change during a sweep, and a system reads them whole at start-up).
 pub fn publish_shared_tables(setup: &Setup) -> Result<()> {
@@ -204,6 +237,145 @@ fn publish_tables(setup: &Setup, topics: &Topics) -> Result<()> {
             &topics.institutions,
         ],
     )
+}
+
+/// A started system under test.
+pub struct Launched {
+    /// Its process (none for the broker alone).
+    pub child: Option<Child>,
+    /// Its operations address (claimgate).
+    pub http: Option<String>,
+    /// Its log.
+    pub log: PathBuf,
+}
+
+/// The name of a session's instance: the consumer group / application id and the state directory
+/// derive from it (`opts.instance` when it is restarted, else the session's own topic prefix).
+fn instance_name(opts: &StartOpts, prefix: &str) -> String {
+    opts.instance.clone().unwrap_or_else(|| prefix.trim_end_matches('-').to_owned())
+}
+
+/// Starts the system under test on `topics` (nothing for the broker alone). Its librdkafka properties:
+/// the run's `-X` ones, then the systems' own `-S` ones.
+pub fn launch(setup: &Setup, system: System, topics: &Topics, prefix: &str, opts: &StartOpts) -> Result<Launched> {
+    let log = setup.work.join(format!("{prefix}stream.log"));
+    let logfile = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+    let group = match &opts.instance {
+        Some(i) => format!("lt{}-{i}-group", setup.run_id),
+        None => format!("{prefix}group"),
+    };
+    let instance = instance_name(opts, prefix);
+    let props = || setup.props.iter().chain(&setup.system_props);
+    let (child, http) = match system {
+        System::Broker => (None, None),
+        System::Claimgate | System::PassThrough | System::ClaimgateEos => {
+            let addr = format!("127.0.0.1:{}", free_port()?);
+            let mut cmd = Command::new(&setup.claimgate);
+            cmd.args(["stream", "--brokers", &setup.brokers, "--group", &group, "--http", &addr])
+                .args(["--log-level", "warn"])
+                .args(["--topic-claims", &topics.claims, "--topic-accepted", &topics.accepted])
+                .args(["--topic-rejected", &topics.rejected, "--topic-dlq", &topics.dlq])
+                .args(["--topic-practitioners", &topics.practitioners])
+                .args(["--topic-institutions", &topics.institutions])
+                // The test broker holds a group join for about half the session timeout (BROKER.md).
+                .args(["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"])
+                .args(["-X", &format!("fetch.wait.max.ms={}", setup.fetch_wait_ms)]);
+            for (k, v) in props() {
+                cmd.args(["-X", &format!("{k}={v}")]);
+            }
+            match system {
+                System::PassThrough => {
+                    cmd.arg("--pass-through");
+                }
+                System::ClaimgateEos => {
+                    cmd.arg("--exactly-once");
+                }
+                _ => {}
+            }
+            let state = setup.work.join("claimgate-state").join(&instance);
+            for a in &opts.claimgate_args {
+                cmd.arg(a.replace("{dir}", &state.display().to_string()));
+            }
+            let child = cmd
+                .envs(opts.env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(logfile)
+                .spawn()
+                .with_context(|| format!("cannot start {}", setup.claimgate.display()))?;
+            (Some(child), Some(addr))
+        }
+        System::Peer | System::PeerPassThrough => {
+            let peer = setup.peer.as_ref().context("no peer given (--peer loadtest/peers/run_peer.sh)")?;
+            let ready = setup.work.join(format!("{prefix}ready"));
+            let stats = setup.work.join(format!("{prefix}stats.json"));
+            let _ = std::fs::remove_file(&ready);
+            let mut cmd = Command::new(peer);
+            cmd.args(["--brokers", &setup.brokers, "--group", &group])
+                .args(["--claims-topic", &topics.claims, "--accepted-topic", &topics.accepted])
+                .args(["--rejected-topic", &topics.rejected, "--dlq-topic", &topics.dlq])
+                .args(["--practitioners-topic", &topics.practitioners])
+                .args(["--institutions-topic", &topics.institutions])
+                .args(["--ready-file", &ready.display().to_string()])
+                .args(["--stats-file", &stats.display().to_string()])
+                .args(["--consumer-config", "session.timeout.ms=6000"])
+                .args(["--consumer-config", &format!("fetch.wait.max.ms={}", setup.fetch_wait_ms)]);
+            for (k, v) in props() {
+                cmd.args(["--consumer-config", &format!("{k}={v}")]);
+                cmd.args(["--producer-config", &format!("{k}={v}")]);
+            }
+            if system == System::PeerPassThrough {
+                cmd.arg("--pass-through");
+            }
+            let child = cmd
+                .envs(opts.env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(logfile)
+                .spawn()
+                .with_context(|| format!("cannot start {}", peer.display()))?;
+            (Some(child), None)
+        }
+        System::KafkaStreams | System::KafkaStreamsEos => {
+            let run = setup.kstreams.as_ref().context("no Kafka Streams peer given (--kstreams)")?;
+            let ready = setup.work.join(format!("{prefix}ready"));
+            let stats = setup.work.join(format!("{prefix}stats.json"));
+            let state = setup.work.join("kstreams-state").join(&instance);
+            let _ = std::fs::remove_file(&ready);
+            let guarantee = if system.exactly_once() { "exactly_once_v2" } else { "at_least_once" };
+            let mut cmd = Command::new(run);
+            cmd.args(["--brokers", &setup.brokers, "--group", &group, "--guarantee", guarantee])
+                .args(["--claims-topic", &topics.claims, "--accepted-topic", &topics.accepted])
+                .args(["--rejected-topic", &topics.rejected, "--dlq-topic", &topics.dlq])
+                .args(["--practitioners-topic", &topics.practitioners])
+                .args(["--institutions-topic", &topics.institutions])
+                .args(["--state-dir", &state.display().to_string()])
+                .args(["--ready-file", &ready.display().to_string()])
+                .args(["--stats-file", &stats.display().to_string()])
+                .args(["--consumer-config", "session.timeout.ms=6000"])
+                .args(["--consumer-config", &format!("fetch.wait.max.ms={}", setup.fetch_wait_ms)]);
+            for (k, v) in props() {
+                cmd.args(["--consumer-config", &format!("{k}={v}")]);
+                cmd.args(["--producer-config", &format!("{k}={v}")]);
+            }
+            // An instance that is restarted is a static member (KIP-345), as Kafka Streams advises
+            // for restarts: it does not leave the group on close, and without a static id its
+            // successor would wait out the session timeout before its first rebalance ends.
+            if opts.instance.is_some() {
+                cmd.args(["--config", &format!("group.instance.id={group}-static")]);
+            }
+            let child = cmd
+                .env("KSTREAMS_HEAP", &setup.kstreams_heap)
+                .envs(opts.env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(logfile)
+                .spawn()
+                .with_context(|| format!("cannot start {}", run.display()))?;
+            (Some(child), None)
+        }
+    };
+    Ok(Launched { child, http, log })
 }
 
 /// How a session starts, beyond its system.
@@ -265,11 +437,7 @@ impl Session {
     ) -> Result<Session> {
         let prefix = format!("lt{}-{n:02}-{}-", setup.run_id, system.name());
         let mut topics = Topics::with_prefix(&prefix);
-        let parts = setup.partitions.to_string();
-        claimgate(
-            setup,
-            &["topics", "create", "--brokers", &setup.brokers, "--prefix", &prefix, "--partitions", &parts],
-        )?;
+        create_topics(setup, &prefix)?;
         if opts.own_tables {
             publish_tables(setup, &topics)?;
         } else {
@@ -278,14 +446,7 @@ impl Session {
             topics.practitioners = shared.practitioners;
             topics.institutions = shared.institutions;
         }
-        let log = setup.work.join(format!("{prefix}stream.log"));
-        let logfile = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-        let group = match &opts.instance {
-            Some(i) => format!("lt{}-{i}-group", setup.run_id),
-            None => format!("{prefix}group"),
-        };
-        let instance = opts.instance.clone().unwrap_or_else(|| prefix.trim_end_matches('-').to_owned());
-        let producer = Arc::new(gen_producer(&setup.brokers, &setup.props)?);
+        let producer = Arc::new(gen_producer(&setup.brokers, setup.gen_linger_ms, &setup.props)?);
         // The broker alone: the reader takes the claims topic for the accepted one.
         let read = if system == System::Broker {
             Topics { accepted: topics.claims.clone(), ..topics.clone() }
@@ -296,119 +457,8 @@ impl Session {
         reader_props.extend(setup.props.iter().cloned());
         let reader = Reader::start(&setup.brokers, &read, setup.partitions, Arc::clone(&pool), clock, &reader_props)?;
         let spawned_ns = clock.now_ns();
-        let child = match system {
-            System::Broker => None,
-            System::Claimgate | System::PassThrough | System::ClaimgateEos => {
-                let addr = format!("127.0.0.1:{}", free_port()?);
-                let mut cmd = Command::new(&setup.claimgate);
-                cmd.args(["stream", "--brokers", &setup.brokers, "--group", &group, "--http", &addr])
-                    .args(["--log-level", "warn"])
-                    .args(["--topic-claims", &topics.claims, "--topic-accepted", &topics.accepted])
-                    .args(["--topic-rejected", &topics.rejected, "--topic-dlq", &topics.dlq])
-                    .args(["--topic-practitioners", &topics.practitioners])
-                    .args(["--topic-institutions", &topics.institutions])
-                    // The test broker holds a group join for about half the session timeout (BROKER.md).
-                    .args(["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"])
-                    .args(["-X", &format!("fetch.wait.max.ms={}", setup.fetch_wait_ms)]);
-                for (k, v) in &setup.props {
-                    cmd.args(["-X", &format!("{k}={v}")]);
-                }
-                match system {
-                    System::PassThrough => {
-                        cmd.arg("--pass-through");
-                    }
-                    System::ClaimgateEos => {
-                        cmd.arg("--exactly-once");
-                    }
-                    _ => {}
-                }
-                let state = setup.work.join("claimgate-state").join(&instance);
-                for a in &opts.claimgate_args {
-                    cmd.arg(a.replace("{dir}", &state.display().to_string()));
-                }
-                let child = cmd
-                    .envs(opts.env.iter().map(|(k, v)| (k, v)))
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(logfile)
-                    .spawn()
-                    .with_context(|| format!("cannot start {}", setup.claimgate.display()))?;
-                Some((child, Some(addr)))
-            }
-            System::Peer | System::PeerPassThrough => {
-                let peer = setup.peer.as_ref().context("no peer given (--peer loadtest/peers/run_peer.sh)")?;
-                let ready = setup.work.join(format!("{prefix}ready"));
-                let stats = setup.work.join(format!("{prefix}stats.json"));
-                let _ = std::fs::remove_file(&ready);
-                let mut cmd = Command::new(peer);
-                cmd.args(["--brokers", &setup.brokers, "--group", &group])
-                    .args(["--claims-topic", &topics.claims, "--accepted-topic", &topics.accepted])
-                    .args(["--rejected-topic", &topics.rejected, "--dlq-topic", &topics.dlq])
-                    .args(["--practitioners-topic", &topics.practitioners])
-                    .args(["--institutions-topic", &topics.institutions])
-                    .args(["--ready-file", &ready.display().to_string()])
-                    .args(["--stats-file", &stats.display().to_string()])
-                    .args(["--consumer-config", "session.timeout.ms=6000"])
-                    .args(["--consumer-config", &format!("fetch.wait.max.ms={}", setup.fetch_wait_ms)]);
-                for (k, v) in &setup.props {
-                    cmd.args(["--consumer-config", &format!("{k}={v}")]);
-                    cmd.args(["--producer-config", &format!("{k}={v}")]);
-                }
-                if system == System::PeerPassThrough {
-                    cmd.arg("--pass-through");
-                }
-                let child = cmd
-                    .envs(opts.env.iter().map(|(k, v)| (k, v)))
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(logfile)
-                    .spawn()
-                    .with_context(|| format!("cannot start {}", peer.display()))?;
-                Some((child, None))
-            }
-            System::KafkaStreams | System::KafkaStreamsEos => {
-                let run = setup.kstreams.as_ref().context("no Kafka Streams peer given (--kstreams)")?;
-                let ready = setup.work.join(format!("{prefix}ready"));
-                let stats = setup.work.join(format!("{prefix}stats.json"));
-                let state = setup.work.join("kstreams-state").join(&instance);
-                let _ = std::fs::remove_file(&ready);
-                let guarantee = if system.exactly_once() { "exactly_once_v2" } else { "at_least_once" };
-                let mut cmd = Command::new(run);
-                cmd.args(["--brokers", &setup.brokers, "--group", &group, "--guarantee", guarantee])
-                    .args(["--claims-topic", &topics.claims, "--accepted-topic", &topics.accepted])
-                    .args(["--rejected-topic", &topics.rejected, "--dlq-topic", &topics.dlq])
-                    .args(["--practitioners-topic", &topics.practitioners])
-                    .args(["--institutions-topic", &topics.institutions])
-                    .args(["--state-dir", &state.display().to_string()])
-                    .args(["--ready-file", &ready.display().to_string()])
-                    .args(["--stats-file", &stats.display().to_string()])
-                    .args(["--consumer-config", "session.timeout.ms=6000"])
-                    .args(["--consumer-config", &format!("fetch.wait.max.ms={}", setup.fetch_wait_ms)]);
-                for (k, v) in &setup.props {
-                    cmd.args(["--consumer-config", &format!("{k}={v}")]);
-                    cmd.args(["--producer-config", &format!("{k}={v}")]);
-                }
-                // An instance that is restarted is a static member (KIP-345), as Kafka Streams advises
-                // for restarts: it does not leave the group on close, and without a static id its
-                // successor would wait out the session timeout before its first rebalance ends.
-                if opts.instance.is_some() {
-                    cmd.args(["--config", &format!("group.instance.id={group}-static")]);
-                }
-                let child = cmd
-                    .env("KSTREAMS_HEAP", &setup.kstreams_heap)
-                    .envs(opts.env.iter().map(|(k, v)| (k, v)))
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(logfile)
-                    .spawn()
-                    .with_context(|| format!("cannot start {}", run.display()))?;
-                Some((child, None))
-            }
-        };
-        let (child, http) = match child {
-            Some((c, h)) => (Some(c), h),
-            None => (None, None),
-        };
+        let Launched { child, http, log } = launch(setup, system, &topics, &prefix, opts)?;
+        let instance = instance_name(opts, &prefix);
         // For scripts/loadtest.sh: what to stop if this process is killed before it stops its children.
         let pid_file = setup.work.join(format!("{prefix}.pid"));
         if let Some(c) = &child {
@@ -427,7 +477,7 @@ impl Session {
             clock,
             next_step: 1,
             last_sent: 0,
-            broker_pid: setup.broker_pid,
+            broker_pids: setup.broker_pids.clone(),
             ready_seconds: 0.0,
             first_decision_seconds: 0.0,
             scratch_state: opts
@@ -522,18 +572,19 @@ impl Session {
         let (producer, pool, clock, topic) = (&*self.producer, &*self.pool, self.clock, self.topics.claims.clone());
         let plan = GenStep { topic: &topic, step: id, schedule: &schedule, start_ns: start };
         let pid = self.child.as_ref().map(Child::id);
-        let broker = self.broker_pid;
-        let cpu_before = crate::cpu::sample(pid, broker);
+        let brokers = self.broker_pids.clone();
+        let cpu_before = crate::cpu::sample(pid, &brokers);
         let (sent, window_cpu) = std::thread::scope(|s| {
             let g = s.spawn(|| generate(producer, pool, &clock, &plan, &stop));
             let d = s.spawn(move || during(start));
             // The system's own CPU over the measurement window only: its start-up (a JVM's JIT
-            // compilation too) falls in the warm-up, its drain after the window.
+            // compilation too) falls in the warm-up, its drain after the window. Only the system's own
+            // counter is read, so no broker PIDs.
             let w = s.spawn(move || {
                 clock.sleep_until(warm_ns);
-                let a = crate::cpu::sample(pid, broker);
+                let a = crate::cpu::sample(pid, &[]);
                 clock.sleep_until(end_ns);
-                crate::cpu::process_seconds(&a, &crate::cpu::sample(pid, broker))
+                crate::cpu::process_seconds(&a, &crate::cpu::sample(pid, &[]))
             });
             let sent = g.join();
             let _ = d.join();
@@ -541,11 +592,11 @@ impl Session {
         });
         let sent = sent.map_err(|_| anyhow::anyhow!("the generator panicked"))?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let sent = Sent {
-            cpu: crate::cpu::usage(&cpu_before, &crate::cpu::sample(pid, broker), cores),
-            system_cpu_s: window_cpu,
-            ..sent
-        };
+        let mut cpu = crate::cpu::usage(&cpu_before, &crate::cpu::sample(pid, &brokers), cores);
+        if sent.seconds > 0.0 {
+            cpu.generator_pct = (sent.generator_cpu_ns as f64 / 1e9 / sent.seconds * 1000.0).round() / 10.0;
+        }
+        let sent = Sent { cpu, system_cpu_s: window_cpu, ..sent };
         self.last_sent = sent.sent;
         let deadline = Instant::now() + drain;
         let mut checked = Instant::now();
@@ -607,22 +658,7 @@ impl Session {
 
     fn stop(&mut self) {
         let Some(child) = self.child.as_mut() else { return };
-        let pid = child.id() as libc::pid_t;
-        if let Ok(None) = child.try_wait() {
-            // SAFETY: kill(2) on the PID of our own child, which has not been reaped (try_wait says
-            // it is running), so the PID cannot have been reused.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            if let Ok(None) = child.try_wait() {
-                let _ = child.kill();
-            }
-        }
-        let _ = child.wait();
+        stop_child(child);
         let _ = std::fs::remove_file(&self.pid_file);
     }
 }

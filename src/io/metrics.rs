@@ -29,6 +29,13 @@ pub const IN_FLIGHT: &str = "claimgate_in_flight";
 pub const PAUSED: &str = "claimgate_consumption_paused";
 /// Outputs whose delivery failed and was retried.
 pub const DELIVERY_RETRIES: &str = "claimgate_delivery_retries_total";
+/// Brokers a client has lost its connection to and not got back (librdkafka statistics: state neither
+/// `UP` nor `INIT`, never connected), by client.
+pub const BROKERS_DOWN: &str = "claimgate_brokers_down";
+/// Broker connections lost, by client (librdkafka statistics).
+pub const BROKER_DISCONNECTS: &str = "claimgate_broker_disconnects_total";
+/// Partitions whose leader moved to another broker, by client (librdkafka statistics).
+pub const LEADER_CHANGES: &str = "claimgate_leader_changes_total";
 /// Consumer lag by partition, from librdkafka statistics.
 pub const CONSUMER_LAG: &str = "claimgate_consumer_lag";
 /// Table epoch (content fingerprint) of the view deciding now.

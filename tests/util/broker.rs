@@ -43,7 +43,7 @@ impl OwnBroker {
         let dir = tempfile::tempdir().expect("tempdir");
         // A port the kernel just handed out is free unless someone takes it in between: retry then.
         for _ in 0..5 {
-            let port = super::free_port();
+            let port = super::restartable_port();
             let mut args = vec!["start".to_owned(), "--port".into(), port.to_string(), "--dir".into()];
             args.push(dir.path().display().to_string());
             if let Some(p) = advertise_port {
@@ -105,6 +105,20 @@ impl OwnBroker {
         assert!(out.status.success(), "restart failed: {}", String::from_utf8_lossy(&out.stderr));
         let text = String::from_utf8_lossy(&out.stdout);
         self.pid = text.lines().find_map(|l| l.strip_prefix("PID=")).and_then(|p| p.parse().ok()).expect("PID= line");
+    }
+
+    /// For a failed test's message: whether the broker's process lives, and the end of its log.
+    pub fn describe(&self) -> String {
+        let alive = std::path::Path::new(&format!("/proc/{}", self.pid)).exists();
+        let log = self.log_text();
+        let lines: Vec<&str> = log.lines().collect();
+        format!(
+            "broker PID {} on port {} {}; last lines of its log:\n{}",
+            self.pid,
+            self.port,
+            if alive { "alive" } else { "NOT running" },
+            lines[lines.len().saturating_sub(30)..].join("\n")
+        )
     }
 
     /// The broker's log.

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod cluster;
+pub mod faults;
 pub mod load;
 /// The tests' own reading of records.md's claim line (also the oracle of `tests/fuzz_claims.rs`).
 #[path = "../oracle/mod.rs"]
@@ -48,6 +50,21 @@ pub fn claimgate(args: &[&str]) -> String {
 }
 
 static PORT: AtomicU16 = AtomicU16::new(0);
+
+/// A free loopback port below the kernel's ephemeral range (from 32768), for a broker that is killed
+/// and restarted on the same port: in between, the kernel could give an ephemeral port to any client's
+/// connection, and the restarted broker would not bind.
+pub fn restartable_port() -> u16 {
+    use rand::{RngExt, SeedableRng};
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(u64::from(nanos) ^ u64::from(std::process::id()) << 32);
+    loop {
+        let p: u16 = rng.random_range(20_000..32_700);
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() && PORT.swap(p, Ordering::Relaxed) != p {
+            return p;
+        }
+    }
+}
 
 /// A free loopback port for an HTTP listener.
 pub fn free_port() -> u16 {

@@ -17,7 +17,8 @@ pub mod tables;
 pub mod tracker;
 pub mod window;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
 
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -112,6 +113,90 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {}
+
+/// What a client's statistics say of the cluster under it (`statistics.interval.ms`): every lost
+/// connection counted (`claimgate_broker_disconnects_total{client}`, a `broker_disconnected` log line
+/// naming the broker), the brokers it has lost and not got back (`claimgate_brokers_down{client}`,
+/// `broker_down` / `broker_up`), and every partition whose leader moved to another broker
+/// (`claimgate_leader_changes_total{client}`, `partition_leader_changed` with the topic, partition and
+/// both brokers). A broker that goes away cleanly — one node of a rolling restart, whose leaders the
+/// controller moves first — costs the client no error, so without this it would not show at all.
+#[derive(Debug)]
+pub struct BrokerWatch {
+    client: &'static str,
+    disconnects: Mutex<HashMap<String, i64>>,
+    down: Mutex<HashSet<String>>,
+    leaders: Mutex<HashMap<(String, i32), i32>>,
+}
+
+impl BrokerWatch {
+    /// A watch for the client named `client` in metrics and logs.
+    pub fn new(client: &'static str) -> Self {
+        BrokerWatch { client, disconnects: Mutex::default(), down: Mutex::default(), leaders: Mutex::default() }
+    }
+
+    /// Takes one statistics report.
+    pub fn observe(&self, statistics: &Statistics) {
+        self.observe_leaders(statistics);
+        let brokers = statistics.brokers.values().filter(|b| b.nodeid >= 0);
+        let mut seen = self.disconnects.lock().unwrap_or_else(|p| p.into_inner());
+        let mut down_now = HashSet::new();
+        for b in brokers {
+            let total = b.disconnects.unwrap_or(0);
+            let before = seen.insert(b.name.clone(), total).unwrap_or(0);
+            if total > before {
+                ::metrics::counter!(metrics::BROKER_DISCONNECTS, "client" => self.client)
+                    .increment((total - before) as u64);
+                tracing::warn!(
+                    event = "broker_disconnected",
+                    client = self.client,
+                    broker = b.name,
+                    state = b.state,
+                    disconnects = total - before,
+                    "lost the connection to a broker (the client reconnects, or moves to the partitions' new leaders)"
+                );
+            }
+            if b.state != "UP" && b.state != "INIT" {
+                down_now.insert(b.name.clone());
+            }
+        }
+        ::metrics::gauge!(metrics::BROKERS_DOWN, "client" => self.client).set(down_now.len() as f64);
+        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        for name in down_now.difference(&down) {
+            tracing::warn!(event = "broker_down", client = self.client, broker = name, "a broker does not answer");
+        }
+        for name in down.difference(&down_now) {
+            tracing::info!(event = "broker_up", client = self.client, broker = name, "the broker answers again");
+        }
+        *down = down_now;
+    }
+
+    fn observe_leaders(&self, statistics: &Statistics) {
+        let mut leaders = self.leaders.lock().unwrap_or_else(|p| p.into_inner());
+        for t in statistics.topics.values() {
+            for (id, p) in &t.partitions {
+                if *id < 0 || p.leader < 0 {
+                    continue;
+                }
+                let before = leaders.insert((t.topic.clone(), *id), p.leader);
+                if let Some(from) = before
+                    && from != p.leader
+                {
+                    ::metrics::counter!(metrics::LEADER_CHANGES, "client" => self.client).increment(1);
+                    tracing::info!(
+                        event = "partition_leader_changed",
+                        client = self.client,
+                        topic = t.topic,
+                        partition = id,
+                        from,
+                        to = p.leader,
+                        "the partition's leader moved to another broker"
+                    );
+                }
+            }
+        }
+    }
+}
 
 /// Delivery failures of a transactional writer surface as a failed commit: nothing to do per record.
 impl rdkafka::producer::ProducerContext for Context {

@@ -194,11 +194,8 @@ pub fn run(
         state: Arc::clone(state),
         metrics: ClaimMetrics::new(),
     });
-    let consumer: BaseConsumer<ConsumerCtx> = consumer_config(kafka, cfg, false).create_with_context(ConsumerCtx {
-        inflight: Some(Arc::clone(&inflight)),
-        rebalanced: Default::default(),
-        reset: cfg.offsets_reset.clone(),
-    })?;
+    let consumer: BaseConsumer<ConsumerCtx> = consumer_config(kafka, cfg, false)
+        .create_with_context(ConsumerCtx::new(Some(Arc::clone(&inflight)), &cfg.offsets_reset))?;
     consumer.subscribe(&[&cfg.claims])?;
     let mut outputs = OutputWatch::new(kafka, &[&cfg.accepted, &cfg.rejected, &cfg.dlq])?;
     state.taking_claims.store(true, Ordering::Release);

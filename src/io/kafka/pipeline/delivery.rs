@@ -21,7 +21,7 @@ use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 
 use super::super::errors::{Class, classify};
-use super::super::{Context, KafkaConfig};
+use super::super::{BrokerWatch, Context, KafkaConfig};
 use super::PipelineConfig;
 use claimgate::record::DeadLetter;
 
@@ -104,6 +104,7 @@ impl Failed {
 /// The producer's context: delivery reports go to the pipeline's channel.
 pub struct ProducerCtx {
     acks: Sender<Ack>,
+    brokers: BrokerWatch,
 }
 
 impl ClientContext for ProducerCtx {
@@ -112,6 +113,9 @@ impl ClientContext for ProducerCtx {
     }
     fn error(&self, error: KafkaError, reason: &str) {
         Context { client: "producer" }.error(error, reason);
+    }
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.brokers.observe(&statistics);
     }
 }
 
@@ -146,10 +150,16 @@ pub fn producer(kafka: &KafkaConfig, cfg: &PipelineConfig) -> Result<(Arc<Output
         ("enable.idempotence", "true"),
         ("acks", "all"),
         ("max.in.flight.requests.per.connection", "5"),
-        ("linger.ms", "5"),
+        // Every output waits up to this long for its batch to fill: librdkafka's default (5 ms) alone
+        // would spend the whole of performance.md's 5 ms p99 budget. Batches still form at high rates
+        // while earlier requests are in flight; the latency/throughput trade-off of 0, 1, 5 and 20 ms is
+        // measured by scripts/latency-tradeoff.sh (BENCHMARKS.md). `-X linger.ms=…` overrides it.
+        ("linger.ms", "1"),
         ("batch.num.messages", "10000"),
         ("queue.buffering.max.messages", "200000"),
         ("compression.type", "lz4"),
+        // Broker connections lost and regained show in /metrics and the log (BrokerWatch).
+        ("statistics.interval.ms", "5000"),
         // Output topics are created by the operator (or `topics.create_missing`), never by a produce:
         // a deleted or misnamed output topic is an error, not a new topic with the broker's defaults.
         ("allow.auto.create.topics", "false"),
@@ -167,7 +177,9 @@ pub fn producer(kafka: &KafkaConfig, cfg: &PipelineConfig) -> Result<(Arc<Output
         }
     }
     let (tx, rx) = crossbeam_channel::unbounded();
-    let producer = c.create_with_context(ProducerCtx { acks: tx }).context("cannot create the producer")?;
+    let producer = c
+        .create_with_context(ProducerCtx { acks: tx, brokers: BrokerWatch::new("producer") })
+        .context("cannot create the producer")?;
     Ok((Arc::new(producer), rx))
 }
 

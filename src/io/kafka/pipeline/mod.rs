@@ -73,19 +73,44 @@ pub struct PipelineState {
     pub waiting_for: Mutex<Vec<String>>,
     /// Unix milliseconds when the oldest output still unacknowledged was consumed; 0: none.
     oldest_unacked_ms: AtomicU64,
+    /// `limits.max_unacked_age_s` in ms: past it `/healthz` fails, and the log says so once.
+    unacked_limit_ms: AtomicU64,
+    /// The oldest output is past the limit (logged).
+    unacked_over: AtomicBool,
 }
 
 impl PipelineState {
-    /// A running pipeline's state.
-    pub fn new() -> Self {
-        PipelineState { alive: AtomicBool::new(true), ..PipelineState::default() }
+    /// A running pipeline's state; `/healthz` fails when an output has waited `unacked_limit` for the
+    /// broker.
+    pub fn new(unacked_limit: Duration) -> Self {
+        PipelineState {
+            alive: AtomicBool::new(true),
+            unacked_limit_ms: AtomicU64::new(unacked_limit.as_millis() as u64),
+            ..PipelineState::default()
+        }
     }
 
-    /// Records the consume time of the oldest unacknowledged output.
+    /// Records the consume time of the oldest unacknowledged output; says in the log when it passes the
+    /// limit (an output has waited that long for the broker: `/healthz` fails) and when it is back under.
     pub fn set_oldest_unacked(&self, oldest: Option<Instant>) {
         let ms = oldest.map_or(0, |t| crate::io::clock::unix_ms().saturating_sub(t.elapsed().as_millis() as u64));
         self.oldest_unacked_ms.store(ms, Ordering::Relaxed);
-        ::metrics::gauge!(crate::io::metrics::OLDEST_UNACKED).set(self.oldest_unacked_secs());
+        let age = self.oldest_unacked_secs();
+        ::metrics::gauge!(crate::io::metrics::OLDEST_UNACKED).set(age);
+        let limit = self.unacked_limit_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+        let over = limit > 0.0 && age >= limit;
+        if over != self.unacked_over.swap(over, Ordering::Relaxed) {
+            if over {
+                tracing::warn!(
+                    event = "outputs_waiting",
+                    age_s = age,
+                    limit_s = limit,
+                    "an output has waited this long for the broker's acknowledgement; /healthz fails until it comes"
+                );
+            } else {
+                tracing::info!(event = "outputs_acknowledged", "the waiting outputs were acknowledged");
+            }
+        }
     }
 
     /// Seconds the oldest unacknowledged output has waited for the broker; 0 when none waits.
@@ -111,6 +136,10 @@ fn consumer_config(kafka: &KafkaConfig, cfg: &PipelineConfig, exactly_once: bool
         ("enable.auto.offset.store", "false"),
         ("auto.offset.reset", &cfg.offsets_reset),
         ("isolation.level", "read_committed"),
+        // Incremental cooperative rebalancing (KIP-429): when an instance joins or leaves, only the
+        // partitions that move are revoked; the others are decided on throughout (rebalance.rs). Every
+        // member of a group must use the same protocol: see README, "Scale-out".
+        ("partition.assignment.strategy", "cooperative-sticky"),
         ("statistics.interval.ms", "5000"),
         // Large fetches: the broker, not the client, should be the limit (performance.md).
         ("fetch.max.bytes", "104857600"),

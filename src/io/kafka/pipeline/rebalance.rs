@@ -1,5 +1,11 @@
 //! The claims consumer's context: what happens when the group moves partitions.
 //!
+//! The group rebalances cooperatively (`partition.assignment.strategy=cooperative-sticky`, KIP-429):
+//! a revocation names only the partitions that leave this instance, an assignment only those that
+//! arrive (rdkafka's default rebalance handler calls `incremental_unassign` / `incremental_assign` for
+//! that protocol), and the partitions that stay are decided on throughout. Everything here therefore
+//! works on the partitions named, never on "all of them".
+//!
 //! On revocation (at least once) the revoked partitions' outputs are given a bounded time to be
 //! acknowledged, their offsets committed, and their book-keeping dropped; a commit that fails there is
 //! logged at warn level and counted (`claimgate_commit_failures_total`), since the new owner will decide
@@ -14,7 +20,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientContext, Offset};
 
-use super::super::Context;
+use super::super::{BrokerWatch, Context};
 use super::at_least_once::Inflight;
 use crate::io::metrics as m;
 
@@ -23,10 +29,27 @@ pub struct ConsumerCtx {
     /// At least once: the in-flight book-keeping; `None` in exactly-once mode, where the transaction
     /// holds the offsets.
     pub inflight: Option<Arc<Inflight>>,
-    /// Set on every rebalance (exactly once: a batch that saw one is aborted).
+    /// Set when partitions are revoked or lost (exactly once: a batch that saw it is aborted, since its
+    /// offsets may belong to partitions this instance no longer owns). An assignment alone does not set
+    /// it: with cooperative rebalancing the batch's partitions are still ours, and aborting every
+    /// member's batch whenever an instance joins would stop the group for nothing.
     pub rebalanced: AtomicBool,
     /// Where a partition with no committed offset starts (`offsets.reset`).
     pub reset: String,
+    /// Its broker connections, from its statistics.
+    pub brokers: BrokerWatch,
+}
+
+impl ConsumerCtx {
+    /// The claims consumer's context.
+    pub fn new(inflight: Option<Arc<Inflight>>, reset: &str) -> Self {
+        ConsumerCtx {
+            inflight,
+            rebalanced: AtomicBool::new(false),
+            reset: reset.to_owned(),
+            brokers: BrokerWatch::new("claims"),
+        }
+    }
 }
 
 impl ClientContext for ConsumerCtx {
@@ -37,17 +60,30 @@ impl ClientContext for ConsumerCtx {
         Context { client: "claims" }.error(error, reason);
     }
     fn stats(&self, statistics: rdkafka::Statistics) {
+        self.brokers.observe(&statistics);
         Context { client: "claims" }.stats(statistics);
     }
 }
 
 impl ConsumerContext for ConsumerCtx {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let tpl = match rebalance {
+            Rebalance::Assign(_) => return,
+            Rebalance::Error(e) => {
+                self.rebalanced.store(true, Ordering::Relaxed);
+                tracing::warn!(event = "rebalance_error", error = %e, "the group's rebalance failed; the client rejoins");
+                return;
+            }
+            Rebalance::Revoke(tpl) => tpl,
+        };
         self.rebalanced.store(true, Ordering::Relaxed);
-        let Rebalance::Revoke(tpl) = rebalance else { return };
         let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-        let held = consumer.assignment().map_or(0, |a| a.count());
-        ::metrics::gauge!(m::CLAIMS_PARTITIONS).set(held.saturating_sub(revoked.len()) as f64);
+        // What this instance keeps: with cooperative rebalancing, the revoked partitions are only some.
+        let remaining: Vec<i32> = consumer
+            .assignment()
+            .map(|a| a.elements().iter().map(|e| e.partition()).filter(|p| !revoked.contains(p)).collect())
+            .unwrap_or_default();
+        ::metrics::gauge!(m::CLAIMS_PARTITIONS).set(remaining.len() as f64);
         if consumer.assignment_lost() {
             // The group session was lost (the coordinator did not hear from us in time): the partitions
             // may already have another owner, so nothing is waited for or committed; the claims after
@@ -55,7 +91,7 @@ impl ConsumerContext for ConsumerCtx {
             if let Some(inflight) = &self.inflight {
                 inflight.forget(&revoked);
             }
-            tracing::warn!(event = "partitions_lost", partitions = ?revoked, "group session lost: partitions revoked without a commit");
+            tracing::warn!(event = "partitions_lost", partitions = ?revoked, assignment = ?remaining, "group session lost: partitions revoked without a commit");
             return;
         }
         if let Some(inflight) = &self.inflight {
@@ -87,15 +123,18 @@ impl ConsumerContext for ConsumerCtx {
             }
             inflight.forget(&revoked);
         }
-        tracing::info!(event = "partitions_revoked", partitions = ?revoked);
+        tracing::info!(event = "partitions_revoked", partitions = ?revoked, assignment = ?remaining);
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let assigned = consumer.assignment().map_or(0, |a| a.count());
-        ::metrics::gauge!(m::CLAIMS_PARTITIONS).set(assigned as f64);
+        let assignment: Vec<i32> =
+            consumer.assignment().map(|a| a.elements().iter().map(|e| e.partition()).collect()).unwrap_or_default();
+        ::metrics::gauge!(m::CLAIMS_PARTITIONS).set(assignment.len() as f64);
         let Rebalance::Assign(tpl) = rebalance else { return };
+        // `partitions`: those this rebalance added (cooperative: not the whole assignment);
+        // `assignment`: every partition the instance holds now.
         let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-        tracing::info!(event = "partitions_assigned", partitions = ?partitions);
+        tracing::info!(event = "partitions_assigned", partitions = ?partitions, assignment = ?assignment);
         // Which of them start without a committed offset (a new group, or offsets expired)?
         let mut query = rdkafka::TopicPartitionList::new();
         for e in tpl.elements() {

@@ -46,11 +46,8 @@ pub fn run(
     producer.init_transactions(Duration::from_secs(30)).context(
         "cannot initialise transactions (the broker needs transaction.state.log settings its size can meet)",
     )?;
-    let consumer: BaseConsumer<ConsumerCtx> = consumer_config(kafka, cfg, true).create_with_context(ConsumerCtx {
-        inflight: None,
-        rebalanced: Default::default(),
-        reset: cfg.offsets_reset.clone(),
-    })?;
+    let consumer: BaseConsumer<ConsumerCtx> =
+        consumer_config(kafka, cfg, true).create_with_context(ConsumerCtx::new(None, &cfg.offsets_reset))?;
     consumer.subscribe(&[&cfg.claims])?;
     let mut outputs = OutputWatch::new(kafka, &[&cfg.accepted, &cfg.rejected, &cfg.dlq])?;
     state.taking_claims.store(true, Ordering::Release);

@@ -143,6 +143,11 @@ record Decision(
         } else {
             o.append('"').append(overridden.name()).append('"');
         }
+        // national-2024 checks one person (the billing practitioner) and warns of nothing (rules.md,
+        // "Regions, roles, enforcement"): `role` names that field when the reason, or the reason
+        // overridden, concerns the person; null when it concerns the institution or nothing failed.
+        boolean person = reason.isPerson() || (overridden != null && overridden.isPerson());
+        o.append(",\"would_reject\":null,\"role\":").append(person ? "\"bilg_dr_codg\"" : "null");
         o.append(",\"rule\":");
         Text.jsonString(o, rule);
         o.append(",\"profile\":");

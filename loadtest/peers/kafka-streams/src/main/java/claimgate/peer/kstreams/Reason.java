@@ -17,6 +17,11 @@ enum Reason {
         return ordinal() >= INSTITUTION_TERMINATED.ordinal();
     }
 
+    /** A check of the person (4-7), whose decision names the person's code field (`role`). */
+    boolean isPerson() {
+        return ordinal() >= PRACTITIONER_UNREGISTERED.ordinal();
+    }
+
     /** The reason of that name, or null. */
     static Reason byName(String name) {
         for (Reason r : values()) {

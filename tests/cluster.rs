@@ -1,0 +1,799 @@
+//! Faults of a three-node Apache Kafka cluster under steady load (issue 11), against the real binary:
+//!
+//! - the leader of a `claims` partition killed (`kill -9`) and restarted, several times;
+//! - the leader of an output topic's partition killed: its outputs wait, visibly, then go on;
+//! - the leader of the status topics killed: decisions go on with the last table, which turns stale and
+//!   then fresh again;
+//! - a rolling restart of the three brokers (SIGTERM, one at a time), as an operator does for an upgrade;
+//! - two instances in one group, one killed with `kill -9`: the other takes its partitions; then a third
+//!   joins and takes some, without the group stopping (cooperative-sticky assignment);
+//! - `--exactly-once` through leader failovers: a `read_committed` reader sees every line exactly once;
+//! - a node cut off from the clients, and a leader cut off from its peers (`util::cluster::Cut`).
+//!
+//! Each test counts every line sent against the outputs by identity (`util::load::tally`, the tests' own
+//! reading of records.md): nothing lost, every duplicate byte-identical but for its time stamp, no panic,
+//! and the fault visible in claimgate's metrics and logs while it lasts.
+//!
+//! The cluster is the test binary's own (`util::cluster::shared`: three JVMs of 384 MB, listeners from
+//! `CLAIMGATE_TEST_CLUSTER_PORT`, default 19710), started at the first test and stopped at exit; the
+//! tests take it in turn. Sizes come from the environment so that `scripts/soak.sh` can run them long:
+//! `CLAIMGATE_TEST_LEADER_KILLS` (default 2), `CLAIMGATE_TEST_OUTPUT_KILLS` (1),
+//! `CLAIMGATE_TEST_STATUS_KILLS` (1), `CLAIMGATE_TEST_ROLLING_RESTARTS` (node restarts, 3 = one round),
+//! `CLAIMGATE_TEST_INSTANCE_KILLS` (1), `CLAIMGATE_TEST_EOS_FAILOVERS` (1), `CLAIMGATE_TEST_CUTS` (1 of
+//! each kind), `CLAIMGATE_TEST_CLUSTER_RATE` (lines/s, 400), `CLAIMGATE_TEST_SEED`. With
+//! `CLAIMGATE_TEST_REPORT=FILE` each test appends its figures (fault, how many, lines, lost, duplicated)
+//! to FILE as one JSON line: `RELIABILITY.md`'s table is made from them.
+
+mod util;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rand::{RngExt, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+
+use claimgate::synth::World;
+use util::cluster::{self, Cluster, Cut, Node};
+use util::faults::{
+    all_topics, assert_clean, decided_so_far, env_u64, output_topics, panics, publish_world, report, seed, tail,
+    tally_json, wait_answered, wait_deciding, wait_metric, world,
+};
+use util::load::{Load, Reader, Tally, tally};
+use util::{Env, Scrape, Stream};
+
+const READY: Duration = Duration::from_secs(120);
+/// How long the cluster gets to elect a new leader after a node is killed: the controller fences a
+/// silent broker after `broker.session.timeout.ms` (9 s), on a busy machine somewhat later.
+const FAILOVER: Duration = Duration::from_secs(90);
+/// How long a restarted node gets to be back in every ISR.
+const HEAL: Duration = Duration::from_secs(240);
+
+fn rate() -> u64 {
+    env_u64("CLAIMGATE_TEST_CLUSTER_RATE", 400)
+}
+
+/// A fault test's cluster, topics, data and the figures they share.
+struct Scenario {
+    c: MutexGuard<'static, Cluster>,
+    env: Env,
+    world: &'static World,
+    seed: u64,
+    rng: Pcg64Mcg,
+    started: Instant,
+    /// Faults done by this test.
+    faults: u64,
+}
+
+impl Scenario {
+    /// Takes the cluster, makes the test's six topics (RF 3, min ISR 2 from the brokers' defaults),
+    /// publishes the tables, and waits until every partition is fully replicated.
+    fn new(name: &str, salt: u64) -> Scenario {
+        let seed = seed();
+        let c = cluster::shared(&[]);
+        let env = Env::on(&c.bootstrap, name);
+        let world = world(seed ^ salt);
+        publish_world(&env, world);
+        assert!(
+            c.wait_healthy(&all_topics(&env), HEAL),
+            "the test's topics are not fully replicated:\n{}",
+            c.describe(&all_topics(&env))
+        );
+        // A table is stale after 3 s without confirmation, /healthz fails when an output waited 5 s:
+        // short enough for a leader's failover (about 9 s) to show in both.
+        std::fs::write(env.path("limits.toml"), "[limits]\nstale_after_s = 3\nmax_unacked_age_s = 5\n").unwrap();
+        Scenario { c, env, world, seed, rng: Pcg64Mcg::seed_from_u64(seed), started: Instant::now(), faults: 0 }
+    }
+
+    fn config(&self) -> String {
+        self.env.path("limits.toml").display().to_string()
+    }
+
+    /// Starts an instance of `claimgate stream` in group `g` and waits until it is ready.
+    fn stream(&self, extra: &[&str]) -> Stream {
+        let config = self.config();
+        let mut args = vec!["--config", config.as_str()];
+        args.extend_from_slice(extra);
+        let mut s = self.env.stream("g", &args);
+        s.wait_ready(READY);
+        s
+    }
+
+    fn topics(&self) -> Vec<String> {
+        all_topics(&self.env)
+    }
+
+    fn claims(&self) -> String {
+        self.env.topic("claims")
+    }
+
+    fn load(&self) -> Load {
+        Load::start(&self.env.broker, &self.claims(), self.world.claims(), rate())
+    }
+
+    /// Kills (SIGKILL) the node leading `topic`/`partition`; waits until another node leads it.
+    /// Returns (killed node, new leader).
+    fn kill_leader(&mut self, topic: &str, partition: i32) -> (Node, Node) {
+        let leader = self
+            .c
+            .leader(topic, partition)
+            .unwrap_or_else(|| panic!("no leader for {topic}/{partition}:\n{}", self.c.describe(&self.topics())));
+        self.c.kill(leader);
+        self.faults += 1;
+        let new = self.c.wait_new_leader(topic, partition, leader, FAILOVER).unwrap_or_else(|| {
+            panic!(
+                "no new leader for {topic}/{partition} after killing node {leader}:\n{}",
+                self.c.describe(&self.topics())
+            )
+        });
+        (leader, new)
+    }
+
+    /// Starts a node again and waits until the cluster is whole (every partition of the test's topics
+    /// fully replicated).
+    fn restart(&mut self, node: Node) {
+        self.c.start_node(node);
+        let topics = self.topics();
+        assert!(
+            self.c.wait_healthy(&topics, HEAL),
+            "node {node} restarted but the cluster did not heal:\n{}",
+            self.c.describe(&topics)
+        );
+    }
+
+    /// Stops the load, reads every output, stops the instances (each must exit 0), and accounts for
+    /// every line. Returns the accounting, the figures so far and every instance's log.
+    fn finish(&mut self, load: Load, streams: Vec<Stream>, dead: String) -> (Tally, serde_json::Value, String) {
+        let lines = load.finish();
+        let mut reader = Reader::new(&self.env.broker, &output_topics(&self.env));
+        let wait = Duration::from_secs(240.max(lines.len() as u64 / 300));
+        let answered = wait_answered(&mut reader, &lines, wait);
+        let mut logs = dead;
+        let mut exits = Vec::new();
+        for mut s in streams {
+            exits.push(s.terminate(Duration::from_secs(60)));
+            logs.push_str(&s.log_text());
+        }
+        assert!(
+            answered,
+            "not every line was answered within {wait:?}:\n{}\n{}",
+            self.c.describe(&self.topics()),
+            tail(&logs, 150)
+        );
+        assert!(
+            exits.iter().all(|e| *e == Some(0)),
+            "an instance did not stop cleanly: {exits:?}\n{}",
+            tail(&logs, 100)
+        );
+        reader.drain(Duration::from_secs(3));
+        let t = tally(&lines, &reader.records);
+        let mut figures = tally_json(&t);
+        figures["faults"] = self.faults.into();
+        figures["seed"] = self.seed.into();
+        figures["panics"] = panics(&logs).into();
+        figures["rate"] = rate().into();
+        figures["seconds"] = self.started.elapsed().as_secs().into();
+        (t, figures, logs)
+    }
+}
+
+/// What a stream's metrics showed during a fault, sampled every 100 ms from another thread.
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    samples: u64,
+    max_unacked_s: f64,
+    max_table_age_s: f64,
+    stale: bool,
+    healthz_failed: bool,
+    min_partitions: f64,
+    max_partitions: f64,
+    /// Brokers the claims consumer had lost (`claimgate_brokers_down`), at most.
+    max_brokers_down: f64,
+    /// Client warnings and errors counted (`claimgate_broker_warnings_total` + `_errors_total`).
+    client_errors: f64,
+    /// Broker connections lost (`claimgate_broker_disconnects_total`).
+    disconnects: f64,
+    /// Partitions whose leader moved, as the clients saw it (`claimgate_leader_changes_total`).
+    leader_changes: f64,
+    /// Lines decided or dead-lettered during the window.
+    decided: f64,
+    /// What the instance logged during the window.
+    log: String,
+}
+
+/// Watches one stream through a fault.
+struct Window {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<Seen>>,
+    log_from: usize,
+    errors_before: f64,
+    disconnects_before: f64,
+    leader_changes_before: f64,
+    decided_before: f64,
+}
+
+fn client_errors(s: &Scrape) -> f64 {
+    s.counter("claimgate_broker_warnings_total") + s.counter("claimgate_broker_errors_total")
+}
+
+impl Window {
+    fn open(s: &Stream) -> Window {
+        let scrape = s.scrape();
+        let errors_before = client_errors(&scrape);
+        let disconnects_before = scrape.counter("claimgate_broker_disconnects_total");
+        let leader_changes_before = scrape.counter("claimgate_leader_changes_total");
+        let decided_before = scrape.value("claimgate_claims_total") + scrape.counter("claimgate_dead_letters_total");
+        let log_from = s.log_text().len();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let port = s.port;
+        let handle = std::thread::spawn(move || {
+            let mut seen = Seen { min_partitions: f64::MAX, ..Seen::default() };
+            while !flag.load(Ordering::Relaxed) {
+                if let Some((200, body)) = util::http_get(port, "/metrics") {
+                    let m = Scrape(body);
+                    seen.samples += 1;
+                    let g = |n: &str| m.get(n).unwrap_or(0.0);
+                    seen.max_unacked_s = seen.max_unacked_s.max(g("claimgate_oldest_unacked_seconds"));
+                    seen.max_table_age_s = seen.max_table_age_s.max(g("claimgate_table_age_seconds"));
+                    seen.stale |= g("claimgate_table_stale") == 1.0;
+                    seen.min_partitions = seen.min_partitions.min(g("claimgate_claims_partitions"));
+                    seen.max_partitions = seen.max_partitions.max(g("claimgate_claims_partitions"));
+                    seen.max_brokers_down = seen.max_brokers_down.max(g("claimgate_brokers_down"));
+                }
+                if util::http_get(port, "/healthz").is_some_and(|(code, _)| code != 200) {
+                    seen.healthz_failed = true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            seen
+        });
+        Window {
+            stop,
+            handle: Some(handle),
+            log_from,
+            errors_before,
+            disconnects_before,
+            leader_changes_before,
+            decided_before,
+        }
+    }
+
+    /// Waits (up to `wait`) until the clients' statistics — reported every 5 s, and a leader change
+    /// only once the client has refreshed its metadata — show a lost connection or a moved leader since
+    /// the window opened.
+    fn wait_for_statistics(&self, s: &Stream, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if let Some((200, body)) = s.get("/metrics") {
+                let m = Scrape(body);
+                if m.counter("claimgate_broker_disconnects_total") > self.disconnects_before
+                    || m.counter("claimgate_leader_changes_total") > self.leader_changes_before
+                {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn close(mut self, s: &Stream) -> Seen {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut seen = self.handle.take().and_then(|h| h.join().ok()).unwrap_or_default();
+        let scrape = s.scrape();
+        seen.client_errors = client_errors(&scrape) - self.errors_before;
+        seen.disconnects = scrape.counter("claimgate_broker_disconnects_total") - self.disconnects_before;
+        seen.leader_changes = scrape.counter("claimgate_leader_changes_total") - self.leader_changes_before;
+        seen.decided = scrape.value("claimgate_claims_total") + scrape.counter("claimgate_dead_letters_total")
+            - self.decided_before;
+        seen.log = s.log_text().get(self.log_from..).unwrap_or_default().to_owned();
+        seen
+    }
+}
+
+impl Drop for Window {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The instance's log names the broker `node` (librdkafka calls it `host:port/id`), or says a partition's
+/// leader moved away from it.
+fn log_names_node(log: &str, c: &Cluster, node: Node) -> bool {
+    log.lines().any(|l| l.contains(&format!(":{}/{node}", c.client_port(node))))
+        || util::events(log, "partition_leader_changed").iter().any(|e| e["from"] == node)
+}
+
+/// The fault showed in the instance's metrics — client warnings or errors, broker connections lost
+/// (`claimgate_broker_disconnects_total`, `claimgate_brokers_down`), partition leaders moved
+/// (`claimgate_leader_changes_total`: a controlled shutdown raises no client error, and may not even cost
+/// a connection), outputs waiting (`claimgate_oldest_unacked_seconds`), a stale table — and in its log:
+/// lines naming the node (librdkafka's and claimgate's `broker_*` events call it `host:port/id`;
+/// `partition_leader_changed` from it), or the events of what waited (`outputs_waiting`, `table_stale`,
+/// `partitions_lost`).
+fn assert_visible(what: &str, seen: &Seen, c: &Cluster, node: Node) {
+    if let Err(why) = visible(seen, c, node) {
+        panic!("{what}: {why}");
+    }
+}
+
+/// [`assert_visible`]'s judgement, without the panic.
+fn visible(seen: &Seen, c: &Cluster, node: Node) -> Result<(), String> {
+    if seen.samples == 0 {
+        return Err("/metrics never answered during the fault".into());
+    }
+    let in_metrics = seen.client_errors > 0.0
+        || seen.disconnects > 0.0
+        || seen.leader_changes > 0.0
+        || seen.max_brokers_down >= 1.0
+        || seen.max_unacked_s >= 2.0
+        || seen.stale;
+    if !in_metrics {
+        return Err(format!("the fault did not show in /metrics: {seen:?}"));
+    }
+    let in_log = log_names_node(&seen.log, c, node)
+        || ["outputs_waiting", "table_stale", "partitions_lost"].iter().any(|e| !util::events(&seen.log, e).is_empty());
+    if !in_log {
+        return Err(format!(
+            "the instance's log neither names the node (…:{}/{node}) nor says what waited:\n{}",
+            c.client_port(node),
+            seen.log
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn the_leader_of_a_claims_partition_killed_and_restarted_under_load_loses_no_line() {
+    let kills = env_u64("CLAIMGATE_TEST_LEADER_KILLS", 2);
+    let mut sc = Scenario::new("leader-kill", 0x1ead);
+    let s = sc.stream(&[]);
+    let load = sc.load();
+    assert!(wait_deciding(&s, 200.0, Duration::from_secs(60)), "{}", tail(&s.log_text(), 100));
+    let mut max_unacked = 0.0f64;
+    for k in 0..kills {
+        let partition = sc.rng.random_range(0..4);
+        let w = Window::open(&s);
+        let claims = sc.claims();
+        let (killed, new) = sc.kill_leader(&claims, partition);
+        // Deciding again, on every partition (the killed node's ones included, from their new leaders).
+        let before = decided_so_far(&s).expect("metrics");
+        assert!(
+            wait_deciding(&s, before + 2.0 * rate() as f64, Duration::from_secs(120)),
+            "nothing decided after the failover:\n{}",
+            tail(&s.log_text(), 100)
+        );
+        let seen = w.close(&s);
+        eprintln!(
+            "leader kill {}: claims/{partition} led by node {killed}, now by {new}; {} client errors, oldest unacked up to {:.1} s, {} lines sent",
+            k + 1,
+            seen.client_errors,
+            seen.max_unacked_s,
+            load.delivered()
+        );
+        assert_visible(&format!("kill {}", k + 1), &seen, &sc.c, killed);
+        max_unacked = max_unacked.max(seen.max_unacked_s);
+        sc.restart(killed);
+    }
+    let (t, mut figures, logs) = sc.finish(load, vec![s], String::new());
+    figures["fault"] = "claims partition leader kill -9 + restart".into();
+    figures["max_oldest_unacked_s"] = max_unacked.into();
+    report("cluster_claims_leader_kill", figures);
+    assert_clean(&t, &logs);
+    assert_eq!(panics(&logs), 0, "{logs}");
+}
+
+#[test]
+fn the_leader_of_an_output_partition_killed_under_load_loses_no_line_and_its_outputs_wait_visibly() {
+    let kills = env_u64("CLAIMGATE_TEST_OUTPUT_KILLS", 1);
+    let mut sc = Scenario::new("output-kill", 0x0a7);
+    let s = sc.stream(&[]);
+    let load = sc.load();
+    assert!(wait_deciding(&s, 200.0, Duration::from_secs(60)), "{}", tail(&s.log_text(), 100));
+    let mut waited = Vec::new();
+    for k in 0..kills {
+        // An output partition whose leader is not the leader of the claims partition that feeds it
+        // (outputs keep the input's key, so claims/p feeds accepted/p): then outputs are made while
+        // their leader is gone, and wait.
+        let accepted = sc.env.topic("claims.accepted");
+        let pick = (0..4).find(|p| sc.c.leader(&accepted, *p) != sc.c.leader(&sc.claims(), *p)).unwrap_or(0);
+        let w = Window::open(&s);
+        let (killed, new) = sc.kill_leader(&accepted, pick);
+        let before = decided_so_far(&s).expect("metrics");
+        assert!(
+            wait_deciding(&s, before + 2.0 * rate() as f64, Duration::from_secs(120)),
+            "nothing decided after the failover:\n{}",
+            tail(&s.log_text(), 100)
+        );
+        // The outputs that waited for the new leader are acknowledged.
+        let cleared = wait_metric(&s, "claimgate_oldest_unacked_seconds", Duration::from_secs(60), |v| v < 5.0);
+        let seen = w.close(&s);
+        eprintln!(
+            "output leader kill {}: accepted/{pick} led by node {killed}, now by {new}; oldest unacked up to {:.1} s, /healthz failed: {}",
+            k + 1,
+            seen.max_unacked_s,
+            seen.healthz_failed
+        );
+        assert_visible(&format!("kill {}", k + 1), &seen, &sc.c, killed);
+        assert!(seen.max_unacked_s >= 1.0, "outputs never waited for the killed leader: {seen:?}");
+        assert!(cleared.is_some(), "outputs still unacknowledged after the failover:\n{}", tail(&s.log_text(), 100));
+        waited.push(seen.max_unacked_s);
+        sc.restart(killed);
+    }
+    let (t, mut figures, logs) = sc.finish(load, vec![s], String::new());
+    figures["fault"] = "output partition leader kill -9 + restart".into();
+    figures["oldest_unacked_s"] = serde_json::json!(waited);
+    report("cluster_output_leader_kill", figures);
+    assert_clean(&t, &logs);
+    assert_eq!(panics(&logs), 0, "{logs}");
+}
+
+#[test]
+fn the_leader_of_the_status_topics_killed_decisions_go_on_with_the_last_table_stale_then_fresh() {
+    let kills = env_u64("CLAIMGATE_TEST_STATUS_KILLS", 1);
+    let mut sc = Scenario::new("status-kill", 0x57a7);
+    let s = sc.stream(&[]);
+    let epoch = s.metric("claimgate_table_epoch");
+    let load = sc.load();
+    assert!(wait_deciding(&s, 200.0, Duration::from_secs(60)), "{}", tail(&s.log_text(), 100));
+    let mut ages = Vec::new();
+    for k in 0..kills {
+        let practitioners = sc.env.topic("practitioners");
+        let w = Window::open(&s);
+        let (killed, new) = sc.kill_leader(&practitioners, 0);
+        // Fresh again once the new leader answers the follower.
+        let fresh = wait_metric(&s, "claimgate_table_stale", Duration::from_secs(90), |v| v == 0.0);
+        let before = decided_so_far(&s).expect("metrics");
+        assert!(wait_deciding(&s, before + rate() as f64, Duration::from_secs(120)), "{}", tail(&s.log_text(), 100));
+        let seen = w.close(&s);
+        eprintln!(
+            "status leader kill {}: practitioners/0 led by node {killed}, now by {new}; table age up to {:.1} s, stale: {}, {} lines decided meanwhile",
+            k + 1,
+            seen.max_table_age_s,
+            seen.stale,
+            seen.decided
+        );
+        assert_visible(&format!("kill {}", k + 1), &seen, &sc.c, killed);
+        assert!(seen.stale && seen.max_table_age_s >= 3.0, "the table never showed stale: {seen:?}");
+        assert!(!util::events(&seen.log, "table_stale").is_empty(), "no table_stale log line:\n{}", seen.log);
+        assert!(fresh.is_some(), "the table never became fresh again:\n{}", tail(&s.log_text(), 100));
+        assert!(!util::events(&seen.log, "table_fresh").is_empty(), "no table_fresh log line:\n{}", seen.log);
+        assert!(seen.decided > 0.0, "nothing was decided while the status topics' leader was gone");
+        ages.push(seen.max_table_age_s);
+        sc.restart(killed);
+    }
+    let (t, mut figures, logs) = sc.finish(load, vec![s], String::new());
+    // Every decision was made on the one table there was, before, during and after.
+    let mut reader = Reader::new(&sc.env.broker, &output_topics(&sc.env));
+    reader.drain(Duration::from_secs(2));
+    let epochs: HashSet<u64> = reader
+        .records
+        .iter()
+        .filter(|o| !o.is_dead_letter())
+        .filter_map(|o| o.value()["table_epoch"].as_u64())
+        .collect();
+    figures["fault"] = "status topics' leader kill -9 + restart".into();
+    figures["max_table_age_s"] = serde_json::json!(ages);
+    report("cluster_status_leader_kill", figures);
+    assert_clean(&t, &logs);
+    assert_eq!(panics(&logs), 0, "{logs}");
+    assert_eq!(epochs, HashSet::from([epoch as u64]), "decisions on another table than the last one");
+}
+
+#[test]
+fn a_rolling_restart_of_the_three_brokers_under_load_loses_no_line() {
+    let restarts = env_u64("CLAIMGATE_TEST_ROLLING_RESTARTS", 3);
+    let mut sc = Scenario::new("rolling", 0x7011);
+    let s = sc.stream(&[]);
+    let load = sc.load();
+    assert!(wait_deciding(&s, 200.0, Duration::from_secs(60)), "{}", tail(&s.log_text(), 100));
+    // claimgate sees a clean restart through its clients' statistics (leaders by partition): their
+    // first report must be in before the first restart, or the leaders it moves are the first it knows.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let m = s.scrape();
+        if m.0.contains("claimgate_brokers_down{client=\"claims\"}")
+            && m.0.contains("claimgate_brokers_down{client=\"producer\"}")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (mut controlled, mut shown, mut leading) = (0, 0, 0);
+    for k in 0..restarts {
+        let node = (k % 3) as Node + 1;
+        // The partitions of the test's topics this node leads: a broker that leads none of them is
+        // restarted without claimgate having anything to notice (its clients may not even be connected
+        // to it), and is not asked to show.
+        let led: Vec<String> = sc
+            .topics()
+            .iter()
+            .filter_map(|t| Some((t.clone(), sc.c.partitions(t)?)))
+            .flat_map(|(t, ps)| ps.into_iter().filter(|p| p.leader == node).map(move |p| format!("{t}/{}", p.id)))
+            .collect();
+        let w = Window::open(&s);
+        // Stopped by SIGTERM: a controlled shutdown, which the controller quorum records (and so every
+        // node's log replays) as the broker's registration `inControlledShutdown=1` while it moves the
+        // broker's leaders away.
+        let witness = node % 3 + 1;
+        let record = format!("BrokerRegistrationChangeRecord(brokerId={node},");
+        let shutdowns =
+            |c: &Cluster| c.log_lines(witness, &record).iter().filter(|l| l.contains("inControlledShutdown=1")).count();
+        let shutdowns_before = shutdowns(&sc.c);
+        sc.c.stop_node(node);
+        sc.faults += 1;
+        if shutdowns(&sc.c) > shutdowns_before {
+            controlled += 1;
+        }
+        let before = decided_so_far(&s).expect("metrics");
+        assert!(wait_deciding(&s, before + rate() as f64, Duration::from_secs(120)), "{}", tail(&s.log_text(), 100));
+        sc.restart(node);
+        if !led.is_empty() {
+            w.wait_for_statistics(&s, Duration::from_secs(45));
+        }
+        let seen = w.close(&s);
+        eprintln!(
+            "rolling restart {}: node {node} (leading {} of the test's partitions) stopped and started; {} client errors, {} disconnects, {} leader changes seen, {} lines decided meanwhile",
+            k + 1,
+            led.len(),
+            seen.client_errors,
+            seen.disconnects,
+            seen.leader_changes,
+            seen.decided
+        );
+        // A clean restart costs the clients nothing, and what claimgate sees of it comes from its
+        // clients' statistics (every 5 s, a leader change only once metadata is refreshed): one restart
+        // can go unseen. Each is reported; the rolling restart as a whole must show.
+        if !led.is_empty() {
+            leading += 1;
+            match visible(&seen, &sc.c, node) {
+                Ok(()) => shown += 1,
+                Err(why) => eprintln!("rolling restart {}: not seen by claimgate: {why}", k + 1),
+            }
+        }
+    }
+    let (t, mut figures, logs) = sc.finish(load, vec![s], String::new());
+    figures["fault"] = "rolling restart (SIGTERM, one node at a time)".into();
+    figures["controlled_shutdowns"] = controlled.into();
+    figures["restarts_of_a_leader_seen"] = shown.into();
+    figures["restarts_of_a_leader"] = leading.into();
+    report("cluster_rolling_restart", figures);
+    assert_clean(&t, &logs);
+    assert_eq!(panics(&logs), 0, "{logs}");
+    assert_eq!(controlled, restarts, "a node did not stop by controlled shutdown");
+    assert!(leading > 0, "no restarted node led any of the test's partitions: nothing was tested");
+    assert!(shown > 0, "none of the {leading} restarts of a leader showed in claimgate's metrics and log");
+}
+
+/// Partitions named in the `partitions_revoked` events of a log.
+fn revocations(log: &str) -> Vec<Vec<i64>> {
+    util::events(log, "partitions_revoked")
+        .iter()
+        .map(|e| {
+            // Logged with `?`: "[0, 1]".
+            e["partitions"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_matches(['[', ']'])
+                .split(',')
+                .filter_map(|p| p.trim().parse().ok())
+                .collect()
+        })
+        .collect()
+}
+
+/// Waits until the instances hold every one of the 4 claims partitions between them, each at least one.
+fn wait_split(streams: &[&Stream], wait: Duration) -> Option<Vec<f64>> {
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        let held: Vec<f64> =
+            streams.iter().map(|s| s.try_metric("claimgate_claims_partitions").unwrap_or(0.0)).collect();
+        if held.iter().sum::<f64>() == 4.0 && held.iter().all(|h| *h >= 1.0) {
+            return Some(held);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
+#[test]
+fn an_instance_killed_under_load_its_partitions_move_and_a_joining_one_takes_some_without_stopping_the_group() {
+    let kills = env_u64("CLAIMGATE_TEST_INSTANCE_KILLS", 1);
+    let mut sc = Scenario::new("instances", 0x1257);
+    let load = sc.load();
+    let mut live = vec![sc.stream(&[]), sc.stream(&[])];
+    let mut dead_logs = String::new();
+    let split = wait_split(&[&live[0], &live[1]], Duration::from_secs(90));
+    assert!(split.is_some(), "two instances never shared the partitions:\n{}", tail(&live[1].log_text(), 100));
+    let mut partial_revocations = 0;
+    for k in 0..kills {
+        // kill -9 one of the two; the other takes every partition.
+        let victim = live.remove(sc.rng.random_range(0..2));
+        let mut victim = victim;
+        let survivor = &live[0];
+        let w = Window::open(survivor);
+        victim.kill();
+        sc.faults += 1;
+        dead_logs.push_str(&victim.log_text());
+        let took_all = wait_metric(survivor, "claimgate_claims_partitions", Duration::from_secs(90), |v| v == 4.0);
+        assert!(took_all.is_some(), "the survivor never took every partition:\n{}", tail(&survivor.log_text(), 100));
+        let before = decided_so_far(survivor).expect("metrics");
+        assert!(
+            wait_deciding(survivor, before + rate() as f64, Duration::from_secs(60)),
+            "{}",
+            tail(&survivor.log_text(), 100)
+        );
+        let took_over = w.close(survivor);
+        // A new instance joins; with cooperative-sticky assignment the survivor gives up only the
+        // partitions that move to it, and keeps deciding the others meanwhile.
+        let w = Window::open(&live[0]);
+        let joined = sc.stream(&[]);
+        let split = wait_split(&[&live[0], &joined], Duration::from_secs(90));
+        let before = decided_so_far(&joined).unwrap_or(0.0);
+        assert!(wait_deciding(&joined, before + 50.0, Duration::from_secs(60)), "{}", tail(&joined.log_text(), 100));
+        let rebalance = w.close(&live[0]);
+        let revoked = revocations(&rebalance.log);
+        eprintln!(
+            "instance kill {}: survivor took every partition ({} lines decided meanwhile); a new instance joined: split {split:?}, survivor's revocations {revoked:?}, its partitions never below {}",
+            k + 1,
+            took_over.decided,
+            rebalance.min_partitions
+        );
+        assert!(split.is_some(), "the joining instance got no partition:\n{}", tail(&joined.log_text(), 100));
+        assert!(!revoked.is_empty(), "the survivor gave up no partition to the new instance:\n{}", rebalance.log);
+        assert!(
+            revoked.iter().all(|r| r.len() < 4),
+            "the survivor gave up all its partitions to rebalance (an eager, stop-the-group rebalance): {revoked:?}\n{}",
+            rebalance.log
+        );
+        assert!(rebalance.min_partitions >= 1.0, "the survivor held no partition at some moment of the rebalance");
+        partial_revocations += revoked.len();
+        live.push(joined);
+    }
+    let (t, mut figures, logs) = sc.finish(load, live, dead_logs);
+    figures["fault"] = "instance kill -9, then a new instance joins (cooperative-sticky)".into();
+    figures["partial_revocations"] = partial_revocations.into();
+    report("cluster_instance_kill", figures);
+    assert_clean(&t, &logs);
+    assert_eq!(panics(&logs), 0, "{logs}");
+}
+
+#[test]
+fn exactly_once_through_leader_failovers_a_read_committed_reader_sees_every_line_once() {
+    let failovers = env_u64("CLAIMGATE_TEST_EOS_FAILOVERS", 1);
+    let mut sc = Scenario::new("eos-failover", 0xe05f);
+    let s = sc.stream(&["--exactly-once"]);
+    let load = sc.load();
+    assert!(wait_deciding(&s, 200.0, Duration::from_secs(60)), "{}", tail(&s.log_text(), 100));
+    for k in 0..failovers {
+        let partition = sc.rng.random_range(0..4);
+        let w = Window::open(&s);
+        let claims = sc.claims();
+        let (killed, new) = sc.kill_leader(&claims, partition);
+        let before = decided_so_far(&s).expect("metrics");
+        assert!(
+            wait_deciding(&s, before + 2.0 * rate() as f64, Duration::from_secs(180)),
+            "nothing decided after the failover:\n{}",
+            tail(&s.log_text(), 100)
+        );
+        let seen = w.close(&s);
+        eprintln!(
+            "eos failover {}: claims/{partition} led by node {killed}, now by {new}; {} client errors, {} aborted transactions logged",
+            k + 1,
+            seen.client_errors,
+            util::events(&seen.log, "transaction_aborted").len()
+        );
+        assert_visible(&format!("failover {}", k + 1), &seen, &sc.c, killed);
+        sc.restart(killed);
+    }
+    let (t, mut figures, logs) = sc.finish(load, vec![s], String::new());
+    figures["fault"] = "--exactly-once: claims partition leader kill -9 + restart".into();
+    report("cluster_exactly_once_failover", figures);
+    assert_clean(&t, &logs);
+    assert_eq!(t.duplicates, 0, "a read-committed reader saw a line twice under exactly once");
+    assert_eq!(panics(&logs), 0, "{logs}");
+}
+
+#[test]
+fn a_node_cut_off_from_the_clients_delays_its_partitions_visibly_and_loses_nothing() {
+    let cuts = env_u64("CLAIMGATE_TEST_CUTS", 1);
+    let mut sc = Scenario::new("cut-clients", 0xc17);
+    let s = sc.stream(&[]);
+    let load = sc.load();
+    assert!(wait_deciding(&s, 200.0, Duration::from_secs(60)), "{}", tail(&s.log_text(), 100));
+    let mut waited = Vec::new();
+    for k in 0..cuts {
+        // A node that leads an output partition fed from a partition another node leads: outputs are
+        // made for it and cannot be delivered.
+        let accepted = sc.env.topic("claims.accepted");
+        let node = (0..4)
+            .find_map(|p| {
+                let out = sc.c.leader(&accepted, p)?;
+                (Some(out) != sc.c.leader(&sc.claims(), p)).then_some(out)
+            })
+            .unwrap_or(1);
+        let w = Window::open(&s);
+        sc.c.cut(node, Cut::Clients);
+        sc.faults += 1;
+        // Longer than the group session (6 s) and /healthz's bound on an unacknowledged output (5 s).
+        std::thread::sleep(Duration::from_secs(env_u64("CLAIMGATE_TEST_CUT_S", 20)));
+        sc.c.heal();
+        let cleared = wait_metric(&s, "claimgate_oldest_unacked_seconds", Duration::from_secs(120), |v| v < 5.0);
+        let before = decided_so_far(&s).expect("metrics");
+        assert!(wait_deciding(&s, before + rate() as f64, Duration::from_secs(120)), "{}", tail(&s.log_text(), 100));
+        let seen = w.close(&s);
+        eprintln!(
+            "cut from clients {}: node {node}; oldest unacked up to {:.1} s, /healthz failed: {}, table stale: {}, partitions down to {}, {} client errors",
+            k + 1,
+            seen.max_unacked_s,
+            seen.healthz_failed,
+            seen.stale,
+            seen.min_partitions,
+            seen.client_errors
+        );
+        // What the node served waited: outputs (oldest unacknowledged, /healthz), the status topics
+        // (a stale table) or the group (its coordinator: partitions lost), as it happens to lead them.
+        assert!(
+            seen.healthz_failed || seen.max_unacked_s >= 5.0 || seen.stale || seen.min_partitions < 4.0,
+            "the cut node's absence never showed: {seen:?}"
+        );
+        assert!(cleared.is_some(), "outputs still waiting after the cut healed:\n{}", tail(&s.log_text(), 100));
+        assert_visible(&format!("cut {}", k + 1), &seen, &sc.c, node);
+        waited.push(seen.max_unacked_s);
+        let topics = sc.topics();
+        assert!(sc.c.wait_healthy(&topics, HEAL), "{}", sc.c.describe(&topics));
+    }
+    let (t, mut figures, logs) = sc.finish(load, vec![s], String::new());
+    figures["fault"] = "node cut off from the clients (black hole), healed".into();
+    figures["oldest_unacked_s"] = serde_json::json!(waited);
+    report("cluster_cut_from_clients", figures);
+    assert_clean(&t, &logs);
+    assert_eq!(panics(&logs), 0, "{logs}");
+}
+
+#[test]
+fn a_leader_cut_off_from_its_peers_is_replaced_and_nothing_is_lost() {
+    let cuts = env_u64("CLAIMGATE_TEST_CUTS", 1);
+    let mut sc = Scenario::new("cut-peers", 0xc29);
+    let s = sc.stream(&[]);
+    let load = sc.load();
+    assert!(wait_deciding(&s, 200.0, Duration::from_secs(60)), "{}", tail(&s.log_text(), 100));
+    for k in 0..cuts {
+        let partition = sc.rng.random_range(0..4);
+        let claims = sc.claims();
+        let node = sc.c.leader(&claims, partition).expect("a leader");
+        let w = Window::open(&s);
+        sc.c.cut(node, Cut::Peers);
+        sc.faults += 1;
+        // The controller quorum fences the silent node and elects another leader from the in-sync
+        // replicas; the isolated node cannot complete an acks=all write on its own.
+        let new = sc.c.wait_new_leader(&claims, partition, node, FAILOVER);
+        let before = decided_so_far(&s).expect("metrics");
+        let deciding = wait_deciding(&s, before + 2.0 * rate() as f64, Duration::from_secs(120));
+        sc.c.heal();
+        let topics = sc.topics();
+        let healed = sc.c.wait_healthy(&topics, HEAL);
+        let seen = w.close(&s);
+        eprintln!(
+            "cut from peers {}: node {node} led claims/{partition}, new leader {new:?}; {} client errors, oldest unacked up to {:.1} s",
+            k + 1,
+            seen.client_errors,
+            seen.max_unacked_s
+        );
+        assert!(
+            new.is_some(),
+            "no new leader for claims/{partition} while node {node} was cut off:\n{}",
+            sc.c.describe(&topics)
+        );
+        assert!(deciding, "decisions did not go on with the leader cut off:\n{}", tail(&s.log_text(), 100));
+        assert!(healed, "the cluster did not heal:\n{}", sc.c.describe(&topics));
+        assert_visible(&format!("cut {}", k + 1), &seen, &sc.c, node);
+    }
+    let (t, mut figures, logs) = sc.finish(load, vec![s], String::new());
+    figures["fault"] = "partition leader cut off from its peers (black hole), healed".into();
+    report("cluster_cut_from_peers", figures);
+    assert_clean(&t, &logs);
+    assert_eq!(panics(&logs), 0, "{logs}");
+}

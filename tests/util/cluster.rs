@@ -1,0 +1,585 @@
+//! A three-node Apache Kafka cluster of the tests' own, for the fault tests of `tests/cluster.rs`:
+//! started through `scripts/broker.sh cluster start` (KRaft, combined broker+controller nodes, durable
+//! logs; internal topics RF 3 / min ISR 2, the project's topics RF 3 and `min.insync.replicas=2` by
+//! default), its nodes killed (SIGKILL), stopped (SIGTERM, controlled shutdown), frozen (SIGSTOP),
+//! thawed and started again on their logs — always by the PID the script recorded — and the partition
+//! leaders read from the cluster's metadata.
+//!
+//! **Cutting a node off.** The cluster is *routed* (see `cluster_write` in `scripts/broker.sh`): every
+//! connection between two nodes and from the clients goes through a TCP proxy of this process
+//! ([`NetProxy`]), one per direction — clients to node I, node K's replication fetches from node I, node
+//! K's controller traffic to node I. Cutting a node off black-holes its proxies as a network partition
+//! would (bytes stop, connections hang, nothing is refused; on healing, the connections that spanned
+//! the cut are closed, as their peers would have timed them out): [`Cut::Peers`] isolates it from the
+//! other two nodes (replication and controller quorum, both directions) while clients still reach
+//! it; [`Cut::Clients`] leaves the cluster whole and makes the node unreachable for every client. All
+//! on loopback, inside this process: no firewall rule, no namespace, nothing another user of the machine
+//! can see. (Network namespaces were the other way the issue allows; they need the nodes on addresses
+//! other than 127.0.0.1 and every client process inside a namespace — the proxies give the same cuts
+//! with the scripts and clients unchanged.)
+//!
+//! **One cluster per test binary**, started on first use ([`shared`]) and stopped when the process exits
+//! (`atexit`), with its directory under `.tools/run/test-cluster-<port>/` (a run killed before it could
+//! stop its cluster is cleaned up, by the PIDs recorded there, at the next start). Tests take it in turn:
+//! [`shared`] returns a guard held for the whole test, after healing whatever the previous test left.
+//! Ports: the nodes' own listeners on a private range, `CLAIMGATE_TEST_CLUSTER_PORT` (default 19710) to
+//! +14; the proxies on ports the OS hands out. Heap per node: `KAFKA_HEAP` (default 384m here).
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/broker.sh")
+}
+
+/// A TCP forwarder from a loopback port to one target, which can be cut like a network link.
+pub struct NetProxy {
+    /// The port it listens on.
+    pub port: u16,
+    target: u16,
+    blocked: Arc<AtomicBool>,
+    /// Incremented at every heal: connections of an older epoch are closed.
+    epoch: Arc<AtomicU64>,
+    conns: Arc<Mutex<Vec<(u64, TcpStream)>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl NetProxy {
+    /// Listens on a free loopback port and forwards every connection to `127.0.0.1:target`.
+    pub fn start(target: u16) -> NetProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a proxy port");
+        let port = listener.local_addr().expect("proxy address").port();
+        let p = NetProxy {
+            port,
+            target,
+            blocked: Arc::default(),
+            epoch: Arc::default(),
+            conns: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (blocked, epoch, conns, stop) =
+            (Arc::clone(&p.blocked), Arc::clone(&p.epoch), Arc::clone(&p.conns), Arc::clone(&p.stop));
+        std::thread::Builder::new()
+            .name(format!("proxy-{port}"))
+            .spawn(move || accept_loop(listener, target, &blocked, &epoch, &conns, &stop))
+            .expect("proxy thread");
+        p
+    }
+
+    /// Black-holes the link: nothing passes either way, new connections are accepted and hang.
+    pub fn cut(&self) {
+        self.blocked.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets traffic pass again; the connections that spanned the cut are closed.
+    pub fn heal(&self) {
+        if !self.blocked.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let now = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        conns.retain(|(e, s)| {
+            if *e < now {
+                let _ = s.shutdown(Shutdown::Both);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Is the link cut?
+    pub fn is_cut(&self) -> bool {
+        self.blocked.load(Ordering::SeqCst)
+    }
+
+    /// The port it forwards to.
+    pub fn target(&self) -> u16 {
+        self.target
+    }
+}
+
+impl Drop for NetProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        for (_, c) in self.conns.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    target: u16,
+    blocked: &Arc<AtomicBool>,
+    epoch: &Arc<AtomicU64>,
+    conns: &Arc<Mutex<Vec<(u64, TcpStream)>>>,
+    stop: &Arc<AtomicBool>,
+) {
+    for client in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(client) = client else { continue };
+        let _ = client.set_nodelay(true);
+        let e = epoch.load(Ordering::SeqCst);
+        let register = |s: &TcpStream| {
+            if let Ok(c) = s.try_clone() {
+                let mut all = conns.lock().unwrap_or_else(|p| p.into_inner());
+                // Forget closed connections now and then: a long soak makes thousands.
+                if all.len() > 512 {
+                    all.retain(|(_, s)| s.peer_addr().is_ok());
+                }
+                all.push((e, c));
+            }
+        };
+        if blocked.load(Ordering::SeqCst) {
+            // A connection made across a cut: accepted (the SYN got through to a proxy, not to the
+            // node), then nothing; closed when the link heals.
+            register(&client);
+            continue;
+        }
+        // The node is down: refuse, as its own closed port would.
+        let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+        let _ = server.set_nodelay(true);
+        register(&client);
+        register(&server);
+        for (from, to) in [(&client, &server), (&server, &client)] {
+            let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) else { continue };
+            let (blocked, epoch) = (Arc::clone(blocked), Arc::clone(epoch));
+            let _ = std::thread::Builder::new().name("proxy-copy".into()).spawn(move || {
+                pump(from, to, &blocked, &epoch, e);
+            });
+        }
+    }
+}
+
+/// Copies one direction of a connection; while the link is cut, holds what it read (a black hole);
+/// when it heals, the connection is closed (its epoch is over).
+fn pump(mut from: TcpStream, mut to: TcpStream, blocked: &AtomicBool, epoch: &AtomicU64, mine: u64) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        while blocked.load(Ordering::SeqCst) && epoch.load(Ordering::SeqCst) == mine {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if epoch.load(Ordering::SeqCst) != mine || to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
+
+/// What a node is cut off from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// The other two nodes: replication and the controller quorum, both directions. Clients still
+    /// reach it.
+    Peers,
+    /// Every client; the cluster itself stays whole.
+    Clients,
+}
+
+/// The cluster's nodes are numbered 1 to 3 (their `node.id`).
+pub type Node = i32;
+
+/// One partition as the metadata shows it.
+#[derive(Clone, Debug)]
+pub struct PartitionState {
+    pub id: i32,
+    /// The leader; -1 when there is none.
+    pub leader: Node,
+    pub replicas: Vec<Node>,
+    pub isr: Vec<Node>,
+}
+
+/// A three-node cluster, routed through this process's proxies.
+pub struct Cluster {
+    /// Bootstrap servers for clients (the client proxies).
+    pub bootstrap: String,
+    dir: PathBuf,
+    base: u16,
+    heap: String,
+    overrides: String,
+    /// Clients → node I (index I-1).
+    clients: Vec<NetProxy>,
+    /// (kind, from, to) → proxy, kind `repl` or `ctrl`.
+    links: HashMap<(&'static str, Node, Node), NetProxy>,
+    frozen: [bool; 3],
+    /// The node cut off from its peers, if any: its own metadata is stale, not asked.
+    isolated: Option<Node>,
+    metadata: BaseConsumer,
+    /// One metadata client per node, bootstrapped on that node alone (index I-1).
+    node_metadata: Vec<BaseConsumer>,
+    /// Faults done to this cluster so far, for the logs.
+    pub faults: u64,
+}
+
+impl Cluster {
+    /// Starts a routed cluster with its listeners on `base..base+14` and its files in `dir` (cleaned
+    /// of any earlier run first). `overrides` are broker properties (`k=v`) for every node.
+    pub fn start(dir: &Path, base: u16, overrides: &[&str]) -> Cluster {
+        // A run killed before it stopped its cluster: stop those nodes (by their recorded PIDs).
+        if dir.join("ports").exists() {
+            let _ = Command::new(script()).args(["cluster", "stop", "--dir", &dir.display().to_string()]).output();
+        }
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).expect("cluster directory");
+        let node_port = |i: Node| base + (i as u16 - 1);
+        let ctrl_port = |i: Node| base + 3 + (i as u16 - 1);
+        // Node I's replication listener for traffic from node K.
+        let repl_port = |k: Node, i: Node| base + 6 + 3 * (i as u16 - 1) + (k as u16 - 1);
+        let clients: Vec<NetProxy> = (1..=3).map(|i| NetProxy::start(node_port(i))).collect();
+        let mut links = HashMap::new();
+        let mut routes = String::new();
+        for (i, p) in clients.iter().enumerate() {
+            routes.push_str(&format!("client {} {}\n", i + 1, p.port));
+        }
+        for k in 1..=3 {
+            for i in 1..=3 {
+                if k == i {
+                    continue;
+                }
+                let repl = NetProxy::start(repl_port(k, i));
+                let ctrl = NetProxy::start(ctrl_port(i));
+                routes.push_str(&format!("repl {k} {i} {}\nctrl {k} {i} {}\n", repl.port, ctrl.port));
+                links.insert(("repl", k, i), repl);
+                links.insert(("ctrl", k, i), ctrl);
+            }
+        }
+        std::fs::write(dir.join("routes"), routes).expect("routes file");
+        let heap = std::env::var("KAFKA_HEAP").unwrap_or_else(|_| "384m".into());
+        let overrides = overrides.join(" ");
+        let started = Instant::now();
+        let out = Command::new(script())
+            .args(["cluster", "start", "--port", &base.to_string(), "--dir", &dir.display().to_string()])
+            .env("KAFKA_HEAP", &heap)
+            .env("KAFKA_OVERRIDES", &overrides)
+            .output()
+            .expect("run scripts/broker.sh");
+        assert!(
+            out.status.success(),
+            "cluster start failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let bootstrap = text.lines().find_map(|l| l.strip_prefix("BROKER=")).expect("BROKER= line").to_owned();
+        eprintln!("cluster: three nodes ready in {:.1} s, bootstrap {bootstrap}", started.elapsed().as_secs_f64());
+        let client = |servers: &str| -> BaseConsumer {
+            ClientConfig::new()
+                .set("bootstrap.servers", servers)
+                .set("group.id", "claimgate-tests-cluster-metadata")
+                .set_log_level(RDKafkaLogLevel::Emerg)
+                .create()
+                .expect("metadata client")
+        };
+        let metadata = client(&bootstrap);
+        // Straight to the node's own listener: the test's view is not subject to the clients' cut.
+        let node_metadata = (1..=3).map(|i| client(&format!("127.0.0.1:{}", node_port(i)))).collect();
+        Cluster {
+            bootstrap,
+            dir: dir.to_owned(),
+            base,
+            heap,
+            overrides,
+            clients,
+            links,
+            frozen: [false; 3],
+            isolated: None,
+            metadata,
+            node_metadata,
+            faults: 0,
+        }
+    }
+
+    fn node_dir(&self, node: Node) -> PathBuf {
+        self.dir.join(format!("node-{node}"))
+    }
+
+    fn script(&self, what: &str, node: Node) -> std::process::Output {
+        let out = Command::new(script())
+            .args(["node", what, "--node", &node.to_string(), "--dir", &self.dir.display().to_string()])
+            .env("KAFKA_HEAP", &self.heap)
+            .env("KAFKA_OVERRIDES", &self.overrides)
+            // A controlled shutdown on a busy machine can take a while: SIGKILL only after this long.
+            .env("KAFKA_STOP_GRACE_S", "120")
+            .output()
+            .expect("run scripts/broker.sh");
+        assert!(
+            out.status.success(),
+            "scripts/broker.sh node {what} --node {node} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// The PID of a running node, as the script recorded it.
+    pub fn pid(&self, node: Node) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(self.node_dir(node).join("broker.pid")).ok()?.trim().parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        // The recorded PID is this node's broker, not a recycled one.
+        let me = format!("{}/server.properties", self.node_dir(node).display());
+        String::from_utf8_lossy(&cmdline).contains(&me).then_some(pid)
+    }
+
+    /// Is the node's process running?
+    pub fn running(&self, node: Node) -> bool {
+        self.pid(node).is_some()
+    }
+
+    /// `kill -9`: a crash; the logs stay for [`Cluster::start_node`].
+    pub fn kill(&mut self, node: Node) {
+        self.script("kill", node);
+        self.frozen[node as usize - 1] = false;
+        self.faults += 1;
+    }
+
+    /// SIGTERM and wait: the controlled shutdown an operator does before an upgrade.
+    pub fn stop_node(&mut self, node: Node) {
+        self.script("stop", node);
+        self.frozen[node as usize - 1] = false;
+        self.faults += 1;
+    }
+
+    /// Starts a stopped or killed node again on its logs; waits until its broker answers.
+    pub fn start_node(&mut self, node: Node) {
+        self.script("start", node);
+    }
+
+    /// SIGSTOP.
+    pub fn freeze(&mut self, node: Node) {
+        self.script("freeze", node);
+        self.frozen[node as usize - 1] = true;
+        self.faults += 1;
+    }
+
+    /// SIGCONT.
+    pub fn thaw(&mut self, node: Node) {
+        self.script("thaw", node);
+        self.frozen[node as usize - 1] = false;
+    }
+
+    /// Cuts a node off from its peers or from the clients (see the module's documentation).
+    pub fn cut(&mut self, node: Node, from: Cut) {
+        match from {
+            Cut::Clients => self.clients[node as usize - 1].cut(),
+            Cut::Peers => {
+                self.isolated = Some(node);
+                for ((_, k, i), p) in &self.links {
+                    if *k == node || *i == node {
+                        p.cut();
+                    }
+                }
+            }
+        }
+        self.faults += 1;
+    }
+
+    /// Heals every cut.
+    pub fn heal(&mut self) {
+        self.isolated = None;
+        for p in self.clients.iter().chain(self.links.values()) {
+            p.heal();
+        }
+    }
+
+    /// Is any link cut?
+    pub fn any_cut(&self) -> bool {
+        self.clients.iter().chain(self.links.values()).any(NetProxy::is_cut)
+    }
+
+    /// The metadata of `topic` (all topics if `None`) as a node that is up, not frozen and not cut off
+    /// from its peers answers it — an isolated node's own view is stale (it still names itself the
+    /// leader of what it led, while the others have fenced it and elected new leaders). librdkafka asks
+    /// whichever broker it likes, so the answer is taken only from a healthy one (the response names the
+    /// broker that gave it), asking again a few times; failing that, any node's answer.
+    fn topic_metadata(&self, topic: Option<&str>) -> Option<rdkafka::metadata::Metadata> {
+        let healthy = |n: Node| (1..=3).contains(&n) && !self.frozen[n as usize - 1] && self.isolated != Some(n);
+        for _ in 0..6 {
+            for n in 1..=3 {
+                if !healthy(n) || !self.running(n) {
+                    continue;
+                }
+                if let Ok(md) = self.node_metadata[n as usize - 1].fetch_metadata(topic, Duration::from_secs(5))
+                    && healthy(md.orig_broker_id())
+                {
+                    return Some(md);
+                }
+            }
+        }
+        self.metadata.fetch_metadata(topic, Duration::from_secs(5)).ok()
+    }
+
+    /// The leader of a partition as the cluster's metadata says now (`None`: no leader, or the metadata
+    /// could not be read).
+    pub fn leader(&self, topic: &str, partition: i32) -> Option<Node> {
+        let md = self.topic_metadata(Some(topic))?;
+        let t = md.topics().iter().find(|t| t.name() == topic)?;
+        let p = t.partitions().iter().find(|p| p.id() == partition)?;
+        (p.error().is_none() && p.leader() > 0).then_some(p.leader())
+    }
+
+    /// Every partition of `topic`: leader, replicas, in-sync replicas.
+    pub fn partitions(&self, topic: &str) -> Option<Vec<PartitionState>> {
+        let md = self.topic_metadata(Some(topic))?;
+        let t = md.topics().iter().find(|t| t.name() == topic)?;
+        if t.error().is_some() {
+            return None;
+        }
+        Some(
+            t.partitions()
+                .iter()
+                .map(|p| PartitionState {
+                    id: p.id(),
+                    leader: p.leader(),
+                    replicas: p.replicas().to_vec(),
+                    isr: p.isr().to_vec(),
+                })
+                .collect(),
+        )
+    }
+
+    /// Brokers the metadata lists (registered and unfenced).
+    pub fn brokers(&self) -> Vec<Node> {
+        self.topic_metadata(None).map(|md| md.brokers().iter().map(|b| b.id()).collect()).unwrap_or_default()
+    }
+
+    /// Waits until the leader of `topic`/`partition` is a live node other than `old`; returns it.
+    pub fn wait_new_leader(&self, topic: &str, partition: i32, old: Node, wait: Duration) -> Option<Node> {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if let Some(l) = self.leader(topic, partition)
+                && l != old
+            {
+                return Some(l);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        None
+    }
+
+    /// Waits until every node runs, none is frozen or cut, the metadata lists all three brokers, and
+    /// every partition of `topics` has a leader and all three replicas in sync. False if `wait` passed.
+    pub fn wait_healthy(&self, topics: &[String], wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            let mut ok = (1..=3).all(|n| self.running(n)) && self.frozen == [false; 3] && !self.any_cut();
+            ok = ok && self.brokers().len() == 3;
+            for t in topics {
+                if !ok {
+                    break;
+                }
+                ok = self
+                    .partitions(t)
+                    .is_some_and(|ps| ps.iter().all(|p| p.leader > 0 && p.isr.len() == p.replicas.len()));
+            }
+            if ok {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        false
+    }
+
+    /// Makes the cluster whole again: heals cuts, thaws, starts stopped nodes; then waits until it is
+    /// healthy for `topics`. Panics if it does not get there.
+    pub fn restore(&mut self, topics: &[String]) {
+        self.heal();
+        for n in 1..=3 {
+            if self.frozen[n as usize - 1] {
+                self.thaw(n);
+            }
+        }
+        for n in 1..=3 {
+            if !self.running(n) {
+                self.start_node(n);
+            }
+        }
+        assert!(
+            self.wait_healthy(topics, Duration::from_secs(180)),
+            "the cluster did not become whole again within 180 s:\n{}",
+            self.describe(topics)
+        );
+    }
+
+    /// What the metadata says of the nodes and of `topics`, for failure messages.
+    pub fn describe(&self, topics: &[String]) -> String {
+        let mut s =
+            format!("brokers {:?}; running {:?}\n", self.brokers(), (1..=3).map(|n| self.pid(n)).collect::<Vec<_>>());
+        for t in topics {
+            s.push_str(&format!("{t}: {:?}\n", self.partitions(t)));
+        }
+        s
+    }
+
+    /// A node's broker log.
+    pub fn log_text(&self, node: Node) -> String {
+        std::fs::read_to_string(self.node_dir(node).join("broker.log")).unwrap_or_default()
+    }
+
+    /// Lines of every node's log matching `needle`, for the fault tests' "visible in the logs".
+    pub fn log_lines(&self, node: Node, needle: &str) -> Vec<String> {
+        self.log_text(node).lines().filter(|l| l.contains(needle)).map(str::to_owned).collect()
+    }
+
+    /// The port clients reach `node` at (its proxy).
+    pub fn client_port(&self, node: Node) -> u16 {
+        self.clients[node as usize - 1].port
+    }
+
+    /// The first port of the nodes' range.
+    pub fn base_port(&self) -> u16 {
+        self.base
+    }
+
+    /// Stops the three nodes (together: see BROKER.md) and removes the directory.
+    pub fn shutdown(&mut self) {
+        let _ = Command::new(script()).args(["cluster", "stop", "--dir", &self.dir.display().to_string()]).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+static SHARED: OnceLock<Mutex<Cluster>> = OnceLock::new();
+static SHARED_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+extern "C" fn stop_shared_at_exit() {
+    if let Some(dir) = SHARED_DIR.get() {
+        // The cluster's Mutex may be held by a test that panicked: stop through the script, by the
+        // PIDs recorded in the directory, without it.
+        let _ = Command::new(script()).args(["cluster", "stop", "--dir", &dir.display().to_string()]).output();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// The test binary's cluster, started on first use (broker `overrides` apply only then), restored to
+/// health for `topics` (may be empty), and held by this test until the guard is dropped.
+pub fn shared(overrides: &[&str]) -> MutexGuard<'static, Cluster> {
+    let m = SHARED.get_or_init(|| {
+        let base: u16 = std::env::var("CLAIMGATE_TEST_CLUSTER_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(19710);
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(".tools/run/test-cluster-{base}"));
+        let _ = SHARED_DIR.set(dir.clone());
+        // SAFETY: registers a plain extern "C" function with no arguments, as atexit(3) requires.
+        unsafe {
+            libc::atexit(stop_shared_at_exit);
+        }
+        Mutex::new(Cluster::start(&dir, base, overrides))
+    });
+    let mut c = m.lock().unwrap_or_else(|p| p.into_inner());
+    c.restore(&[]);
+    c
+}
