@@ -200,3 +200,159 @@ fn review_from_a_topic_between_two_times_decides_exactly_as_from_files() {
     let md = std::fs::read_to_string(env.path("partial.md")).unwrap();
     assert!(md.contains("**Warning:** lines of the window may be missing: partition"), "{md}");
 }
+
+/// The groups the broker knows by `name`: (state, members). A group that never had a member and never
+/// had an offset committed under it does not appear.
+fn groups(broker: &str, name: &str) -> Vec<(String, usize)> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", broker).create().unwrap();
+    let list = c.fetch_group_list(Some(name), Duration::from_secs(30)).expect("group list");
+    list.groups().iter().filter(|g| g.name() == name).map(|g| (g.state().to_owned(), g.members().len())).collect()
+}
+
+#[test]
+fn the_window_is_by_each_lines_timestamp_from_offsets_found_by_time_and_no_group_is_joined() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    let env = Env::new("rwindow");
+    env.generate(200, 40, 31);
+    // Well-formed lines (with this seed every one taken decides; a dead letter would break the count).
+    let lines: Vec<Vec<u8>> = raw_lines(&env.path("claims.jsonl"))
+        .into_iter()
+        .filter(|l| serde_json::from_slice::<serde_json::Value>(l).is_ok_and(|v| v["feedetl_sn"].is_string()))
+        .collect();
+    // An hour ago, to the second: the window is [base, base + 100 s).
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let base_s = now - 3_600;
+    let at = |d: i64| (base_s + d) * 1000;
+    let bj = |d: i64| claimgate::record::BjTime::from_secs(base_s + d + 8 * 3600).to_string();
+    // Per partition, in offset order: (seconds from the window's start, inside?). Producers' clocks
+    // disagree, so timestamps need not grow along a partition: partition 0 holds a line stamped before
+    // the window after one inside it.
+    let layout: [(i32, &[(i64, bool)]); 4] = [
+        (0, &[(-60, false), (10, true), (-30, false), (20, true), (99, true), (100, false)]),
+        (1, &[(0, true), (50, true)]),
+        (2, &[(-100, false), (-90, false)]),
+        (3, &[(150, false), (200, false)]),
+    ];
+    let topic = env.topic("claims");
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &env.broker).create().unwrap();
+    let mut next = lines.iter();
+    let mut inside = Vec::new();
+    let mut outside = Vec::new();
+    for (partition, records) in layout {
+        for (d, keep) in records {
+            let line = next.next().expect("enough lines");
+            producer
+                .send(BaseRecord::<(), [u8]>::to(&topic).partition(partition).timestamp(at(*d)).payload(line))
+                .map_err(|(e, _)| e)
+                .unwrap();
+            if *keep { inside.push(line.clone()) } else { outside.push(line.clone()) }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    write_lines(&env.path("inside.jsonl"), &inside);
+    write_lines(&env.path("outside.jsonl"), &outside);
+
+    let p = env.path("practitioners.jsonl").display().to_string();
+    let path = |n: &str| env.path(n).display().to_string();
+    let out = run(&[
+        "review",
+        "--brokers",
+        &env.broker,
+        "--claims-topic",
+        &topic,
+        "--from",
+        &bj(0),
+        "--until",
+        &bj(100),
+        "--practitioners",
+        &p,
+        "--out",
+        &path("topic.jsonl"),
+        "--report",
+        &path("topic.md"),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    for (name, file) in [("in", "inside.jsonl"), ("out", "outside.jsonl")] {
+        claimgate(&[
+            "review",
+            "--claims",
+            &path(file),
+            "--practitioners",
+            &p,
+            "--out",
+            &path(&format!("{name}.decisions.jsonl")),
+            "--quiet",
+        ]);
+    }
+    let got = decisions(&env.path("topic.jsonl"));
+    assert_eq!(got.len(), 5, "{got:#?}");
+    assert_eq!(got, decisions(&env.path("in.decisions.jsonl")), "exactly the lines stamped inside the window");
+    let excluded = decisions(&env.path("out.decisions.jsonl"));
+    assert!(got.iter().all(|d| !excluded.contains(d)));
+    // Offsets found by time: partition 0 from its first line at or after --from to its first at or after
+    // --until (4 offsets, the out-of-order one among them), partition 1 whole, partitions 2 and 3
+    // nothing — not the 12 offsets the topic holds.
+    let md = std::fs::read_to_string(env.path("topic.md")).unwrap();
+    assert!(md.contains("(4 partitions, 6 offsets read)"), "{md}");
+
+    // The inline decisions from a decision topic (--previous-topic) compare as the same decisions from a
+    // file (--previous): every verdict flipped inline, one line never decided inline.
+    let inline: Vec<Vec<u8>> = read_jsonl(&env.path("in.decisions.jsonl"))
+        .into_iter()
+        .skip(1)
+        .map(|mut v| {
+            v["reason"] = if v["reason"] == "OK" { "PRACTITIONER_SUSPENDED" } else { "OK" }.into();
+            v.to_string().into_bytes()
+        })
+        .collect();
+    write_lines(&env.path("inline.jsonl"), &inline);
+    claimgate(&["send", "--brokers", &env.broker, "--topic", &env.topic("claims.accepted"), &path("inline.jsonl")]);
+    let changes = |report: &str, previous: &[&str], claims: &[&str]| {
+        let mut a = vec!["review", "--practitioners", &p, "--report", report, "--quiet"];
+        a.extend_from_slice(claims);
+        a.extend_from_slice(previous);
+        claimgate(&a);
+        let md = std::fs::read_to_string(report).unwrap();
+        md[md.find("| change | lines | amount |").expect("changes section")..].to_owned()
+    };
+    let (from, until, accepted) = (bj(0), bj(100), env.topic("claims.accepted"));
+    let rejected = env.topic("claims.rejected");
+    let from_topics = changes(
+        &path("prev-topic.md"),
+        &["--previous-topic", &accepted, "--previous-topic", &rejected],
+        &["--brokers", &env.broker, "--claims-topic", &topic, "--from", &from, "--until", &until],
+    );
+    let from_file =
+        changes(&path("prev-file.md"), &["--previous", &path("inline.jsonl")], &["--claims", &path("inside.jsonl")]);
+    assert_eq!(from_topics, from_file);
+    assert!(from_topics.contains("| decided now, absent from the inline decisions | 1 |"), "{from_topics}");
+    assert_eq!(
+        from_topics.lines().filter(|l| l.contains(" | `")).count(),
+        4,
+        "every flipped line listed: {from_topics}"
+    );
+
+    // No group joined, no offset committed: the broker has never heard of the reader's group. The same
+    // question sees a group whose consumer subscribed.
+    assert_eq!(groups(&env.broker, "claimgate-review-reader"), vec![], "the review joined or committed under a group");
+    let control = format!("{}control", env.prefix);
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &env.broker)
+        .set("group.id", &control)
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    c.subscribe(&[&topic]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while c.assignment().unwrap().count() == 0 && std::time::Instant::now() < deadline {
+        let _ = c.poll(Duration::from_millis(200));
+    }
+    let seen = groups(&env.broker, &control);
+    assert!(seen.iter().any(|(_, members)| *members == 1), "a subscribed consumer's group is seen: {seen:?}");
+}
