@@ -33,14 +33,19 @@ use report::RunInfo;
 
 /// Arguments of `claimgate review`.
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  claimgate review --claims day.jsonl.zst --practitioners p.jsonl --institutions i.jsonl \\
+      --previous inline-decisions.jsonl --out decisions.jsonl --report report.md
+  claimgate review --brokers kafka1:9092 --claims-topic claims \\
+      --from '2026-12-01 00:00:00' --until '2026-12-02 00:00:00' --tables-from-topics \\
+      --previous-topic claims.accepted --previous-topic claims.rejected --report report.md")]
 pub struct ReviewArgs {
     /// Claim lines (JSON Lines; `.gz` / `.zst` by ending). Repeat for several files; `-` reads standard input.
+    /// Required unless --claims-topic.
     #[arg(long = "claims", value_name = "FILE", required_unless_present_any = ["claims_topic"])]
     pub claims: Vec<PathBuf>,
     #[command(flatten)]
     pub tables: TableArgs,
-    #[command(flatten)]
-    pub kafka: KafkaReviewArgs,
     /// Policy profile: a shipped name (national-2024, huaian-2020, lanzhou-2014) or a TOML file.
     #[arg(long, default_value = claimgate::profile::DEFAULT, value_name = "NAME|FILE")]
     pub profile: String,
@@ -73,6 +78,9 @@ pub struct ReviewArgs {
     /// No progress bar and no summary.
     #[arg(long, short)]
     pub quiet: bool,
+    // Last: its heading applies to every option after it in the help.
+    #[command(flatten, next_help_heading = "Reading from Kafka (instead of files)")]
+    pub kafka: KafkaReviewArgs,
 }
 
 /// Reviewing from Kafka instead of files: claims from a topic between two times, the inline decisions
@@ -86,10 +94,12 @@ pub struct KafkaReviewArgs {
     /// partition by partition. The review joins no consumer group and commits nothing.
     #[arg(long, value_name = "TOPIC", requires_all = ["brokers", "from", "until"], conflicts_with = "claims")]
     pub claims_topic: Option<String>,
-    /// Start of the window (Beijing time, `yyyy-MM-dd[ HH:mm:ss]`), inclusive.
+    /// Start of the window, inclusive: Beijing time, `yyyy-MM-dd[ HH:mm:ss]` (a date alone is its
+    /// midnight). Compared with each record's Kafka timestamp (the producer's, unless the topic stamps
+    /// records on arrival); each partition's first offset is found by this time.
     #[arg(long, value_name = "TIME", requires = "claims_topic")]
     pub from: Option<String>,
-    /// End of the window (Beijing time), exclusive.
+    /// End of the window, exclusive (Beijing time, as --from).
     #[arg(long, value_name = "TIME", requires = "claims_topic")]
     pub until: Option<String>,
     /// The inline decisions from a decision topic (repeat: `claims.accepted`, `claims.rejected`), read
