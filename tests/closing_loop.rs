@@ -231,12 +231,13 @@ fn the_window_is_by_each_lines_timestamp_from_offsets_found_by_time_and_no_group
     let bj = |d: i64| claimgate::record::BjTime::from_secs(base_s + d + 8 * 3600).to_string();
     // Per partition, in offset order: (seconds from the window's start, inside?). Producers' clocks
     // disagree, so timestamps need not grow along a partition: partition 0 holds a line stamped before
-    // the window after one inside it.
+    // the window after one inside it, and a line stamped inside stored after one stamped at its end
+    // (read: within --late, 600 s by default).
     let layout: [(i32, &[(i64, bool)]); 4] = [
-        (0, &[(-60, false), (10, true), (-30, false), (20, true), (99, true), (100, false)]),
+        (0, &[(-60, false), (10, true), (-30, false), (20, true), (99, true), (100, false), (30, true)]),
         (1, &[(0, true), (50, true)]),
         (2, &[(-100, false), (-90, false)]),
-        (3, &[(150, false), (200, false)]),
+        (3, &[(900, false), (1000, false)]),
     ];
     let topic = env.topic("claims");
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &env.broker).create().unwrap();
@@ -291,15 +292,15 @@ fn the_window_is_by_each_lines_timestamp_from_offsets_found_by_time_and_no_group
         ]);
     }
     let got = decisions(&env.path("topic.jsonl"));
-    assert_eq!(got.len(), 5, "{got:#?}");
+    assert_eq!(got.len(), 6, "{got:#?}");
     assert_eq!(got, decisions(&env.path("in.decisions.jsonl")), "exactly the lines stamped inside the window");
     let excluded = decisions(&env.path("out.decisions.jsonl"));
     assert!(got.iter().all(|d| !excluded.contains(d)));
-    // Offsets found by time: partition 0 from its first line at or after --from to its first at or after
-    // --until (4 offsets, the out-of-order one among them), partition 1 whole, partitions 2 and 3
-    // nothing — not the 12 offsets the topic holds.
+    // Offsets found by time: partition 0 from its first line at or after --from to its end (nothing is
+    // stamped 600 s after --until: 6 offsets, the out-of-order ones among them), partition 1 whole,
+    // partitions 2 and 3 nothing — not the 13 offsets the topic holds.
     let md = std::fs::read_to_string(env.path("topic.md")).unwrap();
-    assert!(md.contains("(4 partitions, 6 offsets read)"), "{md}");
+    assert!(md.contains("(4 partitions, 8 offsets read, read on to 600 s past the end"), "{md}");
 
     // The inline decisions from a decision topic (--previous-topic) compare as the same decisions from a
     // file (--previous): every verdict flipped inline, one line never decided inline.
@@ -334,7 +335,7 @@ fn the_window_is_by_each_lines_timestamp_from_offsets_found_by_time_and_no_group
     assert!(from_topics.contains("| decided now, absent from the inline decisions | 1 |"), "{from_topics}");
     assert_eq!(
         from_topics.lines().filter(|l| l.contains(" | `")).count(),
-        4,
+        5,
         "every flipped line listed: {from_topics}"
     );
 

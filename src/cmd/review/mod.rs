@@ -102,6 +102,11 @@ pub struct KafkaReviewArgs {
     /// End of the window, exclusive (Beijing time, as --from).
     #[arg(long, value_name = "TIME", requires = "claims_topic")]
     pub until: Option<String>,
+    /// Each partition is read on to its first record stamped this many seconds after --until, for
+    /// lines stamped inside the window but stored after later-stamped ones (producers' clocks and
+    /// send buffers disagree); every line is still kept or left by its own timestamp.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, requires = "claims_topic")]
+    pub late: u64,
     /// The inline decisions from a decision topic (repeat: `claims.accepted`, `claims.rejected`), read
     /// from --from to the topic's end; instead of --previous.
     #[arg(long = "previous-topic", value_name = "TOPIC", requires = "claims_topic", conflicts_with = "previous")]
@@ -273,7 +278,7 @@ pub fn run(args: ReviewArgs) -> Result<()> {
     let mut warnings = Vec::new();
     let inputs = match (&kafka, &args.kafka.claims_topic, window) {
         (Some(k), Some(topic), Some(w)) => {
-            let plan = window::plan(k, topic, w)?;
+            let plan = window::plan_with(k, topic, w, std::time::Duration::from_secs(args.kafka.late))?;
             if !plan.gaps.is_empty() {
                 let gaps: Vec<String> = plan.gaps.iter().map(ToString::to_string).collect();
                 if !args.kafka.allow_partial {

@@ -2,6 +2,13 @@
 //! partition's first offset at or after each time found with `offsets_for_times`, the messages between
 //! read partition by partition in offset order, those whose timestamp lies in `[from, until)` kept.
 //!
+//! **Late lines.** Timestamps are the producers' (unless the topic stamps records on arrival), and
+//! producers' clocks disagree: a line stamped inside the window may be stored after a record stamped
+//! at or after its end. A partition is therefore read on to its first record stamped `late` after the
+//! end ([`plan_with`]; `review --late`), every record kept or left by its own timestamp. The start
+//! needs no such margin: every record before the first one stamped at or after `from` is stamped before
+//! it, by the definition of that offset.
+//!
 //! It must never disturb the stream: its consumer is assigned partitions directly (no subscription, so
 //! it joins no consumer group) and commits nothing (`enable.auto.commit=false`, no commit call). It
 //! reads committed records only, as the stream does.
@@ -96,6 +103,8 @@ pub struct Plan {
     pub ranges: Vec<Range>,
     /// Partitions where lines of the window may have been deleted.
     pub gaps: Vec<Gap>,
+    /// How far past the window's end, in milliseconds, each partition is read for lines stored late.
+    pub late_ms: i64,
 }
 
 impl Plan {
@@ -106,8 +115,13 @@ impl Plan {
 
     /// One sentence for reports.
     pub fn describe(&self) -> String {
+        let late = if self.late_ms > 0 {
+            format!(", read on to {} s past the end for lines stored late", self.late_ms / 1000)
+        } else {
+            String::new()
+        };
         format!(
-            "topic `{}`, lines with timestamps from {} until {} ({} partitions, {} offsets read)",
+            "topic `{}`, lines with timestamps from {} until {} ({} partitions, {} offsets read{late})",
             self.topic,
             self.window.from,
             self.window.until,
@@ -195,8 +209,15 @@ fn timestamp_at(consumer: &BaseConsumer<Context>, topic: &str, partition: i32, o
     bail!("cannot read {topic}/{partition}@{offset} within 30 s")
 }
 
-/// Finds each partition's offsets for the window, and where retention may have cut it.
+/// Finds each partition's offsets for the window, and where retention may have cut it; each partition
+/// read to its first record stamped at or after the window's end.
 pub fn plan(kafka: &KafkaConfig, topic: &str, window: Window) -> Result<Plan> {
+    plan_with(kafka, topic, window, Duration::ZERO)
+}
+
+/// As [`plan`], each partition read on to its first record stamped `late` after the window's end, for
+/// lines stamped inside the window but stored after later-stamped ones (producers' clocks disagree).
+pub fn plan_with(kafka: &KafkaConfig, topic: &str, window: Window, late: Duration) -> Result<Plan> {
     if window.until <= window.from {
         bail!("--until ({}) must be after --from ({})", window.until, window.from);
     }
@@ -211,7 +232,8 @@ pub fn plan(kafka: &KafkaConfig, topic: &str, window: Window) -> Result<Plan> {
     }
     let (from_ms, until_ms) = window.ms();
     let starts = offsets_at(&consumer, topic, &parts, from_ms, &high)?;
-    let ends = offsets_at(&consumer, topic, &parts, until_ms, &high)?;
+    let late_ms = i64::try_from(late.as_millis()).unwrap_or(i64::MAX);
+    let ends = offsets_at(&consumer, topic, &parts, until_ms.saturating_add(late_ms), &high)?;
     let mut ranges = Vec::new();
     let mut gaps = Vec::new();
     for p in &parts {
@@ -226,7 +248,7 @@ pub fn plan(kafka: &KafkaConfig, topic: &str, window: Window) -> Result<Plan> {
             }
         }
     }
-    Ok(Plan { topic: topic.to_owned(), window, ranges, gaps })
+    Ok(Plan { topic: topic.to_owned(), window, ranges, gaps, late_ms })
 }
 
 /// Counts of a read, shared with the caller's progress and report.
