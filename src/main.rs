@@ -11,8 +11,8 @@ use clap::{Parser, Subcommand};
 /// claimgate — the claim-settlement eligibility filter for China's medical-insurance fund.
 ///
 /// Decides, for every fee line a designated institution settles, whether the practitioner who billed it
-/// may be paid: inline on Kafka (`stream`), in bulk from files (`review`), from inspection findings to
-/// statuses (`score`), and with the status tables (`tables`).
+/// may be paid: inline on Kafka (`stream`), in bulk from files or a topic between two times (`review`),
+/// from inspection findings to statuses (`score`), and with the status tables (`tables`).
 #[derive(Parser, Debug)]
 #[command(name = "claimgate", version, about, long_about)]
 struct Cli {
@@ -24,8 +24,9 @@ struct Cli {
 enum Command {
     /// Decide claims inline: consume `claims` from Kafka, produce decisions and dead letters.
     Stream(Box<cmd::stream::StreamArgs>),
-    /// Re-decide claim lines from files against the tables as of each line's service time, and report.
-    Review(cmd::review::ReviewArgs),
+    /// Re-decide claim lines — from files, or from a Kafka topic between two times — against the tables
+    /// as of each line's service time, and report.
+    Review(Box<cmd::review::ReviewArgs>),
     /// From inspection findings to status: score a ledger under a profile's rules and write practitioner
     /// records with the suspensions and terminations it derives, and a report (scoring.md).
     Score(cmd::score::ScoreArgs),
@@ -53,7 +54,7 @@ fn main() -> ExitCode {
         Command::Topics(c) => cmd::topics::run(c),
         Command::Send(args) => cmd::tools::send(args),
         Command::Tail(args) => cmd::tools::tail(args),
-        Command::Review(args) => cmd::review::run(args),
+        Command::Review(args) => cmd::review::run(*args),
         Command::Score(args) => cmd::score::run(args),
         Command::Tables(c) => cmd::tables::run(c),
         Command::Gen(args) => cmd::synth::run(args),

@@ -27,3 +27,13 @@ pub fn now_secs_text() -> String {
 pub fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
+
+/// A Beijing time as milliseconds since the Unix epoch (Kafka's timestamps).
+pub fn to_unix_ms(t: BjTime) -> i64 {
+    t.secs().saturating_sub(UTC_OFFSET_SECS).saturating_mul(1000)
+}
+
+/// Milliseconds since the Unix epoch (a Kafka timestamp) as Beijing time, to the second.
+pub fn from_unix_ms(ms: i64) -> BjTime {
+    BjTime::from_secs(ms.div_euclid(1000) + UTC_OFFSET_SECS)
+}

@@ -127,6 +127,40 @@ pub enum Block {
     /// One zstd frame of whole lines (from a file of line-aligned frames, see [`frames`]), to be
     /// decompressed by whichever thread takes it.
     Zstd(Vec<u8>),
+    /// Kafka messages, each one line whatever bytes it holds (a message is decided whole, as the
+    /// stream decides it), with its position for dead letters and the index (`io::kafka::window`).
+    Messages(MessageBlock),
+}
+
+/// Kafka messages read for a review: their payloads back to back, and where each one is and came from.
+#[derive(Debug, Default)]
+pub struct MessageBlock {
+    /// The payloads, back to back.
+    pub data: Vec<u8>,
+    /// One per message, in offset order.
+    pub messages: Vec<MessageAt>,
+}
+
+/// One message of a [`MessageBlock`].
+#[derive(Clone, Copy, Debug)]
+pub struct MessageAt {
+    /// Where its payload starts in the block's data.
+    pub at: u32,
+    /// Its payload's length.
+    pub len: u32,
+    /// A null value (no payload): a dead letter, as in the stream.
+    pub null: bool,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+}
+
+impl MessageBlock {
+    /// The payload of message `i`.
+    pub fn payload(&self, m: &MessageAt) -> &[u8] {
+        &self.data[m.at as usize..(m.at + m.len) as usize]
+    }
 }
 
 /// An input opened for reading in blocks of whole lines.

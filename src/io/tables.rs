@@ -1,6 +1,7 @@
 //! Status tables from files: JSON Lines registry exports (parsed on every core, inserted in file order
 //! so that version ties resolve the same way every run) and binary snapshots.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use rayon::prelude::*;
 
 use super::files::{self, Chunker, lines};
 use super::progress::Progress;
-use claimgate::record::{InstitutionText, MappingText, PractitionerRow};
+use claimgate::record::{InstitutionCode, InstitutionText, MappingText, PractitionerRow};
 use claimgate::table::{InstitutionTable, MappingTable, PractitionerTable, Upsert, View, snapshot};
 
 /// What loading a file found.
@@ -75,29 +76,39 @@ pub fn load_practitioners(path: &Path, progress: &Progress) -> Result<(Practitio
     Ok((table, stats))
 }
 
-/// Loads institution records from JSON Lines. A bad line stops the load with its line number.
-pub fn load_institutions(path: &Path, progress: &Progress) -> Result<(InstitutionTable, LoadStats)> {
+/// Institution names by code, from the institution file (the table holds no names; reports show them).
+pub type Names = HashMap<InstitutionCode, String>;
+
+/// Loads institution records from JSON Lines, and their names. A bad line stops the load with its line
+/// number.
+pub fn load_institutions(path: &Path, progress: &Progress) -> Result<(InstitutionTable, LoadStats, Names)> {
     let input = files::open(path)?;
     let bar = progress.bytes(input.size, &format!("institutions {}", input.name));
     let counter = input.read.clone();
     let name = input.name.clone();
     let mut table = InstitutionTable::default();
     let mut stats = LoadStats::default();
+    let mut names = Names::new();
     for chunk in chunks(input) {
         let chunk = chunk.with_context(|| format!("cannot read {name}"))?;
         for (n, line) in lines(&chunk) {
-            let rec = InstitutionText::from_json(line)
-                .and_then(|t| t.validate())
+            let (inst_name, rec) = InstitutionText::from_json(line)
+                .and_then(|t| t.validate().map(|r| (t.name, r)))
                 .map_err(|e| anyhow::anyhow!("{name}:{n}: {e}"))?;
+            let code = rec.code;
             if table.upsert(rec) == Upsert::Stale {
                 stats.stale += 1;
+            } else if let Some(n) = inst_name {
+                names.insert(code, n);
+            } else {
+                names.remove(&code);
             }
             stats.records += 1;
         }
         bar.set_position(counter.load(Ordering::Relaxed));
     }
     bar.finish_and_clear();
-    Ok((table, stats))
+    Ok((table, stats, names))
 }
 
 /// Loads local-id mapping records from JSON Lines. A bad line stops the load with its line number.
@@ -156,6 +167,8 @@ pub struct Loaded {
     pub view: View,
     /// Where they came from.
     pub description: String,
+    /// Institution names, where the institution records give them.
+    pub names: Names,
 }
 
 impl TableSource {
@@ -173,6 +186,7 @@ impl TableSource {
                 stats.stale
             ),
             view: loaded.view.with_mappings(mappings),
+            names: loaded.names,
         })
     }
 
@@ -196,15 +210,16 @@ impl TableSource {
                     header.epoch
                 ),
                 view,
+                names: Names::new(),
             });
         }
         let Some(p) = &self.practitioners else {
             bail!("no status tables: give --practitioners (JSON Lines or snapshot) or --snapshot");
         };
         let (practitioners, ps) = load_practitioners(p, progress)?;
-        let (institutions, is) = match &self.institutions {
+        let (institutions, is, names) = match &self.institutions {
             Some(i) => load_institutions(i, progress)?,
-            None => (InstitutionTable::default(), LoadStats::default()),
+            None => (InstitutionTable::default(), LoadStats::default(), Names::new()),
         };
         let view = View::new(practitioners, institutions);
         Ok(Loaded {
@@ -217,6 +232,7 @@ impl TableSource {
                 is.records
             ),
             view,
+            names,
         })
     }
 }

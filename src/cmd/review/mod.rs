@@ -20,9 +20,12 @@ use clap::Args;
 
 use crate::io::clock;
 use crate::io::files::{self, Output};
+use crate::io::kafka::KafkaConfig;
+use crate::io::kafka::window::{self, Window};
 use crate::io::progress::Progress;
 use crate::io::tables::TableSource;
 use claimgate::profile::Profile;
+use claimgate::record::BjTime;
 use claimgate::routing::Rules;
 
 use previous::Previous;
@@ -30,9 +33,16 @@ use report::RunInfo;
 
 /// Arguments of `claimgate review`.
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  claimgate review --claims day.jsonl.zst --practitioners p.jsonl --institutions i.jsonl \\
+      --previous inline-decisions.jsonl --out decisions.jsonl --report report.md
+  claimgate review --brokers kafka1:9092 --claims-topic claims \\
+      --from '2026-12-01 00:00:00' --until '2026-12-02 00:00:00' --tables-from-topics \\
+      --previous-topic claims.accepted --previous-topic claims.rejected --report report.md")]
 pub struct ReviewArgs {
     /// Claim lines (JSON Lines; `.gz` / `.zst` by ending). Repeat for several files; `-` reads standard input.
-    #[arg(long = "claims", required = true, value_name = "FILE")]
+    /// Required unless --claims-topic.
+    #[arg(long = "claims", value_name = "FILE", required_unless_present_any = ["claims_topic"])]
     pub claims: Vec<PathBuf>,
     #[command(flatten)]
     pub tables: TableArgs,
@@ -68,6 +78,79 @@ pub struct ReviewArgs {
     /// No progress bar and no summary.
     #[arg(long, short)]
     pub quiet: bool,
+    // Last: its heading applies to every option after it in the help.
+    #[command(flatten, next_help_heading = "Reading from Kafka (instead of files)")]
+    pub kafka: KafkaReviewArgs,
+}
+
+/// Reviewing from Kafka instead of files: claims from a topic between two times, the inline decisions
+/// from the decision topics, the tables from the status topics.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KafkaReviewArgs {
+    /// Bootstrap brokers, for the options that read Kafka.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub brokers: Option<String>,
+    /// Claim lines from this topic instead of files: those whose timestamps fall in [--from, --until),
+    /// partition by partition. The review joins no consumer group and commits nothing.
+    #[arg(long, value_name = "TOPIC", requires_all = ["brokers", "from", "until"], conflicts_with = "claims")]
+    pub claims_topic: Option<String>,
+    /// Start of the window, inclusive: Beijing time, `yyyy-MM-dd[ HH:mm:ss]` (a date alone is its
+    /// midnight). Compared with each record's Kafka timestamp (the producer's, unless the topic stamps
+    /// records on arrival); each partition's first offset is found by this time.
+    #[arg(long, value_name = "TIME", requires = "claims_topic")]
+    pub from: Option<String>,
+    /// End of the window, exclusive (Beijing time, as --from).
+    #[arg(long, value_name = "TIME", requires = "claims_topic")]
+    pub until: Option<String>,
+    /// Each partition is read on to its first record stamped this many seconds after --until, for
+    /// lines stamped inside the window but stored after later-stamped ones (producers' clocks and
+    /// send buffers disagree); every line is still kept or left by its own timestamp.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, requires = "claims_topic")]
+    pub late: u64,
+    /// The inline decisions from a decision topic (repeat: `claims.accepted`, `claims.rejected`), read
+    /// from --from to the topic's end; instead of --previous.
+    #[arg(long = "previous-topic", value_name = "TOPIC", requires = "claims_topic", conflicts_with = "previous")]
+    pub previous_topics: Vec<String>,
+    /// The status tables from the status topics, read to their end (what a stream instance holds),
+    /// instead of --practitioners / --institutions / --snapshot.
+    #[arg(long, requires = "brokers", conflicts_with_all = ["practitioners", "institutions", "snapshot"])]
+    pub tables_from_topics: bool,
+    /// Practitioner status topic, for --tables-from-topics.
+    #[arg(long, value_name = "TOPIC", default_value = "practitioners")]
+    pub topic_practitioners: String,
+    /// Institution status topic, for --tables-from-topics.
+    #[arg(long, value_name = "TOPIC", default_value = "institutions")]
+    pub topic_institutions: String,
+    /// Review what the claims topic still holds when the window begins before its oldest record and
+    /// records were deleted (retention); the report says which partitions may miss lines. Without it
+    /// such a review is refused.
+    #[arg(long, requires = "claims_topic")]
+    pub allow_partial: bool,
+    /// A librdkafka property for the Kafka clients, e.g. -X security.protocol=SASL_SSL.
+    #[arg(short = 'X', value_name = "NAME=VALUE")]
+    pub property: Vec<String>,
+}
+
+impl KafkaReviewArgs {
+    /// The Kafka client configuration, if brokers were given.
+    pub fn config(&self) -> Result<Option<KafkaConfig>> {
+        let Some(brokers) = &self.brokers else { return Ok(None) };
+        Ok(Some(KafkaConfig { brokers: brokers.clone(), properties: crate::cmd::tables::properties(&self.property)? }))
+    }
+
+    /// The window, parsed.
+    pub fn window(&self) -> Result<Option<Window>> {
+        let (Some(from), Some(until)) = (&self.from, &self.until) else { return Ok(None) };
+        let parse = |flag: &str, t: &str| {
+            BjTime::parse(t.trim())
+                .map_err(|e| anyhow::anyhow!("{flag} `{t}`: {e} (Beijing time, yyyy-MM-dd[ HH:mm:ss])"))
+        };
+        let w = Window { from: parse("--from", from)?, until: parse("--until", until)? };
+        if w.until <= w.from {
+            anyhow::bail!("--until ({}) must be after --from ({})", w.until, w.from);
+        }
+        Ok(Some(w))
+    }
 }
 
 /// Where the status tables come from (shared by the subcommands that load them).
@@ -166,16 +249,64 @@ pub fn run(args: ReviewArgs) -> Result<()> {
     let started_at = clock::now_secs_text();
     let progress = Progress::new(args.quiet);
     let rules = Arc::new(load_rules(&args.profile, args.routing.as_deref())?);
-    let loaded = TableSource { mappings: args.mappings.clone(), ..args.tables.source() }.load(&progress)?;
+    let kafka = args.kafka.config()?;
+    let window = args.kafka.window()?;
+    let loaded = match (&kafka, args.kafka.tables_from_topics) {
+        (Some(k), true) => {
+            let loaded =
+                crate::io::kafka::tables::load(k, &args.kafka.topic_practitioners, &args.kafka.topic_institutions)?;
+            match &args.mappings {
+                Some(m) => {
+                    let (mappings, _) = crate::io::tables::load_mappings(m, &progress)?;
+                    crate::io::tables::Loaded { view: loaded.view.with_mappings(mappings), ..loaded }
+                }
+                None => loaded,
+            }
+        }
+        _ => TableSource { mappings: args.mappings.clone(), ..args.tables.source() }.load(&progress)?,
+    };
     let tables_seconds = started.elapsed().as_secs_f64();
     let view = Arc::new(loaded.view);
-    let previous = args.previous.as_deref().map(Previous::load).transpose()?.map(Arc::new);
+    let previous = match (&kafka, &window, args.kafka.previous_topics.is_empty()) {
+        (Some(k), Some(w), false) => Some(Previous::load_topics(k, &args.kafka.previous_topics, w.from)?),
+        _ => args.previous.as_deref().map(Previous::load).transpose()?,
+    }
+    .map(Arc::new);
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
 
     // Open every input first: an unreadable file fails the run before any output is written.
-    let inputs = args.claims.iter().map(|p| files::open_blocks(p, pipeline::BLOCK)).collect::<Result<Vec<_>>>()?;
+    let mut warnings = Vec::new();
+    let inputs = match (&kafka, &args.kafka.claims_topic, window) {
+        (Some(k), Some(topic), Some(w)) => {
+            let plan = window::plan_with(k, topic, w, std::time::Duration::from_secs(args.kafka.late))?;
+            if !plan.gaps.is_empty() {
+                let gaps: Vec<String> = plan.gaps.iter().map(ToString::to_string).collect();
+                if !args.kafka.allow_partial {
+                    anyhow::bail!(
+                        "the window begins before what topic {topic} still holds, and records were deleted (retention): lines of the window may be gone.\n  {}\nReview a later window, or give --allow-partial to review what remains (the report then says which partitions may miss lines).",
+                        gaps.join("\n  ")
+                    );
+                }
+                warnings.extend(gaps.into_iter().map(|g| format!("lines of the window may be missing: {g}")));
+            }
+            let description = plan.describe();
+            let (mut input, _) = window::blocks(k, plan, pipeline::BLOCK)?;
+            input.name = topic.clone();
+            vec![(input, description)]
+        }
+        _ => args
+            .claims
+            .iter()
+            .map(|p| {
+                files::open_blocks(p, pipeline::BLOCK).map(|i| {
+                    let d = i.name.clone();
+                    (i, d)
+                })
+            })
+            .collect::<Result<Vec<_>>>()?,
+    };
+    let (inputs, described): (Vec<_>, Vec<String>) = inputs.into_iter().unzip();
     let total: Option<u64> = inputs.iter().map(|i| i.size).sum();
-    let names: Vec<String> = inputs.iter().map(|i| i.name.clone()).collect();
     let counters: Vec<_> = inputs.iter().map(|i| Arc::clone(&i.read)).collect();
     let bar = progress.bytes(total, "review");
 
@@ -207,7 +338,9 @@ pub fn run(args: ReviewArgs) -> Result<()> {
         tables: loaded.description,
         epoch: view.epoch(),
         sizes: (view.practitioner_count(), view.institution_count()),
-        inputs: names,
+        inputs: described,
+        warnings,
+        names: loaded.names,
         dead_letters,
         previous: previous.as_ref().map(|p| (p.name.clone(), p.lines)),
         started_at,

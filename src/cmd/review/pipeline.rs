@@ -21,10 +21,10 @@ use crossbeam_channel::{Receiver, Sender};
 use super::previous::Previous;
 use super::report::{Changed, Stats};
 use crate::io::clock;
-use crate::io::files::{self, Block, Output};
+use crate::io::files::{self, Block, MessageAt, Output};
 use crate::io::frames::FrameCompressor;
-use claimgate::batch::process_each;
-use claimgate::record::{DeadLetter, Role, Stamp};
+use claimgate::batch::{Decided, process_each};
+use claimgate::record::{DeadLetter, Malformed, Role, Stamp};
 use claimgate::routing::Rules;
 use claimgate::table::View;
 
@@ -58,6 +58,9 @@ struct Done {
     /// The block's text, kept only when a line of it went to the dead letters.
     text: Vec<u8>,
     dead: Vec<Pending>,
+    /// Kafka messages: where each came from, kept only when one went to the dead letters (their
+    /// `source` is `topic/partition@offset`, as in the stream).
+    messages: Option<Vec<MessageAt>>,
     decided_at: String,
 }
 
@@ -92,13 +95,14 @@ pub struct Outcome {
 }
 
 fn work(job: Job, shared: &Shared, stats: &mut Stats, compressor: &mut Option<FrameCompressor>) -> io::Result<Done> {
-    let text = match job.block {
-        Block::Plain(v) => v,
+    let (text, messages) = match job.block {
+        Block::Plain(v) => (v, None),
         Block::Zstd(frame) => {
             let mut out = Vec::with_capacity(BLOCK + BLOCK / 2);
             crate::io::frames::decompress(&frame, &mut out)?;
-            out
+            (out, None)
         }
+        Block::Messages(m) => (m.data, Some(m.messages)),
     };
     let decided_at = clock::now_text();
     let (view, rules) = (&*shared.view, &*shared.rules);
@@ -108,31 +112,57 @@ fn work(job: Job, shared: &Shared, stats: &mut Stats, compressor: &mut Option<Fr
     let mut dead = Vec::new();
     let base = text.as_ptr() as usize;
     let previous = shared.previous.as_deref();
-    process_each(files::numbered_lines(&text, 0), view, rules, &stamp, &mut decisions, |line, bytes, result, out| {
-        match result {
-            Ok(d) => {
-                out.push(b'\n');
-                stats.decided(&d.claim, &d.outcome);
-                if let Some(prev) = previous {
-                    compare(prev, &d.claim, &d.outcome, (job.seq, line), stats);
-                }
-            }
-            Err(m) => {
-                let start = bytes.as_ptr() as usize - base;
-                dead.push(Pending { line, at: start..start + bytes.len(), message: m.message, field: m.field });
-                stats.dead(m.field);
+    let each = |line: u64, bytes: &[u8], result: Result<Decided<'_, '_>, Malformed>, out: &mut Vec<u8>| match result {
+        Ok(d) => {
+            out.push(b'\n');
+            stats.decided(&d.claim, &d.outcome);
+            if let Some(prev) = previous {
+                compare(prev, &d.claim, &d.outcome, (job.seq, line), stats);
             }
         }
-    });
-    let lines =
-        memchr::memchr_iter(b'\n', &text).count() as u64 + u64::from(!text.is_empty() && !text.ends_with(b"\n"));
+        Err(m) => {
+            let start = bytes.as_ptr() as usize - base;
+            dead.push(Pending { line, at: start..start + bytes.len(), message: m.message, field: m.field });
+            stats.dead(m.field);
+        }
+    };
+    let lines = match &messages {
+        None => {
+            process_each(files::numbered_lines(&text, 0), view, rules, &stamp, &mut decisions, each);
+            memchr::memchr_iter(b'\n', &text).count() as u64 + u64::from(!text.is_empty() && !text.ends_with(b"\n"))
+        }
+        Some(msgs) => {
+            // Each message is one line whatever it holds, and a null value is a dead letter, as in
+            // the stream.
+            let mut each = each;
+            let mut nulls = Vec::new();
+            let payloads = msgs.iter().enumerate().filter_map(|(i, m)| {
+                if m.null {
+                    nulls.push(i as u64);
+                    return None;
+                }
+                Some((i as u64, &text[m.at as usize..(m.at + m.len) as usize]))
+            });
+            process_each(payloads, view, rules, &stamp, &mut decisions, &mut each);
+            for i in nulls {
+                let at = msgs[i as usize].at as usize;
+                each(
+                    i,
+                    &text[at..at],
+                    Err(Malformed { field: None, message: "empty message (null value)".into() }),
+                    &mut Vec::new(),
+                );
+            }
+            msgs.len() as u64
+        }
+    };
     if let Some(c) = compressor {
         let mut frame = Vec::new();
         c.compress(&decisions, &mut frame)?;
         decisions = frame;
     }
-    let text = if dead.is_empty() { Vec::new() } else { text };
-    Ok(Done { seq: job.seq, file: job.file, lines, decisions, text, dead, decided_at })
+    let (text, messages) = if dead.is_empty() { (Vec::new(), None) } else { (text, messages) };
+    Ok(Done { seq: job.seq, file: job.file, lines, decisions, text, dead, messages, decided_at })
 }
 
 fn compare(
@@ -268,7 +298,13 @@ fn write(
             if !block.dead.is_empty() {
                 rendered.clear();
                 for p in &block.dead {
-                    let source = format!("{}:{}", names[block.file], first_line[block.file] + p.line);
+                    let source = match &block.messages {
+                        Some(m) => format!(
+                            "{}/{}@{}",
+                            names[block.file], m[p.line as usize].partition, m[p.line as usize].offset
+                        ),
+                        None => format!("{}:{}", names[block.file], first_line[block.file] + p.line),
+                    };
                     let raw = &block.text[p.at.clone()];
                     DeadLetter::new(&p.message, p.field, &source, raw, &block.decided_at).write(&mut rendered);
                     rendered.push(b'\n');

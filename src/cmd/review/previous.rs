@@ -12,9 +12,11 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow};
 use rayon::prelude::*;
 
-use crate::io::files::{self, Chunker, lines};
-use claimgate::record::Reason;
+use crate::io::files::{self, Block, Chunker, lines};
+use crate::io::kafka::KafkaConfig;
+use crate::io::kafka::window::{self, Window};
 use claimgate::record::json::{Value, scan_object, unescape};
+use claimgate::record::{BjTime, Reason};
 
 /// A line's identity (records.md): institution, visit, serial — hashed with a fixed-key SipHash, so
 /// the same identity hashes alike in every run.
@@ -86,6 +88,37 @@ impl Previous {
                 .collect();
             entries.extend(packed?);
         }
+        Ok(Previous::from_entries(entries, name))
+    }
+
+    /// Reads the inline decisions from decision topics (`claims.accepted`, `claims.rejected`): every
+    /// decision with a timestamp from `from` to the topics' end now — a line's decision comes after
+    /// the line, however late. A record that is not a decision stops the review with its position.
+    pub fn load_topics(kafka: &KafkaConfig, topics: &[String], from: BjTime) -> Result<Previous> {
+        let mut entries: Vec<u64> = Vec::new();
+        for topic in topics {
+            let plan = window::plan(kafka, topic, Window { from, until: BjTime::MAX })?;
+            let (input, _) = window::blocks(kafka, plan, 4 << 20)?;
+            for block in input.blocks {
+                let Block::Messages(b) = block.with_context(|| format!("cannot read {topic}"))? else {
+                    continue;
+                };
+                let packed: Result<Vec<u64>> = b
+                    .messages
+                    .par_iter()
+                    .map(|m| {
+                        row(b.payload(m))
+                            .map(|(id, r)| pack(id, r))
+                            .ok_or_else(|| anyhow!("{topic}/{}@{}: not a decision record", m.partition, m.offset))
+                    })
+                    .collect();
+                entries.extend(packed?);
+            }
+        }
+        Ok(Previous::from_entries(entries, format!("topics {} from {from}", topics.join(", "))))
+    }
+
+    fn from_entries(entries: Vec<u64>, name: String) -> Previous {
         let lines = entries.len() as u64;
         let bits = ((entries.len() * 4 / 3 + 1).next_power_of_two().max(16)).trailing_zeros();
         let mut slots = vec![0u64; 1 << bits];
@@ -102,7 +135,7 @@ impl Previous {
                 i = (i + 1) & mask;
             }
         }
-        Ok(Previous { slots, lines, name })
+        Previous { slots, lines, name }
     }
 
     /// The inline reason for a line, if it was decided inline.

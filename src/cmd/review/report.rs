@@ -258,6 +258,10 @@ pub struct RunInfo {
     pub sizes: (usize, usize),
     /// Input names.
     pub inputs: Vec<String>,
+    /// What the reader of the report must know first (lines that may be missing).
+    pub warnings: Vec<String>,
+    /// Institution names from the institution table, where it gives them.
+    pub names: crate::io::tables::Names,
     /// Where dead letters went.
     pub dead_letters: Option<String>,
     /// The previous decisions file, if any, and how many lines it had.
@@ -342,6 +346,9 @@ pub fn markdown(stats: &Stats, info: &RunInfo) -> String {
     let (acc, rej) = stats.by_verdict();
     let decided = stats.decided_lines();
     let _ = writeln!(s, "# claimgate review report\n");
+    for w in &info.warnings {
+        let _ = writeln!(s, "> **Warning:** {w}\n");
+    }
     let _ = writeln!(s, "| | |\n|---|---|");
     let _ = writeln!(s, "| profile | {} |", info.profile);
     let _ = writeln!(s, "| tables | {} |", info.tables.replace('|', "\\|"));
@@ -386,7 +393,7 @@ pub fn markdown(stats: &Stats, info: &RunInfo) -> String {
         }
     }
 
-    warned_section(&mut s, stats);
+    warned_section(&mut s, stats, info);
 
     let mut insts: Vec<_> = stats.by_institution.iter().filter(|(_, t)| t.rejected.lines > 0).collect();
     insts.sort_by(|a, b| b.1.rejected.fen.cmp(&a.1.rejected.fen).then(a.0.cmp(b.0)));
@@ -399,12 +406,13 @@ pub fn markdown(stats: &Stats, info: &RunInfo) -> String {
     );
     let _ = writeln!(
         s,
-        "| institution | lines | accepted amount | rejected lines | rejected amount |\n|---|---:|---:|---:|---:|"
+        "| institution | name | lines | accepted amount | rejected lines | rejected amount |\n|---|---|---:|---:|---:|---:|"
     );
     for (code, t) in insts.iter().take(TOP) {
         let _ = writeln!(
             s,
-            "| {code} | {} | {} | {} | {} |",
+            "| {code} | {} | {} | {} | {} | {} |",
+            name_of(info, **code),
             t.accepted.lines + t.rejected.lines,
             yuan(t.accepted.fen),
             t.rejected.lines,
@@ -485,13 +493,19 @@ pub fn markdown(stats: &Stats, info: &RunInfo) -> String {
     s
 }
 
+/// The institution's name as the institution table gives it, escaped for a Markdown table cell; empty
+/// where the table has none.
+pub fn name_of(info: &RunInfo, code: InstitutionCode) -> String {
+    info.names.get(&code).map_or(String::new(), |n| n.replace('|', "\\|"))
+}
+
 fn reasons_text(bits: u16) -> String {
     Reason::ALL.iter().filter(|r| bits & bit(**r) != 0).map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// rules.md, "Enforcement": the accepted lines a warned reason would reject once enforced, by reason,
 /// institution and person — the list an agency publishes before it starts enforcing.
-fn warned_section(s: &mut String, stats: &Stats) {
+fn warned_section(s: &mut String, stats: &Stats, info: &RunInfo) {
     let total = stats.warned();
     if total.lines == 0 {
         return;
@@ -513,12 +527,19 @@ fn warned_section(s: &mut String, stats: &Stats) {
     insts.sort_by(|a, b| b.1.lines.fen.cmp(&a.1.lines.fen).then(a.0.cmp(b.0)));
     let _ = writeln!(
         s,
-        "\nInstitutions that would be hit ({}; the {} with the largest amounts):\n\n| institution | lines | amount | reasons |\n|---|---:|---:|---|",
+        "\nInstitutions that would be hit ({}; the {} with the largest amounts):\n\n| institution | name | lines | amount | reasons |\n|---|---|---:|---:|---|",
         insts.len(),
         insts.len().min(TOP)
     );
     for (code, t) in insts.iter().take(TOP) {
-        let _ = writeln!(s, "| {code} | {} | {} | {} |", t.lines.lines, yuan(t.lines.fen), reasons_text(t.reasons));
+        let _ = writeln!(
+            s,
+            "| {code} | {} | {} | {} | {} |",
+            name_of(info, **code),
+            t.lines.lines,
+            yuan(t.lines.fen),
+            reasons_text(t.reasons)
+        );
     }
     let mut people: Vec<_> = stats.would_reject_by_practitioner.iter().collect();
     people.sort_by(|a, b| b.1.lines.fen.cmp(&a.1.lines.fen).then(a.0.cmp(b.0)));
@@ -635,6 +656,8 @@ mod tests {
             epoch: 1,
             sizes: (1, 1),
             inputs: vec![],
+            warnings: vec![],
+            names: Default::default(),
             dead_letters: None,
             previous: None,
             started_at: "now".into(),
@@ -648,7 +671,7 @@ mod tests {
             md.contains("| `N110105000009` | `orders_dr_code` | 2 | 24.68 | PRACTITIONER_NOT_REGISTERED_HERE |"),
             "{md}"
         );
-        assert!(md.contains("| H11010500001 | 2 | 24.68 | PRACTITIONER_NOT_REGISTERED_HERE |"), "{md}");
+        assert!(md.contains("| H11010500001 |  | 2 | 24.68 | PRACTITIONER_NOT_REGISTERED_HERE |"), "{md}");
         assert!(summary(&a, &info).contains("would be rejected once enforced"));
         // No warned line, no section.
         assert!(!markdown(&Stats::default(), &info).contains("Would be rejected"));

@@ -13,7 +13,9 @@ pub mod follower;
 pub mod pipeline;
 pub mod publish;
 pub mod status_writer;
+pub mod tables;
 pub mod tracker;
+pub mod window;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
