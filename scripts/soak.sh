@@ -157,7 +157,7 @@ for part in "${PARTS[@]}"; do
                 CLAIMGATE_TEST_INSTANCE_KILLS="$CLUSTER_FAULTS" CLAIMGATE_TEST_EOS_FAILOVERS="$CLUSTER_FAULTS" \
                 CLAIMGATE_TEST_CUTS="$CLUSTER_FAULTS" CLAIMGATE_TEST_CLUSTER_RATE="$CLUSTER_RATE" \
                 run_limited cluster $(( 600 + CLUSTER_FAULTS * 8 * 90 )) \
-                cargo test --locked --test cluster -- --nocapture --test-threads 1 || status=1
+                cargo test --locked --test cluster -- --nocapture --test-threads 1 --include-ignored || status=1
             ;;
         *) log "unknown part: $part (crash|outage|fuzz|cluster)"; exit 2 ;;
     esac
