@@ -265,17 +265,36 @@ fn with_the_status_topics_unreachable_decisions_go_on_with_the_last_table_and_it
     assert_eq!(epochs, HashSet::from([epoch as u64]), "decisions on another table than the last one");
 }
 
+/// `n` claim lines of the example ledgers' practitioner D110105000123 at H11010500001, in a file.
+fn example_claims(env: &Env, n: usize) -> std::path::PathBuf {
+    let path = env.path("c.jsonl");
+    let lines: String = (0..n)
+        .map(|i| format!(r#"{{"feedetl_sn":"{i}","fixmedins_code":"H11010500001","mdtrt_id":"M1","psn_no":"P1","med_type":"11","fee_ocur_time":"2026-05-10 09:00:00","bilg_dr_codg":"D110105000123","det_item_fee_sumamt":"10.00"}}"#) + "\n")
+        .collect();
+    std::fs::write(&path, lines).unwrap();
+    path
+}
+
+/// The example ledgers' practitioners published to `practitioners_topic` (and the test's institutions).
+fn publish_example_tables(env: &Env, practitioners_topic: &str) {
+    util::claimgate(&[
+        "tables",
+        "publish",
+        "--brokers",
+        &env.broker,
+        "--practitioners",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ledgers/practitioners.jsonl"),
+        "--topic-practitioners",
+        practitioners_topic,
+        "--topic-institutions",
+        &env.topic("institutions"),
+    ]);
+}
+
 #[test]
 fn with_no_status_topic_at_start_up_nothing_is_decided_and_readiness_stays_false() {
     let env = Env::new("notable");
-    std::fs::write(
-        env.path("c.jsonl"),
-        (0..20)
-            .map(|i| format!(r#"{{"feedetl_sn":"{i}","fixmedins_code":"H11010500001","mdtrt_id":"M1","psn_no":"P1","med_type":"11","fee_ocur_time":"2026-05-10 09:00:00","bilg_dr_codg":"D110105000123","det_item_fee_sumamt":"10.00"}}"#) + "\n")
-            .collect::<String>(),
-    )
-    .unwrap();
-    env.send(&env.path("c.jsonl"));
+    env.send(&example_claims(&env, 20));
     // The practitioner topic's name points at a topic that does not exist.
     let missing = env.topic("missing-practitioners");
     let s = env.stream("g", &["--topic-practitioners", &missing]);
@@ -307,19 +326,7 @@ fn with_no_status_topic_at_start_up_nothing_is_decided_and_readiness_stays_false
     assert!(util::events(&log, "status_loaded").is_empty(), "{log}");
     // The same reader and metric that saw nothing see every line once the table exists: the silence
     // above was the stream waiting, not a reader that cannot read.
-    let publish = [
-        "tables",
-        "publish",
-        "--brokers",
-        &env.broker,
-        "--practitioners",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ledgers/practitioners.jsonl"),
-        "--topic-practitioners",
-        &missing,
-        "--topic-institutions",
-        &env.topic("institutions"),
-    ];
-    util::claimgate(&publish);
+    publish_example_tables(&env, &missing);
     let mut s = s;
     s.wait_ready(READY);
     let outputs = env.outputs(20, Duration::from_secs(60));
@@ -334,26 +341,8 @@ fn with_no_status_topic_at_start_up_nothing_is_decided_and_readiness_stays_false
 #[test]
 fn a_log_that_cannot_be_written_does_not_stop_the_stream() {
     let env = Env::new("fulllog");
-    let claims = env.path("c.jsonl");
-    std::fs::write(
-        &claims,
-        (0..50)
-            .map(|i| format!(r#"{{"feedetl_sn":"{i}","fixmedins_code":"H11010500001","mdtrt_id":"M1","psn_no":"P1","med_type":"11","fee_ocur_time":"2026-05-10 09:00:00","bilg_dr_codg":"D110105000123","det_item_fee_sumamt":"10.00"}}"#) + "\n")
-            .collect::<String>(),
-    )
-    .unwrap();
-    util::claimgate(&[
-        "tables",
-        "publish",
-        "--brokers",
-        &env.broker,
-        "--practitioners",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ledgers/practitioners.jsonl"),
-        "--topic-practitioners",
-        &env.topic("practitioners"),
-        "--topic-institutions",
-        &env.topic("institutions"),
-    ]);
+    let claims = example_claims(&env, 50);
+    publish_example_tables(&env, &env.topic("practitioners"));
     env.send(&claims);
     let mut s = env.stream_with_stderr("g", &[], std::path::Path::new("/dev/full"));
     s.wait_ready(READY);
