@@ -144,6 +144,10 @@ pub fn reader(kafka: &KafkaConfig, client: &'static str) -> Result<BaseConsumer<
             ("fetch.wait.max.ms", "100"),
             ("fetch.max.bytes", "52428800"),
             ("max.partition.fetch.bytes", "8388608"),
+            // Once `queued.min.messages` (100 000) are in hand librdkafka waits `fetch.queue.backoff.ms`
+            // (1 000 ms by default) before fetching again: a reader faster than 100 000 records a second
+            // a partition would starve (found on the status follower's cold start, follower/source.rs).
+            ("fetch.queue.backoff.ms", "10"),
         ])
         .create_with_context(Context { client })
         .context("cannot create a Kafka reader")
