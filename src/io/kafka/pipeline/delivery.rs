@@ -214,11 +214,29 @@ pub fn send<'b>(
     mut record: BaseRecord<'b, [u8], [u8], usize>,
     mut wait: impl FnMut(),
 ) -> Result<(), Box<Refused<'b>>> {
+    // A queue that stays full means the producer is not delivering: said every 10 s, so that a stall
+    // here is never silent (the caller's loop would otherwise show nothing but a flat claims counter).
+    let mut full_since: Option<std::time::Instant> = None;
+    let mut said = 0u64;
     loop {
         match producer.send(record) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                if full_since.is_some_and(|t| t.elapsed().as_secs() >= 10) {
+                    tracing::info!(event = "output_queue_drained", "the producer's queue has room again");
+                }
+                return Ok(());
+            }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                 record = r;
+                let waited = full_since.get_or_insert_with(std::time::Instant::now).elapsed().as_secs();
+                if waited >= 10 * (said + 1) {
+                    said += 1;
+                    tracing::warn!(
+                        event = "output_queue_full",
+                        waited_s = waited,
+                        "the producer's queue has been full this long: outputs are not being delivered"
+                    );
+                }
                 wait();
             }
             Err((e, r)) => {
