@@ -38,6 +38,26 @@ pub struct KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// A consumer that reads whole partitions by direct assignment and commits nothing — the status
+    /// follower, the status writers' read of the held table, `review --claims-topic` — with `group`
+    /// naming it and `extra` on top. Committed records only, ends reported. Such a reader is as fast as
+    /// it can parse: librdkafka keeps `queued.min.messages` (100 000) records of a partition in hand and,
+    /// once it has them, fetches again only after `fetch.queue.backoff.ms` (1 000 ms by default), so a
+    /// reader faster than 100 000 records a second starved (a 12-million-code cold start took 110 s for
+    /// 40 s of CPU, BENCHMARKS.md). Refetch within 10 ms, in 8 MB fetches.
+    pub fn bulk_reader(&self, group: &str, extra: &[(&str, &str)]) -> ClientConfig {
+        let mut defaults = vec![
+            ("group.id", group),
+            ("enable.auto.commit", "false"),
+            ("isolation.level", "read_committed"),
+            ("enable.partition.eof", "true"),
+            ("fetch.queue.backoff.ms", "10"),
+            ("max.partition.fetch.bytes", "8388608"),
+        ];
+        defaults.extend_from_slice(extra);
+        self.client(&defaults)
+    }
+
     /// A client configuration with the brokers, claimgate's defaults for `role`, then the user's
     /// properties on top.
     pub fn client(&self, defaults: &[(&str, &str)]) -> ClientConfig {

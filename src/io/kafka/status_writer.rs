@@ -334,18 +334,7 @@ pub fn read_held_keeping(
 /// (an open transaction of another producer holds it back).
 pub fn read_to_end(kafka: &KafkaConfig, topic: &str, mut f: impl FnMut(Option<&str>, Option<&[u8]>)) -> Result<u64> {
     let consumer: BaseConsumer<Context> = kafka
-        .client(&[
-            ("group.id", "claimgate-status-writer"),
-            ("enable.auto.commit", "false"),
-            ("isolation.level", "read_committed"),
-            ("enable.partition.eof", "true"),
-            ("fetch.wait.max.ms", "50"),
-            // As the follower's (follower/source.rs): without these, librdkafka's 1 s
-            // `fetch.queue.backoff.ms` caps the read at about 100 000 records a second, two minutes
-            // at 12 million codes before a sync or a publish writes anything.
-            ("fetch.queue.backoff.ms", "10"),
-            ("max.partition.fetch.bytes", "8388608"),
-        ])
+        .bulk_reader("claimgate-status-writer", &[("fetch.wait.max.ms", "50")])
         .create_with_context(Context { client: "status-writer" })
         .context("cannot create a status reader")?;
     if !admin::Metadata::new(kafka)?.gone(&[&topic.to_owned()])?.is_empty() {

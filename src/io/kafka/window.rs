@@ -134,21 +134,11 @@ impl Plan {
 /// A consumer that joins no group and commits nothing: partitions are assigned to it directly.
 pub fn reader(kafka: &KafkaConfig, client: &'static str) -> Result<BaseConsumer<Context>> {
     kafka
-        .client(&[
-            // librdkafka wants a group id even for direct assignment; nothing is committed under it.
-            ("group.id", "claimgate-review-reader"),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("isolation.level", "read_committed"),
-            ("enable.partition.eof", "true"),
-            ("fetch.wait.max.ms", "100"),
-            ("fetch.max.bytes", "52428800"),
-            ("max.partition.fetch.bytes", "8388608"),
-            // Once `queued.min.messages` (100 000) are in hand librdkafka waits `fetch.queue.backoff.ms`
-            // (1 000 ms by default) before fetching again: a reader faster than 100 000 records a second
-            // a partition would starve (found on the status follower's cold start, follower/source.rs).
-            ("fetch.queue.backoff.ms", "10"),
-        ])
+        // librdkafka wants a group id even for direct assignment; nothing is committed under it.
+        .bulk_reader(
+            "claimgate-review-reader",
+            &[("enable.auto.offset.store", "false"), ("fetch.wait.max.ms", "100"), ("fetch.max.bytes", "52428800")],
+        )
         .create_with_context(Context { client })
         .context("cannot create a Kafka reader")
 }

@@ -22,22 +22,8 @@ pub struct Source {
 impl Source {
     pub fn new(kafka: &KafkaConfig, topic: &str) -> Result<Source> {
         let consumer: BaseConsumer<Context> = kafka
-            .client(&[
-                // Direct assignment, no group: the id only names the client; nothing is committed.
-                ("group.id", "claimgate-status-follower"),
-                ("enable.auto.commit", "false"),
-                ("auto.offset.reset", "earliest"),
-                ("fetch.wait.max.ms", "50"),
-                ("isolation.level", "read_committed"),
-                ("enable.partition.eof", "true"),
-                // A table is read as fast as it can be parsed. librdkafka keeps `queued.min.messages`
-                // (100 000) records a partition in hand and, once it has them, fetches again only after
-                // `fetch.queue.backoff.ms` (1 000 ms): a follower that parses faster than 100 000
-                // records a second starved, and a 12-million-code cold start took 110 s for 40 s of CPU.
-                // Refetch within 10 ms, in 8 MB fetches (fewer round trips on a one-partition topic).
-                ("fetch.queue.backoff.ms", "10"),
-                ("max.partition.fetch.bytes", "8388608"),
-            ])
+            // Direct assignment, no group: the id only names the client; nothing is committed.
+            .bulk_reader("claimgate-status-follower", &[("auto.offset.reset", "earliest"), ("fetch.wait.max.ms", "50")])
             .create_with_context(Context { client: "status" })
             .context("cannot create the status consumer")?;
         Ok(Source { topic: topic.to_owned(), consumer, positions: HashMap::new(), at_eof: HashSet::new() })
