@@ -144,19 +144,7 @@ fn lookup(c: &mut Criterion) {
 
 /// Tables and lines from the synthetic data set, as the demo has them.
 fn world() -> (View, Vec<Vec<u8>>) {
-    let world = World::new(GenConfig { practitioners: 100_000, claims: 20_000, ..GenConfig::default() });
-    let mut p = PractitionerTable::with_capacity(100_000);
-    for i in 0..100_000 {
-        p.upsert(&world.practitioner(i).validate().unwrap()).unwrap();
-    }
-    let mut inst = InstitutionTable::default();
-    for j in 0..world.institution_count() {
-        if let Some(r) = world.institution(j) {
-            inst.upsert(r.validate().unwrap());
-        }
-    }
-    let lines = world.claims().map(|l| l.bytes).filter(|b| Claim::parse(b).is_ok()).collect();
-    (View::new(p, inst), lines)
+    World::new(GenConfig { practitioners: 100_000, claims: 20_000, ..GenConfig::default() }).view_and_lines(100_000)
 }
 
 fn decision(c: &mut Criterion) {

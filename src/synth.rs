@@ -101,6 +101,24 @@ struct Person {
 }
 
 impl World {
+    /// The tables of the first `practitioners` codes and every institution, as one view, and the claim
+    /// lines of this world that parse — what the benchmarks and the profiled hot loop decide.
+    pub fn view_and_lines(&self, practitioners: u64) -> (crate::table::View, Vec<Vec<u8>>) {
+        let mut p = crate::table::PractitionerTable::with_capacity(practitioners as usize);
+        for i in 0..practitioners {
+            p.upsert(&self.practitioner(i).validate().expect("a generated practitioner is valid"))
+                .expect("a generated practitioner fits the table");
+        }
+        let mut inst = crate::table::InstitutionTable::default();
+        for j in 0..self.institution_count() {
+            if let Some(r) = self.institution(j) {
+                inst.upsert(r.validate().expect("a generated institution is valid"));
+            }
+        }
+        let lines = self.claims().map(|l| l.bytes).filter(|b| crate::record::Claim::parse(b).is_ok()).collect();
+        (crate::table::View::new(p, inst), lines)
+    }
+
     /// A world of the given configuration. Sizes beyond the code space are clamped.
     pub fn new(mut cfg: GenConfig) -> Self {
         cfg.practitioners = cfg.practitioners.clamp(1, MAX_PRACTITIONERS);
