@@ -396,13 +396,7 @@ pub fn practitioner_write(
     t: &PractitionerText,
     raw: Option<&[u8]>,
 ) -> Result<Option<Write>> {
-    let content = practitioner_digest(t);
-    let h = held.entry(t.code.clone()).or_default();
-    if h.version > 0 && h.content == content {
-        return Ok(None);
-    }
-    h.version += 1;
-    h.content = content;
+    let Some(h) = changed(held, &t.code, practitioner_digest(t)) else { return Ok(None) };
     h.registry = registry_digest(t);
     h.periods = (!t.periods.is_empty()).then(|| t.periods.clone().into_boxed_slice());
     let value = with_version(t, raw, h.version)?;
@@ -415,15 +409,21 @@ pub fn institution_write(
     t: &InstitutionText,
     raw: Option<&[u8]>,
 ) -> Result<Option<Write>> {
-    let content = institution_digest(t);
-    let h = held.entry(t.code.clone()).or_default();
+    let Some(h) = changed(held, &t.code, institution_digest(t)) else { return Ok(None) };
+    let value = with_version(t, raw, h.version)?;
+    Ok(Some(Write { practitioner: false, key: t.code.clone(), value: Some(value) }))
+}
+
+/// The held record of `code`, moved to the next version with `content`, if `content` differs from what
+/// it holds (a code not held starts at version 1); `None` if unchanged: nothing to write.
+fn changed<'h>(held: &'h mut FxHashMap<String, Held>, code: &str, content: u64) -> Option<&'h mut Held> {
+    let h = held.entry(code.to_owned()).or_default();
     if h.version > 0 && h.content == content {
-        return Ok(None);
+        return None;
     }
     h.version += 1;
     h.content = content;
-    let value = with_version(t, raw, h.version)?;
-    Ok(Some(Write { practitioner: false, key: t.code.clone(), value: Some(value) }))
+    Some(h)
 }
 
 /// The JSON of a record with its `version` replaced: `raw` (fields it does not define kept) if
