@@ -385,3 +385,74 @@ fn a_restart_loads_the_checkpoint_reads_only_the_tail_and_refuses_a_bad_checkpoi
         s.kill();
     }
 }
+
+/// A cold start reads thousands of records — several versions of each code, tombstones, codes
+/// registered again after their tombstone, an invalid record last — and applies them in their order:
+/// the records are decoded on a second thread, a chunk at a time, and applied behind it
+/// (`follower/chunk.rs`), so that order is what this checks, across many chunks.
+#[test]
+fn a_cold_start_applies_every_record_in_its_order_across_many_chunks() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    const N: usize = 5_000;
+    let env = Env::new("cold-order");
+    let topic = env.topic("practitioners");
+    // The topic and its partitions, as the stream expects them.
+    std::fs::write(env.path("p.jsonl"), person(N, false) + "\n").unwrap();
+    env.publish_tables(&env.path("p.jsonl"), None);
+    let p: BaseProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", &env.broker)
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
+    let code = |i: usize| format!("D1101{i:08}");
+    let record = |i: usize, version: u64, suspended: bool| {
+        person(i, suspended).replace(r#""version":1"#, &format!(r#""version":{version}"#))
+    };
+    let send = |key: &str, payload: Option<&str>| loop {
+        let mut r: BaseRecord<'_, str, str> = BaseRecord::to(&topic).key(key);
+        if let Some(v) = payload {
+            r = r.payload(v);
+        }
+        match p.send(r) {
+            Ok(()) => break,
+            Err((_, _)) => {
+                p.poll(Duration::from_millis(10));
+            }
+        }
+    };
+    for i in 0..N {
+        send(&code(i), Some(&record(i, 1, false)));
+    }
+    for i in (0..N).step_by(2) {
+        send(&code(i), Some(&record(i, 2, true)));
+    }
+    for i in (0..N).step_by(7) {
+        send(&code(i), None);
+    }
+    for i in (0..N).step_by(14) {
+        send(&code(i), Some(&record(i, 3, false)));
+    }
+    send(&code(1), Some(r#"{"code":"D110100000001","version":"nine"}"#));
+    p.flush(Duration::from_secs(60)).unwrap();
+
+    let mut s = env.stream("g", &[]);
+    s.wait_ready(READY);
+    let at = "2026-06-01 09:00:00";
+    let deleted = (0..N).filter(|i| i % 7 == 0 && i % 14 != 0).count();
+    // N codes, and the one published first.
+    assert_eq!(s.metric("claimgate_table_practitioners"), (N + 1 - deleted) as f64);
+    for i in [0, 2, 3, 7, 14, 21, 28, 4998, 4999] {
+        let a = answer(&s, &code(i), at);
+        let want = match i {
+            _ if i % 14 == 0 => "normal",
+            _ if i % 7 == 0 => "unregistered",
+            _ if i % 2 == 0 => "suspended",
+            _ => "normal",
+        };
+        assert_eq!(a["status"], want, "code {} (record {i}): {a}", code(i));
+    }
+    let a = answer(&s, &code(1), at);
+    assert_eq!(a["status"], "normal", "the last valid version stays: {a}");
+    assert!(a["invalid_record"].as_str().is_some_and(|r| r.contains("expected u64")), "{a}");
+    assert_eq!(s.terminate(Duration::from_secs(40)), Some(0));
+}

@@ -306,6 +306,39 @@ impl Updater {
         Ok(Applied::Changed)
     }
 
+    /// Live practitioner codes.
+    pub fn practitioner_count(&self) -> usize {
+        self.live
+    }
+
+    /// Starts loading the slot a lookup of `key` begins at (see [`PractitionerTable::prefetch_slot`]):
+    /// a reader that decodes a few records ahead of applying them hides most of each one's miss.
+    #[inline]
+    pub fn prefetch_practitioner(&self, key: PractitionerKey<'_>) {
+        if self.delta.entries() == 0 {
+            self.base.prefetch_slot(key);
+        }
+    }
+
+    /// Makes room for about `n` practitioner codes while the tables are still being loaded (nothing
+    /// published, nothing in the delta), so that a start-up does not rebuild the slot array at every
+    /// doubling. Call [`Updater::fit`] when the load is done: `n` may be an overestimate.
+    pub fn reserve_practitioners(&mut self, n: usize) {
+        if self.delta.entries() == 0
+            && let Some(base) = Arc::get_mut(&mut self.base)
+        {
+            base.reserve(n);
+        }
+    }
+
+    /// Shrinks the base's slot array to what its codes need, if a [`Updater::reserve_practitioners`]
+    /// overestimated them (while nothing shares the base).
+    pub fn fit(&mut self) {
+        if let Some(base) = Arc::get_mut(&mut self.base) {
+            base.fit();
+        }
+    }
+
     /// Deletes a practitioner code (a tombstone on the topic).
     pub fn delete_practitioner(&mut self, key: PractitionerKey<'_>) -> Result<Applied, TableError> {
         let Some(v) = self.current(key).map(|r| r.version()) else { return Ok(Applied::Unchanged) };

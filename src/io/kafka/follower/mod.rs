@@ -19,6 +19,7 @@
 //! - here — start-up (from the checkpoint if there is a usable one, `io::checkpoint`), the read to the
 //!   end, following, compaction in the background, checkpoints every `checkpoint.every_s`.
 
+mod chunk;
 mod source;
 mod table;
 
@@ -31,8 +32,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use metrics::gauge;
 use rdkafka::consumer::Consumer;
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -144,12 +143,8 @@ struct Follower {
     checkpointed: (u64, Instant),
     /// A checkpoint being written in the background.
     writing: Option<std::thread::JoinHandle<Result<()>>>,
-}
-
-/// What one poll of a source gave.
-enum Polled {
-    Record,
-    Nothing,
+    /// Records read while following, reused.
+    chunk: chunk::Chunk,
 }
 
 /// Reports the table's age every second (`claimgate_table_age_seconds`, `claimgate_table_stale`) and
@@ -193,6 +188,7 @@ pub fn spawn(
         published_at: Vec::new(),
         checkpointed: (0, Instant::now()),
         writing: None,
+        chunk: chunk::Chunk::default(),
     };
     Ok(std::thread::Builder::new().name("status-follower".into()).spawn(move || f.run(&shutdown))?)
 }
@@ -371,28 +367,16 @@ impl Follower {
         Ok(true)
     }
 
-    /// Polls source `i` once: applies a record, notes an end of partition.
-    fn poll(&mut self, i: usize, wait: Duration) -> Polled {
-        let src = &mut self.sources[i];
-        match src.consumer.poll(wait) {
-            Some(Ok(msg)) => {
-                src.positions.insert(msg.partition(), msg.offset() + 1);
-                src.at_eof.remove(&msg.partition());
-                self.table.apply(i, &msg);
-                Polled::Record
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                src.at_eof.insert(p);
-                Polled::Nothing
-            }
-            // A consumer error here is transient (e.g. `AllBrokersDown` while the broker cannot be
-            // reached): librdkafka reconnects and the fetch resumes.
-            Some(Err(e)) => {
-                tracing::warn!(event = "status_read_error", topic = src.topic, error = %e, "cannot read the status topic; retrying");
-                Polled::Nothing
-            }
-            None => Polled::Nothing,
-        }
+    /// Polls source `i` until its queue is empty (the first poll waiting up to `wait`) or `max` records
+    /// are read, and applies them in order (`chunk`); returns the records read.
+    fn drain(&mut self, i: usize, wait: Duration, max: usize) -> usize {
+        let mut c = std::mem::take(&mut self.chunk);
+        chunk::fill(&mut self.sources[i], i, &mut c, wait, max);
+        c.decode();
+        chunk::apply(&mut self.table, &c);
+        let read = c.len();
+        self.chunk = c;
+        read
     }
 
     fn catch_up(&mut self, shutdown: &CancellationToken) -> Result<()> {
@@ -401,22 +385,45 @@ impl Follower {
         // The ends to reach: taken once, after assignment and before anything was read, so that they
         // are the records present at start-up (under steady traffic the ends keep moving: not waited for).
         let mut ends: Vec<Option<HashMap<i32, i64>>> = vec![None; self.sources.len()];
+        // Records are decoded on a second thread while the next chunk is read (`chunk`).
+        let mut decoder = chunk::Decoder::start().context("cannot start the status decoder")?;
         while !shutdown.is_cancelled() {
             let mut idle = true;
             for (i, end) in ends.iter_mut().enumerate() {
                 if end.is_none() {
                     *end = self.sources[i].end_offsets();
+                    // Room for the practitioners to come, made once: no slot-array rebuild per doubling.
+                    if i == 0
+                        && let Some(ends) = end
+                    {
+                        let src = &self.sources[0];
+                        let to_read: i64 =
+                            ends.iter().map(|(p, high)| high - src.positions.get(p).copied().unwrap_or(0)).sum();
+                        let held = self.table.updater.practitioner_count();
+                        self.table.updater.reserve_practitioners(held + to_read.max(0) as usize);
+                    }
                 }
-                while let Polled::Record = self.poll(i, Duration::from_millis(if idle { 20 } else { 0 })) {
-                    records += 1;
+                loop {
+                    let mut c = decoder.empty_chunk(&mut self.table)?;
+                    let wait = Duration::from_millis(if idle { 20 } else { 0 });
+                    chunk::fill(&mut self.sources[i], i, &mut c, wait, chunk::SIZE);
+                    let read = c.len();
+                    decoder.send(c);
+                    if read == 0 {
+                        break;
+                    }
+                    records += read as u64;
                     idle = false;
                 }
             }
+            // Positions count records read; the ends are reached once they are applied too.
+            decoder.finish(&mut self.table)?;
             let reached = self.sources.iter().zip(&ends).all(|(s, e)| e.as_ref().is_some_and(|e| s.at_end(e)));
             // A batch committed while the ends were taken can straddle them (its records on one topic
             // read, on the other not yet): wait for its rest before the first view.
             if reached && self.table.settled() {
                 self.table.forget_batches();
+                self.table.updater.fit();
                 self.publish();
                 self.table.state.confirmed_ms.store(unix_ms(), Ordering::Relaxed);
                 self.table.state.ready.store(true, Ordering::Release);
@@ -446,19 +453,20 @@ impl Follower {
             for i in 0..self.sources.len() {
                 // At most a slice of a flood per turn: compaction, freshness and checkpoints below keep
                 // their turn under continuous traffic.
-                for _ in 0..10_000 {
-                    if let Polled::Nothing = self.poll(i, Duration::ZERO) {
-                        break;
-                    }
-                    got = true;
+                for _ in 0..40 {
+                    let read = self.drain(i, Duration::ZERO, 256);
+                    got |= read > 0;
                     if self.table.dirty_since.is_some_and(|t| t.elapsed() >= self.cfg.publish_every)
                         && self.table.settled()
                     {
                         self.publish();
                     }
+                    if read < 256 {
+                        break;
+                    }
                 }
             }
-            if !got && let Polled::Record = self.poll(0, Duration::from_millis(10)) {
+            if !got && self.drain(0, Duration::from_millis(10), 256) > 0 {
                 got = true;
             }
             // Every consumer's queue is drained and no batch is half read: publish.

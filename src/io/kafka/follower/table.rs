@@ -30,7 +30,10 @@ use super::super::{Context, KafkaConfig};
 use super::TableState;
 use crate::io::clock::unix_ms;
 use crate::io::metrics as m;
-use claimgate::record::{DeadLetter, InstitutionCode, InstitutionText, MappingText, PractitionerKey, PractitionerRow};
+use claimgate::record::{
+    DeadLetter, InstitutionCode, InstitutionRecord, InstitutionText, MappingRecord, MappingText, PractitionerCode,
+    PractitionerKey, PractitionerRecord, PractitionerRow,
+};
 use claimgate::table::{Applied, TableHandle, Updater};
 
 /// Batches begun and not yet complete.
@@ -75,6 +78,9 @@ pub struct Table {
     /// `claimgate_status_records_total{topic,outcome}` per source and outcome, registered once (a
     /// registry lookup per record would cost as much as the record's parse at start-up).
     counters: Vec<[metrics::Counter; 4]>,
+    /// Some code is flagged invalid: only then does a valid record need the flags' lock (only the
+    /// follower writes them).
+    flagged_any: bool,
 }
 
 const OUTCOMES: [&str; 4] = ["applied", "stale", "deleted", "invalid"];
@@ -107,16 +113,37 @@ impl Table {
             batches: Batches::default(),
             batch_wait,
             invalid,
+            flagged_any: false,
         }
     }
 
-    /// A record of source `source`: 0 practitioners, 1 institutions, 2 local-id mappings.
-    pub fn apply(&mut self, source: usize, msg: &BorrowedMessage<'_>) {
-        let key = msg.key().and_then(|k| std::str::from_utf8(k).ok()).map(str::trim);
-        let outcome = match source {
-            0 => self.apply_practitioner(key, msg.payload()),
-            1 => self.apply_institution(key, msg.payload()),
-            _ => self.apply_mapping(key, msg.payload()),
+    /// Starts loading the table memory that applying `record` will touch (see `Follower::drain`).
+    #[inline]
+    pub fn prefetch(&self, record: &Record) {
+        if let Record::Practitioner(rec) = record {
+            self.updater.prefetch_practitioner(rec.code.key());
+        }
+    }
+
+    /// Applies a record [`decode`]d from the message `at`: the table, the counters, the batch it
+    /// belongs to, and the dead-letter topic if it was invalid.
+    pub fn apply(&mut self, source: usize, at: &Origin<'_>, record: &Record) {
+        let outcome = match record {
+            Record::Practitioner(rec) => self.updater.practitioner(rec).map(Some).map_err(|e| e.to_string()),
+            Record::PractitionerGone(code) => {
+                self.updater.delete_practitioner(code.key()).map(|_| None).map_err(|e| e.to_string())
+            }
+            Record::Institution(rec) => Ok(Some(self.updater.institution(rec.clone()))),
+            Record::InstitutionGone(code) => {
+                self.updater.delete_institution(*code);
+                Ok(None)
+            }
+            Record::Mapping(rec) => Ok(Some(self.updater.mapping(rec.clone()))),
+            Record::MappingGone(inst, id) => {
+                self.updater.delete_mapping(*inst, id);
+                Ok(None)
+            }
+            Record::Invalid(e) => Err(e.clone()),
         };
         let outcome_index = match &outcome {
             Ok(Some(Applied::Changed)) => 0,
@@ -127,24 +154,30 @@ impl Table {
         if let Some(c) = self.counters.get(source) {
             c[outcome_index].increment(1);
         }
-        if let Some(id) = header(msg, BATCH_HEADER)
+        if let Some((id, size)) = at.batch
             && !self.batches.abandoned.contains(id)
         {
-            let size = header(msg, BATCH_SIZE_HEADER).and_then(|s| s.parse().ok()).unwrap_or(1);
-            let e = self.batches.open.entry(id.to_owned()).or_insert((0, size, Instant::now()));
-            e.0 += 1;
+            // Looked up before inserting: the id is copied, and the clock read, once per batch, not
+            // once per record (a start-up reads millions of records of a few batches).
+            match self.batches.open.get_mut(id) {
+                Some(e) => e.0 += 1,
+                None => {
+                    self.batches.open.insert(id.to_owned(), (1, size, Instant::now()));
+                }
+            }
         }
         match outcome {
-            Err(e) => self.invalid_record(source, key, msg, &e),
+            Err(e) => self.invalid_record(source, at, &e),
             Ok(applied) => {
                 if source == 0
-                    && let Some(k) = key
+                    && self.flagged_any
+                    && let Some(k) = at.key
                 {
                     self.clear_flag(k);
                 }
                 if applied != Some(Applied::Unchanged) {
                     self.dirty_since.get_or_insert_with(Instant::now);
-                    if let Some(ts) = msg.timestamp().to_millis() {
+                    if let Some(ts) = at.timestamp_ms {
                         self.oldest_pending_ms = Some(self.oldest_pending_ms.map_or(ts, |o| o.min(ts)));
                     }
                 }
@@ -190,21 +223,22 @@ impl Table {
         self.batches.open.clear();
     }
 
-    fn invalid_record(&mut self, source: usize, key: Option<&str>, msg: &BorrowedMessage<'_>, error: &str) {
-        let place = format!("{}/{}@{}", msg.topic(), msg.partition(), msg.offset());
+    fn invalid_record(&mut self, source: usize, at: &Origin<'_>, error: &str) {
+        let place = format!("{}/{}@{}", at.topic, at.partition, at.offset);
         tracing::warn!(event = "status_record_invalid", source = %place, error, "status record refused: the last valid version stays");
-        counter!(m::STATUS_INVALID, "topic" => msg.topic().to_owned()).increment(1);
+        counter!(m::STATUS_INVALID, "topic" => at.topic.to_owned()).increment(1);
         if source == 0
-            && let Some(k) = key
+            && let Some(k) = at.key
             && let Ok(mut flagged) = self.state.invalid.lock()
         {
             flagged.insert(k.to_owned(), format!("{place}: {error}"));
+            self.flagged_any = true;
             gauge!(m::STATUS_INVALID_CODES).set(flagged.len() as f64);
         }
         if let Some(p) = &self.invalid.producer {
             let received = crate::io::clock::now_text();
             let mut out = Vec::with_capacity(256);
-            DeadLetter::new(error, None, &place, msg.payload().unwrap_or_default(), &received).write(&mut out);
+            DeadLetter::new(error, None, &place, at.payload.unwrap_or_default(), &received).write(&mut out);
             let record: BaseRecord<'_, str, [u8]> =
                 BaseRecord::to(&self.invalid.topic).key(place.as_str()).payload(&out);
             if let Err((e, _)) = p.send(record) {
@@ -214,73 +248,11 @@ impl Table {
     }
 
     fn clear_flag(&mut self, key: &str) {
-        if let Ok(mut flagged) = self.state.invalid.lock()
-            && flagged.remove(key).is_some()
-        {
-            gauge!(m::STATUS_INVALID_CODES).set(flagged.len() as f64);
-        }
-    }
-
-    fn apply_practitioner(&mut self, key: Option<&str>, payload: Option<&[u8]>) -> Result<Option<Applied>, String> {
-        match payload {
-            None => {
-                let key = key.ok_or("a tombstone without a key")?;
-                let code = PractitionerKey::parse(key).map_err(|e| format!("key `{key}`: {e}"))?;
-                self.updater.delete_practitioner(code).map_err(|e| e.to_string())?;
-                Ok(None)
+        if let Ok(mut flagged) = self.state.invalid.lock() {
+            if flagged.remove(key).is_some() {
+                gauge!(m::STATUS_INVALID_CODES).set(flagged.len() as f64);
             }
-            Some(bytes) => {
-                let rec = PractitionerRow::from_json(bytes).and_then(|t| t.validate()).map_err(|e| e.to_string())?;
-                if let Some(k) = key
-                    && PractitionerKey::parse(k).ok() != Some(rec.code.key())
-                {
-                    return Err(format!("key `{k}` is not the record's code"));
-                }
-                self.updater.practitioner(&rec).map(Some).map_err(|e| e.to_string())
-            }
-        }
-    }
-
-    fn apply_institution(&mut self, key: Option<&str>, payload: Option<&[u8]>) -> Result<Option<Applied>, String> {
-        match payload {
-            None => {
-                let key = key.ok_or("a tombstone without a key")?;
-                let code = InstitutionCode::parse(key).map_err(|e| format!("key `{key}`: {e}"))?;
-                self.updater.delete_institution(code);
-                Ok(None)
-            }
-            Some(bytes) => {
-                let rec = InstitutionText::from_json(bytes).and_then(|t| t.validate()).map_err(|e| e.to_string())?;
-                if let Some(k) = key
-                    && InstitutionCode::parse(k).ok() != Some(rec.code)
-                {
-                    return Err(format!("key `{k}` is not the record's code"));
-                }
-                Ok(Some(self.updater.institution(rec)))
-            }
-        }
-    }
-
-    /// A local-id mapping record, keyed `institution|local_id`; a tombstone deletes the mapping.
-    fn apply_mapping(&mut self, key: Option<&str>, payload: Option<&[u8]>) -> Result<Option<Applied>, String> {
-        match payload {
-            None => {
-                let key = key.ok_or("a tombstone without a key")?;
-                let (inst, id) =
-                    key.split_once('|').ok_or_else(|| format!("key `{key}`: not `institution|local_id`"))?;
-                let inst = InstitutionCode::parse(inst.trim()).map_err(|e| format!("key `{key}`: {e}"))?;
-                self.updater.delete_mapping(inst, id.trim());
-                Ok(None)
-            }
-            Some(bytes) => {
-                let rec = MappingText::from_json(bytes).and_then(|t| t.validate()).map_err(|e| e.to_string())?;
-                if let Some(k) = key
-                    && k != rec.key()
-                {
-                    return Err(format!("key `{k}` is not the record's `institution|local_id`"));
-                }
-                Ok(Some(self.updater.mapping(rec)))
-            }
+            self.flagged_any = !flagged.is_empty();
         }
     }
 
@@ -300,6 +272,109 @@ impl Table {
             histogram!(m::STATUS_TO_VIEW).record(lag);
         }
         self.dirty_since = None;
+    }
+}
+
+/// Where a status record came from, and what of its message the table needs besides its content.
+pub struct Origin<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    /// Broker timestamp, milliseconds.
+    pub timestamp_ms: Option<i64>,
+    /// The message key, trimmed, if it is text.
+    pub key: Option<&'a str>,
+    pub payload: Option<&'a [u8]>,
+    /// The batch the record belongs to, if a claimgate writer marked it: id and announced size.
+    pub batch: Option<(&'a str, usize)>,
+}
+
+/// A message's batch mark (`status_writer.rs`): id and announced size (1 if unreadable).
+pub fn batch_mark<'m>(msg: &'m BorrowedMessage<'_>) -> Option<(&'m str, usize)> {
+    let id = header(msg, BATCH_HEADER)?;
+    Some((id, header(msg, BATCH_SIZE_HEADER).and_then(|s| s.parse().ok()).unwrap_or(1)))
+}
+
+/// What a status record says. Owned, so that records can be decoded on one thread and applied on
+/// another (`Follower::catch_up`).
+pub enum Record {
+    Practitioner(PractitionerRecord),
+    PractitionerGone(PractitionerCode),
+    Institution(InstitutionRecord),
+    InstitutionGone(InstitutionCode),
+    Mapping(MappingRecord),
+    MappingGone(InstitutionCode, String),
+    /// Not JSON, not a record, a key that is not its code: why.
+    Invalid(String),
+}
+
+/// Decodes a record of source `source` (0 practitioners, 1 institutions, 2 local-id mappings) from its
+/// message key (trimmed) and value. Needs no table.
+pub fn decode(source: usize, key: Option<&str>, payload: Option<&[u8]>) -> Record {
+    match source {
+        0 => practitioner(key, payload),
+        1 => institution(key, payload),
+        _ => mapping(key, payload),
+    }
+    .unwrap_or_else(Record::Invalid)
+}
+
+fn practitioner(key: Option<&str>, payload: Option<&[u8]>) -> Result<Record, String> {
+    match payload {
+        None => {
+            let key = key.ok_or("a tombstone without a key")?;
+            let code = PractitionerKey::parse(key).map_err(|e| format!("key `{key}`: {e}"))?;
+            Ok(Record::PractitionerGone(code.to_owned()))
+        }
+        Some(bytes) => {
+            let rec = PractitionerRow::from_json(bytes).and_then(|t| t.validate()).map_err(|e| e.to_string())?;
+            if let Some(k) = key
+                && PractitionerKey::parse(k).ok() != Some(rec.code.key())
+            {
+                return Err(format!("key `{k}` is not the record's code"));
+            }
+            Ok(Record::Practitioner(rec))
+        }
+    }
+}
+
+fn institution(key: Option<&str>, payload: Option<&[u8]>) -> Result<Record, String> {
+    match payload {
+        None => {
+            let key = key.ok_or("a tombstone without a key")?;
+            let code = InstitutionCode::parse(key).map_err(|e| format!("key `{key}`: {e}"))?;
+            Ok(Record::InstitutionGone(code))
+        }
+        Some(bytes) => {
+            let rec = InstitutionText::from_json(bytes).and_then(|t| t.validate()).map_err(|e| e.to_string())?;
+            if let Some(k) = key
+                && InstitutionCode::parse(k).ok() != Some(rec.code)
+            {
+                return Err(format!("key `{k}` is not the record's code"));
+            }
+            Ok(Record::Institution(rec))
+        }
+    }
+}
+
+/// A local-id mapping record, keyed `institution|local_id`; a tombstone deletes the mapping.
+fn mapping(key: Option<&str>, payload: Option<&[u8]>) -> Result<Record, String> {
+    match payload {
+        None => {
+            let key = key.ok_or("a tombstone without a key")?;
+            let (inst, id) = key.split_once('|').ok_or_else(|| format!("key `{key}`: not `institution|local_id`"))?;
+            let inst = InstitutionCode::parse(inst.trim()).map_err(|e| format!("key `{key}`: {e}"))?;
+            Ok(Record::MappingGone(inst, id.trim().to_owned()))
+        }
+        Some(bytes) => {
+            let rec = MappingText::from_json(bytes).and_then(|t| t.validate()).map_err(|e| e.to_string())?;
+            if let Some(k) = key
+                && k != rec.key()
+            {
+                return Err(format!("key `{k}` is not the record's `institution|local_id`"));
+            }
+            Ok(Record::Mapping(rec))
+        }
     }
 }
 
