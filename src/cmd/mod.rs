@@ -9,5 +9,6 @@ pub mod stream;
 pub mod sync;
 pub mod synth;
 pub mod tables;
+pub mod tokens;
 pub mod tools;
 pub mod topics;
