@@ -1,7 +1,8 @@
 //! `claimgate tokens new`: a bearer token for one caller of the operations port's `/v1/…` queries, and
 //! its entry for the tokens file (`http.tokens_file`, `src/io/http/auth.rs`).
 //!
-//! The token is 256 bits from the operating system's random source, base64url. It goes to standard
+//! The token is `cgt_` and 256 bits from the operating system's random source, base64url: the prefix
+//! lets secret scanners (and people) recognise a leaked one, and keeps it from starting with `-`. It goes to standard
 //! error only (for the operator to hand to the caller); standard output is the `[[caller]]` entry, with
 //! the token's SHA-256 and never the token, so `claimgate tokens new … >> http-tokens.toml` appends the
 //! entry and leaves no token in the file. The running streams pick the entry up within seconds.
@@ -41,7 +42,7 @@ pub fn run(cmd: TokensCmd) -> Result<()> {
     let TokensCmd::New(args) = cmd;
     let mut bytes = [0u8; 32];
     rand::rngs::SysRng.try_fill_bytes(&mut bytes).context("cannot read the operating system's random source")?;
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let token = format!("cgt_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
     let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
     let mut entry = format!(
         "[[caller]]\nname = {}\nsha256 = \"{}\"\nscope = {}\n",
