@@ -2,6 +2,7 @@
 //! library, and returns an error with context for `main` to print.
 
 pub mod import;
+pub mod replay;
 pub mod review;
 pub mod score;
 pub mod score_publish;
