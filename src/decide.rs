@@ -7,7 +7,7 @@
 //! chooses it, checks the person fields it reads, and calls this.
 
 use crate::profile::{LegacyCodes, Profile};
-use crate::record::{Claim, Outcome, PractitionerKey, Reason, Role, Status, Verdict};
+use crate::record::{Claim, Outcome, PractitionerCode, PractitionerKey, Reason, Role, Status, Verdict};
 use crate::table::{PractitionerRef, View, institution_status};
 
 /// Is the claim an emergency (rules.md, "Emergency exception")?
@@ -71,6 +71,24 @@ fn person<'v>(claim: &Claim<'_>, key: PractitionerKey<'_>, view: &'v View, profi
             None => Person { record: view.practitioner(key), code_fails: Some(Reason::PractitionerCodeUnmapped) },
         },
     }
+}
+
+/// The record the checks read for the person `key` names on `claim` — through the mapping table where
+/// the profile maps local ids — with its code: the status rows behind a decision, for explaining one
+/// (the stream's `POST /v1/decide`). `None` when the table holds no record for that person.
+pub fn person_record<'v>(
+    claim: &Claim<'_>,
+    key: PractitionerKey<'_>,
+    view: &'v View,
+    profile: &Profile,
+) -> Option<(PractitionerCode, PractitionerRef<'v>)> {
+    let code = match (key, profile.legacy_codes) {
+        (PractitionerKey::Legacy(id), LegacyCodes::Map) => view
+            .mapped(claim.fixmedins_code, id, claim.fee_ocur_time)
+            .map_or_else(|| key.to_owned(), PractitionerCode::National),
+        _ => key.to_owned(),
+    };
+    person(claim, key, view, profile).record.map(|r| (code, r))
 }
 
 /// Decides one claim line under one profile.

@@ -39,6 +39,12 @@ enum Command {
     Send(cmd::tools::SendArgs),
     /// Read decision topics from the beginning and count records by topic and reason.
     Tail(cmd::tools::TailArgs),
+    /// Send dead letters back to the claims topic once their cause is fixed: a filter, a dry run, each
+    /// batch one transaction with the replay's position (an interrupted replay resumes, nothing twice).
+    Replay(cmd::replay::ReplayArgs),
+    /// Bearer tokens for the operations port's `/v1/…` queries: `tokens new` makes one for a caller.
+    #[command(subcommand)]
+    Tokens(cmd::tokens::TokensCmd),
     /// Kafka topics: create the six topics claimgate uses.
     #[command(subcommand)]
     Topics(cmd::topics::TopicsCmd),
@@ -52,6 +58,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Stream(args) => cmd::stream::run(*args),
         Command::Topics(c) => cmd::topics::run(c),
+        Command::Tokens(c) => cmd::tokens::run(c),
+        Command::Replay(args) => cmd::replay::run(args),
         Command::Send(args) => cmd::tools::send(args),
         Command::Tail(args) => cmd::tools::tail(args),
         Command::Review(args) => cmd::review::run(*args),

@@ -2,6 +2,7 @@
 //! library, and returns an error with context for `main` to print.
 
 pub mod import;
+pub mod replay;
 pub mod review;
 pub mod score;
 pub mod score_publish;
@@ -9,5 +10,6 @@ pub mod stream;
 pub mod sync;
 pub mod synth;
 pub mod tables;
+pub mod tokens;
 pub mod tools;
 pub mod topics;

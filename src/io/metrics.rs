@@ -87,6 +87,9 @@ pub const COMMIT_FAILURES: &str = "claimgate_commit_failures_total";
 pub const OFFSET_RESETS: &str = "claimgate_offset_resets_total";
 /// Outputs the broker refused as bad input (too large, invalid), replaced by a dead letter, by topic.
 pub const REFUSED_OUTPUTS: &str = "claimgate_refused_outputs_total";
+/// `/v1/…` queries, by endpoint (`practitioners`, `institutions`, `decide`) and outcome (`answered`,
+/// `refused`, `bad_request`, `unavailable`, `unauthenticated`); who asked is in the log (`http_query`).
+pub const QUERIES: &str = "claimgate_http_queries_total";
 /// Exactly-once transactions committed and aborted.
 pub const TRANSACTIONS: &str = "claimgate_transactions_total";
 
@@ -117,6 +120,11 @@ pub fn install() -> Result<PrometheusHandle> {
                 counter!(OFFSET_RESETS, "reason" => reason).absolute(0);
             }
         })
+}
+
+/// Counts one `/v1/…` query.
+pub fn query(endpoint: &str, outcome: &'static str) {
+    counter!(QUERIES, "endpoint" => endpoint.to_owned(), "outcome" => outcome).increment(1);
 }
 
 /// Handles of the claim pipeline's counters, registered once.

@@ -115,7 +115,15 @@ pub struct Offsets {
 pub struct Http {
     /// Listen address; loopback by default.
     pub addr: String,
-    /// When set, `/v1/…` requires `Authorization: Bearer <token>`.
+    /// Per-caller tokens with a scope for `/v1/…`: a TOML file of `[[caller]]` entries (name, the
+    /// token's SHA-256, scope `all` / `institution` / `practitioner`, code), read again when it changes
+    /// (`src/io/http/auth.rs`, docs/http.md). Kept out of this file so that it holds no credential and
+    /// can have its own owner and permissions.
+    #[serde(default)]
+    pub tokens_file: Option<String>,
+    /// The older single shared token: `/v1/…` requires `Authorization: Bearer <token>`, every holder
+    /// may ask about every code. Still accepted (a caller named `http.token`, scope `all`); not with
+    /// `tokens_file`.
     pub token: Option<String>,
 }
 
@@ -179,7 +187,7 @@ impl Default for Config {
             },
             offsets: Offsets { reset: "earliest".into() },
             checkpoint: Checkpoint { dir: None, every_s: 300, max_age_s: 86_400 },
-            http: Http { addr: "127.0.0.1:9898".into(), token: None },
+            http: Http { addr: "127.0.0.1:9898".into(), tokens_file: None, token: None },
             limits: Limits {
                 max_in_flight: 50_000,
                 batch_size: 1_000,
@@ -414,6 +422,17 @@ impl Config {
         if self.http.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
             bail!("setting `http.token`: empty; leave it unset to serve /v1/ without a token");
         }
+        match &self.http.tokens_file {
+            Some(f) if f.trim().is_empty() => {
+                bail!("setting `http.tokens_file`: empty; leave it unset to serve /v1/ without per-caller tokens")
+            }
+            Some(_) if self.http.token.is_some() => bail!(
+                "setting `http.token` cannot be combined with `http.tokens_file`: give the shared token's holders \
+                 their own tokens in the tokens file (or one caller of scope `all`: `claimgate tokens new --name … --scope all`) \
+                 and remove `http.token`"
+            ),
+            _ => {}
+        }
         let l = &self.limits;
         for (setting, v) in [
             ("limits.max_in_flight", l.max_in_flight as u64),
@@ -503,6 +522,7 @@ impl fmt::Debug for Config {
             .field("offsets", &self.offsets)
             .field("checkpoint", &self.checkpoint)
             .field("http.addr", &self.http.addr)
+            .field("http.tokens_file", &self.http.tokens_file)
             .field("http.token", &self.http.token.as_ref().map(|_| "***"))
             .field("limits", &self.limits)
             .field("log", &self.log)
@@ -581,6 +601,11 @@ mod tests {
             ("[offsets]\nreset = \"smallest\"\n", "setting `offsets.reset`"),
             ("[topics]\nreplication = 0\n", "setting `topics.replication`"),
             ("[limits]\nmax_unacked_age_s = 0\n", "setting `limits.max_unacked_age_s`"),
+            ("[http]\ntokens_file = \" \"\n", "setting `http.tokens_file`"),
+            (
+                "[http]\ntokens_file = \"t.toml\"\ntoken = \"x\"\n",
+                "setting `http.token` cannot be combined with `http.tokens_file`",
+            ),
         ];
         for (toml, needle) in cases {
             let e = load(toml, &[], Overrides::default()).unwrap_err().to_string();

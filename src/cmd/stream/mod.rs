@@ -22,6 +22,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use crate::io::checkpoint;
+use crate::io::http::auth::{Auth, Callers};
 use crate::io::http::{self, HttpState};
 use crate::io::kafka::KafkaConfig;
 use crate::io::kafka::admin::{self, TopicSpec};
@@ -174,6 +175,36 @@ fn create_missing_topics(kafka: &KafkaConfig, cfg: &Config) -> Result<()> {
     Ok(())
 }
 
+/// Who may ask `/v1/…`: the callers of `http.tokens_file` (and the file to watch), the single shared
+/// `http.token`, or nobody in particular (open).
+type TokensFile = Option<(PathBuf, Arc<arc_swap::ArcSwap<Callers>>)>;
+
+fn http_auth(cfg: &Config) -> Result<(Auth, TokensFile)> {
+    if let Some(file) = &cfg.http.tokens_file {
+        let path = PathBuf::from(file);
+        let callers = Callers::load(&path).context("setting `http.tokens_file`")?;
+        if callers.is_empty() {
+            bail!(
+                "setting `http.tokens_file`: {} has no [[caller]]: every /v1/ query would be refused",
+                path.display()
+            );
+        }
+        tracing::info!(event = "http_tokens_loaded", file = %path.display(), callers = callers.len());
+        let callers = Arc::new(arc_swap::ArcSwap::from_pointee(callers));
+        return Ok((Auth::Tokens(Arc::clone(&callers)), Some((path, callers))));
+    }
+    if let Some(token) = &cfg.http.token {
+        tracing::warn!(
+            event = "http_token_shared",
+            "setting `http.token` is one token shared by every caller, with access to every code; \
+             give each caller its own token and scope in `http.tokens_file` (claimgate tokens new)"
+        );
+        let callers = Callers::shared(token);
+        return Ok((Auth::Tokens(Arc::new(arc_swap::ArcSwap::from_pointee(callers))), None));
+    }
+    Ok((Auth::Open, None))
+}
+
 /// Runs the stream until a signal, or until the pipeline fails.
 pub fn run(args: StreamArgs) -> Result<()> {
     let cfg = Config::load(args.config.as_ref(), Config::env(), args.overrides()?)?;
@@ -185,10 +216,12 @@ pub fn run(args: StreamArgs) -> Result<()> {
         }
         None => crate::cmd::review::load_rules(&cfg.profile, None).context("setting `profile`")?,
     };
+    let rules = Arc::new(rules);
     tracing::info!(
         event = "rules_loaded",
         rules = crate::cmd::review::describe_rules(&rules, cfg.routing.as_deref().map(std::path::Path::new)),
     );
+    let (auth, tokens_file) = http_auth(&cfg)?;
     let prometheus = metrics::install()?;
     let kafka = KafkaConfig { brokers: cfg.brokers.clone(), properties: cfg.kafka_properties()? };
     let addr: SocketAddr = cfg.http.addr.parse().context("setting `http.addr`")?;
@@ -255,12 +288,13 @@ pub fn run(args: StreamArgs) -> Result<()> {
     }
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let pipeline = {
-        let (kafka, tables, tstate, pstate, shutdown) = (
+        let (kafka, tables, tstate, pstate, shutdown, rules) = (
             kafka.clone(),
             Arc::clone(&tables),
             Arc::clone(&table_state),
             Arc::clone(&pipeline_state),
             shutdown.clone(),
+            Arc::clone(&rules),
         );
         std::thread::Builder::new().name("claim-pipeline".into()).spawn(move || {
             let r = pipeline::run(&kafka, &pcfg, &tables, &tstate.ready, &rules, &pstate, &shutdown);
@@ -276,7 +310,9 @@ pub fn run(args: StreamArgs) -> Result<()> {
         table_state: Arc::clone(&table_state),
         pipeline: Arc::clone(&pipeline_state),
         stopping: Arc::clone(&stopping),
-        token: cfg.http.token.as_deref().map(Arc::from),
+        auth,
+        rules: Arc::clone(&rules),
+        max_body_bytes: cfg.limits.max_message_bytes,
         stale_after_s: cfg.limits.stale_after_s as f64,
         max_unacked_age_s: cfg.limits.max_unacked_age_s as f64,
     };
@@ -284,12 +320,16 @@ pub fn run(args: StreamArgs) -> Result<()> {
     let outcome: Result<()> = rt.block_on(async {
         let (stop_http_tx, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            axum::serve(listener, http::router(state))
+            // With each connection's address, for the query log.
+            axum::serve(listener, http::router(state).into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async {
                     let _ = stop_http_rx.await;
                 })
                 .await
         });
+        if let Some((path, callers)) = tokens_file {
+            tokio::spawn(http::auth::watch(path, callers, shutdown.clone()));
+        }
         tokio::spawn(follower::watch_staleness(
             Arc::clone(&table_state),
             Duration::from_secs(cfg.limits.stale_after_s),
