@@ -28,9 +28,12 @@ use rdkafka::producer::{BaseRecord, ThreadedProducer};
 use super::super::status_writer::{BATCH_HEADER, BATCH_SIZE_HEADER};
 use super::super::{Context, KafkaConfig};
 use super::TableState;
-use crate::io::clock::unix_ms;
+use crate::io::clock::{from_unix_ms, unix_ms};
 use crate::io::metrics as m;
-use claimgate::record::{DeadLetter, InstitutionCode, InstitutionText, MappingText, PractitionerKey, PractitionerRow};
+use claimgate::record::retro::{self, APPLIED_WITHIN_S, Recorded};
+use claimgate::record::{
+    BjTime, DeadLetter, InstitutionCode, InstitutionText, MappingText, PractitionerKey, PractitionerRow, RetroChange,
+};
 use claimgate::table::{Applied, TableHandle, Updater};
 
 /// Batches begun and not yet complete.
@@ -61,6 +64,84 @@ impl InvalidSink {
     }
 }
 
+/// Where late status changes go (`topics.retro`, service.md "The loop between inline and nightly"):
+/// one record per change, keyed `code@version`, so that the compacted topic keeps one copy whatever the
+/// number of instances that saw it; keys already on the topic are not written again.
+pub struct RetroSink {
+    producer: Option<ThreadedProducer<RetroCtx>>,
+    topic: String,
+    /// Keys already on the topic (read at start-up) or written since.
+    known: HashSet<String>,
+    published: metrics::Counter,
+}
+
+/// A late status change whose delivery failed is said and counted, never dropped silently.
+pub struct RetroCtx;
+
+impl rdkafka::ClientContext for RetroCtx {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        Context { client: "status-retro" }.log(level, fac, log_message);
+    }
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        Context { client: "status-retro" }.error(error, reason);
+    }
+}
+
+impl rdkafka::producer::ProducerContext for RetroCtx {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        if let Err((e, msg)) = result {
+            counter!(m::STATUS_RETRO_FAILED).increment(1);
+            let key = msg.key().map(String::from_utf8_lossy).unwrap_or_default();
+            tracing::error!(event = "status_retro_failed", key = %key, error = %e, "a late status change could not be written to the retro topic: run `review` over its window by hand");
+        }
+    }
+}
+
+impl RetroSink {
+    /// A sink producing to `topic`, knowing the keys `known` already holds.
+    pub fn new(kafka: &KafkaConfig, topic: &str, known: HashSet<String>) -> RetroSink {
+        let producer = kafka
+            .client(&[("enable.idempotence", "true"), ("linger.ms", "20"), ("allow.auto.create.topics", "false")])
+            .create_with_context(RetroCtx)
+            .map_err(|e| tracing::warn!(event = "status_retro_unavailable", error = %e, "late status changes will only be logged"))
+            .ok();
+        RetroSink { producer, topic: topic.to_owned(), known, published: counter!(m::STATUS_RETRO) }
+    }
+
+    /// A sink that writes nothing (no retro topic configured).
+    pub fn none() -> RetroSink {
+        RetroSink { producer: None, topic: String::new(), known: HashSet::new(), published: counter!(m::STATUS_RETRO) }
+    }
+
+    fn publish(&mut self, change: &RetroChange) {
+        let key = change.key();
+        tracing::info!(
+            event = "status_retro",
+            key,
+            from = change.from,
+            until = change.until,
+            version_before = change.version_before,
+            version_after = change.version_after,
+            "a status change takes effect in the past: the claims of its window need a review"
+        );
+        if self.producer.is_none() || !self.known.insert(key.clone()) {
+            return;
+        }
+        let Ok(value) = serde_json::to_vec(change) else { return };
+        if let Some(p) = &self.producer {
+            let record: BaseRecord<'_, str, [u8]> = BaseRecord::to(&self.topic).key(key.as_str()).payload(&value);
+            match p.send(record) {
+                Ok(()) => self.published.increment(1),
+                Err((e, _)) => {
+                    counter!(m::STATUS_RETRO_FAILED).increment(1);
+                    tracing::error!(event = "status_retro_failed", key, error = %e, "a late status change could not be queued for the retro topic");
+                }
+            }
+        }
+    }
+}
+
 /// The tables being built, and what is published of them.
 pub struct Table {
     pub updater: Updater,
@@ -75,6 +156,12 @@ pub struct Table {
     /// `claimgate_status_records_total{topic,outcome}` per source and outcome, registered once (a
     /// registry lookup per record would cost as much as the record's parse at start-up).
     counters: Vec<[metrics::Counter; 4]>,
+    /// Late status changes go here.
+    pub retro: RetroSink,
+    /// Compare each change with the record held before it and report late ones: once the table is
+    /// whole (following), and from a checkpoint on (its tail is news to this instance); never during a
+    /// read from the beginning, where every code would look new.
+    pub detect_retro: bool,
 }
 
 const OUTCOMES: [&str; 4] = ["applied", "stale", "deleted", "invalid"];
@@ -107,6 +194,8 @@ impl Table {
             batches: Batches::default(),
             batch_wait,
             invalid,
+            retro: RetroSink::none(),
+            detect_retro: false,
         }
     }
 
@@ -114,8 +203,8 @@ impl Table {
     pub fn apply(&mut self, source: usize, msg: &BorrowedMessage<'_>) {
         let key = msg.key().and_then(|k| std::str::from_utf8(k).ok()).map(str::trim);
         let outcome = match source {
-            0 => self.apply_practitioner(key, msg.payload()),
-            1 => self.apply_institution(key, msg.payload()),
+            0 => self.apply_practitioner(key, msg),
+            1 => self.apply_institution(key, msg),
             _ => self.apply_mapping(key, msg.payload()),
         };
         let outcome_index = match &outcome {
@@ -221,8 +310,15 @@ impl Table {
         }
     }
 
-    fn apply_practitioner(&mut self, key: Option<&str>, payload: Option<&[u8]>) -> Result<Option<Applied>, String> {
-        match payload {
+    /// When the record was written and by when every instance applied it; the record's place.
+    fn recorded(msg: &BorrowedMessage<'_>) -> (Recorded, String) {
+        let at = msg.timestamp().to_millis().map_or_else(|| crate::io::clock::now().0, from_unix_ms);
+        let applied_by = BjTime::from_secs(at.secs() + APPLIED_WITHIN_S);
+        (Recorded { at, applied_by }, format!("{}/{}@{}", msg.topic(), msg.partition(), msg.offset()))
+    }
+
+    fn apply_practitioner(&mut self, key: Option<&str>, msg: &BorrowedMessage<'_>) -> Result<Option<Applied>, String> {
+        match msg.payload() {
             None => {
                 let key = key.ok_or("a tombstone without a key")?;
                 let code = PractitionerKey::parse(key).map_err(|e| format!("key `{key}`: {e}"))?;
@@ -236,13 +332,21 @@ impl Table {
                 {
                     return Err(format!("key `{k}` is not the record's code"));
                 }
-                self.updater.practitioner(&rec).map(Some).map_err(|e| e.to_string())
+                let old = self.detect_retro.then(|| self.updater.practitioner_record(&rec.code));
+                let applied = self.updater.practitioner(&rec).map_err(|e| e.to_string())?;
+                if let (Some(old), Applied::Changed) = (old, applied) {
+                    let (recorded, source) = Table::recorded(msg);
+                    if let Some(c) = retro::practitioner_change(old.as_ref(), &rec, recorded, &source) {
+                        self.retro.publish(&c);
+                    }
+                }
+                Ok(Some(applied))
             }
         }
     }
 
-    fn apply_institution(&mut self, key: Option<&str>, payload: Option<&[u8]>) -> Result<Option<Applied>, String> {
-        match payload {
+    fn apply_institution(&mut self, key: Option<&str>, msg: &BorrowedMessage<'_>) -> Result<Option<Applied>, String> {
+        match msg.payload() {
             None => {
                 let key = key.ok_or("a tombstone without a key")?;
                 let code = InstitutionCode::parse(key).map_err(|e| format!("key `{key}`: {e}"))?;
@@ -256,7 +360,16 @@ impl Table {
                 {
                     return Err(format!("key `{k}` is not the record's code"));
                 }
-                Ok(Some(self.updater.institution(rec)))
+                let old = self.detect_retro.then(|| self.updater.institution_record(rec.code).cloned());
+                let new = self.detect_retro.then(|| rec.clone());
+                let applied = self.updater.institution(rec);
+                if let (Some(old), Some(new), Applied::Changed) = (old, new, applied) {
+                    let (recorded, source) = Table::recorded(msg);
+                    if let Some(c) = retro::institution_change(old.as_ref(), &new, recorded, &source) {
+                        self.retro.publish(&c);
+                    }
+                }
+                Ok(Some(applied))
             }
         }
     }
