@@ -282,3 +282,56 @@ fn a_malformed_retro_record_is_reported_and_the_others_reviewed() {
     assert!(md.contains("1 chosen"), "{md}");
     assert!(text(&o).contains("not a late status change record"), "{}", text(&o));
 }
+
+#[test]
+fn a_change_seen_by_two_instances_is_reviewed_once() {
+    let env = Env::new("retrotwo");
+    let (p, i, c, change) =
+        (env.path("p.jsonl"), env.path("i.jsonl"), env.path("claims.jsonl"), env.path("change.jsonl"));
+    write(&p, &[practitioner(SUSPENDED, "")]);
+    write(&i, &[format!(r#"{{"code":"{INST}","kind":"hospital","periods":[],"version":1}}"#)]);
+    env.publish_tables(&p, Some(&i));
+    let mut one = env.stream("g", &[]);
+    let mut two = env.stream("g", &[]);
+    one.wait_ready(Duration::from_secs(60));
+    two.wait_ready(Duration::from_secs(60));
+    write(&c, &[claim("S-3d", SUSPENDED, &bj(-3 * DAY), "12.34"), claim("S-2d", SUSPENDED, &bj(-2 * DAY), "0.66")]);
+    env.send(&c);
+    env.answered(&c, Duration::from_secs(90), &|| one.log_text() + &two.log_text());
+    let started = bj(-5);
+    write(
+        &change,
+        &[practitioner(
+            SUSPENDED,
+            &format!(r#"{{"status":"suspended","from":"{}","decision_id":"QH-2026-0100"}}"#, bj(-4 * DAY)),
+        )],
+    );
+    env.publish_tables(&change, None);
+    // Each instance writes the change it applied, under the same key.
+    let retro = read_topics_from(&env.broker, &[env.topic("status.retro")], 2, Duration::from_secs(60));
+    assert_eq!(retro.len(), 2, "{}\n{}", one.log_text(), two.log_text());
+    assert!(retro.iter().all(|r| r.key.as_deref() == Some(format!("{SUSPENDED}@2").as_bytes())), "{retro:?}");
+    one.terminate(Duration::from_secs(30));
+    two.terminate(Duration::from_secs(30));
+
+    // Reviewed once; chosen by time with no end (an auditor's run), which commits nothing.
+    let (report, out) = (env.path("r.md"), env.path("o.jsonl"));
+    let o = run(&review_args(&env, &report, &out, &["--retro-from", &started])
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", text(&o));
+    let md = std::fs::read_to_string(&report).unwrap();
+    assert!(md.contains("1 chosen (1 repeats dropped"), "{md}");
+    assert!(md.contains(&format!("stamped from {started} on")), "{md}");
+    assert_eq!(row(&md, "**to recover**"), ("2".into(), "13.00".into()), "{md}");
+    assert_eq!(changed_serials(&md), ["S-2d", "S-3d"]);
+    // Nothing was committed: the group's first run still finds the change.
+    let o = run(&review_args(&env, &env.path("g.md"), &env.path("g.jsonl"), &[])
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", text(&o));
+    let md = std::fs::read_to_string(env.path("g.md")).unwrap();
+    assert_eq!(row(&md, "**to recover**"), ("2".into(), "13.00".into()), "{md}");
+}

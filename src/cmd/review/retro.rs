@@ -67,6 +67,7 @@ impl Pending {
         let read: Vec<String> = self.read.iter().map(|(p, from, end)| format!("{topic}/{p}@{from}..{end}")).collect();
         let how = match &self.position {
             Position::Group(g) => format!("after the committed position of group `{g}`"),
+            Position::Time { from, until } if *until == BjTime::MAX => format!("retro records stamped from {from} on"),
             Position::Time { from, until } => format!("retro records stamped from {from} until {until}"),
         };
         let again = self.stamped.map_or(String::new(), |(f, l)| {
