@@ -335,3 +335,63 @@ fn a_change_seen_by_two_instances_is_reviewed_once() {
     let md = std::fs::read_to_string(env.path("g.md")).unwrap();
     assert_eq!(row(&md, "**to recover**"), ("2".into(), "13.00".into()), "{md}");
 }
+
+#[test]
+fn a_back_dated_department_suspension_recovers_that_departments_lines_only() {
+    let env = Env::new("retroinst");
+    let (p, i, c, change) =
+        (env.path("p.jsonl"), env.path("i.jsonl"), env.path("claims.jsonl"), env.path("change.jsonl"));
+    write(&p, &[practitioner(SUSPENDED, ""), practitioner(UNTOUCHED, "")]);
+    let institution =
+        |periods: &str| format!(r#"{{"code":"{INST}","kind":"hospital","periods":[{periods}],"version":1}}"#);
+    write(&i, &[institution("")]);
+    env.publish_tables(&p, Some(&i));
+    let mut stream = env.stream("g", &[]);
+    stream.wait_ready(Duration::from_secs(60));
+    let in_dept = |serial: &str, code: &str, at: &str, amount: &str, dept: &str| {
+        claim(serial, code, at, amount).replace(r#""psn_no""#, &format!(r#""bilg_dept_codg":"{dept}","psn_no""#))
+    };
+    write(
+        &c,
+        &[
+            in_dept("D-3d", SUSPENDED, &bj(-3 * DAY), "100.00", "A03.06"), // to recover
+            in_dept("D-2d", UNTOUCHED, &bj(-2 * DAY), "0.50", "A03.06"),   // to recover: same department
+            in_dept("E-3d", SUSPENDED, &bj(-3 * DAY), "7.00", "A01"),      // other department: stands
+            in_dept("D-9d", SUSPENDED, &bj(-9 * DAY), "8.00", "A03.06"),   // before the period: stands
+        ],
+    );
+    env.send(&c);
+    env.answered(&c, Duration::from_secs(90), &|| stream.log_text());
+    let from = bj(-5 * DAY);
+    write(
+        &change,
+        &[institution(&format!(
+            r#"{{"status":"suspended","from":"{from}","departments":["A03.06"],"basis":"Shaoguan Art. 37(5)"}}"#
+        ))],
+    );
+    env.publish_tables(&p, Some(&change));
+    let retro = read_topics_from(&env.broker, &[env.topic("status.retro")], 1, Duration::from_secs(60));
+    assert_eq!(retro.len(), 1, "{}", stream.log_text());
+    let r = &retro[0].value;
+    assert_eq!(
+        (r["kind"].as_str(), r["code"].as_str(), r["from"].as_str()),
+        (Some("institution"), Some(INST), Some(from.as_str()))
+    );
+    assert_eq!(r["changes"][0]["entry"], "department_period");
+    assert_eq!(retro[0].key.as_deref(), Some(format!("institution/{INST}@2").as_bytes()));
+    stream.terminate(Duration::from_secs(30));
+
+    let (report, out) = (env.path("r.md"), env.path("o.jsonl"));
+    let o = run(&review_args(&env, &report, &out, &[]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", text(&o));
+    let md = std::fs::read_to_string(&report).unwrap();
+    assert_eq!(row(&md, "**to recover**"), ("2".into(), "100.50".into()), "{md}");
+    assert_eq!(row(&md, "**to pay**"), ("0".into(), "0.00".into()), "{md}");
+    assert_eq!(changed_serials(&md), ["D-2d", "D-3d"], "{md}");
+    assert!(md.contains("Shaoguan Art. 37(5)"), "{md}");
+    // The institution's lines in the window are decided (the other department's too), not the older one.
+    let mut decided: Vec<String> =
+        read_jsonl(&out).iter().map(|d| d["feedetl_sn"].as_str().unwrap().to_owned()).collect();
+    decided.sort();
+    assert_eq!(decided, ["D-2d", "D-3d", "E-3d"]);
+}
