@@ -217,6 +217,8 @@ impl Follower {
         self.table.detect_retro = self.cfg.retro.is_some();
         let result = self.follow(shutdown);
         self.checkpoint_now(true);
+        // The late changes applied last are written before the producer goes (dropping it purges them).
+        self.table.retro.flush(Duration::from_secs(5));
         result
     }
 

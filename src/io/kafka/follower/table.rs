@@ -114,6 +114,17 @@ impl RetroSink {
         RetroSink { producer: None, topic: String::new(), known: HashSet::new(), published: counter!(m::STATUS_RETRO) }
     }
 
+    /// Waits up to `wait` for the changes queued to be acknowledged: a producer dropped with records
+    /// still queued purges them (each then counted and logged as failed).
+    pub fn flush(&self, wait: std::time::Duration) {
+        use rdkafka::producer::Producer as _;
+        if let Some(p) = &self.producer
+            && let Err(e) = p.flush(wait)
+        {
+            tracing::error!(event = "status_retro_failed", error = %e, "late status changes still queued at shutdown were not all written to the retro topic: see the failures logged with their keys");
+        }
+    }
+
     fn publish(&mut self, change: &RetroChange) {
         let key = change.key();
         tracing::info!(
