@@ -218,6 +218,7 @@ impl Follower {
         let result = self.follow(shutdown);
         self.checkpoint_now(true);
         // The late changes applied last are written before the producer goes (dropping it purges them).
+        self.table.retro.drain();
         self.table.retro.flush(Duration::from_secs(5));
         result
     }

@@ -72,6 +72,8 @@ pub struct RetroSink {
     topic: String,
     /// Keys already on the topic (read at start-up) or written since.
     known: HashSet<String>,
+    /// Late changes applied and not yet in a published view.
+    pending: Vec<RetroChange>,
     published: metrics::Counter,
 }
 
@@ -106,12 +108,24 @@ impl RetroSink {
             .create_with_context(RetroCtx)
             .map_err(|e| tracing::warn!(event = "status_retro_unavailable", error = %e, "late status changes will only be logged"))
             .ok();
-        RetroSink { producer, topic: topic.to_owned(), known, published: counter!(m::STATUS_RETRO) }
+        RetroSink {
+            producer,
+            topic: topic.to_owned(),
+            known,
+            pending: Vec::new(),
+            published: counter!(m::STATUS_RETRO),
+        }
     }
 
     /// A sink that writes nothing (no retro topic configured).
     pub fn none() -> RetroSink {
-        RetroSink { producer: None, topic: String::new(), known: HashSet::new(), published: counter!(m::STATUS_RETRO) }
+        RetroSink {
+            producer: None,
+            topic: String::new(),
+            known: HashSet::new(),
+            pending: Vec::new(),
+            published: counter!(m::STATUS_RETRO),
+        }
     }
 
     /// Waits up to `wait` for the changes queued to be acknowledged: a producer dropped with records
@@ -122,6 +136,30 @@ impl RetroSink {
             && let Err(e) = p.flush(wait)
         {
             tracing::error!(event = "status_retro_failed", error = %e, "late status changes still queued at shutdown were not all written to the retro topic: see the failures logged with their keys");
+        }
+    }
+
+    /// Keeps a late change to write once the view holding it is published ([`RetroSink::drain`]): its
+    /// logging, encoding and producing then never slow the reading of a batch (a batch of 100 000
+    /// back-dated suspensions was published half read when each was written as it was applied, past
+    /// `limits.status_batch_wait_s`). Past [`RETRO_PENDING_MAX`] kept, they are written at once.
+    fn queue(&mut self, change: RetroChange) {
+        self.pending.push(change);
+        if self.pending.len() >= RETRO_PENDING_MAX {
+            tracing::warn!(
+                event = "status_retro_backlog",
+                kept = self.pending.len(),
+                "many late status changes in one view: writing them to the retro topic now, while the batch is read"
+            );
+            self.drain();
+        }
+    }
+
+    /// Writes the late changes kept.
+    pub fn drain(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        for c in &pending {
+            self.publish(c);
         }
     }
 
@@ -141,17 +179,36 @@ impl RetroSink {
         }
         let Ok(value) = serde_json::to_vec(change) else { return };
         if let Some(p) = &self.producer {
-            let record: BaseRecord<'_, str, [u8]> = BaseRecord::to(&self.topic).key(key.as_str()).payload(&value);
-            match p.send(record) {
-                Ok(()) => self.published.increment(1),
-                Err((e, _)) => {
-                    counter!(m::STATUS_RETRO_FAILED).increment(1);
-                    tracing::error!(event = "status_retro_failed", key, error = %e, "a late status change could not be queued for the retro topic");
+            let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(&self.topic).key(key.as_str()).payload(&value);
+            // A full producer queue (thousands of changes at once) drains within moments: wait for it,
+            // for 30 s at most.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                match p.send(record) {
+                    Ok(()) => {
+                        self.published.increment(1);
+                        break;
+                    }
+                    Err((
+                        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        r,
+                    )) if Instant::now() < deadline => {
+                        record = r;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err((e, _)) => {
+                        counter!(m::STATUS_RETRO_FAILED).increment(1);
+                        tracing::error!(event = "status_retro_failed", key, error = %e, "a late status change could not be queued for the retro topic");
+                        break;
+                    }
                 }
             }
         }
     }
 }
+
+/// Late changes kept for the view being built, at most (about 400 bytes each).
+pub const RETRO_PENDING_MAX: usize = 250_000;
 
 /// The tables being built, and what is published of them.
 pub struct Table {
@@ -348,7 +405,7 @@ impl Table {
                 if let (Some(old), Applied::Changed) = (old, applied) {
                     let (recorded, source) = Table::recorded(msg);
                     if let Some(c) = retro::practitioner_change(old.as_ref(), &rec, recorded, &source) {
-                        self.retro.publish(&c);
+                        self.retro.queue(c);
                     }
                 }
                 Ok(Some(applied))
@@ -377,7 +434,7 @@ impl Table {
                 if let (Some(old), Some(new), Applied::Changed) = (old, new, applied) {
                     let (recorded, source) = Table::recorded(msg);
                     if let Some(c) = retro::institution_change(old.as_ref(), &new, recorded, &source) {
-                        self.retro.publish(&c);
+                        self.retro.queue(c);
                     }
                 }
                 Ok(Some(applied))
@@ -424,6 +481,8 @@ impl Table {
             histogram!(m::STATUS_TO_VIEW).record(lag);
         }
         self.dirty_since = None;
+        // The late changes of this view, now that decisions use it.
+        self.retro.drain();
     }
 }
 
