@@ -327,6 +327,11 @@ pub fn run(args: ReviewArgs) -> Result<()> {
                 .map(|u| format!("a record of the retro topic is not a late status change, skipped: {u}")),
         );
     }
+    // `--previous FILE` with `--claims-topic --from --until` (the decisions from a file, the lines from a topic).
+    let previous = match previous {
+        Some(p) => Some(p),
+        None => args.previous.as_deref().map(previous::Previous::load).transpose()?,
+    };
     let previous = previous.map(Arc::new);
     let total: Option<u64> = inputs.iter().map(|i| i.size).sum();
     let counters: Vec<_> = inputs.iter().map(|i| Arc::clone(&i.read)).collect();
