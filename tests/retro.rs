@@ -395,3 +395,43 @@ fn a_back_dated_department_suspension_recovers_that_departments_lines_only() {
     decided.sort();
     assert_eq!(decided, ["D-2d", "D-3d", "E-3d"]);
 }
+
+/// A change written while the instance was down is found when it restarts from a checkpoint (the
+/// tail is news to it), and not by an instance that reads the topics from the beginning
+/// (docs/status-retro.md, "When changes are found").
+#[test]
+fn a_change_made_while_the_stream_was_down_is_found_from_its_checkpoint_only() {
+    let env = Env::new("retrockpt");
+    let (p, change) = (env.path("p.jsonl"), env.path("change.jsonl"));
+    write(&p, &[practitioner(SUSPENDED, "")]);
+    env.publish_tables(&p, None);
+    let cfg = env.path("ckpt.toml");
+    std::fs::write(&cfg, format!("[checkpoint]\ndir = \"{}\"\nevery_s = 1\n", env.path("state").display())).unwrap();
+    let cfg = cfg.display().to_string();
+    let mut first = env.stream("g", &["--config", &cfg]);
+    first.wait_ready(Duration::from_secs(60));
+    assert_eq!(first.terminate(Duration::from_secs(40)), Some(0));
+
+    write(
+        &change,
+        &[practitioner(
+            SUSPENDED,
+            &format!(r#"{{"status":"suspended","from":"{}","decision_id":"QH-9"}}"#, bj(-3 * DAY)),
+        )],
+    );
+    env.publish_tables(&change, None);
+    // From the beginning: every code looks new, nothing is compared.
+    let mut cold = env.stream("cold", &[]);
+    cold.wait_ready(Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(cold.terminate(Duration::from_secs(40)), Some(0));
+    assert!(read_topics_from(&env.broker, &[env.topic("status.retro")], 1, Duration::from_secs(3)).is_empty());
+    // From the checkpoint: the tail holds the change.
+    let mut second = env.stream("g", &["--config", &cfg]);
+    second.wait_ready(Duration::from_secs(60));
+    let retro = read_topics_from(&env.broker, &[env.topic("status.retro")], 1, Duration::from_secs(30));
+    assert_eq!(retro.len(), 1, "{}", second.log_text());
+    assert_eq!(retro[0].value["code"], SUSPENDED);
+    assert_eq!(retro[0].value["changes"][0]["decision_id"], "QH-9");
+    assert_eq!(second.terminate(Duration::from_secs(40)), Some(0));
+}
