@@ -357,3 +357,68 @@ fn the_window_is_by_each_lines_timestamp_from_offsets_found_by_time_and_no_group
     let seen = groups(&env.broker, &control);
     assert!(seen.iter().any(|(_, members)| *members == 1), "a subscribed consumer's group is seen: {seen:?}");
 }
+
+/// `--previous FILE` still compares a topic window's lines (the decisions from a file, the lines from
+/// the topic), as before the retro sources were split out of `review`.
+#[test]
+fn a_topic_window_compares_with_previous_decisions_from_a_file() {
+    let env = Env::new("rprevfile");
+    let code = "D110105000001";
+    let person = |periods: &str| {
+        format!(
+            r#"{{"code":"{code}","kind":"doctor","registrations":[{{"institution":"H11010500001","from":"2020-01-01"}}],"periods":[{periods}],"version":1}}"#
+        )
+    };
+    let (before, after) = (env.path("before.jsonl"), env.path("after.jsonl"));
+    std::fs::write(&before, person("") + "\n").unwrap();
+    std::fs::write(&after, person(r#"{"status":"suspended","from":"2020-01-01"}"#) + "\n").unwrap();
+    let claims = env.path("claims.jsonl");
+    std::fs::write(
+        &claims,
+        format!(
+            r#"{{"feedetl_sn":"F1","fixmedins_code":"H11010500001","mdtrt_id":"M1","psn_no":"P","med_type":"11","fee_ocur_time":"{}","bilg_dr_codg":"{code}","det_item_fee_sumamt":"42.10"}}"#,
+            bj_now(-3600)
+        ) + "\n",
+    )
+    .unwrap();
+    let inline = env.path("inline.jsonl");
+    let o = run(&[
+        "review",
+        "--claims",
+        &claims.display().to_string(),
+        "--practitioners",
+        &before.display().to_string(),
+        "--out",
+        &inline.display().to_string(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let from = bj_now(-60);
+    env.send(&claims);
+    let until = bj_now(60);
+    let report = env.path("r.md");
+    let o = run(&[
+        "review",
+        "--brokers",
+        &env.broker,
+        "--claims-topic",
+        &env.topic("claims"),
+        "--from",
+        &from,
+        "--until",
+        &until,
+        "--late",
+        "0",
+        "--practitioners",
+        &after.display().to_string(),
+        "--previous",
+        &inline.display().to_string(),
+        "--report",
+        &report.display().to_string(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let md = std::fs::read_to_string(&report).unwrap();
+    let row = md.lines().find(|l| l.contains("**to recover**")).unwrap_or_else(|| panic!("{md}"));
+    assert!(row.contains("| 1 | 42.10 |"), "{row}\n{md}");
+}

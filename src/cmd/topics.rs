@@ -76,6 +76,8 @@ pub fn run(cmd: TopicsCmd) -> Result<()> {
         // Invalid status records, keyed by their source offset: compacted, one copy however often
         // instances restart and read them again.
         TopicSpec { name: p("status.dlq"), partitions: 1, compacted: true, replication: a.replication },
+        // Late status changes, keyed code@version: compacted, one copy however many instances saw one.
+        TopicSpec { name: p("status.retro"), partitions: 1, compacted: true, replication: a.replication },
         // Followed only where the stream's `topics.mappings` names it (rules.md, "Local ids").
         TopicSpec {
             name: p("practitioner-mappings"),

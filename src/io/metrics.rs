@@ -63,6 +63,10 @@ pub const STATUS_INVALID_CODES: &str = "claimgate_status_invalid_codes";
 pub const CHECKPOINTS: &str = "claimgate_checkpoints_total";
 /// Seconds from a status record's broker timestamp to the publish of the view holding it.
 pub const STATUS_TO_VIEW: &str = "claimgate_status_to_view_seconds";
+/// Late status changes written to the retro topic (service.md, "The loop between inline and nightly").
+pub const STATUS_RETRO: &str = "claimgate_status_retro_total";
+/// Late status changes that could not be written to the retro topic (each is logged with its key).
+pub const STATUS_RETRO_FAILED: &str = "claimgate_status_retro_failed_total";
 /// 1 when ready to decide.
 pub const READY: &str = "claimgate_ready";
 /// Errors reported by the Kafka clients, by client.
@@ -116,6 +120,8 @@ pub fn install() -> Result<PrometheusHandle> {
                 counter!(COMMIT_FAILURES, "when" => when).absolute(0);
             }
             gauge!(STATUS_INVALID_CODES).set(0.0);
+            counter!(STATUS_RETRO).absolute(0);
+            counter!(STATUS_RETRO_FAILED).absolute(0);
             for reason in ["no_committed_offset", "out_of_range"] {
                 counter!(OFFSET_RESETS, "reason" => reason).absolute(0);
             }

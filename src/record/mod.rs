@@ -1,5 +1,5 @@
 //! The words of the domain: codes, Beijing time, money, the claim line, status records, local-id
-//! mappings, the decision and the dead letter (records.md).
+//! mappings, the decision and the dead letter (records.md), and the late status change (`retro`).
 //!
 //! Everything here is parsed once at the edge into a typed value; inside claimgate a
 //! [`PractitionerKey`] or an [`Amount`] is always well formed. Nothing here does I/O.
@@ -10,6 +10,7 @@ mod decision;
 pub mod json;
 mod mapping;
 mod money;
+pub mod retro;
 mod role;
 mod status;
 mod time;
@@ -22,6 +23,7 @@ pub use code::{
 pub use decision::{DeadLetter, DecisionRecord, Outcome, Reason, Stamp, Verdict, write_decision};
 pub use mapping::{MappingPeriod, MappingPeriodText, MappingRecord, MappingText};
 pub use money::{Amount, AmountError};
+pub use retro::{RetroChange, RetroKind};
 pub use role::Role;
 pub use status::{
     InstitutionPeriod, InstitutionPeriodText, InstitutionRecord, InstitutionText, Interval, Period, PeriodText,

@@ -26,7 +26,9 @@ pub use institution::{InstitutionStatus, InstitutionTable, institution_status};
 pub use mapping::MappingTable;
 pub use practitioner::{Entry, MAX_ENTRIES, PractitionerRef, PractitionerTable, TableError, Upsert};
 
-use crate::record::{BjTime, InstitutionCode, InstitutionRecord, MappingRecord, PractitionerKey, PractitionerRecord};
+use crate::record::{
+    BjTime, InstitutionCode, InstitutionRecord, MappingRecord, PractitionerCode, PractitionerKey, PractitionerRecord,
+};
 
 /// Keep only 53 bits so the epoch survives JSON readers that hold numbers as doubles.
 const EPOCH_MASK: u64 = (1 << 53) - 1;
@@ -277,6 +279,16 @@ impl Updater {
             Some(Entry::Deleted) => None,
             None => self.base.live(key),
         }
+    }
+
+    /// The record a practitioner code has now, if any (to compare a change with it).
+    pub fn practitioner_record(&self, code: &PractitionerCode) -> Option<PractitionerRecord> {
+        self.current(code.key()).map(|r| r.to_record(code.clone()))
+    }
+
+    /// The record an institution has now, if any.
+    pub fn institution_record(&self, code: InstitutionCode) -> Option<&InstitutionRecord> {
+        self.institutions.get(code)
     }
 
     /// Applies a practitioner record; version wins against what the view holds now.

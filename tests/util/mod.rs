@@ -224,12 +224,13 @@ impl Env {
             "--log-format".into(),
             "json".into(),
         ];
-        for t in ["claims", "accepted", "rejected", "dlq", "practitioners", "institutions", "status-dlq"] {
+        for t in ["claims", "accepted", "rejected", "dlq", "practitioners", "institutions", "status-dlq", "retro"] {
             let topic = match t {
                 "accepted" => self.topic("claims.accepted"),
                 "rejected" => self.topic("claims.rejected"),
                 "dlq" => self.topic("claims.dlq"),
                 "status-dlq" => self.topic("status.dlq"),
+                "retro" => self.topic("status.retro"),
                 other => self.topic(other),
             };
             // A test may name a topic itself (e.g. one that does not exist).

@@ -8,7 +8,10 @@
 mod html;
 mod pipeline;
 mod previous;
+mod recovery;
 pub mod report;
+mod retro;
+mod sources;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,16 +22,15 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::io::clock;
-use crate::io::files::{self, Output};
+use crate::io::files::Output;
 use crate::io::kafka::KafkaConfig;
-use crate::io::kafka::window::{self, Window};
+use crate::io::kafka::window::Window;
 use crate::io::progress::Progress;
 use crate::io::tables::TableSource;
 use claimgate::profile::Profile;
 use claimgate::record::BjTime;
 use claimgate::routing::Rules;
 
-use previous::Previous;
 use report::RunInfo;
 
 /// Arguments of `claimgate review`.
@@ -92,21 +94,46 @@ pub struct KafkaReviewArgs {
     pub brokers: Option<String>,
     /// Claim lines from this topic instead of files: those whose timestamps fall in [--from, --until),
     /// partition by partition. The review joins no consumer group and commits nothing.
-    #[arg(long, value_name = "TOPIC", requires_all = ["brokers", "from", "until"], conflicts_with = "claims")]
+    #[arg(long, value_name = "TOPIC", requires = "brokers", conflicts_with = "claims")]
     pub claims_topic: Option<String>,
     /// Start of the window, inclusive: Beijing time, `yyyy-MM-dd[ HH:mm:ss]` (a date alone is its
     /// midnight). Compared with each record's Kafka timestamp (the producer's, unless the topic stamps
     /// records on arrival); each partition's first offset is found by this time.
-    #[arg(long, value_name = "TIME", requires = "claims_topic")]
+    #[arg(long, value_name = "TIME", requires = "claims_topic", conflicts_with = "retro")]
     pub from: Option<String>,
     /// End of the window, exclusive (Beijing time, as --from).
-    #[arg(long, value_name = "TIME", requires = "claims_topic")]
+    #[arg(long, value_name = "TIME", requires = "claims_topic", conflicts_with = "retro")]
     pub until: Option<String>,
     /// Each partition is read on to its first record stamped this many seconds after --until, for
     /// lines stamped inside the window but stored after later-stamped ones (producers' clocks and
     /// send buffers disagree); every line is still kept or left by its own timestamp.
     #[arg(long, value_name = "SECONDS", default_value_t = 600, requires = "claims_topic")]
     pub late: u64,
+    /// Review the claims that late status changes concern — the changes the stream wrote to the retro
+    /// topic since the last `--retro` run (or, with --retro-from, in a given interval) — into the
+    /// recovery report (docs/recovery-report.md). Needs --claims-topic and --previous-topic (the
+    /// decision topics).
+    #[arg(long, requires_all = ["claims_topic", "brokers"])]
+    pub retro: bool,
+    /// The retro topic the stream writes late status changes to (its setting `topics.retro`).
+    #[arg(long, value_name = "TOPIC", default_value = "status.retro")]
+    pub retro_topic: String,
+    /// The consumer group that holds --retro's position on the retro topic (claimgate's own, never the
+    /// stream's): committed only once the report and outputs are written.
+    #[arg(long, value_name = "GROUP", default_value = "claimgate-retro")]
+    pub retro_group: String,
+    /// With --retro: review the changes whose retro records are stamped from this time (Beijing time)
+    /// instead of those after the group's position, and commit nothing — an auditor's re-run; every
+    /// report says the interval that chooses its changes again.
+    #[arg(long, value_name = "TIME", requires = "retro")]
+    pub retro_from: Option<String>,
+    /// With --retro-from: … until this time, exclusive (default: no end).
+    #[arg(long, value_name = "TIME", requires = "retro_from")]
+    pub retro_until: Option<String>,
+    /// With --retro: review, but leave the group's position where it was (a preview; the next run
+    /// reviews the same changes again).
+    #[arg(long, requires = "retro")]
+    pub no_commit: bool,
     /// The inline decisions from a decision topic (repeat: `claims.accepted`, `claims.rejected`), read
     /// from --from to the topic's end; instead of --previous.
     #[arg(long = "previous-topic", value_name = "TOPIC", requires = "claims_topic", conflicts_with = "previous")]
@@ -136,6 +163,18 @@ impl KafkaReviewArgs {
     pub fn config(&self) -> Result<Option<KafkaConfig>> {
         let Some(brokers) = &self.brokers else { return Ok(None) };
         Ok(Some(KafkaConfig { brokers: brokers.clone(), properties: crate::cmd::tables::properties(&self.property)? }))
+    }
+
+    /// How `--retro` chooses the changes to review.
+    pub fn retro_position(&self) -> Result<retro::Position> {
+        let Some(from) = &self.retro_from else { return Ok(retro::Position::Group(self.retro_group.clone())) };
+        let parse = |flag: &str, t: &str| {
+            BjTime::parse(t.trim())
+                .map_err(|e| anyhow::anyhow!("{flag} `{t}`: {e} (Beijing time, yyyy-MM-dd[ HH:mm:ss])"))
+        };
+        let from = parse("--retro-from", from)?;
+        let until = self.retro_until.as_deref().map(|u| parse("--retro-until", u)).transpose()?.unwrap_or(BjTime::MAX);
+        Ok(retro::Position::Time { from, until })
     }
 
     /// The window, parsed.
@@ -267,45 +306,33 @@ pub fn run(args: ReviewArgs) -> Result<()> {
     };
     let tables_seconds = started.elapsed().as_secs_f64();
     let view = Arc::new(loaded.view);
-    let previous = match (&kafka, &window, args.kafka.previous_topics.is_empty()) {
-        (Some(k), Some(w), false) => Some(Previous::load_topics(k, &args.kafka.previous_topics, w.from)?),
-        _ => args.previous.as_deref().map(Previous::load).transpose()?,
-    }
-    .map(Arc::new);
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
 
     // Open every input first: an unreadable file fails the run before any output is written.
-    let mut warnings = Vec::new();
-    let inputs = match (&kafka, &args.kafka.claims_topic, window) {
-        (Some(k), Some(topic), Some(w)) => {
-            let plan = window::plan_with(k, topic, w, std::time::Duration::from_secs(args.kafka.late))?;
-            if !plan.gaps.is_empty() {
-                let gaps: Vec<String> = plan.gaps.iter().map(ToString::to_string).collect();
-                if !args.kafka.allow_partial {
-                    anyhow::bail!(
-                        "the window begins before what topic {topic} still holds, and records were deleted (retention): lines of the window may be gone.\n  {}\nReview a later window, or give --allow-partial to review what remains (the report then says which partitions may miss lines).",
-                        gaps.join("\n  ")
-                    );
-                }
-                warnings.extend(gaps.into_iter().map(|g| format!("lines of the window may be missing: {g}")));
-            }
-            let description = plan.describe();
-            let (mut input, _) = window::blocks(k, plan, pipeline::BLOCK)?;
-            input.name = topic.clone();
-            vec![(input, description)]
+    let src = match (&kafka, &args.kafka.claims_topic) {
+        (Some(k), Some(topic)) if args.kafka.retro => sources::retro(k, &args.kafka, topic)?,
+        (Some(k), Some(topic)) => {
+            let Some(w) = window else {
+                anyhow::bail!("--claims-topic needs --from and --until (or --retro)");
+            };
+            sources::topic_window(k, &args.kafka, topic, w)?
         }
-        _ => args
-            .claims
-            .iter()
-            .map(|p| {
-                files::open_blocks(p, pipeline::BLOCK).map(|i| {
-                    let d = i.name.clone();
-                    (i, d)
-                })
-            })
-            .collect::<Result<Vec<_>>>()?,
+        _ => sources::files(&args.claims, args.previous.as_deref())?,
     };
-    let (inputs, described): (Vec<_>, Vec<String>) = inputs.into_iter().unzip();
+    let sources::Sources { inputs, described, mut warnings, previous, selector, retro } = src;
+    if let Some(r) = &retro {
+        warnings.extend(
+            r.unreadable
+                .iter()
+                .map(|u| format!("a record of the retro topic is not a late status change, skipped: {u}")),
+        );
+    }
+    // `--previous FILE` with `--claims-topic --from --until` (the decisions from a file, the lines from a topic).
+    let previous = match previous {
+        Some(p) => Some(p),
+        None => args.previous.as_deref().map(previous::Previous::load).transpose()?,
+    };
+    let previous = previous.map(Arc::new);
     let total: Option<u64> = inputs.iter().map(|i| i.size).sum();
     let counters: Vec<_> = inputs.iter().map(|i| Arc::clone(&i.read)).collect();
     let bar = progress.bytes(total, "review");
@@ -316,6 +343,7 @@ pub fn run(args: ReviewArgs) -> Result<()> {
         view: Arc::clone(&view),
         rules: Arc::clone(&rules),
         previous: previous.clone(),
+        selector: selector.map(Arc::new),
         frames: out.as_ref().is_some_and(Output::takes_frames),
     };
     let moved = || bar.set_position(pipeline::bytes_read(&counters));
@@ -343,6 +371,7 @@ pub fn run(args: ReviewArgs) -> Result<()> {
         names: loaded.names,
         dead_letters,
         previous: previous.as_ref().map(|p| (p.name.clone(), p.lines)),
+        retro: retro.as_ref().map(|r| r.changes.clone()),
         started_at,
         seconds: started.elapsed().as_secs_f64(),
         tables_seconds,
@@ -356,6 +385,12 @@ pub fn run(args: ReviewArgs) -> Result<()> {
         };
         r.write_all(text.as_bytes())?;
         r.finish()?;
+    }
+    // The late changes are reviewed: the next --retro run starts after them.
+    if let (Some(k), Some(r)) = (&kafka, &retro)
+        && !args.kafka.no_commit
+    {
+        retro::commit(k, &args.kafka.retro_topic, r)?;
     }
     if !args.quiet {
         let summary = report::summary(&stats, &info);

@@ -20,11 +20,12 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::previous::Previous;
 use super::report::{Changed, Stats};
+use super::retro::Selector;
 use crate::io::clock;
 use crate::io::files::{self, Block, MessageAt, Output};
 use crate::io::frames::FrameCompressor;
 use claimgate::batch::{Decided, process_each};
-use claimgate::record::{DeadLetter, Malformed, Role, Stamp};
+use claimgate::record::{Claim, DeadLetter, Malformed, Role, Stamp};
 use claimgate::routing::Rules;
 use claimgate::table::View;
 
@@ -72,6 +73,9 @@ pub struct Shared {
     pub rules: Arc<Rules>,
     /// The inline decisions to compare with.
     pub previous: Option<Arc<Previous>>,
+    /// A late-change review (`--retro`): only the lines a change chooses are decided, each with the
+    /// change that chose it.
+    pub selector: Option<Arc<Selector>>,
     /// Compress decisions into zstd frames (the output is `.zst`).
     pub frames: bool,
 }
@@ -112,12 +116,33 @@ fn work(job: Job, shared: &Shared, stats: &mut Stats, compressor: &mut Option<Fr
     let mut dead = Vec::new();
     let base = text.as_ptr() as usize;
     let previous = shared.previous.as_deref();
+    // A late-change review: the lines chosen, each with the change that chose it. A line is parsed
+    // only if its bytes hold a changed code.
+    let mut causes: rustc_hash::FxHashMap<u64, u32> = rustc_hash::FxHashMap::default();
+    let chosen: Option<Vec<(u64, &[u8])>> = match (&messages, shared.selector.as_deref()) {
+        (Some(msgs), Some(sel)) => Some(
+            msgs.iter()
+                .enumerate()
+                .filter(|(_, m)| !m.null)
+                .filter_map(|(i, m)| {
+                    let payload = &text[m.at as usize..(m.at + m.len) as usize];
+                    if !sel.may_name(payload) {
+                        return None;
+                    }
+                    causes.insert(i as u64, sel.select(&Claim::parse(payload).ok()?)?);
+                    Some((i as u64, payload))
+                })
+                .collect(),
+        ),
+        _ => None,
+    };
+    let causes = &causes;
     let each = |line: u64, bytes: &[u8], result: Result<Decided<'_, '_>, Malformed>, out: &mut Vec<u8>| match result {
         Ok(d) => {
             out.push(b'\n');
             stats.decided(&d.claim, &d.outcome);
             if let Some(prev) = previous {
-                compare(prev, &d.claim, &d.outcome, (job.seq, line), stats);
+                compare(prev, &d.claim, &d.outcome, (job.seq, line), causes.get(&line).copied(), stats);
             }
         }
         Err(m) => {
@@ -126,12 +151,18 @@ fn work(job: Job, shared: &Shared, stats: &mut Stats, compressor: &mut Option<Fr
             stats.dead(m.field);
         }
     };
-    let lines = match &messages {
-        None => {
+    let lines = match (&messages, chosen) {
+        // A late-change review decides the chosen lines only; the others were decided inline and are
+        // not its business (nor are their dead letters).
+        (Some(msgs), Some(chosen)) => {
+            process_each(chosen, view, rules, &stamp, &mut decisions, each);
+            msgs.len() as u64
+        }
+        (None, _) => {
             process_each(files::numbered_lines(&text, 0), view, rules, &stamp, &mut decisions, each);
             memchr::memchr_iter(b'\n', &text).count() as u64 + u64::from(!text.is_empty() && !text.ends_with(b"\n"))
         }
-        Some(msgs) => {
+        (Some(msgs), None) => {
             // Each message is one line whatever it holds, and a null value is a dead letter, as in
             // the stream.
             let mut each = each;
@@ -170,6 +201,7 @@ fn compare(
     c: &claimgate::record::Claim<'_>,
     o: &claimgate::record::Outcome<'_>,
     order: (u64, u64),
+    cause: Option<u32>,
     stats: &mut Stats,
 ) {
     let inst = c.fixmedins_code.to_bytes();
@@ -177,14 +209,16 @@ fn compare(
     let inst = std::str::from_utf8(&inst).unwrap_or_default();
     match prev.get(super::previous::identity(inst, &c.mdtrt_id, &c.feedetl_sn)) {
         Some(before) if before != o.reason => stats.changed.push(Changed {
-            fixmedins_code: inst.to_owned(),
+            fixmedins_code: c.fixmedins_code,
             mdtrt_id: c.mdtrt_id.to_string(),
             feedetl_sn: c.feedetl_sn.to_string(),
             practitioner: c.code(o.role.unwrap_or(Role::Billing)).unwrap_or_default().to_owned(),
             amount: c.amount,
+            fee_ocur_time: c.fee_ocur_time,
             before,
             after: o.reason,
             order,
+            cause,
         }),
         Some(_) => {}
         None => stats.not_in_previous += 1,

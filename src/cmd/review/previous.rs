@@ -138,6 +138,11 @@ impl Previous {
         Previous { slots, lines, name }
     }
 
+    /// No decisions (a late-change review with no change to review).
+    pub fn empty(name: String) -> Previous {
+        Previous::from_entries(Vec::new(), name)
+    }
+
     /// The inline reason for a line, if it was decided inline.
     pub fn get(&self, id: u64) -> Option<Reason> {
         let bits = self.slots.len().trailing_zeros();

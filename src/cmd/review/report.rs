@@ -79,7 +79,7 @@ pub struct WarnedTally {
 #[derive(Clone, Debug)]
 pub struct Changed {
     /// Identity.
-    pub fixmedins_code: String,
+    pub fixmedins_code: InstitutionCode,
     /// Identity.
     pub mdtrt_id: String,
     /// Identity.
@@ -88,6 +88,8 @@ pub struct Changed {
     pub practitioner: String,
     /// Amount.
     pub amount: Amount,
+    /// Service time.
+    pub fee_ocur_time: claimgate::record::BjTime,
     /// Inline decision.
     pub before: Reason,
     /// This review's decision.
@@ -95,6 +97,8 @@ pub struct Changed {
     /// Where the line came in the input (block, line in block): workers find changes in any order,
     /// the report lists them in input order.
     pub order: (u64, u64),
+    /// In a late-change review: the change (its index in the run's list) that chose the line.
+    pub cause: Option<u32>,
 }
 
 /// Everything a report counts; built per chunk on the workers, merged in input order by the writer.
@@ -266,6 +270,8 @@ pub struct RunInfo {
     pub dead_letters: Option<String>,
     /// The previous decisions file, if any, and how many lines it had.
     pub previous: Option<(String, u64)>,
+    /// A late-change review (`--retro`): the changes reviewed.
+    pub retro: Option<Vec<claimgate::record::RetroChange>>,
     /// When the review ran.
     pub started_at: String,
     /// Seconds it took, tables included.
@@ -317,6 +323,9 @@ pub fn summary(stats: &Stats, info: &RunInfo) -> String {
         stats.dead_lines(),
         info.dead_letters.as_ref().map_or(String::new(), |d| format!(" → {d}"))
     );
+    if let Some(changes) = &info.retro {
+        let _ = writeln!(s, "  late status changes reviewed: {}", changes.len());
+    }
     if info.previous.is_some() {
         let (rec, pay) = change_totals(stats);
         let _ =
@@ -354,7 +363,7 @@ pub fn markdown(stats: &Stats, info: &RunInfo) -> String {
     let _ = writeln!(s, "| tables | {} |", info.tables.replace('|', "\\|"));
     let _ = writeln!(s, "| table epoch | {} |", info.epoch);
     let _ = writeln!(s, "| practitioners / institutions held | {} / {} |", info.sizes.0, info.sizes.1);
-    let _ = writeln!(s, "| inputs | {} |", info.inputs.join(", "));
+    let _ = writeln!(s, "| inputs | {} |", info.inputs.join("; ").replace('|', "\\|"));
     let _ = writeln!(
         s,
         "| reviewed at | {} (Beijing time), {:.1} s ({:.1} s loading tables) |",
@@ -368,7 +377,9 @@ pub fn markdown(stats: &Stats, info: &RunInfo) -> String {
         info.dead_letters.as_ref().map_or(String::new(), |d| format!(" (in `{d}`)"))
     );
     let _ = writeln!(s, "| lines under legacy (non-national) codes | {} |", stats.legacy_codes);
-    let _ = writeln!(s, "\nAmounts are `det_item_fee_sumamt` summed exactly, in yuan.\n");
+    let _ = writeln!(s, "\nAmounts are `det_item_fee_sumamt` summed exactly, in yuan.");
+    super::recovery::markdown(&mut s, stats, info);
+    s.push('\n');
 
     let _ = writeln!(s, "## Totals by verdict\n\n| verdict | lines | amount |\n|---|---:|---:|");
     let _ = writeln!(s, "| accept | {} | {} |", acc.lines, yuan(acc.fen));
@@ -452,44 +463,6 @@ pub fn markdown(stats: &Stats, info: &RunInfo) -> String {
         }
     }
 
-    if let Some((prev, prev_lines)) = &info.previous {
-        let (recover, pay) = change_totals(stats);
-        let _ = writeln!(s, "\n## Changes against the inline decisions\n");
-        let _ = writeln!(
-            s,
-            "Compared with `{prev}` ({prev_lines} decisions), by line identity (institution, visit, serial).\n"
-        );
-        let _ = writeln!(s, "| change | lines | amount |\n|---|---:|---:|");
-        let _ = writeln!(
-            s,
-            "| accepted inline, rejected now: **to recover** | {} | {} |",
-            recover.lines,
-            yuan(recover.fen)
-        );
-        let _ = writeln!(s, "| rejected inline, accepted now: **to pay** | {} | {} |", pay.lines, yuan(pay.fen));
-        let other = stats.changed.len() as u64 - recover.lines - pay.lines;
-        let _ = writeln!(s, "| same verdict, other reason | {other} | |");
-        let _ = writeln!(s, "| decided now, absent from the inline decisions | {} | |", stats.not_in_previous);
-        if !stats.changed.is_empty() {
-            let _ = writeln!(
-                s,
-                "\nEvery changed line:\n\n| institution | visit | serial | practitioner | amount | inline | now |\n|---|---|---|---|---:|---|---|"
-            );
-            for c in &stats.changed {
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} | `{}` | {} | {} | {} |",
-                    c.fixmedins_code,
-                    c.mdtrt_id.replace('|', "\\|"),
-                    c.feedetl_sn.replace('|', "\\|"),
-                    c.practitioner.replace('|', "\\|"),
-                    c.amount,
-                    c.before,
-                    c.after
-                );
-            }
-        }
-    }
     s
 }
 
@@ -660,6 +633,7 @@ mod tests {
             names: Default::default(),
             dead_letters: None,
             previous: None,
+            retro: None,
             started_at: "now".into(),
             seconds: 1.0,
             tables_seconds: 0.5,

@@ -83,6 +83,9 @@ pub struct Topics {
     pub mappings: Option<String>,
     /// Invalid status records go here, keyed by their source offset (make it log-compacted).
     pub status_dlq: String,
+    /// Late status changes (a status record that changes a code's status at past times) go here, keyed
+    /// `code@version`, for `review --retro` (make it log-compacted).
+    pub retro: String,
 }
 
 /// Checkpoints of the status table: a restart loads the last one and reads only the topics' tail.
@@ -181,6 +184,7 @@ impl Default for Config {
                 institutions: "institutions".into(),
                 mappings: None,
                 status_dlq: "status.dlq".into(),
+                retro: "status.retro".into(),
                 create_missing: false,
                 partitions: 4,
                 replication: -1,
@@ -399,6 +403,7 @@ impl Config {
             ("topics.practitioners", &t.practitioners),
             ("topics.institutions", &t.institutions),
             ("topics.status_dlq", &t.status_dlq),
+            ("topics.retro", &t.retro),
         ];
         if let Some(m) = &t.mappings {
             named.push(("topics.mappings", m));

@@ -80,6 +80,9 @@ pub struct StreamArgs {
     /// Status dead-letter topic: invalid status records go there (setting `topics.status_dlq`).
     #[arg(long, value_name = "TOPIC")]
     pub topic_status_dlq: Option<String>,
+    /// Late status changes go here, for `review --retro` (setting `topics.retro`).
+    #[arg(long, value_name = "TOPIC")]
+    pub topic_retro: Option<String>,
     /// Local-id mapping topic, followed like the status topics (setting `topics.mappings`; unset: none).
     #[arg(long, value_name = "TOPIC")]
     pub topic_mappings: Option<String>,
@@ -118,6 +121,7 @@ impl StreamArgs {
             ("practitioners", &self.topic_practitioners),
             ("institutions", &self.topic_institutions),
             ("status_dlq", &self.topic_status_dlq),
+            ("retro", &self.topic_retro),
             ("mappings", &self.topic_mappings),
         ] {
             if let Some(v) = v {
@@ -150,8 +154,9 @@ fn transactional_id(cfg: &Config) -> String {
     })
 }
 
-/// `topics.create_missing`: creates the six topics that do not exist — claims and outputs with
-/// `topics.partitions`, the status topics log-compacted with one partition — leaving existing ones alone.
+/// `topics.create_missing`: creates the topics that do not exist — claims and outputs with
+/// `topics.partitions`; the status, status dead-letter and retro topics log-compacted with one
+/// partition — leaving existing ones alone.
 fn create_missing_topics(kafka: &KafkaConfig, cfg: &Config) -> Result<()> {
     let t = &cfg.topics;
     let spec = |name: &String, partitions: i32, compacted: bool| TopicSpec {
@@ -167,6 +172,8 @@ fn create_missing_topics(kafka: &KafkaConfig, cfg: &Config) -> Result<()> {
         spec(&t.dlq, t.partitions, false),
         spec(&t.practitioners, 1, true),
         spec(&t.institutions, 1, true),
+        spec(&t.status_dlq, 1, true),
+        spec(&t.retro, 1, true),
     ];
     let created = admin::create_topics(kafka, &specs).context("setting `topics.create_missing`")?;
     if !created.is_empty() {
@@ -254,6 +261,7 @@ pub fn run(args: StreamArgs) -> Result<()> {
             institutions: cfg.topics.institutions.clone(),
             mappings: cfg.topics.mappings.clone(),
             status_dlq: cfg.topics.status_dlq.clone(),
+            retro: Some(cfg.topics.retro.clone()),
             publish_every: Duration::from_millis(cfg.limits.status_publish_ms),
             batch_wait: Duration::from_secs(cfg.limits.status_batch_wait_s),
             checkpoint: cfg.checkpoint.dir.as_ref().map(|dir| CheckpointConfig {

@@ -129,10 +129,13 @@ pub struct FollowerConfig {
     pub batch_wait: Duration,
     /// Checkpoints, if enabled.
     pub checkpoint: Option<CheckpointConfig>,
+    /// Late status changes are written here (`topics.retro`).
+    pub retro: Option<String>,
 }
 
 struct Follower {
     cfg: FollowerConfig,
+    kafka: KafkaConfig,
     sources: Vec<Source>,
     table: Table,
     cluster_id: String,
@@ -182,6 +185,7 @@ pub fn spawn(
     );
     let mut f = Follower {
         cfg,
+        kafka: kafka.clone(),
         sources,
         table,
         cluster_id: String::new(),
@@ -196,6 +200,7 @@ pub fn spawn(
 impl Follower {
     fn run(&mut self, shutdown: &CancellationToken) -> Result<()> {
         let started = self.load_checkpoint(shutdown);
+        self.open_retro(started.is_some());
         for i in 0..self.sources.len() {
             let from = started.as_ref().map(|positions| {
                 positions.iter().filter(|(t, _, _)| *t == self.sources[i].topic).map(|(_, p, o)| (*p, *o)).collect()
@@ -205,9 +210,48 @@ impl Follower {
             }
         }
         self.catch_up(shutdown)?;
+        self.table.detect_retro = self.cfg.retro.is_some();
         let result = self.follow(shutdown);
         self.checkpoint_now(true);
+        // The late changes applied last are written before the producer goes (dropping it purges them).
+        self.table.retro.drain();
+        self.table.retro.flush(Duration::from_secs(5));
         result
+    }
+
+    /// Opens the retro topic: the keys it holds (so that a change another instance, or an earlier run,
+    /// already wrote is not written again), and whether changes are compared from the start (a
+    /// checkpoint's tail is news to this instance) or only once the table is whole.
+    fn open_retro(&mut self, from_checkpoint: bool) {
+        let Some(topic) = self.cfg.retro.clone() else { return };
+        let mut known = std::collections::HashSet::new();
+        match super::status_writer::read_to_end(&self.kafka, &topic, |key, _| {
+            if let Some(k) = key {
+                known.insert(k.to_owned());
+            }
+        }) {
+            Ok(_) => {
+                if !admin::Metadata::new(&self.kafka).and_then(|m| m.gone(&[&topic])).is_ok_and(|g| g.is_empty()) {
+                    tracing::warn!(
+                        event = "status_retro_topic_missing",
+                        topic,
+                        "the retro topic does not exist: late status changes will only be logged (create it: `claimgate topics create`)"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(event = "status_retro_unreadable", topic, error = %format!("{e:#}"), "cannot read the retro topic: changes other instances wrote may be written again (readers drop repeats)")
+            }
+        }
+        tracing::info!(
+            event = "status_retro_following",
+            topic,
+            known = known.len(),
+            from = if from_checkpoint { "checkpoint" } else { "ready" },
+            "late status changes are compared and written from here on"
+        );
+        self.table.retro = table::RetroSink::new(&self.kafka, &topic, known);
+        self.table.detect_retro = from_checkpoint;
     }
 
     /// Loads the checkpoint if there is one and it can be used: its tables go into the updater, and the

@@ -28,11 +28,12 @@ use rdkafka::producer::{BaseRecord, ThreadedProducer};
 use super::super::status_writer::{BATCH_HEADER, BATCH_SIZE_HEADER};
 use super::super::{Context, KafkaConfig};
 use super::TableState;
-use crate::io::clock::unix_ms;
+use crate::io::clock::{from_unix_ms, unix_ms};
 use crate::io::metrics as m;
+use claimgate::record::retro::{self, APPLIED_WITHIN_S, Recorded};
 use claimgate::record::{
-    DeadLetter, InstitutionCode, InstitutionRecord, InstitutionText, MappingRecord, MappingText, PractitionerCode,
-    PractitionerKey, PractitionerRecord, PractitionerRow,
+    BjTime, DeadLetter, InstitutionCode, InstitutionRecord, InstitutionText, MappingRecord, MappingText,
+    PractitionerCode, PractitionerKey, PractitionerRecord, PractitionerRow, RetroChange,
 };
 use claimgate::table::{Applied, TableHandle, Updater};
 
@@ -64,6 +65,152 @@ impl InvalidSink {
     }
 }
 
+/// Where late status changes go (`topics.retro`, service.md "The loop between inline and nightly"):
+/// one record per change, keyed `code@version`, so that the compacted topic keeps one copy whatever the
+/// number of instances that saw it; keys already on the topic are not written again.
+pub struct RetroSink {
+    producer: Option<ThreadedProducer<RetroCtx>>,
+    topic: String,
+    /// Keys already on the topic (read at start-up) or written since.
+    known: HashSet<String>,
+    /// Late changes applied and not yet in a published view.
+    pending: Vec<RetroChange>,
+    published: metrics::Counter,
+}
+
+/// A late status change whose delivery failed is said and counted, never dropped silently.
+pub struct RetroCtx;
+
+impl rdkafka::ClientContext for RetroCtx {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        Context { client: "status-retro" }.log(level, fac, log_message);
+    }
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        Context { client: "status-retro" }.error(error, reason);
+    }
+}
+
+impl rdkafka::producer::ProducerContext for RetroCtx {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        if let Err((e, msg)) = result {
+            counter!(m::STATUS_RETRO_FAILED).increment(1);
+            let key = msg.key().map(String::from_utf8_lossy).unwrap_or_default();
+            tracing::error!(event = "status_retro_failed", key = %key, error = %e, "a late status change could not be written to the retro topic: run `review` over its window by hand");
+        }
+    }
+}
+
+impl RetroSink {
+    /// A sink producing to `topic`, knowing the keys `known` already holds.
+    pub fn new(kafka: &KafkaConfig, topic: &str, known: HashSet<String>) -> RetroSink {
+        let producer = kafka
+            .client(&[("enable.idempotence", "true"), ("linger.ms", "20"), ("allow.auto.create.topics", "false")])
+            .create_with_context(RetroCtx)
+            .map_err(|e| tracing::warn!(event = "status_retro_unavailable", error = %e, "late status changes will only be logged"))
+            .ok();
+        RetroSink {
+            producer,
+            topic: topic.to_owned(),
+            known,
+            pending: Vec::new(),
+            published: counter!(m::STATUS_RETRO),
+        }
+    }
+
+    /// A sink that writes nothing (no retro topic configured).
+    pub fn none() -> RetroSink {
+        RetroSink {
+            producer: None,
+            topic: String::new(),
+            known: HashSet::new(),
+            pending: Vec::new(),
+            published: counter!(m::STATUS_RETRO),
+        }
+    }
+
+    /// Waits up to `wait` for the changes queued to be acknowledged: a producer dropped with records
+    /// still queued purges them (each then counted and logged as failed).
+    pub fn flush(&self, wait: std::time::Duration) {
+        use rdkafka::producer::Producer as _;
+        if let Some(p) = &self.producer
+            && let Err(e) = p.flush(wait)
+        {
+            tracing::error!(event = "status_retro_failed", error = %e, "late status changes still queued at shutdown were not all written to the retro topic: see the failures logged with their keys");
+        }
+    }
+
+    /// Keeps a late change to write once the view holding it is published ([`RetroSink::drain`]): its
+    /// logging, encoding and producing then never slow the reading of a batch (a batch of 100 000
+    /// back-dated suspensions was published half read when each was written as it was applied, past
+    /// `limits.status_batch_wait_s`). Past [`RETRO_PENDING_MAX`] kept, they are written at once.
+    fn queue(&mut self, change: RetroChange) {
+        self.pending.push(change);
+        if self.pending.len() >= RETRO_PENDING_MAX {
+            tracing::warn!(
+                event = "status_retro_backlog",
+                kept = self.pending.len(),
+                "many late status changes in one view: writing them to the retro topic now, while the batch is read"
+            );
+            self.drain();
+        }
+    }
+
+    /// Writes the late changes kept.
+    pub fn drain(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        for c in &pending {
+            self.publish(c);
+        }
+    }
+
+    fn publish(&mut self, change: &RetroChange) {
+        let key = change.key();
+        tracing::info!(
+            event = "status_retro",
+            key,
+            from = change.from,
+            until = change.until,
+            version_before = change.version_before,
+            version_after = change.version_after,
+            "a status change takes effect in the past: the claims of its window need a review"
+        );
+        if self.producer.is_none() || !self.known.insert(key.clone()) {
+            return;
+        }
+        let Ok(value) = serde_json::to_vec(change) else { return };
+        if let Some(p) = &self.producer {
+            let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(&self.topic).key(key.as_str()).payload(&value);
+            // A full producer queue (thousands of changes at once) drains within moments: wait for it,
+            // for 30 s at most.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                match p.send(record) {
+                    Ok(()) => {
+                        self.published.increment(1);
+                        break;
+                    }
+                    Err((
+                        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        r,
+                    )) if Instant::now() < deadline => {
+                        record = r;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err((e, _)) => {
+                        counter!(m::STATUS_RETRO_FAILED).increment(1);
+                        tracing::error!(event = "status_retro_failed", key, error = %e, "a late status change could not be queued for the retro topic");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Late changes kept for the view being built, at most (about 400 bytes each).
+pub const RETRO_PENDING_MAX: usize = 250_000;
+
 /// The tables being built, and what is published of them.
 pub struct Table {
     pub updater: Updater,
@@ -81,6 +228,12 @@ pub struct Table {
     /// Some code is flagged invalid: only then does a valid record need the flags' lock (only the
     /// follower writes them).
     flagged_any: bool,
+    /// Late status changes go here.
+    pub retro: RetroSink,
+    /// Compare each change with the record held before it and report late ones: once the table is
+    /// whole (following), and from a checkpoint on (its tail is news to this instance); never during a
+    /// read from the beginning, where every code would look new.
+    pub detect_retro: bool,
 }
 
 const OUTCOMES: [&str; 4] = ["applied", "stale", "deleted", "invalid"];
@@ -114,6 +267,8 @@ impl Table {
             batch_wait,
             invalid,
             flagged_any: false,
+            retro: RetroSink::none(),
+            detect_retro: false,
         }
     }
 
@@ -129,11 +284,11 @@ impl Table {
     /// belongs to, and the dead-letter topic if it was invalid.
     pub fn apply(&mut self, source: usize, at: &Origin<'_>, record: &Record) {
         let outcome = match record {
-            Record::Practitioner(rec) => self.updater.practitioner(rec).map(Some).map_err(|e| e.to_string()),
+            Record::Practitioner(rec) => self.apply_practitioner(at, rec).map(Some),
             Record::PractitionerGone(code) => {
                 self.updater.delete_practitioner(code.key()).map(|_| None).map_err(|e| e.to_string())
             }
-            Record::Institution(rec) => Ok(Some(self.updater.institution(rec.clone()))),
+            Record::Institution(rec) => Ok(Some(self.apply_institution(at, rec))),
             Record::InstitutionGone(code) => {
                 self.updater.delete_institution(*code);
                 Ok(None)
@@ -256,6 +411,33 @@ impl Table {
         }
     }
 
+    /// Applies a practitioner record; a change that takes effect in the past, once `detect_retro`, is
+    /// kept for the retro topic.
+    fn apply_practitioner(&mut self, at: &Origin<'_>, rec: &PractitionerRecord) -> Result<Applied, String> {
+        let old = self.detect_retro.then(|| self.updater.practitioner_record(&rec.code));
+        let applied = self.updater.practitioner(rec).map_err(|e| e.to_string())?;
+        if let (Some(old), Applied::Changed) = (old, applied) {
+            let (recorded, source) = recorded(at);
+            if let Some(c) = retro::practitioner_change(old.as_ref(), rec, recorded, &source) {
+                self.retro.queue(c);
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Applies an institution record, keeping a late change as [`Table::apply_practitioner`] does.
+    fn apply_institution(&mut self, at: &Origin<'_>, rec: &InstitutionRecord) -> Applied {
+        let old = self.detect_retro.then(|| self.updater.institution_record(rec.code).cloned());
+        let applied = self.updater.institution(rec.clone());
+        if let (Some(old), Applied::Changed) = (old, applied) {
+            let (recorded, source) = recorded(at);
+            if let Some(c) = retro::institution_change(old.as_ref(), rec, recorded, &source) {
+                self.retro.queue(c);
+            }
+        }
+        applied
+    }
+
     /// Publishes the tables as they stand, as one new view.
     pub fn publish(&mut self) {
         let view = self.updater.view();
@@ -272,6 +454,8 @@ impl Table {
             histogram!(m::STATUS_TO_VIEW).record(lag);
         }
         self.dirty_since = None;
+        // The late changes of this view, now that decisions use it.
+        self.retro.drain();
     }
 }
 
@@ -287,6 +471,13 @@ pub struct Origin<'a> {
     pub payload: Option<&'a [u8]>,
     /// The batch the record belongs to, if a claimgate writer marked it: id and announced size.
     pub batch: Option<(&'a str, usize)>,
+}
+
+/// When a record was written and by when every instance applied it; the record's place.
+fn recorded(at: &Origin<'_>) -> (Recorded, String) {
+    let t = at.timestamp_ms.map_or_else(|| crate::io::clock::now().0, from_unix_ms);
+    let applied_by = BjTime::from_secs(t.secs() + APPLIED_WITHIN_S);
+    (Recorded { at: t, applied_by }, format!("{}/{}@{}", at.topic, at.partition, at.offset))
 }
 
 /// A message's batch mark (`status_writer.rs`): id and announced size (1 if unreadable).
