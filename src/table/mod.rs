@@ -217,6 +217,13 @@ impl TableHandle {
         self.0.load_full()
     }
 
+    /// True while `view` is the one published: a batch that took it ends when a newer one comes.
+    /// Wait-free, and cheaper than [`TableHandle::load`] (no reference count touched).
+    #[inline]
+    pub fn is_current(&self, view: &Arc<View>) -> bool {
+        self.0.load().as_ref().is_some_and(|v| Arc::ptr_eq(v, view))
+    }
+
     /// Replaces the view atomically: readers see the old one or the new one, never a mix.
     pub fn publish(&self, view: Arc<View>) {
         self.0.store(Some(view));

@@ -265,31 +265,46 @@ pub fn run(
             metrics.paused.set(0.0);
         }
 
-        // One batch: one table snapshot, one clock reading.
+        // One batch: one table snapshot, one clock reading — taken once the batch's first line is in
+        // hand, not before waiting for it, and the batch ends at the first line after a newer view is
+        // published: a status change takes effect for every line taken after its view, never for a
+        // line held in a batch begun before it (a line sent after the status query showed the change
+        // was decided on the table before it when the view was taken before a 100 ms wait).
+        let first = match consumer.poll(Duration::from_millis(100)) {
+            None => continue,
+            Some(Err(e)) => {
+                consume_error(&e, &mut last_consume_error)?;
+                continue;
+            }
+            Some(Ok(m)) => m,
+        };
         let Some(view) = handle.load() else {
+            seek_back(&consumer, &first);
             std::thread::sleep(Duration::from_millis(10));
             continue;
         };
         let decided_at = clock::now_text();
         let mut batch = Batch::new(cfg, &view, rules, &decided_at, metrics);
         let mut taken = 0usize;
-        let mut wait = Duration::from_millis(100);
-        while taken < cfg.batch_size && taken + in_flight < cfg.max_in_flight {
-            let msg = match consumer.poll(wait) {
-                None => break,
-                Some(Err(e)) => {
-                    consume_error(&e, &mut last_consume_error)?;
-                    break;
-                }
-                Some(Ok(m)) => m,
-            };
-            wait = Duration::ZERO;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
             let out = batch.decide(&msg, &mut buf);
             let token = Token::new(msg.partition(), msg.offset(), inflight.take_probe());
             lock(&inflight.tracker).consumed(msg.partition(), msg.offset());
             let record = delivery::record(&msg, out.topic, out.key.as_deref(), &buf, token);
             queue(&producer, record, &inflight, &consumer)?;
             taken += 1;
+            if taken >= cfg.batch_size || taken + in_flight >= cfg.max_in_flight || !handle.is_current(&view) {
+                break;
+            }
+            next = match consumer.poll(Duration::ZERO) {
+                None => None,
+                Some(Err(e)) => {
+                    consume_error(&e, &mut last_consume_error)?;
+                    None
+                }
+                Some(Ok(m)) => Some(m),
+            };
         }
         batch.finish(taken);
     }
