@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One start of `claimgate stream` against the broker and topics scripts/bench-restart.sh left loaded
+# (its .tools/bench-restart/stream.toml), to compare two builds in alternating runs without publishing
+# 12 million records again between them:
+#
+#   scripts/bench-ready.sh BINARY cold    the checkpoint removed first: read from the beginning
+#   scripts/bench-ready.sh BINARY ckpt    from the checkpoint the previous run wrote at its stop
+#
+# Prints the time to /readyz 200, the process's CPU and the CPU of each thread above 0.5 s, peak RSS (and
+# per code, CODES default 12 000 000), and the follower's log lines; samples RSS every 0.1 s into
+# .tools/bench-restart/rss-MODE.txt. The broker is the caller's: start it with scripts/broker.sh
+# --port 19992 --dir .tools/bench-restart/broker (bench-restart.sh stops its own at the end).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+W="$ROOT/.tools/bench-restart"
+C="$1"
+MODE="$2"
+CODES="${CODES:-12000000}"
+HTTP="127.0.0.1:${BENCH_HTTP_PORT:-19998}"
+[[ "$MODE" == cold ]] && rm -rf "$W/state"
+log="$W/ready-$MODE.log"
+rss_log="$W/rss-$MODE.txt"
+: >"$rss_log"
+t0=$(date +%s.%N)
+"$C" stream --config "$W/stream.toml" --log-format json 2>"$log" &
+pid=$!
+(while kill -0 "$pid" 2>/dev/null; do
+    echo "$(date +%s.%N) $(awk '/VmRSS/{print $2}' "/proc/$pid/status" 2>/dev/null)" >>"$rss_log"
+    sleep 0.1
+done) &
+until curl -sf "http://$HTTP/readyz" >/dev/null 2>&1; do
+    kill -0 "$pid" 2>/dev/null || { tail -5 "$log" >&2; echo "stream exited" >&2; exit 1; }
+    sleep 0.05
+done
+secs=$(echo "$(date +%s.%N) - $t0" | bc)
+rss=$(awk '/VmHWM/{print $2}' "/proc/$pid/status")
+cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$pid/stat")
+for t in /proc/"$pid"/task/*; do
+    awk -v hz="$(getconf CLK_TCK)" '{c = ($14 + $15) / hz; if (c > 0.5) printf "    %s %.2fs\n", $2, c}' "$t/stat" 2>/dev/null || true
+done
+kill -TERM "$pid"
+while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+echo "$MODE $(basename "$C"): ready ${secs}s cpu ${cpu}s peak $((rss / 1024)) MiB ($((rss * 1024 / CODES)) B/code) load $(cut -d' ' -f1 /proc/loadavg)"
+grep -o '"event":"\(status_loaded\|checkpoint_loaded\)"[^}]*' "$log" | sed 's/^/  /' || true
