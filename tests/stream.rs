@@ -168,11 +168,21 @@ fn a_status_change_mid_stream_applies_by_service_time() {
 /// about 15 of the test above failed that way).
 #[test]
 fn a_line_sent_after_a_status_change_is_visible_is_decided_with_it() {
+    line_after_a_status_change(&[]);
+}
+
+/// The same with `--exactly-once`: a transaction takes its view with its first line.
+#[test]
+fn a_line_sent_after_a_status_change_is_visible_is_decided_with_it_exactly_once() {
+    line_after_a_status_change(&["--exactly-once"]);
+}
+
+fn line_after_a_status_change(mode: &[&str]) {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let env = Env::new("status-race");
+    let env = Env::new(if mode.is_empty() { "status-race" } else { "status-race-eos" });
     std::fs::write(env.path("p1.jsonl"), practitioner_line(1, None) + "\n").unwrap();
     env.publish_tables(&env.path("p1.jsonl"), None);
-    let mut stream = env.stream("g", &[]);
+    let mut stream = env.stream("g", mode);
     stream.wait_ready(READY);
     let p: BaseProducer = rdkafka::config::ClientConfig::new()
         .set("bootstrap.servers", &env.broker)

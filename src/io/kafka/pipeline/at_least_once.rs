@@ -398,7 +398,7 @@ pub fn set_paused<C: ConsumerContext>(consumer: &BaseConsumer<C>, pause: bool) {
 }
 
 /// A claim received while paused is not taken: rewind its partition so that it is read again.
-fn seek_back<C: ConsumerContext>(consumer: &BaseConsumer<C>, msg: &BorrowedMessage<'_>) {
+pub(super) fn seek_back<C: ConsumerContext>(consumer: &BaseConsumer<C>, msg: &BorrowedMessage<'_>) {
     let mut tpl = TopicPartitionList::new();
     if tpl.add_partition_offset(msg.topic(), msg.partition(), Offset::Offset(msg.offset())).is_ok()
         && let Err(e) = consumer.seek_partitions(tpl, Duration::from_secs(5))

@@ -67,11 +67,23 @@ pub fn run(
     let txn_timeout = Duration::from_secs(30);
     while !shutdown.is_cancelled() {
         outputs.check()?;
+        consumer.context().rebalanced.store(false, Ordering::Relaxed);
+        // The transaction's first line is waited for before its table view is taken, and the
+        // transaction ends at the first line after a newer view: a status change takes effect for every
+        // line taken after its view (as in `at_least_once`).
+        let first = match consumer.poll(Duration::from_millis(100)) {
+            None => continue,
+            Some(Err(e)) => {
+                claims_error(&e)?;
+                continue;
+            }
+            Some(Ok(m)) => m,
+        };
         let Some(view) = handle.load() else {
+            super::at_least_once::seek_back(&consumer, &first);
             std::thread::sleep(Duration::from_millis(10));
             continue;
         };
-        consumer.context().rebalanced.store(false, Ordering::Relaxed);
         let decided_at = clock::now_text();
         let mut batch = Batch::new(cfg, &view, rules, &decided_at, &metrics);
         // First and next offsets per partition of this batch.
@@ -79,28 +91,23 @@ pub fn run(
         let started = Instant::now();
         let mut open = false;
         let mut failed: Option<String> = None;
-        let mut wait = Duration::from_millis(100);
+        let mut next = Some(first);
         while span.iter().map(|s| (s.2 - s.1) as usize).sum::<usize>() < cfg.batch_size
             && started.elapsed() < cfg.transaction_time
             && failed.is_none()
+            && (next.is_some() || handle.is_current(&view))
         {
-            let msg = match consumer.poll(wait) {
-                None => break,
-                Some(Err(e)) => {
-                    if super::super::errors::classify(&e) == Class::Fatal
-                        && !matches!(
-                            e,
-                            KafkaError::MessageConsumption(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition)
-                        )
-                    {
-                        bail!("cannot read claims: {e} ({})", hint(&e));
+            let msg = match next.take() {
+                Some(m) => m,
+                None => match consumer.poll(Duration::from_millis(5)) {
+                    None => break,
+                    Some(Err(e)) => {
+                        claims_error(&e)?;
+                        break;
                     }
-                    tracing::warn!(event = "consume_error", error = %e, "cannot read claims");
-                    break;
-                }
-                Some(Ok(m)) => m,
+                    Some(Ok(m)) => m,
+                },
             };
-            wait = Duration::from_millis(5);
             if !open {
                 producer.begin_transaction().context("cannot begin a transaction")?;
                 open = true;
@@ -230,4 +237,16 @@ pub fn run(
 /// that latency sampling goes on.
 fn ack_probe_lost(probe: &Option<Instant>) -> bool {
     probe.is_some_and(|p| p.elapsed() > Duration::from_secs(60))
+}
+
+/// A consumer error while reading claims: fatal ones end the pipeline, the others are said and the
+/// batch goes on without the poll that failed.
+fn claims_error(e: &KafkaError) -> Result<()> {
+    if super::super::errors::classify(e) == Class::Fatal
+        && !matches!(e, KafkaError::MessageConsumption(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition))
+    {
+        bail!("cannot read claims: {e} ({})", hint(e));
+    }
+    tracing::warn!(event = "consume_error", error = %e, "cannot read claims");
+    Ok(())
 }
