@@ -144,9 +144,7 @@ impl PractitionerTable {
     pub fn with_capacity(n: usize) -> Self {
         let mut t = PractitionerTable::default();
         t.strings.push(String::new());
-        t.resize_slots(slots_for(n));
-        t.words.reserve(n * 6);
-        hint_huge_pages(&t.words);
+        t.reserve(n);
         t
     }
 

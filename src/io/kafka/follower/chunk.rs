@@ -143,16 +143,21 @@ pub fn fill(src: &mut Source, source: usize, chunk: &mut Chunk, mut wait: Durati
 
 /// Applies a decoded chunk's records in order, each one's slot requested [`AHEAD`] records before.
 pub fn apply(table: &mut Table, chunk: &Chunk) {
-    let records: Vec<&Record> = chunk.items.iter().filter_map(|i| i.record.as_ref()).collect();
-    debug_assert_eq!(records.len(), chunk.items.len(), "a chunk is applied only once decoded");
-    for r in records.iter().take(AHEAD) {
+    let record = |j: usize| chunk.items.get(j).and_then(|i| i.record.as_ref());
+    for r in (0..AHEAD).filter_map(record) {
         table.prefetch(r);
     }
-    for (j, (item, record)) in chunk.items.iter().zip(&records).enumerate() {
-        if let Some(next) = records.get(j + AHEAD) {
+    for (j, item) in chunk.items.iter().enumerate() {
+        if let Some(next) = record(j + AHEAD) {
             table.prefetch(next);
         }
-        table.apply(chunk.source, &chunk.origin(item), record);
+        let origin = chunk.origin(item);
+        match &item.record {
+            Some(r) => table.apply(chunk.source, &origin, r),
+            // Every chunk is decoded before it is applied; were one not, its records are decoded here
+            // rather than skipped.
+            None => table.apply(chunk.source, &origin, &table::decode(chunk.source, origin.key, origin.payload)),
+        }
     }
 }
 
