@@ -396,14 +396,14 @@ fn a_back_dated_department_suspension_recovers_that_departments_lines_only() {
     assert_eq!(decided, ["D-2d", "D-3d", "E-3d"]);
 }
 
-/// A change written while the instance was down is found when it restarts from a checkpoint (the
-/// tail is news to it), and not by an instance that reads the topics from the beginning
-/// (docs/status-retro.md, "When changes are found").
+/// A change written while no instance ran is found by the next instance, from its checkpoint (the
+/// tail is news to it) or, without one, from the mark of how far the last instance compared (docs/
+/// status-retro.md, "When changes are found"); written once whichever finds it first.
 #[test]
-fn a_change_made_while_the_stream_was_down_is_found_from_its_checkpoint_only() {
-    let env = Env::new("retrockpt");
+fn a_change_made_while_no_instance_ran_is_found_at_the_next_start_with_or_without_a_checkpoint() {
+    let env = Env::new("retrodown");
     let (p, change) = (env.path("p.jsonl"), env.path("change.jsonl"));
-    write(&p, &[practitioner(SUSPENDED, "")]);
+    write(&p, &[practitioner(SUSPENDED, ""), practitioner(UNTOUCHED, "")]);
     env.publish_tables(&p, None);
     let cfg = env.path("ckpt.toml");
     std::fs::write(&cfg, format!("[checkpoint]\ndir = \"{}\"\nevery_s = 1\n", env.path("state").display())).unwrap();
@@ -420,18 +420,38 @@ fn a_change_made_while_the_stream_was_down_is_found_from_its_checkpoint_only() {
         )],
     );
     env.publish_tables(&change, None);
-    // From the beginning: every code looks new, nothing is compared.
+    // From the beginning: the records after the first instance's mark are compared.
+    let mut cold = env.stream("cold", &[]);
+    cold.wait_ready(Duration::from_secs(60));
+    let retro = read_topics_from(&env.broker, &[env.topic("status.retro")], 1, Duration::from_secs(30));
+    assert_eq!(retro.len(), 1, "{}", cold.log_text());
+    assert_eq!(retro[0].value["code"], SUSPENDED);
+    assert_eq!(retro[0].value["changes"][0]["decision_id"], "QH-9");
+    assert_eq!(cold.terminate(Duration::from_secs(40)), Some(0));
+    assert!(cold.log_text().contains("status_retro_compared_from"), "{}", cold.log_text());
+    // From the checkpoint: the tail holds the change too, already on the topic: not written again.
+    let mut second = env.stream("g", &["--config", &cfg]);
+    second.wait_ready(Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(second.terminate(Duration::from_secs(40)), Some(0));
+    let retro = read_topics_from(&env.broker, &[env.topic("status.retro")], 2, Duration::from_secs(3));
+    assert_eq!(retro.len(), 1, "{}", second.log_text());
+}
+
+/// Where no instance ever recorded how far it compared (a first start), a read from the beginning
+/// compares nothing — every code would look new — and says so.
+#[test]
+fn a_first_start_from_the_beginning_compares_nothing_and_says_so() {
+    let env = Env::new("retrofirst");
+    let (p, change) = (env.path("p.jsonl"), env.path("change.jsonl"));
+    write(&p, &[practitioner(SUSPENDED, "")]);
+    env.publish_tables(&p, None);
+    write(&change, &[practitioner(SUSPENDED, &format!(r#"{{"status":"suspended","from":"{}"}}"#, bj(-3 * DAY)))]);
+    env.publish_tables(&change, None);
     let mut cold = env.stream("cold", &[]);
     cold.wait_ready(Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(cold.terminate(Duration::from_secs(40)), Some(0));
     assert!(read_topics_from(&env.broker, &[env.topic("status.retro")], 1, Duration::from_secs(3)).is_empty());
-    // From the checkpoint: the tail holds the change.
-    let mut second = env.stream("g", &["--config", &cfg]);
-    second.wait_ready(Duration::from_secs(60));
-    let retro = read_topics_from(&env.broker, &[env.topic("status.retro")], 1, Duration::from_secs(30));
-    assert_eq!(retro.len(), 1, "{}", second.log_text());
-    assert_eq!(retro[0].value["code"], SUSPENDED);
-    assert_eq!(retro[0].value["changes"][0]["decision_id"], "QH-9");
-    assert_eq!(second.terminate(Duration::from_secs(40)), Some(0));
+    assert!(cold.log_text().contains("status_retro_unmarked"), "{}", cold.log_text());
 }

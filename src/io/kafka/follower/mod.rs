@@ -20,6 +20,7 @@
 //!   end, following, compaction in the background, checkpoints every `checkpoint.every_s`.
 
 mod chunk;
+mod compared;
 mod source;
 mod table;
 
@@ -148,6 +149,8 @@ struct Follower {
     writing: Option<std::thread::JoinHandle<Result<()>>>,
     /// Records read while following, reused.
     chunk: chunk::Chunk,
+    /// How far the topics were compared for late changes, for the next instance (with a retro topic).
+    compared: Option<compared::Compared>,
 }
 
 /// Reports the table's age every second (`claimgate_table_age_seconds`, `claimgate_table_stale`) and
@@ -193,6 +196,7 @@ pub fn spawn(
         checkpointed: (0, Instant::now()),
         writing: None,
         chunk: chunk::Chunk::default(),
+        compared: None,
     };
     Ok(std::thread::Builder::new().name("status-follower".into()).spawn(move || f.run(&shutdown))?)
 }
@@ -209,14 +213,74 @@ impl Follower {
                 return Ok(());
             }
         }
+        if started.is_none() {
+            self.compare_from_marks();
+        }
         self.catch_up(shutdown)?;
         self.table.detect_retro = self.cfg.retro.is_some();
+        self.table.detect_from = Default::default();
         let result = self.follow(shutdown);
         self.checkpoint_now(true);
-        // The late changes applied last are written before the producer goes (dropping it purges them).
+        // The late changes applied last are written before the producer goes (dropping it purges them),
+        // then how far they were compared.
         self.table.retro.drain();
         self.table.retro.flush(Duration::from_secs(5));
+        self.mark_compared(true);
         result
+    }
+
+    /// In a read from the beginning: the records written since the marks of the instances that ran
+    /// before are compared, so that a change made while no instance ran is found ([`compared`]).
+    fn compare_from_marks(&mut self) {
+        let Some(c) = &self.compared else { return };
+        let mut marked = 0usize;
+        let mut unmarked = Vec::new();
+        for (i, src) in self.sources.iter().take(2).enumerate() {
+            let parts: Vec<i32> = src.positions.keys().copied().collect();
+            let marks = match c.read(&src.topic, &parts) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(event = "status_retro_unmarked", topic = src.topic, error = %format!("{e:#}"), "cannot read how far the status topic was compared: changes made while no instance ran are not compared in this read");
+                    continue;
+                }
+            };
+            let len = parts.iter().copied().max().map_or(0, |p| p as usize + 1);
+            let mut from = vec![i64::MAX; len];
+            for p in &parts {
+                match marks.get(p) {
+                    Some(o) => {
+                        from[*p as usize] = *o;
+                        marked += 1;
+                    }
+                    None => unmarked.push(format!("{}/{p}", src.topic)),
+                }
+            }
+            self.table.detect_from[i] = from;
+        }
+        if !unmarked.is_empty() {
+            tracing::warn!(
+                event = "status_retro_unmarked",
+                partitions = %unmarked.join(","),
+                group = compared::group(self.cfg.retro.as_deref().unwrap_or_default()),
+                "no instance recorded how far these status partitions were compared (a first start, or a stop longer than the broker's offsets.retention.minutes): late changes made while no instance ran are not found in them; review their window by hand if that matters"
+            );
+        }
+        tracing::info!(
+            event = "status_retro_compared_from",
+            partitions = marked,
+            "changes written after the last instance's marks are compared during the read from the beginning"
+        );
+    }
+
+    /// Records how far the published view's records were compared, once the changes among them are
+    /// acknowledged (at most every `compared::EVERY`, or `now`).
+    fn mark_compared(&mut self, now: bool) {
+        if !self.table.detect_retro || !self.table.state.ready.load(Ordering::Acquire) || !self.table.retro.idle() {
+            return;
+        }
+        if let Some(c) = &mut self.compared {
+            c.mark(&self.published_at, now);
+        }
     }
 
     /// Opens the retro topic: the keys it holds (so that a change another instance, or an earlier run,
@@ -252,6 +316,11 @@ impl Follower {
         );
         self.table.retro = table::RetroSink::new(&self.kafka, &topic, known);
         self.table.detect_retro = from_checkpoint;
+        if self.table.retro.writes() {
+            self.compared = compared::Compared::new(&self.kafka, &topic)
+                .map_err(|e| tracing::warn!(event = "status_retro_unmarked", error = %format!("{e:#}"), "how far the status topics were compared will not be recorded"))
+                .ok();
+        }
     }
 
     /// Loads the checkpoint if there is one and it can be used: its tables go into the updater, and the
@@ -520,6 +589,7 @@ impl Follower {
             if self.cfg.checkpoint.as_ref().is_some_and(|c| self.checkpointed.1.elapsed() >= c.every) {
                 self.checkpoint_now(false);
             }
+            self.mark_compared(false);
             if let Ok(done) = rx.try_recv() {
                 compacting = false;
                 match done.and_then(|(merged, input)| {

@@ -129,6 +129,17 @@ impl RetroSink {
         }
     }
 
+    /// Nothing is in flight: every change written was acknowledged or failed (and was logged).
+    pub fn idle(&self) -> bool {
+        use rdkafka::producer::Producer as _;
+        self.pending.is_empty() && self.producer.as_ref().is_none_or(|p| p.in_flight_count() == 0)
+    }
+
+    /// Whether late changes can be written at all.
+    pub fn writes(&self) -> bool {
+        self.producer.is_some()
+    }
+
     /// Waits up to `wait` for the changes queued to be acknowledged: a producer dropped with records
     /// still queued purges them (each then counted and logged as failed).
     pub fn flush(&self, wait: std::time::Duration) {
@@ -234,6 +245,10 @@ pub struct Table {
     /// whole (following), and from a checkpoint on (its tail is news to this instance); never during a
     /// read from the beginning, where every code would look new.
     pub detect_retro: bool,
+    /// Before `detect_retro`, in a read from the beginning: per source (practitioners, institutions)
+    /// and partition, the offset from which records are compared — the mark of the instances that ran
+    /// before ([`super::compared`]); `i64::MAX` where there is none.
+    pub detect_from: [Vec<i64>; 2],
 }
 
 const OUTCOMES: [&str; 4] = ["applied", "stale", "deleted", "invalid"];
@@ -269,6 +284,7 @@ impl Table {
             flagged_any: false,
             retro: RetroSink::none(),
             detect_retro: false,
+            detect_from: [Vec::new(), Vec::new()],
         }
     }
 
@@ -284,11 +300,11 @@ impl Table {
     /// belongs to, and the dead-letter topic if it was invalid.
     pub fn apply(&mut self, source: usize, at: &Origin<'_>, record: &Record) {
         let outcome = match record {
-            Record::Practitioner(rec) => self.apply_practitioner(at, rec).map(Some),
+            Record::Practitioner(rec) => self.apply_practitioner(self.compares(source, at), at, rec).map(Some),
             Record::PractitionerGone(code) => {
                 self.updater.delete_practitioner(code.key()).map(|_| None).map_err(|e| e.to_string())
             }
-            Record::Institution(rec) => Ok(Some(self.apply_institution(at, rec))),
+            Record::Institution(rec) => Ok(Some(self.apply_institution(self.compares(source, at), at, rec))),
             Record::InstitutionGone(code) => {
                 self.updater.delete_institution(*code);
                 Ok(None)
@@ -411,10 +427,26 @@ impl Table {
         }
     }
 
-    /// Applies a practitioner record; a change that takes effect in the past, once `detect_retro`, is
-    /// kept for the retro topic.
-    fn apply_practitioner(&mut self, at: &Origin<'_>, rec: &PractitionerRecord) -> Result<Applied, String> {
-        let old = self.detect_retro.then(|| self.updater.practitioner_record(&rec.code));
+    /// Whether the record at `at` of source `source` is compared with the record it replaces.
+    #[inline]
+    fn compares(&self, source: usize, at: &Origin<'_>) -> bool {
+        self.detect_retro
+            || self
+                .detect_from
+                .get(source)
+                .and_then(|from| from.get(usize::try_from(at.partition).ok()?))
+                .is_some_and(|from| at.offset >= *from)
+    }
+
+    /// Applies a practitioner record; a change that takes effect in the past, when `compare`, is kept
+    /// for the retro topic.
+    fn apply_practitioner(
+        &mut self,
+        compare: bool,
+        at: &Origin<'_>,
+        rec: &PractitionerRecord,
+    ) -> Result<Applied, String> {
+        let old = compare.then(|| self.updater.practitioner_record(&rec.code));
         let applied = self.updater.practitioner(rec).map_err(|e| e.to_string())?;
         if let (Some(old), Applied::Changed) = (old, applied) {
             let (recorded, source) = recorded(at);
@@ -426,8 +458,8 @@ impl Table {
     }
 
     /// Applies an institution record, keeping a late change as [`Table::apply_practitioner`] does.
-    fn apply_institution(&mut self, at: &Origin<'_>, rec: &InstitutionRecord) -> Applied {
-        let old = self.detect_retro.then(|| self.updater.institution_record(rec.code).cloned());
+    fn apply_institution(&mut self, compare: bool, at: &Origin<'_>, rec: &InstitutionRecord) -> Applied {
+        let old = compare.then(|| self.updater.institution_record(rec.code).cloned());
         let applied = self.updater.institution(rec.clone());
         if let (Some(old), Applied::Changed) = (old, applied) {
             let (recorded, source) = recorded(at);
