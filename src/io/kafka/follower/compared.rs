@@ -34,12 +34,15 @@ pub fn group(retro: &str) -> String {
     format!("{retro}.compared")
 }
 
+/// Positions: (topic, partition, next offset).
+type Positions = Vec<(String, i32, i64)>;
+
 /// The marks' group, committed to directly.
 pub struct Compared {
     consumer: BaseConsumer<Context>,
     group: String,
     /// The positions last committed, and when.
-    last: Option<(Vec<(String, i32, i64)>, Instant)>,
+    last: Option<(Positions, Instant)>,
 }
 
 impl Compared {
