@@ -35,6 +35,7 @@ fn end_to_end_decisions_match_review() {
     let mut stream = env.stream("g", &[]);
     stream.wait_ready(READY);
     let outputs = env.answered(&env.path("claims.jsonl"), OUTPUTS, &|| stream.log_text());
+    money_in_metrics_is_the_decisions_money(&stream, &outputs);
     assert_eq!(stream.terminate(Duration::from_secs(40)), Some(0), "{}", stream.log_text());
 
     let out = env.path("review.jsonl");
@@ -84,6 +85,74 @@ fn end_to_end_decisions_match_review() {
     streamed_dead.dedup();
     assert!(!streamed_dead.is_empty(), "the generated day has malformed lines");
     assert_eq!(streamed_dead, reviewed_dead);
+}
+
+/// `/metrics` counts the money of the decisions, exactly in fen, by verdict and reason, by the reason an
+/// emergency override passed, and by the warned reason; refund lines apart. Every decision produced is
+/// counted once (a duplicate output was decided twice, and counted twice), so the sums over the outputs
+/// read back are the counters' values.
+fn money_in_metrics_is_the_decisions_money(stream: &util::Stream, outputs: &[Output]) {
+    // (metric, labels) → fen
+    let mut expected: HashMap<(&str, String), i64> = HashMap::new();
+    for o in outputs.iter().filter(|o| !o.topic.ends_with("dlq")) {
+        let v = &o.value;
+        let amount = util::fen(v["det_item_fee_sumamt"].as_str().expect("an amount"));
+        let (charge, refund) = if amount >= 0 { (amount, 0) } else { (0, -amount) };
+        let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        let mut add = |name: &'static str, refund_name: &'static str, labels: String| {
+            *expected.entry((name, labels.clone())).or_default() += charge;
+            *expected.entry((refund_name, labels)).or_default() += refund;
+        };
+        add(
+            "claimgate_claims_fen_total",
+            "claimgate_claims_refund_fen_total",
+            format!(r#"verdict="{}",reason="{}""#, s("verdict"), s("reason")),
+        );
+        if v["overridden"].is_string() {
+            add(
+                "claimgate_emergency_overrides_fen_total",
+                "claimgate_emergency_overrides_refund_fen_total",
+                format!(r#"overridden="{}""#, s("overridden")),
+            );
+        }
+        if v["would_reject"].is_string() {
+            add(
+                "claimgate_would_reject_fen_total",
+                "claimgate_would_reject_refund_fen_total",
+                format!(r#"would_reject="{}""#, s("would_reject")),
+            );
+        }
+    }
+    let rejected: i64 = expected
+        .iter()
+        .filter(|((name, labels), _)| {
+            *name == "claimgate_claims_fen_total" && labels.starts_with(r#"verdict="reject""#)
+        })
+        .map(|(_, f)| f)
+        .sum();
+    assert!(rejected > 0, "the generated day has rejected lines");
+    // A batch adds its counts once its lines are queued: its last outputs may be read a moment before.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let scrape = stream.scrape();
+        let wrong: Vec<String> = expected
+            .iter()
+            .filter(|((name, labels), fen)| scrape.series(name, labels) != Some(**fen as f64))
+            .map(|((name, labels), fen)| {
+                format!("{name}{{{labels}}} = {:?}, the outputs say {fen}", scrape.series(name, labels))
+            })
+            .collect();
+        if wrong.is_empty() {
+            // Nothing counted that no output shows: the totals agree too.
+            for name in ["claimgate_claims_fen_total", "claimgate_claims_refund_fen_total"] {
+                let sum: i64 = expected.iter().filter(|((n, _), _)| *n == name).map(|(_, f)| f).sum();
+                assert_eq!(scrape.value(name), sum as f64, "{name}");
+            }
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "/metrics disagrees with the decisions:\n{}", wrong.join("\n"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn practitioner_line(version: u64, suspended: Option<(&str, &str)>) -> String {

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use claimgate::record::{Reason, Verdict};
+use claimgate::record::{Amount, Outcome, Reason, Verdict};
 
 /// Claims decided, by verdict and reason.
 pub const CLAIMS: &str = "claimgate_claims_total";
@@ -15,6 +15,28 @@ pub const OVERRIDES: &str = "claimgate_emergency_overrides_total";
 /// Accepted claims that a reason the profile only warns about would reject once enforced, by that
 /// reason (rules.md, "Enforcement").
 pub const WOULD_REJECT: &str = "claimgate_would_reject_total";
+/// Money of the claims decided, by verdict and reason: the sum of `det_item_fee_sumamt` of the lines
+/// that charge the fund (amount ≥ 0), in fen. Rejected amounts are the `verdict="reject"` series.
+///
+/// Amounts are counted as integers of fen in `u64` counters, never as `f64` (a gauge, or
+/// `Counter::increment` of a float): the Prometheus text carries the integer as it is, exact to the fen
+/// whatever the total, and a server that stores samples as `f64` keeps it exact up to 2^53 fen (about
+/// 90 trillion yuan). Summing yuan in `f64` would drift by fractions of a fen after a few million lines.
+/// A counter only grows, so refund lines (退费, negative amounts) are counted apart, in
+/// [`CLAIMS_REFUND_FEN`]: the net is the difference of the two.
+pub const CLAIMS_FEN: &str = "claimgate_claims_fen_total";
+/// The absolute amounts, in fen, of refund lines (negative `det_item_fee_sumamt`), by verdict and reason.
+pub const CLAIMS_REFUND_FEN: &str = "claimgate_claims_refund_fen_total";
+/// Money of the accepted emergency (rescue) overrides, by the reason overridden, in fen (as
+/// [`CLAIMS_FEN`]: charges only).
+pub const OVERRIDES_FEN: &str = "claimgate_emergency_overrides_fen_total";
+/// Refund lines among the emergency overrides, absolute amounts in fen, by the reason overridden.
+pub const OVERRIDES_REFUND_FEN: &str = "claimgate_emergency_overrides_refund_fen_total";
+/// Money of the accepted claims that a warned reason would reject once enforced, by that reason, in
+/// fen (as [`CLAIMS_FEN`]: charges only).
+pub const WOULD_REJECT_FEN: &str = "claimgate_would_reject_fen_total";
+/// Refund lines among the warned claims, absolute amounts in fen, by the reason.
+pub const WOULD_REJECT_REFUND_FEN: &str = "claimgate_would_reject_refund_fen_total";
 /// Dead letters, by the field at fault.
 pub const DEAD_LETTERS: &str = "claimgate_dead_letters_total";
 /// Claims under legacy (non-national) practitioner codes.
@@ -133,11 +155,82 @@ pub fn query(endpoint: &str, outcome: &'static str) {
     counter!(QUERIES, "endpoint" => endpoint.to_owned(), "outcome" => outcome).increment(1);
 }
 
+/// One kind of per-reason count: lines, and their money in fen split into charges and refunds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Money {
+    /// Lines.
+    pub lines: u64,
+    /// Sum of the amounts ≥ 0, in fen.
+    pub charge_fen: u64,
+    /// Sum of the absolute values of the negative amounts (refund lines), in fen.
+    pub refund_fen: u64,
+}
+
+impl Money {
+    /// Adds one line. Saturating: the claim parser admits amounts up to 10^15 yuan, so a batch of absurd
+    /// lines could pass `u64::MAX` fen; a counter that stops there is wrong in plain sight, one that
+    /// wrapped would be wrong quietly.
+    pub fn add(&mut self, amount: Amount) {
+        self.lines += 1;
+        let fen = amount.fen();
+        if fen >= 0 {
+            self.charge_fen = self.charge_fen.saturating_add(fen.unsigned_abs());
+        } else {
+            self.refund_fen = self.refund_fen.saturating_add(fen.unsigned_abs());
+        }
+    }
+}
+
+/// A batch's counts by reason, added to the metrics once per batch.
+#[derive(Debug, Default)]
+pub struct ClaimCounts {
+    /// By final reason.
+    pub by_reason: [Money; Reason::COUNT],
+    /// Emergency overrides, by the reason overridden.
+    pub overridden: [Money; Reason::COUNT],
+    /// Accepted lines a warned reason would reject, by that reason.
+    pub would_reject: [Money; Reason::COUNT],
+    /// Lines under legacy codes.
+    pub legacy: u64,
+}
+
+impl ClaimCounts {
+    /// Counts one decided line of `amount`.
+    pub fn decided(&mut self, outcome: &Outcome<'_>, amount: Amount) {
+        self.by_reason[outcome.reason.index()].add(amount);
+        if let Some(r) = outcome.overridden {
+            self.overridden[r.index()].add(amount);
+        }
+        if let Some(r) = outcome.would_reject {
+            self.would_reject[r.index()].add(amount);
+        }
+        self.legacy += u64::from(outcome.legacy_code);
+    }
+}
+
+/// The counters of one per-reason count: lines, charges, refunds.
+struct MoneyCounters {
+    lines: Counter,
+    charge_fen: Counter,
+    refund_fen: Counter,
+}
+
+impl MoneyCounters {
+    fn add(&self, m: &Money) {
+        for (counter, n) in [(&self.lines, m.lines), (&self.charge_fen, m.charge_fen), (&self.refund_fen, m.refund_fen)]
+        {
+            if n > 0 {
+                counter.increment(n);
+            }
+        }
+    }
+}
+
 /// Handles of the claim pipeline's counters, registered once.
 pub struct ClaimMetrics {
-    by_reason: Vec<Counter>,
-    overrides: Vec<Counter>,
-    would_reject: Vec<Counter>,
+    by_reason: Vec<MoneyCounters>,
+    overrides: Vec<MoneyCounters>,
+    would_reject: Vec<MoneyCounters>,
     /// Dead letters with no single field at fault.
     pub dead_letters: Counter,
     /// Legacy codes.
@@ -161,10 +254,31 @@ impl ClaimMetrics {
         ClaimMetrics {
             by_reason: Reason::ALL
                 .iter()
-                .map(|r| counter!(CLAIMS, "verdict" => verdict(*r).as_str(), "reason" => r.as_str()))
+                .map(|r| {
+                    let (v, r) = (verdict(*r).as_str(), r.as_str());
+                    MoneyCounters {
+                        lines: counter!(CLAIMS, "verdict" => v, "reason" => r),
+                        charge_fen: counter!(CLAIMS_FEN, "verdict" => v, "reason" => r),
+                        refund_fen: counter!(CLAIMS_REFUND_FEN, "verdict" => v, "reason" => r),
+                    }
+                })
                 .collect(),
-            overrides: Reason::ALL.iter().map(|r| counter!(OVERRIDES, "overridden" => r.as_str())).collect(),
-            would_reject: Reason::ALL.iter().map(|r| counter!(WOULD_REJECT, "would_reject" => r.as_str())).collect(),
+            overrides: Reason::ALL
+                .iter()
+                .map(|r| MoneyCounters {
+                    lines: counter!(OVERRIDES, "overridden" => r.as_str()),
+                    charge_fen: counter!(OVERRIDES_FEN, "overridden" => r.as_str()),
+                    refund_fen: counter!(OVERRIDES_REFUND_FEN, "overridden" => r.as_str()),
+                })
+                .collect(),
+            would_reject: Reason::ALL
+                .iter()
+                .map(|r| MoneyCounters {
+                    lines: counter!(WOULD_REJECT, "would_reject" => r.as_str()),
+                    charge_fen: counter!(WOULD_REJECT_FEN, "would_reject" => r.as_str()),
+                    refund_fen: counter!(WOULD_REJECT_REFUND_FEN, "would_reject" => r.as_str()),
+                })
+                .collect(),
             dead_letters: counter!(DEAD_LETTERS, "field" => "-"),
             legacy: counter!(LEGACY_CODES),
             latency: histogram!(CLAIM_LATENCY),
@@ -175,21 +289,16 @@ impl ClaimMetrics {
         }
     }
 
-    /// Adds a batch's counts by reason: final reasons, overridden reasons, warned reasons.
-    pub fn add(
-        &self,
-        by_reason: &[u64; Reason::COUNT],
-        overridden: &[u64; Reason::COUNT],
-        would_reject: &[u64; Reason::COUNT],
-    ) {
+    /// Adds a batch's counts: lines and money by final reason, overridden reason and warned reason,
+    /// and the legacy codes.
+    pub fn add(&self, counts: &ClaimCounts) {
         for i in 0..Reason::COUNT {
-            for (counts, counters) in
-                [(by_reason, &self.by_reason), (overridden, &self.overrides), (would_reject, &self.would_reject)]
-            {
-                if counts[i] > 0 {
-                    counters[i].increment(counts[i]);
-                }
-            }
+            self.by_reason[i].add(&counts.by_reason[i]);
+            self.overrides[i].add(&counts.overridden[i]);
+            self.would_reject[i].add(&counts.would_reject[i]);
+        }
+        if counts.legacy > 0 {
+            self.legacy.increment(counts.legacy);
         }
     }
 
@@ -199,5 +308,83 @@ impl ClaimMetrics {
             Some(f) => counter!(DEAD_LETTERS, "field" => f).increment(1),
             None => self.dead_letters.increment(1),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use claimgate::record::Role;
+
+    fn outcome(reason: Reason, overridden: Option<Reason>, would_reject: Option<Reason>) -> Outcome<'static> {
+        Outcome {
+            verdict: if reason.accepts() { Verdict::Accept } else { Verdict::Reject },
+            reason,
+            overridden,
+            would_reject,
+            role: Some(Role::Billing),
+            rule: "r",
+            profile: "p",
+            practitioner_version: None,
+            institution_version: None,
+            legacy_code: false,
+        }
+    }
+
+    /// The value of one series of the Prometheus text, exactly as rendered.
+    fn series<'a>(text: &'a str, name: &str, labels: &str) -> Option<&'a str> {
+        let head = format!("{name}{{{labels}}} ");
+        text.lines().find_map(|l| l.strip_prefix(head.as_str()))
+    }
+
+    /// Money rejected, overridden and warned is in `/metrics` by reason, in fen, exactly: a total past
+    /// 2^53 fen (where `f64` can no longer tell one fen from the next) renders to the last digit.
+    #[test]
+    fn amounts_rejected_overridden_and_warned_are_counted_by_reason_in_exact_fen() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let m = metrics::with_local_recorder(&recorder, ClaimMetrics::new);
+
+        let mut batch = ClaimCounts::default();
+        let suspended = outcome(Reason::PractitionerSuspended, None, None);
+        batch.decided(&suspended, Amount::from_fen(12_650));
+        batch.decided(&suspended, Amount::from_fen(1));
+        batch.decided(&suspended, Amount::from_fen(-500)); // a refund line
+        let rescue = outcome(Reason::EmergencyOverride, Some(Reason::PractitionerSuspended), None);
+        batch.decided(&rescue, Amount::from_fen(88_888));
+        let warned = outcome(Reason::Ok, None, Some(Reason::PractitionerNotRegisteredHere));
+        batch.decided(&warned, Amount::from_fen(2_468));
+        m.add(&batch);
+        // A second batch takes the suspended total past 2^53 fen.
+        let mut big = ClaimCounts::default();
+        big.decided(&suspended, Amount::from_fen(1 << 53));
+        m.add(&big);
+
+        let text = handle.render();
+        let r = r#"verdict="reject",reason="PRACTITIONER_SUSPENDED""#;
+        assert_eq!(series(&text, CLAIMS, r), Some("4"), "{text}");
+        // 12 650 + 1 + 2^53 = 9 007 199 254 753 643: as f64 it would read …752 or …756.
+        assert_eq!(series(&text, CLAIMS_FEN, r), Some("9007199254753643"), "{text}");
+        assert_eq!(series(&text, CLAIMS_REFUND_FEN, r), Some("500"), "{text}");
+        let o = r#"verdict="accept",reason="EMERGENCY_OVERRIDE""#;
+        assert_eq!(series(&text, CLAIMS_FEN, o), Some("88888"), "{text}");
+        let by = r#"overridden="PRACTITIONER_SUSPENDED""#;
+        assert_eq!(series(&text, OVERRIDES, by), Some("1"), "{text}");
+        assert_eq!(series(&text, OVERRIDES_FEN, by), Some("88888"), "{text}");
+        let w = r#"would_reject="PRACTITIONER_NOT_REGISTERED_HERE""#;
+        assert_eq!(series(&text, WOULD_REJECT_FEN, w), Some("2468"), "{text}");
+        assert_eq!(series(&text, CLAIMS_FEN, r#"verdict="accept",reason="OK""#), Some("2468"), "{text}");
+        // Every series exists from the start, at 0.
+        assert_eq!(series(&text, OVERRIDES_REFUND_FEN, by), Some("0"), "{text}");
+        assert_eq!(series(&text, WOULD_REJECT_REFUND_FEN, w), Some("0"), "{text}");
+    }
+
+    #[test]
+    fn an_absurd_batch_saturates_instead_of_wrapping() {
+        let mut m = Money::default();
+        for _ in 0..200 {
+            m.add(Amount::from_fen(100_000_000_000_000_000));
+        }
+        assert_eq!((m.lines, m.charge_fen, m.refund_fen), (200, u64::MAX, 0));
     }
 }

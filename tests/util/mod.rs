@@ -466,6 +466,12 @@ impl Scrape {
         self.get(name).unwrap_or_else(|| panic!("metric {name} is not in /metrics:\n{}", self.0))
     }
 
+    /// One series, by its labels exactly as rendered (`verdict="reject",reason="OK"`); `None` if absent.
+    pub fn series(&self, name: &str, labels: &str) -> Option<f64> {
+        let head = format!("{name}{{{labels}}} ");
+        self.0.lines().find_map(|l| l.strip_prefix(head.as_str())?.trim().parse().ok())
+    }
+
     /// A counter that the program creates at its first increment (labelled by what happened): absent
     /// means none yet. The scrape itself worked.
     pub fn counter(&self, name: &str) -> f64 {
@@ -490,6 +496,18 @@ pub fn http_request(port: u16, path: &str, headers: &[&str]) -> Option<(u16, Str
     let status = text.split(' ').nth(1)?.parse().ok()?;
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     Some((status, body))
+}
+
+/// Fen from an amount in yuan as the reports and decisions print it (`1,234.50`, `-0.05`, `12`), by
+/// the tests' own reading.
+pub fn fen(text: &str) -> i64 {
+    let t = text.trim().replace(',', "");
+    let (neg, t) = t.strip_prefix('-').map_or((false, t.as_str()), |r| (true, r));
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    assert!(frac.len() <= 2, "not an amount: {text:?}");
+    let v = int.parse::<i64>().unwrap_or_else(|_| panic!("not an amount: {text:?}")) * 100
+        + format!("{frac:0<2}").parse::<i64>().unwrap_or_else(|_| panic!("not an amount: {text:?}"));
+    if neg { -v } else { v }
 }
 
 /// A decision's identity: (fixmedins_code, mdtrt_id, feedetl_sn).

@@ -1,4 +1,4 @@
-//! The recovery report (docs/recovery.md): the lines whose verdict changed against the inline
+//! The recovery report (docs/recovery-report.md): the lines whose verdict changed against the inline
 //! decisions — accepted inline and rejected now, **to recover**; rejected inline and accepted now,
 //! **to pay** — with the money summed exactly, by institution and by practitioner, and, in a
 //! late-change review, the status decision (`decision_id`, `basis`) that caused each change.

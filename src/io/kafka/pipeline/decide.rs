@@ -1,26 +1,17 @@
 //! Deciding consumed claims: one table snapshot and one clock reading per batch, each message turned
 //! into its output — a decision to the accepted or rejected topic, or a dead letter — and the batch's
-//! counts added to the metrics once.
+//! counts — lines and money, by reason — added to the metrics once.
 
 use std::time::Instant;
 
 use rdkafka::message::{BorrowedMessage, Message};
 
 use super::PipelineConfig;
-use crate::io::metrics::ClaimMetrics;
+use crate::io::metrics::{ClaimCounts, ClaimMetrics};
 use claimgate::batch::process;
-use claimgate::record::{DeadLetter, Reason, Stamp, Verdict};
+use claimgate::record::{DeadLetter, Stamp, Verdict};
 use claimgate::routing::Rules;
 use claimgate::table::View;
-
-/// Per-batch counts, added to the metrics once per batch.
-#[derive(Default)]
-struct Counts {
-    by_reason: [u64; Reason::COUNT],
-    overridden: [u64; Reason::COUNT],
-    would_reject: [u64; Reason::COUNT],
-    legacy: u64,
-}
 
 /// What deciding one batch needs.
 pub struct Batch<'a> {
@@ -29,7 +20,8 @@ pub struct Batch<'a> {
     rules: &'a Rules,
     stamp: Stamp<'a>,
     metrics: &'a ClaimMetrics,
-    counts: Counts,
+    /// Lines and money, added to the metrics once per batch.
+    counts: ClaimCounts,
     started: Instant,
 }
 
@@ -52,7 +44,7 @@ impl<'a> Batch<'a> {
         metrics: &'a ClaimMetrics,
     ) -> Self {
         let stamp = Stamp { table_epoch: view.epoch(), decided_at };
-        Batch { cfg, view, rules, stamp, metrics, counts: Counts::default(), started: Instant::now() }
+        Batch { cfg, view, rules, stamp, metrics, counts: ClaimCounts::default(), started: Instant::now() }
     }
 
     /// `topic/partition@offset` of a message: a dead letter's `source`.
@@ -92,14 +84,7 @@ impl<'a> Batch<'a> {
         match process(payload, self.view, self.rules, stamp, buf) {
             Ok(d) => {
                 let o = &d.outcome;
-                self.counts.by_reason[o.reason.index()] += 1;
-                if let Some(r) = o.overridden {
-                    self.counts.overridden[r.index()] += 1;
-                }
-                if let Some(r) = o.would_reject {
-                    self.counts.would_reject[r.index()] += 1;
-                }
-                self.counts.legacy += u64::from(o.legacy_code);
+                self.counts.decided(o, d.claim.amount);
                 let topic = if o.verdict == Verdict::Accept { &cfg.accepted } else { &cfg.rejected };
                 let key = msg.key().is_none().then(|| {
                     // records.md: the key is `fixmedins_code|mdtrt_id`.
@@ -124,8 +109,7 @@ impl<'a> Batch<'a> {
     pub fn finish(self, taken: usize) {
         if taken > 0 {
             self.metrics.decision.record(self.started.elapsed().as_secs_f64() / taken as f64);
-            self.metrics.add(&self.counts.by_reason, &self.counts.overridden, &self.counts.would_reject);
-            self.metrics.legacy.increment(self.counts.legacy);
+            self.metrics.add(&self.counts);
         }
     }
 }
