@@ -476,7 +476,8 @@ fn review_retro_with_code_indexes_decides_and_reports_as_the_read_by_time_does()
 
     // Two batches with record times apart; the first with many lines no change names around its own.
     let (a, b) = (env.path("a.jsonl"), env.path("b.jsonl"));
-    let mut first = vec![claim("S-10d", SUSPENDED, &bj(-10 * DAY), "1000.00"), claim("S-6d", SUSPENDED, &bj(-6 * DAY), "20.50")];
+    let mut first =
+        vec![claim("S-10d", SUSPENDED, &bj(-10 * DAY), "1000.00"), claim("S-6d", SUSPENDED, &bj(-6 * DAY), "20.50")];
     first.extend((0..3000).map(|n| claim(&format!("U-{n}"), UNTOUCHED, &bj(-3 * DAY), "1.00")));
     first.push(claim("S-3d", SUSPENDED, &bj(-3 * DAY), "3.33"));
     write(&a, &first);

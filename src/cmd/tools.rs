@@ -93,9 +93,7 @@ pub fn send(args: SendArgs) -> Result<()> {
             for (_, line) in lines(&chunk) {
                 let key = key_of(line).unwrap_or_default();
                 let at = if args.stamp_service_time {
-                    claimgate::record::Claim::parse(line)
-                        .ok()
-                        .map(|c| crate::io::clock::to_unix_ms(c.fee_ocur_time))
+                    claimgate::record::Claim::parse(line).ok().map(|c| crate::io::clock::to_unix_ms(c.fee_ocur_time))
                 } else {
                     None
                 };

@@ -89,7 +89,9 @@ pub enum IndexError {
     #[error("not a claimgate claim index (bad magic bytes)")]
     Magic,
     /// Another format version.
-    #[error("claim index format {found}, this build reads only format {FORMAT}: run the nightly review again to rebuild it")]
+    #[error(
+        "claim index format {found}, this build reads only format {FORMAT}: run the nightly review again to rebuild it"
+    )]
     Version {
         /// The version found.
         found: u32,
@@ -193,11 +195,8 @@ impl Builder {
             rank[*id as usize] = r as u32;
         }
         let slot = |p: i32| ranges.iter().position(|r| r.0 == p);
-        let mut post: Vec<(u32, u32, i64)> = self
-            .postings
-            .drain(..)
-            .filter_map(|(id, p, o)| Some((rank[id as usize], slot(p)? as u32, o)))
-            .collect();
+        let mut post: Vec<(u32, u32, i64)> =
+            self.postings.drain(..).filter_map(|(id, p, o)| Some((rank[id as usize], slot(p)? as u32, o))).collect();
         post.sort_unstable();
         post.dedup();
         let mut body = Vec::with_capacity(post.len() * 4);
@@ -325,7 +324,8 @@ impl<'a> Cursor<'a> {
     fn varint(&mut self) -> Result<u64, IndexError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
-            let b = *self.bytes.get(self.at).ok_or_else(|| IndexError::Corrupt("an entry runs past the body".into()))?;
+            let b =
+                *self.bytes.get(self.at).ok_or_else(|| IndexError::Corrupt("an entry runs past the body".into()))?;
             self.at += 1;
             v |= u64::from(b & 0x7F) << shift;
             if b & 0x80 == 0 {
@@ -401,7 +401,8 @@ impl Index {
     /// As [`Index::read`], from the file's bytes.
     pub fn from_bytes(mut bytes: Vec<u8>) -> Result<Index, IndexError> {
         check_magic(&bytes)?;
-        let (header, used): (Header, usize) = bincode::decode_from_slice(&bytes[12..], config()).map_err(header_error)?;
+        let (header, used): (Header, usize) =
+            bincode::decode_from_slice(&bytes[12..], config()).map_err(header_error)?;
         let body_at = 12 + used;
         let body_len = usize::try_from(header.body_len).map_err(|_| IndexError::Corrupt("body length".into()))?;
         let expected = body_at.checked_add(body_len).and_then(|n| n.checked_add(4));
@@ -535,7 +536,8 @@ mod tests {
         assert_eq!(inst.len(), 50_000);
         assert!(inst.iter().all(|(p, _)| *p == 1));
         // Several keys at once, one of them absent: the union, sorted.
-        let both = index.find(&[person_key("D000000000007"), person_key("absent"), person_key("D000000000008")]).unwrap();
+        let both =
+            index.find(&[person_key("D000000000007"), person_key("absent"), person_key("D000000000008")]).unwrap();
         assert_eq!(both.len(), 200);
         assert!(both.windows(2).all(|w| w[0] < w[1]));
         assert!(index.find(&[person_key("D1")]).unwrap().is_empty());

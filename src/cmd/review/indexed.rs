@@ -226,10 +226,13 @@ mod tests {
     fn overlapping_segments_are_read_once_in_offset_order() {
         let s = |p, start, end, keep| Segment { partition: p, start, end, keep: vec![keep] };
         let m = merged(vec![s(1, 50, 60, (0, 1)), s(0, 10, 20, (0, 1)), s(1, 0, 55, (1, 2)), s(1, 70, 80, (0, 1))]);
-        assert_eq!(m, vec![
-            s(0, 10, 20, (0, 1)),
-            Segment { partition: 1, start: 0, end: 60, keep: vec![(1, 2), (0, 1)] },
-            s(1, 70, 80, (0, 1)),
-        ]);
+        assert_eq!(
+            m,
+            vec![
+                s(0, 10, 20, (0, 1)),
+                Segment { partition: 1, start: 0, end: 60, keep: vec![(1, 2), (0, 1)] },
+                s(1, 70, 80, (0, 1)),
+            ]
+        );
     }
 }
