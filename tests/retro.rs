@@ -3,7 +3,7 @@
 
 mod util;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -454,4 +454,165 @@ fn a_first_start_from_the_beginning_compares_nothing_and_says_so() {
     assert_eq!(cold.terminate(Duration::from_secs(40)), Some(0));
     assert!(read_topics_from(&env.broker, &[env.topic("status.retro")], 1, Duration::from_secs(3)).is_empty());
     assert!(cold.log_text().contains("status_retro_unmarked"), "{}", cold.log_text());
+}
+
+/// The body of a report (its totals, recovery report and every changed line): all but the header
+/// table, which says how the lines were read and how long it took.
+fn body(md: &str) -> &str {
+    &md[md.find("## Totals by verdict").unwrap_or_else(|| panic!("{md}"))..]
+}
+
+/// Decisions without the time they were made.
+fn decisions(path: &Path) -> Vec<serde_json::Value> {
+    read_jsonl(path)
+        .into_iter()
+        .map(|mut d| {
+            d.as_object_mut().unwrap().remove("decided_at");
+            d
+        })
+        .collect()
+}
+
+/// `N offsets read` of the report's inputs line.
+fn offsets_read(md: &str) -> u64 {
+    let inputs = md.lines().find(|l| l.starts_with("| inputs |")).unwrap_or_else(|| panic!("{md}"));
+    let at = inputs.rfind(" offsets read").unwrap_or_else(|| panic!("{inputs}"));
+    inputs[..at].rsplit([' ', '(']).next().unwrap().parse().unwrap_or_else(|_| panic!("{inputs}"))
+}
+
+/// Issue 13, item 2's goal: `review --retro --index-dir` fetches the lines the nightly runs' code
+/// indexes list for the changed codes, reads by time only where no index covers, and decides and
+/// reports exactly what the read by time does — with every record time indexed, with a part, and
+/// with index files it cannot use (named, ignored, read by time).
+#[test]
+fn review_retro_with_code_indexes_decides_and_reports_as_the_read_by_time_does() {
+    let env = Env::new("retroidx");
+    let (p, i, change) = (env.path("p.jsonl"), env.path("i.jsonl"), env.path("change.jsonl"));
+    write(&p, &[practitioner(SUSPENDED, ""), practitioner(UNTOUCHED, "")]);
+    write(&i, &[format!(r#"{{"code":"{INST}","kind":"hospital","periods":[],"version":1}}"#)]);
+    env.publish_tables(&p, Some(&i));
+    let mut stream = env.stream("g", &[]);
+    stream.wait_ready(Duration::from_secs(60));
+
+    // Two batches with record times apart; the first with many lines no change names around its own.
+    let (a, b) = (env.path("a.jsonl"), env.path("b.jsonl"));
+    let mut first =
+        vec![claim("S-10d", SUSPENDED, &bj(-10 * DAY), "1000.00"), claim("S-6d", SUSPENDED, &bj(-6 * DAY), "20.50")];
+    first.extend((0..3000).map(|n| claim(&format!("U-{n}"), UNTOUCHED, &bj(-3 * DAY), "1.00")));
+    first.push(claim("S-3d", SUSPENDED, &bj(-3 * DAY), "3.33"));
+    write(&a, &first);
+    env.send(&a);
+    env.answered(&a, Duration::from_secs(120), &|| stream.log_text());
+    std::thread::sleep(Duration::from_millis(1500));
+    let mid = bj(0);
+    std::thread::sleep(Duration::from_millis(1500));
+    write(
+        &b,
+        &[
+            claim("S-2d", SUSPENDED, &bj(-2 * DAY), "7.00"),
+            claim("U-1d", UNTOUCHED, &bj(-DAY), "50.00"),
+            claim("S-1d", SUSPENDED, &bj(-DAY), "0.01"),
+        ],
+    );
+    env.send(&b);
+    env.answered(&b, Duration::from_secs(90), &|| stream.log_text());
+
+    write(
+        &change,
+        &[practitioner(
+            SUSPENDED,
+            &format!(r#"{{"status":"suspended","from":"{}","decision_id":"QH-IDX-1"}}"#, bj(-7 * DAY)),
+        )],
+    );
+    env.publish_tables(&change, None);
+    let retro = read_topics_from(&env.broker, &[env.topic("status.retro")], 1, Duration::from_secs(60));
+    assert_eq!(retro.len(), 1, "{}", stream.log_text());
+    stream.terminate(Duration::from_secs(30));
+
+    // The nightly runs: the first batch's record times, then the second's.
+    let (full, part, bad) = (env.path("idx-full"), env.path("idx-part"), env.path("idx-bad"));
+    let nightly = |from: &str, until: &str| {
+        let o = run(&[
+            "review",
+            "--brokers",
+            &env.broker,
+            "--claims-topic",
+            &env.topic("claims"),
+            "--from",
+            from,
+            "--until",
+            until,
+            "--late",
+            "0",
+            "--tables-from-topics",
+            "--topic-practitioners",
+            &env.topic("practitioners"),
+            "--topic-institutions",
+            &env.topic("institutions"),
+            "--index-dir",
+            &full.display().to_string(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let said = text(&o);
+        let line = said.lines().find(|l| l.starts_with("claim index: ")).unwrap_or_else(|| panic!("{said}"));
+        PathBuf::from(line["claim index: ".len()..].split(" (").next().unwrap())
+    };
+    let first_index = nightly(&bj(-30 * DAY), &mid);
+    // A window that has not ended yet is indexed only up to when it was read.
+    let second_index = nightly(&mid, &bj(3600));
+    assert_ne!(first_index, second_index);
+    for dir in [&part, &bad] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::copy(&first_index, part.join(first_index.file_name().unwrap())).unwrap();
+    // Unusable copies: one truncated, one of another format version.
+    let bytes = std::fs::read(&first_index).unwrap();
+    std::fs::write(bad.join(first_index.file_name().unwrap()), &bytes[..bytes.len() / 2]).unwrap();
+    let mut other = std::fs::read(&second_index).unwrap();
+    other[8] = 99;
+    std::fs::write(bad.join(second_index.file_name().unwrap()), &other).unwrap();
+
+    let review = |name: &str, extra: &[&str]| {
+        let (report, out) = (env.path(&format!("{name}.md")), env.path(&format!("{name}.jsonl")));
+        let mut args = vec!["--no-commit"];
+        args.extend_from_slice(extra);
+        let o = run(&review_args(&env, &report, &out, &args).iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{name}: {}", text(&o));
+        (std::fs::read_to_string(&report).unwrap(), decisions(&out), text(&o))
+    };
+    let (by_time, by_time_out, _) = review("by-time", &[]);
+    assert_eq!(row(&by_time, "**to recover**"), ("4".into(), "30.84".into()), "{by_time}");
+    assert_eq!(changed_serials(&by_time), ["S-1d", "S-2d", "S-3d", "S-6d"], "{by_time}");
+    assert_eq!(by_time_out.len(), 4);
+
+    let full_dir = full.display().to_string();
+    let (indexed, indexed_out, _) = review("full", &["--index-dir", &full_dir]);
+    assert_eq!(body(&indexed), body(&by_time));
+    assert_eq!(indexed_out, by_time_out);
+    assert!(indexed.contains("5 indexed lines of the changed codes from 2 index files"), "{indexed}");
+    let inputs = indexed.lines().find(|l| l.starts_with("| inputs |")).unwrap();
+    let (fetched, read) = (offsets_read(&indexed), offsets_read(&by_time));
+    assert!(read >= 3005 && fetched < 20, "fetched {fetched} offsets with the indexes, {read} by time: {inputs}");
+
+    let part_dir = part.display().to_string();
+    let (partial, partial_out, _) = review("part", &["--index-dir", &part_dir]);
+    assert_eq!(body(&partial), body(&by_time));
+    assert_eq!(partial_out, by_time_out);
+    assert!(partial.contains("3 indexed lines of the changed codes from 1 index files"), "{partial}");
+    assert!(partial.contains("read by time where no index covers"), "{partial}");
+
+    let bad_dir = bad.display().to_string();
+    let (ignored, ignored_out, said) = review("bad", &["--index-dir", &bad_dir]);
+    assert_eq!(body(&ignored), body(&by_time));
+    assert_eq!(ignored_out, by_time_out);
+    for (file, why) in [(&first_index, "truncated claim index"), (&second_index, "claim index format 99")] {
+        let name = bad.join(file.file_name().unwrap()).display().to_string();
+        let warning = ignored
+            .lines()
+            .find(|l| l.contains("**Warning:**") && l.contains(&name))
+            .unwrap_or_else(|| panic!("no warning naming {name}:\n{ignored}"));
+        assert!(warning.contains(why) && warning.contains("read from the topic by time"), "{warning}");
+        assert!(said.contains(&name), "{said}");
+    }
+    assert!(offsets_read(&ignored) >= 3005, "{ignored}");
 }

@@ -31,6 +31,11 @@ pub struct SendArgs {
     /// not JSON is sent too, without a key — it is the filter's job to dead-letter it.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    /// Stamp each record with its line's service time (`fee_ocur_time`, Beijing time) instead of now:
+    /// to fill a topic with past days, as a benchmark of the nightly and retro reviews does (the topic's
+    /// retention must keep them). A line without a readable service time is stamped now.
+    #[arg(long)]
+    pub stamp_service_time: bool,
     /// A librdkafka property.
     #[arg(short = 'X', value_name = "NAME=VALUE")]
     pub property: Vec<String>,
@@ -87,7 +92,12 @@ pub fn send(args: SendArgs) -> Result<()> {
             let chunk = chunk.with_context(|| format!("cannot read {name}"))?;
             for (_, line) in lines(&chunk) {
                 let key = key_of(line).unwrap_or_default();
-                publisher.send(&args.topic, key.as_bytes(), Some(line))?;
+                let at = if args.stamp_service_time {
+                    claimgate::record::Claim::parse(line).ok().map(|c| crate::io::clock::to_unix_ms(c.fee_ocur_time))
+                } else {
+                    None
+                };
+                publisher.send_at(&args.topic, key.as_bytes(), Some(line), at)?;
                 n += 1;
             }
         }

@@ -2,6 +2,7 @@
 //! the operations port. Everything that touches the world outside the process lives here.
 
 pub mod checkpoint;
+pub mod claim_index;
 pub mod clock;
 pub mod files;
 pub mod frames;

@@ -6,6 +6,7 @@
 //! memory stays flat whatever the input size.
 
 mod html;
+mod indexed;
 mod pipeline;
 mod previous;
 mod recovery;
@@ -153,6 +154,11 @@ pub struct KafkaReviewArgs {
     /// such a review is refused.
     #[arg(long, requires = "claims_topic")]
     pub allow_partial: bool,
+    /// The claim index by code (docs/recovery-report.md, "The claim index"). With --from/--until: also
+    /// write an index of the lines read to this directory, one file per run. With --retro: fetch the
+    /// lines of the changed codes the indexes here list, and read by time only where none covers.
+    #[arg(long, value_name = "DIR", requires = "claims_topic")]
+    pub index_dir: Option<PathBuf>,
     /// A librdkafka property for the Kafka clients, e.g. -X security.protocol=SASL_SSL.
     #[arg(short = 'X', value_name = "NAME=VALUE")]
     pub property: Vec<String>,
@@ -319,7 +325,7 @@ pub fn run(args: ReviewArgs) -> Result<()> {
         }
         _ => sources::files(&args.claims, args.previous.as_deref())?,
     };
-    let sources::Sources { inputs, described, mut warnings, previous, selector, retro } = src;
+    let sources::Sources { inputs, described, mut warnings, previous, selector, retro, cover } = src;
     if let Some(r) = &retro {
         warnings.extend(
             r.unreadable
@@ -345,10 +351,11 @@ pub fn run(args: ReviewArgs) -> Result<()> {
         previous: previous.clone(),
         selector: selector.map(Arc::new),
         frames: out.as_ref().is_some_and(Output::takes_frames),
+        index: cover.is_some(),
     };
     let moved = || bar.set_position(pipeline::bytes_read(&counters));
     let sinks = pipeline::Sinks { out: out.as_mut(), dead_path: dead_path.clone(), progress: &moved };
-    let pipeline::Outcome { stats, dead_out } = pipeline::run(inputs, threads, shared, sinks)?;
+    let pipeline::Outcome { stats, dead_out, index } = pipeline::run(inputs, threads, shared, sinks)?;
     bar.finish_and_clear();
     if let Some(o) = out {
         o.finish()?;
@@ -386,6 +393,9 @@ pub fn run(args: ReviewArgs) -> Result<()> {
         r.write_all(text.as_bytes())?;
         r.finish()?;
     }
+    if let (Some(dir), Some(c), Some(index)) = (&args.kafka.index_dir, cover, index) {
+        write_index(dir, c, index, args.quiet)?;
+    }
     // The late changes are reviewed: the next --retro run starts after them.
     if let (Some(k), Some(r)) = (&kafka, &retro)
         && !args.kafka.no_commit
@@ -400,6 +410,40 @@ pub fn run(args: ReviewArgs) -> Result<()> {
         } else {
             print!("{summary}");
         }
+    }
+    Ok(())
+}
+
+/// Writes the code index of a nightly read (after the decisions and the report: an index is only
+/// ever of a complete read).
+fn write_index(
+    dir: &Path,
+    cover: sources::IndexCover,
+    index: crate::io::claim_index::Builder,
+    quiet: bool,
+) -> Result<()> {
+    let (from, until) = cover.window;
+    if until <= from {
+        // The window had not begun to end when it was read: nothing it covers is complete.
+        eprintln!(
+            "no claim index written: no record time of the window is complete yet (it ends after the read began, less --late)"
+        );
+        return Ok(());
+    }
+    let lines = index.lines();
+    let (path, size) = index
+        .write(dir, &cover.topic, cover.window, cover.ranges, &clock::now_secs_text())
+        .with_context(|| format!("cannot write the claim index in {}", dir.display()))?;
+    let per_line = if lines == 0 { 0.0 } else { size as f64 / lines as f64 };
+    let text = format!(
+        "claim index: {} ({lines} lines, {size} bytes, {per_line:.1} bytes a line), record times {} until {}",
+        path.display(),
+        crate::io::clock::from_unix_ms(from),
+        crate::io::clock::from_unix_ms(until)
+    );
+    tracing::info!(event = "claim_index_written", path = %path.display(), lines, bytes = size);
+    if !quiet {
+        eprintln!("{text}");
     }
     Ok(())
 }

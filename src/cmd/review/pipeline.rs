@@ -21,6 +21,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::previous::Previous;
 use super::report::{Changed, Stats};
 use super::retro::Selector;
+use crate::io::claim_index::Builder;
 use crate::io::clock;
 use crate::io::files::{self, Block, MessageAt, Output};
 use crate::io::frames::FrameCompressor;
@@ -78,6 +79,8 @@ pub struct Shared {
     pub selector: Option<Arc<Selector>>,
     /// Compress decisions into zstd frames (the output is `.zst`).
     pub frames: bool,
+    /// List each Kafka line by its codes, for the claim index (`--index-dir`).
+    pub index: bool,
 }
 
 /// Where the writer sends what it writes.
@@ -96,9 +99,17 @@ pub struct Outcome {
     pub stats: Stats,
     /// The dead-letter output, if a line was malformed.
     pub dead_out: Option<Output>,
+    /// The lines by code, when [`Shared::index`].
+    pub index: Option<Builder>,
 }
 
-fn work(job: Job, shared: &Shared, stats: &mut Stats, compressor: &mut Option<FrameCompressor>) -> io::Result<Done> {
+fn work(
+    job: Job,
+    shared: &Shared,
+    stats: &mut Stats,
+    compressor: &mut Option<FrameCompressor>,
+    index: &mut Option<Builder>,
+) -> io::Result<Done> {
     let (text, messages) = match job.block {
         Block::Plain(v) => (v, None),
         Block::Zstd(frame) => {
@@ -137,8 +148,29 @@ fn work(job: Job, shared: &Shared, stats: &mut Stats, compressor: &mut Option<Fr
         _ => None,
     };
     let causes = &causes;
+    // The claim index (a nightly read from Kafka): every line that parses, by its codes — a line that
+    // fails a later check is listed too, as a late-change review would choose it by its codes.
+    let listing = match (&messages, shared.selector.is_none()) {
+        (Some(m), true) => index.as_mut().map(|i| (m.as_slice(), i)),
+        _ => None,
+    };
+    let mut listing = listing;
+    let mut list = |line: u64, claim: Option<&Claim<'_>>, bytes: &[u8]| {
+        if let Some((msgs, index)) = &mut listing {
+            let m = &msgs[line as usize];
+            match claim {
+                Some(c) => index.line(c, m.partition, m.offset),
+                None => {
+                    if let Ok(c) = Claim::parse(bytes) {
+                        index.line(&c, m.partition, m.offset);
+                    }
+                }
+            }
+        }
+    };
     let each = |line: u64, bytes: &[u8], result: Result<Decided<'_, '_>, Malformed>, out: &mut Vec<u8>| match result {
         Ok(d) => {
+            list(line, Some(&d.claim), bytes);
             out.push(b'\n');
             stats.decided(&d.claim, &d.outcome);
             if let Some(prev) = previous {
@@ -146,6 +178,7 @@ fn work(job: Job, shared: &Shared, stats: &mut Stats, compressor: &mut Option<Fr
             }
         }
         Err(m) => {
+            list(line, None, bytes);
             let start = bytes.as_ptr() as usize - base;
             dead.push(Pending { line, at: start..start + bytes.len(), message: m.message, field: m.field });
             stats.dead(m.field);
@@ -249,14 +282,20 @@ pub fn run(inputs: Vec<files::BlockInput>, threads: usize, shared: Shared, sinks
     drop(done_rx);
     let _ = reader.join();
     let mut stats = Stats::default();
+    let mut index: Option<Builder> = None;
     for w in workers {
         // A worker that panicked lost its tallies: the run must not report short counts as complete.
-        let worker_stats = w.join().map_err(|_| anyhow::anyhow!("a review worker failed"))?;
+        let (worker_stats, worker_index) = w.join().map_err(|_| anyhow::anyhow!("a review worker failed"))?;
         stats.merge(worker_stats);
+        match (&mut index, worker_index) {
+            (Some(i), Some(w)) => i.merge(w),
+            (None, w) => index = w,
+            (Some(_), None) => {}
+        }
     }
     let dead_out = written?;
     stats.changed.sort_by_key(|c| c.order);
-    Ok(Outcome { stats, dead_out })
+    Ok(Outcome { stats, dead_out, index })
 }
 
 fn read(inputs: Vec<files::BlockInput>, jobs: &Sender<Job>, done: &Sender<Result<Done, (usize, io::Error)>>) {
@@ -279,26 +318,31 @@ fn read(inputs: Vec<files::BlockInput>, jobs: &Sender<Job>, done: &Sender<Result
     }
 }
 
-fn worker(jobs: &Receiver<Job>, done: &Sender<Result<Done, (usize, io::Error)>>, shared: &Shared) -> Stats {
+fn worker(
+    jobs: &Receiver<Job>,
+    done: &Sender<Result<Done, (usize, io::Error)>>,
+    shared: &Shared,
+) -> (Stats, Option<Builder>) {
     let mut stats = Stats::default();
+    let mut index = shared.index.then(Builder::default);
     let mut compressor = None;
     if shared.frames {
         match FrameCompressor::new() {
             Ok(c) => compressor = Some(c),
             Err(e) => {
                 let _ = done.send(Err((0, e)));
-                return stats;
+                return (stats, index);
             }
         }
     }
     for job in jobs {
         let file = job.file;
-        let result = work(job, shared, &mut stats, &mut compressor).map_err(|e| (file, e));
+        let result = work(job, shared, &mut stats, &mut compressor, &mut index).map_err(|e| (file, e));
         if done.send(result).is_err() {
             break;
         }
     }
-    stats
+    (stats, index)
 }
 
 /// The writer: blocks back in input order, decisions and dead letters out.

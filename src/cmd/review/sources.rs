@@ -7,12 +7,18 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 
+use std::collections::HashMap;
+use std::path::Path;
+
 use super::previous::Previous;
 use super::retro::{self, Pending, Selector};
-use super::{KafkaReviewArgs, pipeline};
+use super::{KafkaReviewArgs, indexed, pipeline};
+use crate::io::claim_index;
+use crate::io::clock::{self, from_unix_ms};
 use crate::io::files::{self, BlockInput};
 use crate::io::kafka::KafkaConfig;
-use crate::io::kafka::window::{self, Window};
+use crate::io::kafka::window::{self, Segment, Window};
+use claimgate::record::{InstitutionCode, RetroKind};
 
 /// The inputs of a review and what the report says about them.
 #[derive(Default)]
@@ -29,6 +35,18 @@ pub struct Sources {
     pub selector: Option<Selector>,
     /// The late changes reviewed.
     pub retro: Option<Pending>,
+    /// What a nightly read from a topic covers, for its code index (`--index-dir`).
+    pub cover: Option<IndexCover>,
+}
+
+/// What the code index of a nightly read covers (`io::claim_index`).
+pub struct IndexCover {
+    /// The claims topic.
+    pub topic: String,
+    /// Record times `[from, until)`, milliseconds: the window, cut where lines could still arrive.
+    pub window: (i64, i64),
+    /// `(partition, first offset, end)` read.
+    pub ranges: Vec<(i32, i64, i64)>,
 }
 
 /// Claim files (`--claims`), and `--previous` if given.
@@ -70,8 +88,17 @@ fn planned(
 /// `--previous-topic`.
 pub fn topic_window(kafka: &KafkaConfig, a: &KafkaReviewArgs, topic: &str, w: Window) -> Result<Sources> {
     let mut s = Sources::default();
+    let planned_ms = i64::try_from(clock::unix_ms()).unwrap_or(i64::MAX);
     let plan = planned(kafka, topic, w, a, a.allow_partial, &mut s.warnings)?;
     s.described.push(plan.describe());
+    if a.index_dir.is_some() {
+        let (from, until) = w.ms();
+        s.cover = Some(IndexCover {
+            topic: topic.to_owned(),
+            window: (from, claim_index::covered_until(until, planned_ms, plan.late_ms)),
+            ranges: plan.ranges.iter().map(|r| (r.partition, r.start, r.end)).collect(),
+        });
+    }
     let (mut input, _) = window::blocks(kafka, plan, pipeline::BLOCK)?;
     input.name = topic.to_owned();
     s.inputs.push(input);
@@ -100,13 +127,100 @@ pub fn retro(kafka: &KafkaConfig, a: &KafkaReviewArgs, topic: &str) -> Result<So
     };
     // A late change's window may reach before what retention left: the review goes on with what
     // remains, and the report says so (refusing would stop the loop for good).
-    let plan = planned(kafka, topic, span, a, true, &mut s.warnings)?;
-    s.described.push(format!("{} (only the lines that name a changed code in its window decided)", plan.describe()));
-    let (mut input, _) = window::blocks(kafka, plan, pipeline::BLOCK)?;
+    let mut input = match &a.index_dir {
+        Some(dir) => by_index(kafka, a, topic, span, &pending, dir, &mut s)?,
+        None => {
+            let plan = planned(kafka, topic, span, a, true, &mut s.warnings)?;
+            s.described
+                .push(format!("{} (only the lines that name a changed code in its window decided)", plan.describe()));
+            window::blocks(kafka, plan, pipeline::BLOCK)?.0
+        }
+    };
     input.name = topic.to_owned();
     s.inputs.push(input);
     s.previous = Some(Previous::load_topics(kafka, &a.previous_topics, span.from)?);
     s.selector = Some(Selector::new(&pending.changes));
     s.retro = Some(pending);
     Ok(s)
+}
+
+/// The index keys of the changed codes.
+fn keys(pending: &Pending) -> Vec<Vec<u8>> {
+    let mut keys = Vec::new();
+    for c in pending.changes.iter().filter(|c| c.check().is_ok()) {
+        match c.kind {
+            RetroKind::Practitioner => keys.push(claim_index::person_key(&c.code)),
+            RetroKind::Institution => {
+                if let Ok(code) = InstitutionCode::parse(&c.code) {
+                    keys.push(claim_index::institution_key(&code.to_bytes()));
+                }
+            }
+        }
+    }
+    keys
+}
+
+/// The lines of `span` with the code indexes in `dir`: the indexed offsets of the changed codes where
+/// an index covers the record times, a read by time where none does (`indexed`).
+fn by_index(
+    kafka: &KafkaConfig,
+    a: &KafkaReviewArgs,
+    topic: &str,
+    span: Window,
+    pending: &Pending,
+    dir: &Path,
+    s: &mut Sources,
+) -> Result<BlockInput> {
+    let covered = indexed::cover(dir, topic, span.ms(), &keys(pending));
+    s.warnings.extend(covered.warnings.iter().cloned());
+    let mut segments = Vec::new();
+    let mut by_time = Vec::new();
+    for &(from, until) in &covered.uncovered {
+        let w = Window { from: from_unix_ms(from), until: from_unix_ms(until) };
+        if w.until <= w.from {
+            continue;
+        }
+        let plan = planned(kafka, topic, w, a, true, &mut s.warnings)?;
+        by_time.push(plan.describe());
+        let keep = vec![(from, until)];
+        segments.extend(plan.ranges.iter().map(|r| Segment {
+            partition: r.partition,
+            start: r.start,
+            end: r.end,
+            keep: keep.clone(),
+        }));
+    }
+    let mut marks = HashMap::new();
+    if !covered.runs.is_empty() {
+        let consumer = window::reader(kafka, "review")?;
+        for run in &covered.runs {
+            if let std::collections::hash_map::Entry::Vacant(e) = marks.entry(run.partition) {
+                e.insert(window::watermarks(&consumer, topic, run.partition)?);
+            }
+        }
+    }
+    let (fetched, gone) = indexed::segments(&covered.runs, topic, &marks);
+    s.warnings.extend(gone.into_iter().map(|g| format!("lines of the window may be missing: {g}")));
+    let fetch_segments = fetched.len();
+    segments.extend(fetched);
+    let segments = indexed::merged(segments);
+    let offsets: i64 = segments.iter().map(|g| g.end - g.start).sum();
+    let used: Vec<String> = covered.used.iter().map(|p| p.display().to_string()).collect();
+    let mut text = format!(
+        "topic `{topic}` with the code indexes of {dir}: {} indexed lines of the changed codes from {} index files{}, fetched in {fetch_segments} reads",
+        covered.lines(),
+        used.len(),
+        if used.is_empty() { String::new() } else { format!(" ({})", used.join(", ")) },
+        dir = dir.display()
+    );
+    if by_time.is_empty() {
+        text.push_str("; no record time left to read by time");
+    } else {
+        text.push_str(&format!("; read by time where no index covers: {}", by_time.join("; ")));
+    }
+    text.push_str(&format!(
+        "; {offsets} offsets read in all (only the lines that name a changed code in its window decided)"
+    ));
+    s.described.push(text);
+    Ok(window::segment_blocks(kafka, topic, segments, pipeline::BLOCK)?.0)
 }

@@ -56,9 +56,17 @@ impl Publisher {
 
     /// Queues one record (`None` value: a tombstone), waiting while the queue is full.
     pub fn send(&self, topic: &str, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        self.send_at(topic, key, value, None)
+    }
+
+    /// As [`Publisher::send`], the record stamped `timestamp_ms` (Unix milliseconds) instead of now.
+    pub fn send_at(&self, topic: &str, key: &[u8], value: Option<&[u8]>, timestamp_ms: Option<i64>) -> Result<()> {
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).key(key);
         if let Some(v) = value {
             record = record.payload(v);
+        }
+        if let Some(ts) = timestamp_ms {
+            record = record.timestamp(ts);
         }
         loop {
             match self.producer.send(record) {

@@ -256,35 +256,61 @@ pub struct ReadCounts {
     pub bytes: AtomicU64,
 }
 
+/// Offsets of one partition to read, and the record times to keep among them: a planned window's
+/// range, or (`review --retro` with a code index) a run of indexed offsets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// The partition.
+    pub partition: i32,
+    /// First offset to read.
+    pub start: i64,
+    /// First offset not to read.
+    pub end: i64,
+    /// A message is kept when its timestamp lies in one of these `[from, until)` (milliseconds).
+    pub keep: Vec<(i64, i64)>,
+}
+
 /// Reads a planned window as blocks of about `block` bytes of messages, partition by partition.
 pub fn blocks(kafka: &KafkaConfig, plan: Plan, block: usize) -> Result<(BlockInput, Arc<ReadCounts>)> {
+    let keep = vec![plan.window.ms()];
+    let segments =
+        plan.ranges.iter().map(|r| Segment { partition: r.partition, start: r.start, end: r.end, keep: keep.clone() });
+    segment_blocks(kafka, &plan.topic, segments.collect(), block)
+}
+
+/// Reads `segments` of `topic` in the order given, as blocks of about `block` bytes of messages.
+pub fn segment_blocks(
+    kafka: &KafkaConfig,
+    topic: &str,
+    segments: Vec<Segment>,
+    block: usize,
+) -> Result<(BlockInput, Arc<ReadCounts>)> {
     let consumer = reader(kafka, "review")?;
     let counts = Arc::new(ReadCounts::default());
     let read = Arc::new(AtomicU64::new(0));
-    let name = plan.topic.clone();
-    let size = None;
     let iter = TopicBlocks {
         consumer,
-        ranges: plan.ranges.into_iter().filter(|r| r.end > r.start).collect(),
-        topic: plan.topic,
-        window: plan.window.ms(),
+        segments: segments.into_iter().filter(|s| s.end > s.start).collect(),
+        next_segment: 0,
+        topic: topic.to_owned(),
         current: None,
         block,
         counts: Arc::clone(&counts),
         read: Arc::clone(&read),
         done: false,
     };
-    Ok((BlockInput { blocks: Box::new(iter), size, read, name }, counts))
+    Ok((BlockInput { blocks: Box::new(iter), size: None, read, name: topic.to_owned() }, counts))
 }
 
 struct TopicBlocks {
     consumer: BaseConsumer<Context>,
-    /// Partitions still to read, in order.
-    ranges: std::collections::VecDeque<Range>,
+    /// What to read, in order.
+    segments: Vec<Segment>,
+    /// The next segment to start.
+    next_segment: usize,
     topic: String,
-    window: (i64, i64),
-    /// The partition being read and the next offset expected.
-    current: Option<(Range, i64)>,
+    /// The segment being read (its index) and the next offset expected.
+    current: Option<(usize, i64)>,
     block: usize,
     counts: Arc<ReadCounts>,
     read: Arc<AtomicU64>,
@@ -294,17 +320,18 @@ struct TopicBlocks {
 impl TopicBlocks {
     /// Starts the next partition; false when none is left.
     fn next_partition(&mut self) -> io::Result<bool> {
-        let Some(r) = self.ranges.pop_front() else { return Ok(false) };
+        let Some(s) = self.segments.get(self.next_segment) else { return Ok(false) };
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, r.partition, Offset::Offset(r.start)).map_err(io::Error::other)?;
+        tpl.add_partition_offset(&self.topic, s.partition, Offset::Offset(s.start)).map_err(io::Error::other)?;
         self.consumer.assign(&tpl).map_err(io::Error::other)?;
-        self.current = Some((r, r.start));
+        self.current = Some((self.next_segment, s.start));
+        self.next_segment += 1;
         Ok(true)
     }
 
-    fn keep(&self, msg: &BorrowedMessage<'_>, out: &mut MessageBlock) {
+    fn keep(&self, segment: usize, msg: &BorrowedMessage<'_>, out: &mut MessageBlock) {
         let ts = msg.timestamp().to_millis().unwrap_or(i64::MIN);
-        if ts < self.window.0 || ts >= self.window.1 {
+        if !self.segments[segment].keep.iter().any(|&(from, until)| from <= ts && ts < until) {
             self.counts.outside.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -330,30 +357,34 @@ impl TopicBlocks {
         let mut out = MessageBlock::default();
         let mut idle_since: Option<Instant> = None;
         while out.data.len() < self.block {
-            let Some((range, next)) = self.current else {
+            let Some((segment, next)) = self.current else {
                 if !self.next_partition()? {
                     break;
                 }
                 continue;
             };
-            if next >= range.end {
+            let range = &self.segments[segment];
+            let (partition, end) = (range.partition, range.end);
+            if next >= end {
                 self.current = None;
                 continue;
             }
             match self.consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
                     idle_since = None;
-                    if m.partition() != range.partition || m.offset() < next {
+                    if m.partition() != partition || m.offset() < next {
                         continue;
                     }
-                    if m.offset() < range.end {
-                        self.keep(&m, &mut out);
+                    if m.offset() < end {
+                        self.keep(segment, &m, &mut out);
                     }
-                    self.current = Some((range, m.offset() + 1));
+                    self.current = Some((segment, m.offset() + 1));
                 }
                 // The end of what the partition holds (transaction markers take offsets no record is
-                // delivered for): the range is done.
-                Some(Err(KafkaError::PartitionEOF(_))) => self.current = None,
+                // delivered for): the range is done. (An end reported for the partition of an earlier
+                // segment is outdated: librdkafka drops what a previous assignment fetched.)
+                Some(Err(KafkaError::PartitionEOF(p))) if p == partition => self.current = None,
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(e)) => {
                     tracing::warn!(event = "review_read_error", topic = self.topic, error = %e, "retrying");
                 }
@@ -361,8 +392,8 @@ impl TopicBlocks {
                     let since = *idle_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= Duration::from_secs(120) {
                         return Err(io::Error::other(format!(
-                            "{}/{}: nothing read for 120 s at offset {next} (end {})",
-                            self.topic, range.partition, range.end
+                            "{}/{}: nothing read for 120 s at offset {next} (end {end})",
+                            self.topic, partition
                         )));
                     }
                 }
