@@ -14,7 +14,10 @@
 //! ```
 //!
 //! A key is a kind byte and a code: `P` and a person code as a line names it (any of the three person
-//! fields), `I` and an institution code. An entry is
+//! fields), `I` and an institution code. The same format indexes a **decision topic** (the nightly
+//! run's `--previous-topic`s, one file per topic, its header naming the topic): there a key is `L` and
+//! a line identity's hash, 8 bytes big-endian ([`identity_key`]), listing the decision records of that
+//! line. An entry is
 //!
 //! ```text
 //! shared    varint   bytes in common with the previous key (front coding)
@@ -27,7 +30,10 @@
 //! What an index **covers**: every message of `ranges` whose timestamp lies in `[from_ms, until_ms)`
 //! and that parses as a claim line is listed under each of its codes. A message that does not parse is
 //! in no index (a late-change review never chooses it either). The writer never claims a window that
-//! had not ended when it read the topic (see [`covered_until`]).
+//! had not ended when it read the topic (see [`covered_until`]). A decision index covers every decision
+//! record of its ranges stamped in its window (the claims' window of the same run); it may also list
+//! decisions stamped after it (the decision topics are read to their end), which a reader keeps or
+//! leaves by their timestamps.
 //!
 //! A file that cannot be used — unreadable, truncated, another magic or format, a checksum or a
 //! structure that does not match — gives an [`IndexError`] naming why; the caller names the file.
@@ -63,7 +69,7 @@ pub struct Header {
     pub writer: String,
     /// When it was written (Beijing time text).
     pub created_at: String,
-    /// The claims topic.
+    /// The topic indexed: the claims topic, or a decision topic.
     pub topic: String,
     /// The record times covered, `[from_ms, until_ms)`, Unix milliseconds.
     pub from_ms: i64,
@@ -123,6 +129,17 @@ pub fn institution_key(code: &[u8]) -> Vec<u8> {
     k
 }
 
+/// The key of a line's identity (institution, visit, serial, hashed as `--previous` hashes it): what
+/// a decision index lists a decision record under. A decision record names the billing practitioner
+/// only, not the other two person fields a late change may name, so decisions are indexed by the
+/// identity of their line and looked up by the identities of the claim lines chosen.
+pub fn identity_key(id: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(b'L');
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
 /// Collects the lines of a read by code; one per worker, merged at the end.
 #[derive(Default)]
 pub struct Builder {
@@ -161,6 +178,15 @@ impl Builder {
         self.scratch.clear();
         self.scratch.push(b'I');
         self.scratch.extend_from_slice(&claim.fixmedins_code.to_bytes());
+        let id = self.id();
+        self.postings.push((id, partition, offset));
+    }
+
+    /// Lists one record under one key (a decision under its line's [`identity_key`]).
+    pub fn entry(&mut self, key: &[u8], partition: i32, offset: i64) {
+        self.lines += 1;
+        self.scratch.clear();
+        self.scratch.extend_from_slice(key);
         let id = self.id();
         self.postings.push((id, partition, offset));
     }

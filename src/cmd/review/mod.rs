@@ -418,7 +418,7 @@ pub fn run(args: ReviewArgs) -> Result<()> {
 /// ever of a complete read).
 fn write_index(
     dir: &Path,
-    cover: sources::IndexCover,
+    mut cover: sources::IndexCover,
     index: crate::io::claim_index::Builder,
     quiet: bool,
 ) -> Result<()> {
@@ -430,22 +430,36 @@ fn write_index(
         );
         return Ok(());
     }
+    let decisions = std::mem::take(&mut cover.decisions);
     let lines = index.lines();
     let (path, size) = index
         .write(dir, &cover.topic, cover.window, cover.ranges, &clock::now_secs_text())
         .with_context(|| format!("cannot write the claim index in {}", dir.display()))?;
+    said("claim index", "lines", &path, lines, size, (from, until), quiet);
+    // The decision topics' indexes, by line identity, over the same record times.
+    for d in decisions {
+        let lines = d.index.lines();
+        let (path, size) = d
+            .index
+            .write(dir, &d.topic, cover.window, d.ranges, &clock::now_secs_text())
+            .with_context(|| format!("cannot write the decision index of {} in {}", d.topic, dir.display()))?;
+        said("decision index", "decisions", &path, lines, size, (from, until), quiet);
+    }
+    Ok(())
+}
+
+fn said(what: &str, unit: &str, path: &Path, lines: u64, size: u64, (from, until): (i64, i64), quiet: bool) {
     let per_line = if lines == 0 { 0.0 } else { size as f64 / lines as f64 };
     let text = format!(
-        "claim index: {} ({lines} lines, {size} bytes, {per_line:.1} bytes a line), record times {} until {}",
+        "{what}: {} ({lines} {unit}, {size} bytes, {per_line:.1} bytes a line), record times {} until {}",
         path.display(),
         crate::io::clock::from_unix_ms(from),
         crate::io::clock::from_unix_ms(until)
     );
-    tracing::info!(event = "claim_index_written", path = %path.display(), lines, bytes = size);
+    tracing::info!(event = "claim_index_written", kind = what, path = %path.display(), lines, bytes = size);
     if !quiet {
         eprintln!("{text}");
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -6,15 +6,20 @@
 //! reading was most of the 3.5× that `--previous` cost a review, issue 15). Memory still grows with
 //! the previous file (about 110 MB for 10 million lines); see BENCHMARKS.md for what is left.
 
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use rayon::prelude::*;
 
-use crate::io::files::{self, Block, Chunker, lines};
+use super::indexed;
+use crate::io::claim_index::{self, Builder};
+use crate::io::clock::from_unix_ms;
+use crate::io::files::{self, Block, BlockInput, Chunker, lines};
 use crate::io::kafka::KafkaConfig;
-use crate::io::kafka::window::{self, Window};
+use crate::io::kafka::window::{self, Segment, Window};
 use claimgate::record::json::{Value, scan_object, unescape};
 use claimgate::record::{BjTime, Reason};
 
@@ -70,6 +75,58 @@ fn row(line: &[u8]) -> Option<(u64, Reason)> {
     Some((identity(&text(0)?, &text(1)?, &text(2)?), reason))
 }
 
+/// The key a decision index lists a decision under: its line's identity, as the table holds it.
+pub fn index_key(id: u64) -> Vec<u8> {
+    claim_index::identity_key(id & !REASON_BITS)
+}
+
+/// Reads decision records from a topic into `entries` (packed), listing each under its line's
+/// identity in `index` if given. A record that is not a decision stops the review with its position.
+fn read_decisions(input: BlockInput, topic: &str, entries: &mut Vec<u64>, mut index: Option<&mut Builder>) -> Result<()> {
+    for block in input.blocks {
+        let Block::Messages(b) = block.with_context(|| format!("cannot read {topic}"))? else {
+            continue;
+        };
+        let packed: Result<Vec<u64>> = b
+            .messages
+            .par_iter()
+            .map(|m| {
+                row(b.payload(m))
+                    .map(|(id, r)| pack(id, r))
+                    .ok_or_else(|| anyhow!("{topic}/{}@{}: not a decision record", m.partition, m.offset))
+            })
+            .collect();
+        let packed = packed?;
+        if let Some(index) = index.as_deref_mut() {
+            for (m, e) in b.messages.iter().zip(&packed) {
+                index.entry(&claim_index::identity_key(e & !REASON_BITS), m.partition, m.offset);
+            }
+        }
+        entries.extend(packed);
+    }
+    Ok(())
+}
+
+/// A decision topic read by a nightly run, its decisions listed by line identity.
+pub struct Listed {
+    /// The decision topic.
+    pub topic: String,
+    /// Its decisions by line identity.
+    pub index: Builder,
+    /// `(partition, first offset, end)` read.
+    pub ranges: Vec<(i32, i64, i64)>,
+}
+
+/// The inline decisions read with the decision indexes (`review --retro --index-dir`).
+pub struct IndexedDecisions {
+    /// The decisions.
+    pub previous: Previous,
+    /// One sentence per decision topic, for the report's inputs.
+    pub described: Vec<String>,
+    /// Index files that could not be used, decisions deleted (retention).
+    pub warnings: Vec<String>,
+}
+
 impl Previous {
     /// Reads a decisions file (JSON Lines, optionally compressed). A line that is not a decision record
     /// stops the review with its line number: comparing against a damaged file would misstate money.
@@ -95,27 +152,108 @@ impl Previous {
     /// decision with a timestamp from `from` to the topics' end now — a line's decision comes after
     /// the line, however late. A record that is not a decision stops the review with its position.
     pub fn load_topics(kafka: &KafkaConfig, topics: &[String], from: BjTime) -> Result<Previous> {
+        Ok(Previous::load_topics_listed(kafka, topics, from, false)?.0)
+    }
+
+    /// As [`Previous::load_topics`], and with `list` each topic's decisions by line identity, for its
+    /// decision index (a nightly run with `--index-dir`).
+    pub fn load_topics_listed(
+        kafka: &KafkaConfig,
+        topics: &[String],
+        from: BjTime,
+        list: bool,
+    ) -> Result<(Previous, Vec<Listed>)> {
         let mut entries: Vec<u64> = Vec::new();
+        let mut listed = Vec::new();
         for topic in topics {
             let plan = window::plan(kafka, topic, Window { from, until: BjTime::MAX })?;
+            let ranges = plan.ranges.iter().map(|r| (r.partition, r.start, r.end)).collect();
             let (input, _) = window::blocks(kafka, plan, 4 << 20)?;
-            for block in input.blocks {
-                let Block::Messages(b) = block.with_context(|| format!("cannot read {topic}"))? else {
-                    continue;
-                };
-                let packed: Result<Vec<u64>> = b
-                    .messages
-                    .par_iter()
-                    .map(|m| {
-                        row(b.payload(m))
-                            .map(|(id, r)| pack(id, r))
-                            .ok_or_else(|| anyhow!("{topic}/{}@{}: not a decision record", m.partition, m.offset))
-                    })
-                    .collect();
-                entries.extend(packed?);
+            let mut index = list.then(Builder::default);
+            read_decisions(input, topic, &mut entries, index.as_mut())?;
+            if let Some(index) = index {
+                listed.push(Listed { topic: topic.clone(), index, ranges });
             }
         }
-        Ok(Previous::from_entries(entries, format!("topics {} from {from}", topics.join(", "))))
+        Ok((Previous::from_entries(entries, format!("topics {} from {from}", topics.join(", "))), listed))
+    }
+
+    /// The inline decisions of the lines `ids` (their [`identity`]) with the decision indexes in
+    /// `dir`: for each topic, the decisions the indexes list under those identities where an index
+    /// covers the record times from `from` on, and every decision read by time where none does
+    /// (`indexed`). For the lines `ids` it holds what [`Previous::load_topics`] holds, in the same
+    /// order (so a repeated identity keeps the same, later, reason); other lines' decisions are
+    /// mostly absent.
+    pub fn load_indexed(
+        kafka: &KafkaConfig,
+        topics: &[String],
+        from: BjTime,
+        late: Duration,
+        dir: &Path,
+        ids: &[u64],
+    ) -> Result<IndexedDecisions> {
+        let keys: Vec<Vec<u8>> = ids.iter().map(|id| index_key(*id)).collect();
+        let span = Window { from, until: BjTime::MAX }.ms();
+        let mut entries: Vec<u64> = Vec::new();
+        let mut out = IndexedDecisions { previous: Previous::empty(String::new()), described: Vec::new(), warnings: Vec::new() };
+        for topic in topics {
+            let covered = indexed::cover(dir, topic, span, &keys);
+            out.warnings.extend(covered.warnings.iter().cloned());
+            let mut segments = Vec::new();
+            let mut by_time = Vec::new();
+            for &(f, u) in &covered.uncovered {
+                // The last part runs to the topic's end, as a read without indexes does.
+                let w = Window { from: from_unix_ms(f), until: if u == span.1 { BjTime::MAX } else { from_unix_ms(u) } };
+                if w.until <= w.from {
+                    continue;
+                }
+                let plan = if w.until == BjTime::MAX { window::plan(kafka, topic, w)? } else { window::plan_with(kafka, topic, w, late)? };
+                by_time.push(plan.describe());
+                let keep = vec![(f, u)];
+                segments.extend(plan.ranges.iter().map(|r| Segment {
+                    partition: r.partition,
+                    start: r.start,
+                    end: r.end,
+                    keep: keep.clone(),
+                }));
+            }
+            let mut marks = HashMap::new();
+            if !covered.runs.is_empty() {
+                let consumer = window::reader(kafka, "review")?;
+                for run in &covered.runs {
+                    if let std::collections::hash_map::Entry::Vacant(e) = marks.entry(run.partition) {
+                        e.insert(window::watermarks(&consumer, topic, run.partition)?);
+                    }
+                }
+            }
+            let (fetched, gone) = indexed::segments(&covered.runs, topic, &marks);
+            out.warnings.extend(gone.into_iter().map(|g| format!("inline decisions may be missing: {g}")));
+            let reads = fetched.len();
+            segments.extend(fetched);
+            let segments = indexed::merged(segments);
+            let offsets: i64 = segments.iter().map(|g| g.end - g.start).sum();
+            let (input, _) = window::segment_blocks(kafka, topic, segments, 4 << 20)?;
+            let before = entries.len();
+            read_decisions(input, topic, &mut entries, None)?;
+            let used: Vec<String> = covered.used.iter().map(|p| p.display().to_string()).collect();
+            let mut text = format!(
+                "decision topic `{topic}` with the decision indexes of {dir}: {} indexed decisions of the chosen lines from {} index files{}, fetched in {reads} reads",
+                covered.lines(),
+                used.len(),
+                if used.is_empty() { String::new() } else { format!(" ({})", used.join(", ")) },
+                dir = dir.display()
+            );
+            if by_time.is_empty() {
+                text.push_str("; no record time left to read by time");
+            } else {
+                text.push_str(&format!("; read by time where no index covers: {}", by_time.join("; ")));
+            }
+            text.push_str(&format!("; {} decisions read ({offsets} offsets)", entries.len() - before));
+            out.described.push(text);
+        }
+        let name = format!("topics {} from {from}, with the decision indexes of {}", topics.join(", "), dir.display());
+        out.previous = Previous::from_entries(entries, name);
+        Ok(out)
     }
 
     fn from_entries(entries: Vec<u64>, name: String) -> Previous {

@@ -5,20 +5,20 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::previous::Previous;
+use super::previous::{Listed, Previous, identity};
 use super::retro::{self, Pending, Selector};
 use super::{KafkaReviewArgs, indexed, pipeline};
 use crate::io::claim_index;
 use crate::io::clock::{self, from_unix_ms};
-use crate::io::files::{self, BlockInput};
+use crate::io::files::{self, Block, BlockInput, MessageAt, MessageBlock};
 use crate::io::kafka::KafkaConfig;
 use crate::io::kafka::window::{self, Segment, Window};
-use claimgate::record::{InstitutionCode, RetroKind};
+use claimgate::record::{Claim, InstitutionCode, RetroKind};
 
 /// The inputs of a review and what the report says about them.
 #[derive(Default)]
@@ -47,6 +47,9 @@ pub struct IndexCover {
     pub window: (i64, i64),
     /// `(partition, first offset, end)` read.
     pub ranges: Vec<(i32, i64, i64)>,
+    /// The decision topics read (`--previous-topic`), listed by line identity for their decision
+    /// indexes over the same window.
+    pub decisions: Vec<Listed>,
 }
 
 /// Claim files (`--claims`), and `--previous` if given.
@@ -91,20 +94,26 @@ pub fn topic_window(kafka: &KafkaConfig, a: &KafkaReviewArgs, topic: &str, w: Wi
     let planned_ms = i64::try_from(clock::unix_ms()).unwrap_or(i64::MAX);
     let plan = planned(kafka, topic, w, a, a.allow_partial, &mut s.warnings)?;
     s.described.push(plan.describe());
-    if a.index_dir.is_some() {
+    let mut cover = a.index_dir.as_ref().map(|_| {
         let (from, until) = w.ms();
-        s.cover = Some(IndexCover {
+        IndexCover {
             topic: topic.to_owned(),
             window: (from, claim_index::covered_until(until, planned_ms, plan.late_ms)),
             ranges: plan.ranges.iter().map(|r| (r.partition, r.start, r.end)).collect(),
-        });
-    }
+            decisions: Vec::new(),
+        }
+    });
     let (mut input, _) = window::blocks(kafka, plan, pipeline::BLOCK)?;
     input.name = topic.to_owned();
     s.inputs.push(input);
     if !a.previous_topics.is_empty() {
-        s.previous = Some(Previous::load_topics(kafka, &a.previous_topics, w.from)?);
+        let (previous, listed) = Previous::load_topics_listed(kafka, &a.previous_topics, w.from, cover.is_some())?;
+        s.previous = Some(previous);
+        if let Some(c) = &mut cover {
+            c.decisions = listed;
+        }
     }
+    s.cover = cover;
     Ok(s)
 }
 
@@ -137,11 +146,70 @@ pub fn retro(kafka: &KafkaConfig, a: &KafkaReviewArgs, topic: &str) -> Result<So
         }
     };
     input.name = topic.to_owned();
-    s.inputs.push(input);
-    s.previous = Some(Previous::load_topics(kafka, &a.previous_topics, span.from)?);
-    s.selector = Some(Selector::new(&pending.changes));
+    let selector = Selector::new(&pending.changes);
+    match &a.index_dir {
+        // The claim lines first (only those naming a changed code are kept), then the decisions of
+        // the lines chosen among them, fetched by their identities where decision indexes cover.
+        Some(dir) => {
+            let (input, ids) = chosen(input, &selector)?;
+            s.inputs.push(input);
+            let late = Duration::from_secs(a.late);
+            let d = Previous::load_indexed(kafka, &a.previous_topics, span.from, late, dir, &ids)?;
+            s.described.extend(d.described);
+            s.warnings.extend(d.warnings);
+            s.previous = Some(d.previous);
+        }
+        None => {
+            s.inputs.push(input);
+            let previous = Previous::load_topics(kafka, &a.previous_topics, span.from)?;
+            s.described.push(format!(
+                "inline decisions: topics {} read by time from {}: {} decisions read",
+                a.previous_topics.join(", "),
+                span.from,
+                previous.lines
+            ));
+            s.previous = Some(previous);
+        }
+    }
+    s.selector = Some(selector);
     s.retro = Some(pending);
     Ok(s)
+}
+
+/// Reads the claim lines of a late-change review ahead: keeps the messages whose bytes may name a
+/// changed code (the only ones the review parses, `pipeline`), in their blocks and order, and gives
+/// the identities of the lines the changes choose, whose inline decisions are to be fetched.
+fn chosen(input: BlockInput, selector: &Selector) -> Result<(BlockInput, Vec<u64>)> {
+    let mut blocks = Vec::new();
+    let mut ids = Vec::new();
+    for block in input.blocks {
+        let Block::Messages(b) = block.with_context(|| format!("cannot read {}", input.name))? else {
+            continue;
+        };
+        let mut kept = MessageBlock::default();
+        for m in b.messages.iter().filter(|m| !m.null) {
+            let payload = b.payload(m);
+            if !selector.may_name(payload) {
+                continue;
+            }
+            if let Ok(c) = Claim::parse(payload)
+                && selector.select(&c).is_some()
+            {
+                let inst = c.fixmedins_code.to_bytes();
+                ids.push(identity(std::str::from_utf8(&inst).unwrap_or_default(), &c.mdtrt_id, &c.feedetl_sn));
+            }
+            let at = kept.data.len() as u32;
+            kept.data.extend_from_slice(payload);
+            kept.messages.push(MessageAt { at, ..*m });
+        }
+        if !kept.messages.is_empty() {
+            blocks.push(Ok(Block::Messages(kept)));
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let read = input.read;
+    Ok((BlockInput { blocks: Box::new(blocks.into_iter()), size: None, read, name: input.name }, ids))
 }
 
 /// The index keys of the changed codes.
