@@ -480,6 +480,18 @@ fn offsets_read(md: &str) -> u64 {
     inputs[..at].rsplit([' ', '(']).next().unwrap().parse().unwrap_or_else(|_| panic!("{inputs}"))
 }
 
+/// The decision records read, in all, by the report's inputs line (`N decisions read`, once per
+/// decision topic with indexes, once for all without).
+fn decisions_read(md: &str) -> u64 {
+    let inputs = md.lines().find(|l| l.starts_with("| inputs |")).unwrap_or_else(|| panic!("{md}"));
+    let counts: Vec<u64> = inputs
+        .match_indices(" decisions read")
+        .map(|(at, _)| inputs[..at].rsplit([' ', '(']).next().unwrap().parse().unwrap_or_else(|_| panic!("{inputs}")))
+        .collect();
+    assert!(!counts.is_empty(), "no decisions read said: {inputs}");
+    counts.iter().sum()
+}
+
 /// Issue 13, item 2's goal: `review --retro --index-dir` fetches the lines the nightly runs' code
 /// indexes list for the changed codes, reads by time only where no index covers, and decides and
 /// reports exactly what the read by time does — with every record time indexed, with a part, and
@@ -529,9 +541,10 @@ fn review_retro_with_code_indexes_decides_and_reports_as_the_read_by_time_does()
     assert_eq!(retro.len(), 1, "{}", stream.log_text());
     stream.terminate(Duration::from_secs(30));
 
-    // The nightly runs: the first batch's record times, then the second's.
+    // The nightly runs: the first batch's record times, then the second's; each also indexes the
+    // decision topics it reads, by line identity.
     let (full, part, bad) = (env.path("idx-full"), env.path("idx-part"), env.path("idx-bad"));
-    let nightly = |from: &str, until: &str| {
+    let nightly = |from: &str, until: &str| -> (PathBuf, Vec<PathBuf>) {
         let o = run(&[
             "review",
             "--brokers",
@@ -549,28 +562,47 @@ fn review_retro_with_code_indexes_decides_and_reports_as_the_read_by_time_does()
             &env.topic("practitioners"),
             "--topic-institutions",
             &env.topic("institutions"),
+            "--previous-topic",
+            &env.topic("claims.accepted"),
+            "--previous-topic",
+            &env.topic("claims.rejected"),
             "--index-dir",
             &full.display().to_string(),
         ]);
         assert!(o.status.success(), "{}", text(&o));
         let said = text(&o);
+        let path = |l: &str, what: &str| PathBuf::from(l[what.len()..].split(" (").next().unwrap());
         let line = said.lines().find(|l| l.starts_with("claim index: ")).unwrap_or_else(|| panic!("{said}"));
-        PathBuf::from(line["claim index: ".len()..].split(" (").next().unwrap())
+        let decisions: Vec<PathBuf> = said
+            .lines()
+            .filter(|l| l.starts_with("decision index: "))
+            .map(|l| path(l, "decision index: "))
+            .collect();
+        assert_eq!(decisions.len(), 2, "one decision index per decision topic: {said}");
+        (path(line, "claim index: "), decisions)
     };
-    let first_index = nightly(&bj(-30 * DAY), &mid);
+    let (first_index, first_decisions) = nightly(&bj(-30 * DAY), &mid);
     // A window that has not ended yet is indexed only up to when it was read.
-    let second_index = nightly(&mid, &bj(3600));
+    let (second_index, _) = nightly(&mid, &bj(3600));
     assert_ne!(first_index, second_index);
+    for f in &first_decisions {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(&env.topic("claims.")) && name.ends_with(".cgidx"), "{name}");
+    }
     for dir in [&part, &bad] {
         std::fs::create_dir_all(dir).unwrap();
     }
-    std::fs::copy(&first_index, part.join(first_index.file_name().unwrap())).unwrap();
+    for f in std::iter::once(&first_index).chain(&first_decisions) {
+        std::fs::copy(f, part.join(f.file_name().unwrap())).unwrap();
+    }
     // Unusable copies: one truncated, one of another format version.
     let bytes = std::fs::read(&first_index).unwrap();
     std::fs::write(bad.join(first_index.file_name().unwrap()), &bytes[..bytes.len() / 2]).unwrap();
     let mut other = std::fs::read(&second_index).unwrap();
     other[8] = 99;
     std::fs::write(bad.join(second_index.file_name().unwrap()), &other).unwrap();
+    // And a decision index that is not one (garbage): ignored, its decisions read by time.
+    std::fs::write(bad.join(first_decisions[0].file_name().unwrap()), b"not an index").unwrap();
 
     let review = |name: &str, extra: &[&str]| {
         let (report, out) = (env.path(&format!("{name}.md")), env.path(&format!("{name}.jsonl")));
@@ -593,6 +625,13 @@ fn review_retro_with_code_indexes_decides_and_reports_as_the_read_by_time_does()
     let inputs = indexed.lines().find(|l| l.starts_with("| inputs |")).unwrap();
     let (fetched, read) = (offsets_read(&indexed), offsets_read(&by_time));
     assert!(read >= 3005 && fetched < 20, "fetched {fetched} offsets with the indexes, {read} by time: {inputs}");
+    // The inline decisions too: those of the chosen lines, not the span's thousands.
+    let (indexed_decisions, all_decisions) = (decisions_read(&indexed), decisions_read(&by_time));
+    assert!(
+        all_decisions >= 3005 && (4..20).contains(&indexed_decisions),
+        "{indexed_decisions} decisions read with the indexes, {all_decisions} by time: {inputs}"
+    );
+    assert!(indexed.contains("indexed decisions of the chosen lines from 2 index files"), "{inputs}");
 
     let part_dir = part.display().to_string();
     let (partial, partial_out, _) = review("part", &["--index-dir", &part_dir]);
@@ -600,6 +639,7 @@ fn review_retro_with_code_indexes_decides_and_reports_as_the_read_by_time_does()
     assert_eq!(partial_out, by_time_out);
     assert!(partial.contains("3 indexed lines of the changed codes from 1 index files"), "{partial}");
     assert!(partial.contains("read by time where no index covers"), "{partial}");
+    assert!(decisions_read(&partial) < 20, "{partial}");
 
     let bad_dir = bad.display().to_string();
     let (ignored, ignored_out, said) = review("bad", &["--index-dir", &bad_dir]);
@@ -615,4 +655,7 @@ fn review_retro_with_code_indexes_decides_and_reports_as_the_read_by_time_does()
         assert!(said.contains(&name), "{said}");
     }
     assert!(offsets_read(&ignored) >= 3005, "{ignored}");
+    let name = bad.join(first_decisions[0].file_name().unwrap()).display().to_string();
+    assert!(ignored.lines().any(|l| l.contains("**Warning:**") && l.contains(&name)), "{ignored}");
+    assert!(decisions_read(&ignored) >= 3005, "{ignored}");
 }

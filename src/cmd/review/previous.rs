@@ -208,7 +208,8 @@ impl Previous {
                     continue;
                 }
                 let plan = if w.until == BjTime::MAX { window::plan(kafka, topic, w)? } else { window::plan_with(kafka, topic, w, late)? };
-                by_time.push(plan.describe());
+                let end = if w.until == BjTime::MAX { "the topic's end".to_owned() } else { w.until.to_string() };
+                by_time.push(format!("decisions stamped from {} to {end} ({} offsets)", w.from, plan.offsets()));
                 let keep = vec![(f, u)];
                 segments.extend(plan.ranges.iter().map(|r| Segment {
                     partition: r.partition,
