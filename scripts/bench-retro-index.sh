@@ -7,13 +7,15 @@
 #   2. `gen`: CODES practitioner codes and DAYS × PER_DAY lines, cut into the DAYS days before today
 #      (Beijing time), each sent to the claims topic stamped with its service time (`send
 #      --stamp-service-time`);
-#   3. the nightly review of each day from the topic with `--index-dir` (its decisions also sent to the
-#      decision topic, as the inline decisions the recovery report compares with; PREVIOUS=0 leaves that
-#      topic empty);
+#   3. each day's inline decisions (decided from the day's file) sent to the decision topic stamped with
+#      their lines' service times, then the nightly review of the day from the topic with `--index-dir`
+#      and `--previous-topic`: it writes the claim index and one decision index per decision topic
+#      (PREVIOUS=0 leaves the decision topics empty and unindexed);
 #   4. one practitioner of the month suspended from BACK days ago: the table changed and the
 #      `status.retro` record the stream would write, written directly;
-#   5. `review --retro` timed without and with the indexes (RUNS each), and the two reports compared
-#      (they must be identical but for the line that says how the lines were read).
+#   5. `review --retro` timed without and with the indexes (RUNS each), each run's reads printed (claim
+#      offsets and decision records), and the two reports compared (they must be identical but for the
+#      line that says how the lines and decisions were read).
 #
 #   scripts/bench-retro-index.sh                                    full size: 12M codes, 30 days of 500k lines
 #   CODES=20000 DAYS=3 PER_DAY=10000 scripts/bench-retro-index.sh   a small run (about a minute)
@@ -83,18 +85,29 @@ for ((k = 1; k <= DAYS; k++)); do
     next="$(date -d "$day + 1 day" +%F)"
     t=$(measure "$C" send --brokers "$B" --topic "$CLAIMS" --stamp-service-time "$DATA/days/day-$k.jsonl")
     sent=$(echo "$sent + ${t% *}" | bc)
-    t=$(measure "$C" review --brokers "$B" --claims-topic "$CLAIMS" --from "$day" --until "$next" \
-        --snapshot "$DATA/before.snap" --index-dir "$INDEX" --out "$W/decisions.jsonl")
-    nightly=$(echo "$nightly + ${t% *}" | bc)
-    grep -h '^claim index:' "$W/last.err" | sed "s|^|  day $k: |"
+    PREV_ARGS=()
     if [[ "$PREVIOUS" == 1 ]]; then
-        "$C" send --brokers "$B" --topic "${PFX}claims.accepted" "$W/decisions.jsonl" 2>/dev/null
+        # The inline decisions of the day (decided from the file, as the stream would have), stamped
+        # with their lines' service times (`send` reads the time of a line that parses as a claim: a
+        # psn_no is added for it; the review ignores it) so that the day's nightly reads and indexes them.
+        "$C" review --claims "$DATA/days/day-$k.jsonl" --snapshot "$DATA/before.snap" --out "$W/inline.jsonl" --quiet
+        sed 's/^{/{"psn_no":"bench",/' "$W/inline.jsonl" >"$W/inline-stamped.jsonl"
+        "$C" send --brokers "$B" --topic "${PFX}claims.accepted" --stamp-service-time "$W/inline-stamped.jsonl" 2>/dev/null
+        PREV_ARGS=(--previous-topic "${PFX}claims.accepted" --previous-topic "${PFX}claims.rejected")
     fi
+    t=$(measure "$C" review --brokers "$B" --claims-topic "$CLAIMS" --from "$day" --until "$next" \
+        --snapshot "$DATA/before.snap" --index-dir "$INDEX" --out "$W/decisions.jsonl" "${PREV_ARGS[@]}")
+    nightly=$(echo "$nightly + ${t% *}" | bc)
+    grep -h -e '^claim index:' -e '^decision index:' "$W/last.err" | sed "s|^|  day $k: |"
 done
 lines=$(( DAYS * PER_DAY ))
-bytes=$(cat "$INDEX"/*.cgidx | wc -c)
+bytes=$(cat "$INDEX/$CLAIMS"@*.cgidx | wc -c)
 echo "sent $lines lines in ${sent} s; nightly reviews with --index-dir: ${nightly} s in all"
-echo "index: $(ls "$INDEX" | wc -l) files, $bytes bytes, $(echo "scale=2; $bytes / $lines" | bc) bytes a line"
+echo "claim index: $(ls "$INDEX/$CLAIMS"@*.cgidx | wc -l) files, $bytes bytes, $(echo "scale=2; $bytes / $lines" | bc) bytes a line"
+if [[ "$PREVIOUS" == 1 ]]; then
+    dbytes=$(cat "$INDEX/${PFX}claims.accepted"@*.cgidx "$INDEX/${PFX}claims.rejected"@*.cgidx | wc -c)
+    echo "decision indexes: $(ls "$INDEX/${PFX}claims.accepted"@*.cgidx "$INDEX/${PFX}claims.rejected"@*.cgidx | wc -l) files, $dbytes bytes, $(echo "scale=2; $dbytes / $lines" | bc) bytes a decision"
+fi
 
 # One practitioner of the month, suspended from BACK days ago, decided now.
 pick="$DATA/days/day-$(( DAYS - BACK + 1 )).jsonl"
@@ -136,7 +149,8 @@ for ((r = 1; r <= RUNS; r++)); do
 done
 for name in by-time indexed; do
     echo "  $name: $(grep '^| reviewed at' "$W/retro-$name.md" | cut -d'|' -f3 | xargs)"
-    echo "  $name: $(grep '^| inputs' "$W/retro-$name.md" | cut -d'|' -f3 | tr ';' '\n' | grep 'offsets read' | xargs)"
+    echo "  $name, claims: $(grep '^| inputs' "$W/retro-$name.md" | cut -d'|' -f3 | tr ';' '\n' | grep 'offsets read in all\|^ topic .*offsets read' | xargs)"
+    echo "  $name, decisions: $(grep '^| inputs' "$W/retro-$name.md" | cut -d'|' -f3 | tr ';' '\n' | grep -o '[0-9]* decisions read[^;]*' | xargs)"
 done
 body() { sed -n '/^## Totals by verdict/,$p' "$1"; }
 if diff <(body "$W/retro-by-time.md") <(body "$W/retro-indexed.md") >/dev/null \

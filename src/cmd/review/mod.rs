@@ -435,7 +435,7 @@ fn write_index(
     let (path, size) = index
         .write(dir, &cover.topic, cover.window, cover.ranges, &clock::now_secs_text())
         .with_context(|| format!("cannot write the claim index in {}", dir.display()))?;
-    said("claim index", "lines", &path, lines, size, (from, until), quiet);
+    said("claim index", ("lines", "line"), &path, lines, size, (from, until), quiet);
     // The decision topics' indexes, by line identity, over the same record times.
     for d in decisions {
         let lines = d.index.lines();
@@ -443,15 +443,23 @@ fn write_index(
             .index
             .write(dir, &d.topic, cover.window, d.ranges, &clock::now_secs_text())
             .with_context(|| format!("cannot write the decision index of {} in {}", d.topic, dir.display()))?;
-        said("decision index", "decisions", &path, lines, size, (from, until), quiet);
+        said("decision index", ("decisions", "decision"), &path, lines, size, (from, until), quiet);
     }
     Ok(())
 }
 
-fn said(what: &str, unit: &str, path: &Path, lines: u64, size: u64, (from, until): (i64, i64), quiet: bool) {
+fn said(
+    what: &str,
+    (unit, one): (&str, &str),
+    path: &Path,
+    lines: u64,
+    size: u64,
+    (from, until): (i64, i64),
+    quiet: bool,
+) {
     let per_line = if lines == 0 { 0.0 } else { size as f64 / lines as f64 };
     let text = format!(
-        "{what}: {} ({lines} {unit}, {size} bytes, {per_line:.1} bytes a line), record times {} until {}",
+        "{what}: {} ({lines} {unit}, {size} bytes, {per_line:.1} bytes a {one}), record times {} until {}",
         path.display(),
         crate::io::clock::from_unix_ms(from),
         crate::io::clock::from_unix_ms(until)
