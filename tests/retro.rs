@@ -573,11 +573,8 @@ fn review_retro_with_code_indexes_decides_and_reports_as_the_read_by_time_does()
         let said = text(&o);
         let path = |l: &str, what: &str| PathBuf::from(l[what.len()..].split(" (").next().unwrap());
         let line = said.lines().find(|l| l.starts_with("claim index: ")).unwrap_or_else(|| panic!("{said}"));
-        let decisions: Vec<PathBuf> = said
-            .lines()
-            .filter(|l| l.starts_with("decision index: "))
-            .map(|l| path(l, "decision index: "))
-            .collect();
+        let decisions: Vec<PathBuf> =
+            said.lines().filter(|l| l.starts_with("decision index: ")).map(|l| path(l, "decision index: ")).collect();
         assert_eq!(decisions.len(), 2, "one decision index per decision topic: {said}");
         (path(line, "claim index: "), decisions)
     };

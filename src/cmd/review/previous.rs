@@ -82,7 +82,12 @@ pub fn index_key(id: u64) -> Vec<u8> {
 
 /// Reads decision records from a topic into `entries` (packed), listing each under its line's
 /// identity in `index` if given. A record that is not a decision stops the review with its position.
-fn read_decisions(input: BlockInput, topic: &str, entries: &mut Vec<u64>, mut index: Option<&mut Builder>) -> Result<()> {
+fn read_decisions(
+    input: BlockInput,
+    topic: &str,
+    entries: &mut Vec<u64>,
+    mut index: Option<&mut Builder>,
+) -> Result<()> {
     for block in input.blocks {
         let Block::Messages(b) = block.with_context(|| format!("cannot read {topic}"))? else {
             continue;
@@ -195,7 +200,8 @@ impl Previous {
         let keys: Vec<Vec<u8>> = ids.iter().map(|id| index_key(*id)).collect();
         let span = Window { from, until: BjTime::MAX }.ms();
         let mut entries: Vec<u64> = Vec::new();
-        let mut out = IndexedDecisions { previous: Previous::empty(String::new()), described: Vec::new(), warnings: Vec::new() };
+        let mut out =
+            IndexedDecisions { previous: Previous::empty(String::new()), described: Vec::new(), warnings: Vec::new() };
         for topic in topics {
             let covered = indexed::cover(dir, topic, span, &keys);
             out.warnings.extend(covered.warnings.iter().cloned());
@@ -203,11 +209,16 @@ impl Previous {
             let mut by_time = Vec::new();
             for &(f, u) in &covered.uncovered {
                 // The last part runs to the topic's end, as a read without indexes does.
-                let w = Window { from: from_unix_ms(f), until: if u == span.1 { BjTime::MAX } else { from_unix_ms(u) } };
+                let w =
+                    Window { from: from_unix_ms(f), until: if u == span.1 { BjTime::MAX } else { from_unix_ms(u) } };
                 if w.until <= w.from {
                     continue;
                 }
-                let plan = if w.until == BjTime::MAX { window::plan(kafka, topic, w)? } else { window::plan_with(kafka, topic, w, late)? };
+                let plan = if w.until == BjTime::MAX {
+                    window::plan(kafka, topic, w)?
+                } else {
+                    window::plan_with(kafka, topic, w, late)?
+                };
                 let end = if w.until == BjTime::MAX { "the topic's end".to_owned() } else { w.until.to_string() };
                 by_time.push(format!("decisions stamped from {} to {end} ({} offsets)", w.from, plan.offsets()));
                 let keep = vec![(f, u)];
