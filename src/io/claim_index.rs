@@ -620,6 +620,27 @@ mod tests {
     }
 
     #[test]
+    fn decisions_are_found_by_their_line_identity_in_the_same_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = Builder::default();
+        // 10 000 decisions over three partitions; identity i * 7919 (hash-like spread), one repeated.
+        for i in 0..10_000u64 {
+            b.entry(&identity_key(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)), (i % 3) as i32, 500 + (i / 3) as i64);
+        }
+        b.entry(&identity_key(42u64.wrapping_mul(0x9E37_79B9_7F4A_7C15)), 1, 500 + 4000);
+        assert_eq!(b.lines(), 10_001);
+        let ranges = vec![(0, 500, 5000), (1, 500, 5000), (2, 500, 5000)];
+        let (path, _) = b.write(dir.path(), "claims.accepted", (0, 1000), ranges, "now").unwrap();
+        assert_eq!(path.file_name().unwrap(), "claims.accepted@0..1000.cgidx");
+        let index = Index::read(&path).unwrap();
+        assert_eq!((index.header.topic.as_str(), index.header.keys), ("claims.accepted", 10_000));
+        let key = |i: u64| identity_key(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        assert_eq!(index.find(&[key(7)]).unwrap(), [(1, 502)]);
+        assert_eq!(index.find(&[key(42), key(3)]).unwrap(), [(0, 501), (0, 514), (1, 4500)]);
+        assert!(index.find(&[identity_key(1)]).unwrap().is_empty());
+    }
+
+    #[test]
     fn the_covered_window_never_reaches_past_what_was_stored_when_the_read_began() {
         assert_eq!(covered_until(1_000, 5_000, 600), 1_000);
         assert_eq!(covered_until(10_000, 5_000, 600), 4_000);
