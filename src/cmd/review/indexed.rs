@@ -11,8 +11,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use anyhow::Result;
+
 use crate::io::claim_index::{self, Index};
-use crate::io::kafka::window::Segment;
+use crate::io::kafka::KafkaConfig;
+use crate::io::kafka::window::{self, Segment};
 
 /// Indexed offsets closer than this are read in one go: reading a few hundred messages costs less
 /// than a seek (a new assignment and a fetch round trip).
@@ -135,6 +138,20 @@ fn minus(span: (i64, i64), covered: &[(i64, i64)]) -> Vec<(i64, i64)> {
         out.push((at, span.1));
     }
     out
+}
+
+/// The runs as segments to read ([`segments`]), each partition's watermarks asked of the broker once.
+pub fn fetched(kafka: &KafkaConfig, topic: &str, runs: &[Run]) -> Result<(Vec<Segment>, Vec<String>)> {
+    let mut marks = HashMap::new();
+    if !runs.is_empty() {
+        let consumer = window::reader(kafka, "review")?;
+        for run in runs {
+            if let std::collections::hash_map::Entry::Vacant(e) = marks.entry(run.partition) {
+                e.insert(window::watermarks(&consumer, topic, run.partition)?);
+            }
+        }
+    }
+    Ok(segments(runs, topic, &marks))
 }
 
 /// The runs as segments to read — offsets within [`NEAR`] of each other in one segment, offsets that

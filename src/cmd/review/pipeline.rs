@@ -150,11 +150,10 @@ fn work(
     let causes = &causes;
     // The claim index (a nightly read from Kafka): every line that parses, by its codes — a line that
     // fails a later check is listed too, as a late-change review would choose it by its codes.
-    let listing = match (&messages, shared.selector.is_none()) {
+    let mut listing = match (&messages, shared.selector.is_none()) {
         (Some(m), true) => index.as_mut().map(|i| (m.as_slice(), i)),
         _ => None,
     };
-    let mut listing = listing;
     let mut list = |line: u64, claim: Option<&Claim<'_>>, bytes: &[u8]| {
         if let Some((msgs, index)) = &mut listing {
             let m = &msgs[line as usize];

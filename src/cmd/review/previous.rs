@@ -6,7 +6,6 @@
 //! reading was most of the 3.5× that `--previous` cost a review, issue 15). Memory still grows with
 //! the previous file (about 110 MB for 10 million lines); see BENCHMARKS.md for what is left.
 
-use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
 use std::time::Duration;
@@ -19,7 +18,7 @@ use crate::io::claim_index::{self, Builder};
 use crate::io::clock::from_unix_ms;
 use crate::io::files::{self, Block, BlockInput, Chunker, lines};
 use crate::io::kafka::KafkaConfig;
-use crate::io::kafka::window::{self, Segment, Window};
+use crate::io::kafka::window::{self, Window};
 use claimgate::record::json::{Value, scan_object, unescape};
 use claimgate::record::{BjTime, Reason};
 
@@ -221,24 +220,9 @@ impl Previous {
                 };
                 let end = if w.until == BjTime::MAX { "the topic's end".to_owned() } else { w.until.to_string() };
                 by_time.push(format!("decisions stamped from {} to {end} ({} offsets)", w.from, plan.offsets()));
-                let keep = vec![(f, u)];
-                segments.extend(plan.ranges.iter().map(|r| Segment {
-                    partition: r.partition,
-                    start: r.start,
-                    end: r.end,
-                    keep: keep.clone(),
-                }));
+                segments.extend(plan.segments((f, u)));
             }
-            let mut marks = HashMap::new();
-            if !covered.runs.is_empty() {
-                let consumer = window::reader(kafka, "review")?;
-                for run in &covered.runs {
-                    if let std::collections::hash_map::Entry::Vacant(e) = marks.entry(run.partition) {
-                        e.insert(window::watermarks(&consumer, topic, run.partition)?);
-                    }
-                }
-            }
-            let (fetched, gone) = indexed::segments(&covered.runs, topic, &marks);
+            let (fetched, gone) = indexed::fetched(kafka, topic, &covered.runs)?;
             out.warnings.extend(gone.into_iter().map(|g| format!("inline decisions may be missing: {g}")));
             let reads = fetched.len();
             segments.extend(fetched);

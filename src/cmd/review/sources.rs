@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use super::previous::{Listed, Previous, identity};
@@ -17,7 +16,7 @@ use crate::io::claim_index;
 use crate::io::clock::{self, from_unix_ms};
 use crate::io::files::{self, Block, BlockInput, MessageAt, MessageBlock};
 use crate::io::kafka::KafkaConfig;
-use crate::io::kafka::window::{self, Segment, Window};
+use crate::io::kafka::window::{self, Window};
 use claimgate::record::{Claim, InstitutionCode, RetroKind};
 
 /// The inputs of a review and what the report says about them.
@@ -250,24 +249,9 @@ fn by_index(
         }
         let plan = planned(kafka, topic, w, a, true, &mut s.warnings)?;
         by_time.push(plan.describe());
-        let keep = vec![(from, until)];
-        segments.extend(plan.ranges.iter().map(|r| Segment {
-            partition: r.partition,
-            start: r.start,
-            end: r.end,
-            keep: keep.clone(),
-        }));
+        segments.extend(plan.segments((from, until)));
     }
-    let mut marks = HashMap::new();
-    if !covered.runs.is_empty() {
-        let consumer = window::reader(kafka, "review")?;
-        for run in &covered.runs {
-            if let std::collections::hash_map::Entry::Vacant(e) = marks.entry(run.partition) {
-                e.insert(window::watermarks(&consumer, topic, run.partition)?);
-            }
-        }
-    }
-    let (fetched, gone) = indexed::segments(&covered.runs, topic, &marks);
+    let (fetched, gone) = indexed::fetched(kafka, topic, &covered.runs)?;
     s.warnings.extend(gone.into_iter().map(|g| format!("lines of the window may be missing: {g}")));
     let fetch_segments = fetched.len();
     segments.extend(fetched);

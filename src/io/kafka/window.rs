@@ -108,6 +108,16 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The ranges as segments keeping the record times `[from, until)` (milliseconds).
+    pub fn segments(&self, keep: (i64, i64)) -> impl Iterator<Item = Segment> + '_ {
+        self.ranges.iter().map(move |r| Segment {
+            partition: r.partition,
+            start: r.start,
+            end: r.end,
+            keep: vec![keep],
+        })
+    }
+
     /// Offsets to read over every partition (an upper bound of the lines).
     pub fn offsets(&self) -> i64 {
         self.ranges.iter().map(|r| r.end - r.start).sum()
@@ -272,10 +282,7 @@ pub struct Segment {
 
 /// Reads a planned window as blocks of about `block` bytes of messages, partition by partition.
 pub fn blocks(kafka: &KafkaConfig, plan: Plan, block: usize) -> Result<(BlockInput, Arc<ReadCounts>)> {
-    let keep = vec![plan.window.ms()];
-    let segments =
-        plan.ranges.iter().map(|r| Segment { partition: r.partition, start: r.start, end: r.end, keep: keep.clone() });
-    segment_blocks(kafka, &plan.topic, segments.collect(), block)
+    segment_blocks(kafka, &plan.topic, plan.segments(plan.window.ms()).collect(), block)
 }
 
 /// Reads `segments` of `topic` in the order given, as blocks of about `block` bytes of messages.

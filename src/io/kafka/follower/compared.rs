@@ -80,12 +80,23 @@ impl Compared {
             .collect())
     }
 
-    /// Commits `positions` (topic, partition, next offset) if they moved and the last mark is at least
-    /// [`EVERY`] old, or at once with `now` (shutdown: synchronously). False if nothing was committed.
+    /// A mark is due: none yet, the last at least [`EVERY`] old, or `now` (shutdown).
+    pub fn due(&self, now: bool) -> bool {
+        now || self.last.as_ref().is_none_or(|(_, at)| at.elapsed() >= EVERY)
+    }
+
+    /// Commits `positions` (topic, partition, next offset) if they moved since the last mark — with
+    /// `now` synchronously (shutdown) — and starts a new interval either way. The caller asks
+    /// [`Compared::due`] first. False if nothing was committed.
     pub fn mark(&mut self, positions: &[(String, i32, i64)], now: bool) -> bool {
-        if positions.is_empty()
-            || self.last.as_ref().is_some_and(|(p, at)| (!now && at.elapsed() < EVERY) || p.as_slice() == positions)
+        if positions.is_empty() {
+            return false;
+        }
+        if let Some((p, at)) = &mut self.last
+            && p.as_slice() == positions
         {
+            // Nothing moved: looked at again in an interval, not at every turn of the loop.
+            *at = Instant::now();
             return false;
         }
         let mut tpl = TopicPartitionList::new();

@@ -275,10 +275,13 @@ impl Follower {
     /// Records how far the published view's records were compared, once the changes among them are
     /// acknowledged (at most every `compared::EVERY`, or `now`).
     fn mark_compared(&mut self, now: bool) {
-        if !self.table.detect_retro || !self.table.state.ready.load(Ordering::Acquire) || !self.table.retro.idle() {
-            return;
-        }
-        if let Some(c) = &mut self.compared {
+        let Some(c) = &mut self.compared else { return };
+        // Cheapest first: this runs at every turn of the following loop.
+        if c.due(now)
+            && self.table.detect_retro
+            && self.table.state.ready.load(Ordering::Acquire)
+            && self.table.retro.idle()
+        {
             c.mark(&self.published_at, now);
         }
     }
