@@ -2,7 +2,8 @@
 //! codes with random keys, one decision, and parse + decide + encode of one JSON line.
 //!
 //! `cargo bench --bench core` (all), or `cargo bench --bench core -- lookup` for one group. The
-//! 12-million-code table takes about half a minute to build before the lookup group starts.
+//! 12-million-code table takes about half a minute to build before the lookup group starts; it is built
+//! in the stream's 64 shards, or as one table with `CLAIMGATE_BENCH_SHARD_BITS=0` (a snapshot file's).
 
 use std::hint::black_box;
 
@@ -19,7 +20,7 @@ use claimgate::record::{
 };
 use claimgate::routing::Rules;
 use claimgate::synth::{GenConfig, World};
-use claimgate::table::{InstitutionTable, PractitionerTable, View};
+use claimgate::table::{BaseTable, InstitutionTable, STREAM_SHARD_BITS, Updater, View};
 
 const LINE: &str = r#"{"feedetl_sn":"0001","fixmedins_code":"H11010600039","mdtrt_id":"MD000000000001","psn_no":"01303575721266182962","med_type":"14","fee_ocur_time":"2026-04-02 16:33:03","bilg_dr_codg":"D110105000123","bilg_dr_name":"高娜","bilg_dept_codg":"C02","med_list_codg":"XA01AAA028649","det_item_fee_sumamt":"46.79","cnt":1,"pric":"46.79"}"#;
 
@@ -34,8 +35,12 @@ fn codes(c: &mut Criterion) {
 }
 
 /// A table of `n` national codes with one or two registrations each, built without JSON.
-fn big_table(n: u64) -> (PractitionerTable, Vec<u64>) {
-    let mut t = PractitionerTable::with_capacity(n as usize);
+/// The table as `stream` holds it (`CLAIMGATE_BENCH_SHARD_BITS`, default the stream's 6: 64 shards) or
+/// as a snapshot file loads it (0: one table), and the keys in it.
+fn big_table(n: u64) -> (View, usize, Vec<u64>) {
+    let bits =
+        std::env::var("CLAIMGATE_BENCH_SHARD_BITS").ok().and_then(|s| s.parse().ok()).unwrap_or(STREAM_SHARD_BITS);
+    let mut t = Updater::with_base(BaseTable::sharded(bits, n as usize), InstitutionTable::default());
     let mut rng = Pcg64Mcg::seed_from_u64(1);
     let from = BjTime::parse("2020-01-01").unwrap();
     let mut keys = Vec::with_capacity(n as usize);
@@ -50,22 +55,24 @@ fn big_table(n: u64) -> (PractitionerTable, Vec<u64>) {
         if rng.random_bool(0.1) {
             registrations.push(Registration { institution: inst, during: Interval { from, until: BjTime::MAX } });
         }
-        t.upsert(&PractitionerRecord { code, registrations, periods: vec![], version: 1 }).unwrap();
+        t.practitioner(&PractitionerRecord { code, registrations, periods: vec![], version: 1 }).unwrap();
     }
-    (t, keys)
+    t.fit();
+    let view = t.view();
+    let bytes = view.base().heap_bytes();
+    eprintln!("{} shards", view.base().shards().len());
+    (view, bytes, keys)
 }
 
 fn lookup(c: &mut Criterion) {
     let n = std::env::var("CLAIMGATE_BENCH_CODES").ok().and_then(|s| s.parse().ok()).unwrap_or(12_000_000u64);
     let started = std::time::Instant::now();
-    let (table, keys) = big_table(n);
+    let (view, table_bytes, keys) = big_table(n);
     eprintln!(
         "built {n} codes in {:.1} s; table arrays {:.1} bytes/code",
         started.elapsed().as_secs_f64(),
-        table.heap_bytes() as f64 / n as f64
+        table_bytes as f64 / n as f64
     );
-    let table_bytes = table.heap_bytes();
-    let view = View::new(table, InstitutionTable::default());
     let mut rng = Pcg64Mcg::seed_from_u64(2);
     let probes: Vec<u64> = (0..1 << 22).map(|_| keys[rng.random_range(0..keys.len())]).collect();
     drop(keys);

@@ -456,3 +456,60 @@ fn a_cold_start_applies_every_record_in_its_order_across_many_chunks() {
     assert!(a["invalid_record"].as_str().is_some_and(|r| r.contains("expected u64")), "{a}");
     assert_eq!(s.terminate(Duration::from_secs(40)), Some(0));
 }
+
+/// Issue 10, memory during compaction: the delta of status changes is folded into the base table a
+/// shard at a time, in the background, while changes keep coming. Every change survives the folds —
+/// the table ends with the same content (epoch) as an instance that read the topic cold — and each
+/// fold is logged. `limits.compact_after` makes a few hundred changes start a fold here (65 536 at
+/// least by default).
+#[test]
+fn the_delta_folded_into_the_base_shard_by_shard_while_changes_keep_coming_keeps_every_change() {
+    const N: usize = 3_000;
+    let env = Env::new("compaction");
+    let file = |name: &str, suspended: &dyn Fn(usize) -> bool| {
+        let path = env.path(name);
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        for i in 0..N {
+            writeln!(f, "{}", person(i, suspended(i))).unwrap();
+        }
+        path
+    };
+    env.publish_tables(&file("start.jsonl", &|_| false), None);
+    let cfg = env.path("compact.toml");
+    std::fs::write(&cfg, "[limits]\ncompact_after = 300\n").unwrap();
+    // Each shard's rebuild slowed to 40 ms: a fold takes 2.6 s, so the next rounds land during it.
+    let mut s =
+        env.stream_env("g", &["--config", &cfg.display().to_string()], &[("CLAIMGATE_TEST_PAUSE_PER_SHARD_MS", "40")]);
+    s.wait_ready(READY);
+    // Four rounds: a third of the people suspended, then the next third while the last is lifted, and
+    // so on until none is; 1 000 or 2 000 changes a round, each round past `compact_after`, the next
+    // coming while the fold of the last may still run.
+    for round in 0..4usize {
+        let name = format!("round{round}.jsonl");
+        env.publish_tables(&file(&name, &|i| i % 3 == round && round < 3), None);
+    }
+    // An instance that reads the topic cold has the table loaded directly, without a fold.
+    let mut cold = env.stream("cold", &[]);
+    cold.wait_ready(READY);
+    let epoch = answer(&cold, "D110100000002", "2026-06-01 09:00:00")["table_epoch"].clone();
+    assert!(util::events(&cold.log_text(), "table_compacted").is_empty(), "a cold start loads the base directly");
+    assert_eq!(cold.terminate(Duration::from_secs(40)), Some(0));
+    // The instance that folded its delta while following reaches the same table.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answer(&s, "D110100000002", "2026-06-01 09:00:00")["table_epoch"] != epoch {
+        assert!(Instant::now() < deadline, "the tables differ after the folds:\n{}", s.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The first fold began with round 0 and the rounds after it landed during it; a second folds them.
+    while util::events(&s.log_text(), "table_compacted").len() < 2 {
+        assert!(Instant::now() < deadline, "fewer than two folds:\n{}", s.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = s.log_text();
+    assert_eq!(answer(&s, "D110100000002", "2026-06-01 09:00:00")["table_epoch"], epoch, "the folds changed the table");
+    assert!(util::events(&log, "table_compaction_failed").is_empty(), "{log}");
+    for i in [0usize, 1, 2, 1_234, N - 1] {
+        assert_eq!(status(&s, &format!("D1101{i:08}"), "2026-06-01 09:00:00"), "normal", "person {i}");
+    }
+    assert_eq!(s.terminate(Duration::from_secs(40)), Some(0));
+}

@@ -24,10 +24,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
-use claimgate::table::{InstitutionTable, PractitionerTable, Updater, View, snapshot};
+use claimgate::table::{BaseTable, InstitutionTable, Updater, View, snapshot};
 
 const MAGIC: &str = "claimgate-checkpoint";
-const FORMAT: u32 = 1;
+/// 1: one base table; 2: the base in shards (snapshot format 5). A format-1 checkpoint is refused like
+/// any unusable one, and the cold path builds the sharded table: a compaction of a one-shard base
+/// would hold two whole tables at once (issue 10's peak memory).
+const FORMAT: u32 = 2;
 
 /// What a checkpoint says about itself.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -115,7 +118,7 @@ pub fn read(path: &Path) -> Result<Loaded> {
     Ok(Loaded { header, updater })
 }
 
-fn apply_delta(updater: &mut Updater, delta: &PractitionerTable) -> Result<()> {
+fn apply_delta(updater: &mut Updater, delta: &BaseTable) -> Result<()> {
     for (code, entry) in delta.iter() {
         match entry {
             claimgate::table::Entry::Live(r) => {
@@ -143,7 +146,7 @@ mod tests {
 
     #[test]
     fn a_checkpoint_with_a_delta_round_trips_and_a_corrupt_one_is_refused() {
-        let mut u = Updater::new(PractitionerTable::with_capacity(16), InstitutionTable::default());
+        let mut u = Updater::with_base(BaseTable::sharded(3, 16), InstitutionTable::default());
         for i in 0..50 {
             u.practitioner(&rec(&format!("D1101050000{i:02}"), 1)).unwrap();
         }
@@ -165,6 +168,7 @@ mod tests {
         assert_eq!(loaded.header.cluster_id, "cluster-A");
         let back = loaded.updater.view();
         assert_eq!(back.epoch(), view.epoch());
+        assert_eq!(back.base().shards().len(), 8, "the base comes back in its shards");
         assert_eq!(back.practitioner_count(), view.practitioner_count());
         // One flipped byte in the tables: refused, with the reason.
         let mut bytes = std::fs::read(&p).unwrap();

@@ -1,6 +1,8 @@
 //! The status tables: who was registered where, and who was suspended or terminated when.
 //!
 //! - [`PractitionerTable`]: the compact, 12-million-code table (see its module for the layout).
+//! - [`BaseTable`]: a view's base practitioner table, in shards, so that folding the delta into it
+//!   costs a shard's memory at a time, not a table's (see [`Compaction`]).
 //! - [`InstitutionTable`]: the small table of institutions with a status history.
 //! - [`MappingTable`]: local practitioner ids → national codes, by period (rules.md, "Local ids").
 //! - [`View`]: one immutable snapshot of both, answering "what was this code's status at time t, at
@@ -13,6 +15,7 @@
 //! This module knows nothing of files or Kafka: snapshots are encoded to any `Write` and decoded from
 //! any `Read` (see [`snapshot`]).
 
+mod base;
 mod institution;
 mod mapping;
 mod practitioner;
@@ -22,6 +25,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 
+pub use base::{BaseTable, MAX_SHARD_BITS, STREAM_SHARD_BITS};
 pub use institution::{InstitutionStatus, InstitutionTable, institution_status};
 pub use mapping::MappingTable;
 pub use practitioner::{Entry, MAX_ENTRIES, PractitionerRef, PractitionerTable, TableError, Upsert};
@@ -36,7 +40,7 @@ const EPOCH_MASK: u64 = (1 << 53) - 1;
 /// One immutable snapshot of the status tables.
 #[derive(Clone, Debug, Default)]
 pub struct View {
-    base: Arc<PractitionerTable>,
+    base: Arc<BaseTable>,
     delta: Arc<PractitionerTable>,
     institutions: Arc<InstitutionTable>,
     mappings: Arc<MappingTable>,
@@ -66,6 +70,11 @@ fn with_mapping_epoch(epoch: u64, mappings: &MappingTable) -> u64 {
 impl View {
     /// A view of fully built tables (no delta).
     pub fn new(practitioners: PractitionerTable, institutions: InstitutionTable) -> Self {
+        Self::from_base(BaseTable::single(practitioners), institutions)
+    }
+
+    /// A view of a fully built base table, in shards or not (no delta).
+    pub fn from_base(practitioners: BaseTable, institutions: InstitutionTable) -> Self {
         let epoch = epoch_of(practitioners.fingerprint(), institutions.fingerprint());
         View {
             practitioners: practitioners.len(),
@@ -173,7 +182,7 @@ impl View {
     }
 
     /// The base practitioner table (for snapshots: only meaningful when the delta is empty).
-    pub fn base(&self) -> &PractitionerTable {
+    pub fn base(&self) -> &BaseTable {
         &self.base
     }
 
@@ -233,7 +242,7 @@ impl TableHandle {
 /// Applies status records to a base table through a delta layer, and cuts views.
 #[derive(Debug, Default)]
 pub struct Updater {
-    base: Arc<PractitionerTable>,
+    base: Arc<BaseTable>,
     delta: PractitionerTable,
     institutions: InstitutionTable,
     mappings: MappingTable,
@@ -250,9 +259,50 @@ pub enum Applied {
     Unchanged,
 }
 
+/// A fold of the delta into the base, one shard at a time (see [`Updater::compaction`]). It holds
+/// the old shards only until it has rebuilt each, so at most one shard is being rebuilt beside the
+/// table at any moment.
+#[derive(Debug)]
+pub struct Compaction {
+    shards: Vec<Option<Arc<PractitionerTable>>>,
+    bits: u32,
+    delta: PractitionerTable,
+    next: usize,
+}
+
+impl Compaction {
+    /// Builds the next shard with its part of the delta folded in, and lets go of the old one: the
+    /// shard's index and its new table, or `None` when every shard is done.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<Result<(usize, PractitionerTable), TableError>> {
+        let k = self.next;
+        let old = self.shards.get_mut(k)?.take()?;
+        self.next += 1;
+        let bits = self.bits;
+        let built = old.rebuilt_with(Some(&self.delta), |key| base::shard_of(bits, key) == k);
+        drop(old);
+        Some(built.map(|t| (k, t)))
+    }
+
+    /// Shards in all.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The delta as it was when the compaction began, for [`Updater::finish_compaction`].
+    pub fn into_delta(self) -> PractitionerTable {
+        self.delta
+    }
+}
+
 impl Updater {
     /// Starts from fully built tables.
     pub fn new(base: PractitionerTable, institutions: InstitutionTable) -> Self {
+        Self::with_base(BaseTable::single(base), institutions)
+    }
+
+    /// Starts from a base table in shards or not (a stream's: [`BaseTable::sharded`]).
+    pub fn with_base(base: BaseTable, institutions: InstitutionTable) -> Self {
         Updater {
             fingerprint: base.fingerprint(),
             live: base.len(),
@@ -314,9 +364,9 @@ impl Updater {
         // Before any view shares the base (loading at start-up), write into it directly: no delta, no
         // compaction, no second copy of a 12-million-code table.
         if self.delta.entries() == 0
-            && let Some(base) = Arc::get_mut(&mut self.base)
+            && let Some(done) = Arc::get_mut(&mut self.base).and_then(|base| base.upsert_unshared(rec))
         {
-            base.upsert(rec)?;
+            done?;
             return Ok(Applied::Changed);
         }
         // `rec` is newer than anything the delta holds for this code (checked above), and a delta
@@ -364,9 +414,9 @@ impl Updater {
         self.fingerprint = self.fingerprint.wrapping_sub(practitioner::record_fingerprint(key, v));
         self.live -= 1;
         if self.delta.entries() == 0
-            && let Some(base) = Arc::get_mut(&mut self.base)
+            && let Some(part) = Arc::get_mut(&mut self.base).and_then(|base| base.part_mut(key))
         {
-            base.delete(key)?;
+            part.delete(key)?;
             return Ok(Applied::Changed);
         }
         self.delta.delete(key)?;
@@ -419,18 +469,28 @@ impl Updater {
         Ok(())
     }
 
-    /// The parts a background compaction needs: the base and a copy of the delta.
-    pub fn compaction_input(&self) -> (Arc<PractitionerTable>, PractitionerTable) {
-        (Arc::clone(&self.base), self.delta.clone())
+    /// Starts folding the delta into the base shard by shard, off the latency path: call
+    /// [`Compaction::next`] on another thread, [`Updater::install_shard`] each shard it builds (and
+    /// publish, so that readers let go of the old shard), then [`Updater::finish_compaction`].
+    pub fn compaction(&self) -> Compaction {
+        Compaction {
+            shards: self.base.shards().iter().map(|p| Some(Arc::clone(p))).collect(),
+            bits: self.base.shard_bits(),
+            delta: self.delta.clone(),
+            next: 0,
+        }
     }
 
-    /// Installs a base built from [`Updater::compaction_input`], re-applying on top of it the delta
-    /// entries that arrived since (everything in the delta now that the input did not hold).
-    pub fn install_compacted(
-        &mut self,
-        merged: PractitionerTable,
-        input_delta: &PractitionerTable,
-    ) -> Result<(), TableError> {
+    /// Puts a shard built by [`Compaction::next`] in place of the old one. The content is the same —
+    /// the delta still holds what was folded in, and shadows it with the same versions — so views
+    /// before and after answer alike and have the same epoch.
+    pub fn install_shard(&mut self, k: usize, shard: PractitionerTable) {
+        self.base = Arc::new(self.base.with_shard(k, shard));
+    }
+
+    /// Ends a compaction whose shards are all installed: the delta keeps only what arrived since
+    /// [`Updater::compaction`] copied it (`input_delta`, [`Compaction::into_delta`]).
+    pub fn finish_compaction(&mut self, input_delta: &PractitionerTable) -> Result<(), TableError> {
         let mut rest = PractitionerTable::with_capacity(16);
         for (code, entry) in self.delta.iter() {
             let key = code.key();
@@ -450,7 +510,6 @@ impl Updater {
                 }
             }
         }
-        self.base = Arc::new(merged);
         self.delta = rest;
         Ok(())
     }
@@ -516,19 +575,73 @@ mod tests {
 
     #[test]
     fn background_compaction_keeps_updates_that_arrived_meanwhile() {
-        let mut up = Updater::new(PractitionerTable::with_capacity(4), InstitutionTable::default());
+        let mut up = Updater::with_base(BaseTable::sharded(2, 16), InstitutionTable::default());
         up.practitioner(&rec("D110105000001", 1, "H11010500001")).unwrap();
-        let (base, delta) = up.compaction_input();
-        up.practitioner(&rec("D110105000001", 2, "H11010500002")).unwrap();
+        let _shared = up.view();
+        up.practitioner(&rec("D110105000005", 1, "H11010500001")).unwrap();
+        let mut job = up.compaction();
+        up.practitioner(&rec("D110105000005", 2, "H11010500002")).unwrap();
         up.practitioner(&rec("D110105000009", 1, "H11010500002")).unwrap();
-        let merged = base.rebuilt(Some(&delta)).unwrap();
         let epoch = up.view().epoch();
-        up.install_compacted(merged, &delta).unwrap();
+        let mut installed = 0;
+        while let Some(built) = job.next() {
+            let (k, shard) = built.unwrap();
+            up.install_shard(k, shard);
+            installed += 1;
+            // Between shards the view answers as before.
+            assert_eq!(up.view().epoch(), epoch);
+            assert_eq!(up.view().practitioner(key("D110105000005")).unwrap().version(), 2);
+        }
+        assert_eq!(installed, 4);
+        up.finish_compaction(&job.into_delta()).unwrap();
         let view = up.view();
         assert_eq!(view.epoch(), epoch);
-        assert_eq!(view.practitioner(key("D110105000001")).unwrap().version(), 2);
+        assert_eq!(view.practitioner(key("D110105000005")).unwrap().version(), 2);
         assert!(view.practitioner(key("D110105000009")).is_some());
-        assert_eq!(up.delta_len(), 2);
+        assert!(view.practitioner(key("D110105000001")).is_some());
+        assert_eq!(up.delta_len(), 2, "the two updates that came during the compaction stay in the delta");
+        assert_eq!(view.base().len(), 2, "the first two codes are folded into the base");
+    }
+
+    /// The point of the shards: while a compaction runs, the old shards are let go one by one, so at
+    /// no moment is much more than the table itself held (a whole-table fold held two tables).
+    #[test]
+    fn a_compaction_holds_at_most_a_shard_beside_the_table() {
+        let mut up = Updater::with_base(BaseTable::sharded(4, 4_000), InstitutionTable::default());
+        for i in 0..4_000u64 {
+            up.practitioner(&rec(&format!("D{:012}", 110_105_000_000 + i * 13), 1, "H11010500001")).unwrap();
+        }
+        let mut readers = Some(up.view());
+        for i in (0..4_000u64).step_by(3) {
+            up.practitioner(&rec(&format!("D{:012}", 110_105_000_000 + i * 13), 2, "H11010500002")).unwrap();
+        }
+        let table = up.view().base().heap_bytes();
+        let shard = up.view().base().shards().iter().map(|s| s.heap_bytes()).max().unwrap();
+        let old: Vec<std::sync::Weak<PractitionerTable>> =
+            up.view().base().shards().iter().map(Arc::downgrade).collect();
+        let mut job = up.compaction();
+        while let Some(built) = job.next() {
+            let (k, new) = built.unwrap();
+            up.install_shard(k, new);
+            // Readers take the newly published view and drop the one they held.
+            readers = Some(up.view());
+            let held: usize = old.iter().filter_map(|w| w.upgrade()).map(|s| s.heap_bytes()).sum::<usize>()
+                + readers
+                    .as_ref()
+                    .unwrap()
+                    .base()
+                    .shards()
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j <= k)
+                    .map(|(_, s)| s.heap_bytes())
+                    .sum::<usize>();
+            assert!(held <= table + 2 * shard, "after shard {k}: {held} bytes held, table {table}, shard {shard}");
+            assert!(old[k].upgrade().is_none(), "the old shard {k} is still held");
+        }
+        up.finish_compaction(&job.into_delta()).unwrap();
+        assert_eq!(up.delta_len(), 0);
+        drop(readers);
     }
 
     #[test]

@@ -84,6 +84,10 @@ pub struct PractitionerTable {
     strings: Vec<String>,
     live: usize,
     fingerprint: u64,
+    /// High bits of the slot hash already spent choosing this table among the shards of a
+    /// [`super::BaseTable`] (0 for a table of its own): the slot index comes from the bits after them,
+    /// so that a shard's codes spread over all its slots.
+    skip: u32,
 }
 
 /// The table's small parts as a snapshot stores them (bincode); the two large arrays, `slots` and
@@ -115,10 +119,14 @@ pub enum Entry<'a> {
     Deleted,
 }
 
+/// The multiplier of the table's Fibonacci hashing (also the shard choice of a [`super::BaseTable`]).
+pub(crate) const HASH_MUL: u64 = 0x9E37_79B9_7F4A_7C15;
+
 #[inline]
-fn hash(key: u64, bits: u32) -> usize {
-    // Fibonacci hashing: the multiply spreads the structured digits over the high bits.
-    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
+fn hash(key: u64, bits: u32, skip: u32) -> usize {
+    // Fibonacci hashing: the multiply spreads the structured digits over the high bits; the top `skip`
+    // of them chose the shard, the next `bits` choose the slot.
+    ((key.wrapping_mul(HASH_MUL) << skip) >> (64 - bits)) as usize
 }
 
 /// A record's contribution to the table fingerprint: its code and version.
@@ -142,7 +150,12 @@ pub(crate) fn mix(mut z: u64) -> u64 {
 impl PractitionerTable {
     /// An empty table sized for about `n` codes.
     pub fn with_capacity(n: usize) -> Self {
-        let mut t = PractitionerTable::default();
+        Self::shard_with_capacity(n, 0)
+    }
+
+    /// An empty shard of a [`super::BaseTable`] whose shard choice spends `skip` hash bits.
+    pub(crate) fn shard_with_capacity(n: usize, skip: u32) -> Self {
+        let mut t = PractitionerTable { skip, ..PractitionerTable::default() };
         t.strings.push(String::new());
         t.reserve(n);
         t
@@ -213,7 +226,7 @@ impl PractitionerTable {
         let bits = self.bits();
         let mask = n - 1;
         for s in old.into_iter().filter(|s| s.key != 0) {
-            let mut i = hash(s.key, bits);
+            let mut i = hash(s.key, bits, self.skip);
             while self.slots[i].key != 0 {
                 i = (i + 1) & mask;
             }
@@ -227,7 +240,7 @@ impl PractitionerTable {
             return Err(usize::MAX);
         }
         let mask = self.slots.len() - 1;
-        let mut i = hash(key, self.bits());
+        let mut i = hash(key, self.bits(), self.skip);
         // Bounded even in a (forged) full table, which the load factor never lets happen otherwise.
         for _ in 0..self.slots.len() {
             let s = self.slots[i];
@@ -255,7 +268,7 @@ impl PractitionerTable {
     #[inline]
     pub fn prefetch_slot(&self, key: PractitionerKey<'_>) {
         if let (PractitionerKey::National(k), false) = (key, self.slots.is_empty()) {
-            prefetch(&self.slots[hash(k, self.bits())]);
+            prefetch(&self.slots[hash(k, self.bits(), self.skip)]);
         }
     }
 
@@ -434,7 +447,17 @@ impl PractitionerTable {
     /// A fresh table holding this table's live records with `delta` applied on top; garbage left by
     /// replaced records is dropped.
     pub fn rebuilt(&self, delta: Option<&PractitionerTable>) -> Result<PractitionerTable, TableError> {
-        let mut out = PractitionerTable::with_capacity(self.live + delta.map_or(0, |d| d.entries()));
+        self.rebuilt_with(delta, |_| true)
+    }
+
+    /// [`PractitionerTable::rebuilt`] taking from `delta` only the codes `mine` accepts (a shard's).
+    pub(crate) fn rebuilt_with(
+        &self,
+        delta: Option<&PractitionerTable>,
+        mine: impl Fn(PractitionerKey<'_>) -> bool,
+    ) -> Result<PractitionerTable, TableError> {
+        let taken = delta.map_or(0, |d| d.iter().filter(|(code, _)| mine(code.key())).count());
+        let mut out = PractitionerTable::shard_with_capacity(self.live + taken, self.skip);
         for (code, entry) in self.iter() {
             let shadowed = delta.is_some_and(|d| d.get(code.key()).is_some());
             if let (Entry::Live(r), false) = (entry, shadowed) {
@@ -443,7 +466,7 @@ impl PractitionerTable {
         }
         if let Some(d) = delta {
             for (code, entry) in d.iter() {
-                if let Entry::Live(r) = entry {
+                if let (Entry::Live(r), true) = (entry, mine(code.key())) {
                     out.upsert(&r.to_record(code))?;
                 }
             }
@@ -478,7 +501,7 @@ impl PractitionerTable {
     /// arrays, and every accessor stays in bounds whatever they hold (a record that runs past the
     /// arena reads as having no entries), so even a forged file cannot make a lookup panic. Only the
     /// legacy index (rare codes) is rebuilt. [`PractitionerTable::verify`] checks every offset.
-    pub(crate) fn from_parts(meta: Meta, slots: Vec<Slot>, words: Vec<u64>) -> Result<Self, String> {
+    pub(crate) fn from_parts(meta: Meta, slots: Vec<Slot>, words: Vec<u64>, skip: u32) -> Result<Self, String> {
         if !slots.is_empty() && !slots.len().is_power_of_two() {
             return Err("slot count is not a power of two".into());
         }
@@ -494,6 +517,7 @@ impl PractitionerTable {
             strings: meta.strings,
             live: meta.live as usize,
             fingerprint: meta.fingerprint,
+            skip,
         };
         t.legacy_index = t.legacy.iter().enumerate().map(|(i, (code, _))| (code.as_str().into(), i)).collect();
         if t.strings.is_empty() {
@@ -707,7 +731,7 @@ impl<'a> PractitionerRef<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::record::PractitionerText;
     use proptest::prelude::*;

@@ -7,10 +7,11 @@
 //! magic        8 bytes   b"CGSNAP\r\n"   (the CR LF catches text-mode mangling, as in PNG)
 //! format       u32       FORMAT_VERSION
 //! header       bincode 2 (standard config, fixed-width integers, little-endian): Header
-//! table meta   bincode 2: the practitioner table's small parts, with the lengths of the two arrays
-//! slots        slot_count × (key u64, offset u32, zero u32), little-endian: the slot array byte for
-//!              byte as it sits in memory; an offset's top bit marks a code that points at a tombstone
-//! words        word_count × u64, little-endian (the record arena), as it sits in memory
+//! shard bits   u32: the practitioner table is 2^bits shards (see `BaseTable`), each as follows:
+//!   table meta   bincode 2: the shard's small parts, with the lengths of the two arrays
+//!   slots        slot_count × (key u64, offset u32, zero u32), little-endian: the slot array byte for
+//!                byte as it sits in memory; an offset's top bit marks a code that points at a tombstone
+//!   words        word_count × u64, little-endian (the record arena), as it sits in memory
 //! institutions bincode 2: the institution records
 //! checksum     u32       CRC-32 of everything after the format word
 //! ```
@@ -23,6 +24,8 @@
 //! `claimgate tables inspect --verify` checks every offset when wanted. The small parts stay in
 //! bincode.
 //!
+//! Format 4 files (one table, no shard bits) are still read, as a table of one shard.
+//!
 //! The magic and the format version come before anything bincode writes, so a future format (another
 //! encoder, since bincode is no longer maintained) can be told apart and refused with a clear message.
 
@@ -33,14 +36,18 @@ use bincode::{Decode, Encode};
 
 use super::institution::StoredInstitution;
 use super::practitioner::{Meta, Slot, hint_huge_pages};
-use super::{InstitutionTable, PractitionerTable, View};
+use super::{BaseTable, InstitutionTable, MAX_SHARD_BITS, PractitionerTable, View};
 
 /// The file's first eight bytes.
 pub const MAGIC: [u8; 8] = *b"CGSNAP\r\n";
 /// The layout version this build writes and reads (1: every array as a bincode sequence; 2: the two
 /// large arrays raw; 3: the tombstone mark in each slot's offset, so a lookup reads only the slot;
-/// 4: slots of 16 bytes as they sit in memory, loaded without per-record work).
-pub const FORMAT_VERSION: u32 = 4;
+/// 4: slots of 16 bytes as they sit in memory, loaded without per-record work; 5: the practitioner
+/// table in shards).
+pub const FORMAT_VERSION: u32 = 5;
+
+/// The oldest format this build still reads (format 4 is format 5 with one shard).
+pub const OLDEST_READ: u32 = 4;
 
 /// No snapshot section may claim more than this many bytes. A corrupt length then fails to decode
 /// instead of asking the allocator for an impossible amount; a 12-million-code table is under 1 GiB.
@@ -76,7 +83,7 @@ pub enum SnapshotError {
     Magic,
     /// A snapshot of another format version.
     #[error(
-        "snapshot format {found}, this build reads only format {FORMAT_VERSION}: rebuild the snapshot with \
+        "snapshot format {found}, this build reads only formats {OLDEST_READ} to {FORMAT_VERSION}: rebuild the snapshot with \
          this build's `claimgate tables build` (from the JSON Lines tables, or from the status topics)"
     )]
     Version {
@@ -135,10 +142,13 @@ pub fn write(out: impl Write, view: &View, created_at: &str) -> Result<Header, S
     let mut w = CrcWriter { inner: out, crc: crc32fast::Hasher::new() };
     let enc = |e: bincode::error::EncodeError| SnapshotError::Corrupt(e.to_string());
     bincode::encode_into_std_write(&header, &mut w, config()).map_err(enc)?;
-    let table = view.base();
-    bincode::encode_into_std_write(table.meta(), &mut w, config()).map_err(enc)?;
-    write_le(&mut w, table.slots())?;
-    write_le(&mut w, table.words())?;
+    let base = view.base();
+    bincode::encode_into_std_write(base.shard_bits(), &mut w, config()).map_err(enc)?;
+    for table in base.shards() {
+        bincode::encode_into_std_write(table.meta(), &mut w, config()).map_err(enc)?;
+        write_le(&mut w, table.slots())?;
+        write_le(&mut w, table.words())?;
+    }
     bincode::encode_into_std_write(view.institutions().stored(), &mut w, config()).map_err(enc)?;
     let crc = w.crc.finalize();
     w.inner.write_all(&crc.to_le_bytes())?;
@@ -208,7 +218,7 @@ fn read_plain<T: bytemuck::Pod + ToLe>(r: &mut CrcReader<impl Read>, n: u64) -> 
     Ok(out)
 }
 
-fn read_preamble(input: &mut impl Read) -> Result<(), SnapshotError> {
+fn read_preamble(input: &mut impl Read) -> Result<u32, SnapshotError> {
     let mut magic = [0u8; 8];
     input.read_exact(&mut magic).map_err(|e| match e.kind() {
         io::ErrorKind::UnexpectedEof => SnapshotError::Magic,
@@ -220,10 +230,10 @@ fn read_preamble(input: &mut impl Read) -> Result<(), SnapshotError> {
     let mut version = [0u8; 4];
     input.read_exact(&mut version)?;
     let found = u32::from_le_bytes(version);
-    if found != FORMAT_VERSION {
+    if !(OLDEST_READ..=FORMAT_VERSION).contains(&found) {
         return Err(SnapshotError::Version { found });
     }
-    Ok(())
+    Ok(found)
 }
 
 fn dec(e: bincode::error::DecodeError) -> SnapshotError {
@@ -241,12 +251,20 @@ pub fn read_header(mut input: impl Read) -> Result<Header, SnapshotError> {
 
 /// Reads a whole snapshot into a view, checking the checksum and every offset.
 pub fn read(mut input: impl Read) -> Result<(Header, View), SnapshotError> {
-    read_preamble(&mut input)?;
+    let format = read_preamble(&mut input)?;
     let mut r = CrcReader { inner: input, crc: crc32fast::Hasher::new() };
     let header: Header = bincode::decode_from_std_read(&mut r, config()).map_err(dec)?;
-    let meta: Meta = bincode::decode_from_std_read(&mut r, config()).map_err(dec)?;
-    let slots: Vec<Slot> = read_plain(&mut r, meta.slot_count)?;
-    let words: Vec<u64> = read_plain(&mut r, meta.word_count)?;
+    let bits: u32 = if format >= 5 { bincode::decode_from_std_read(&mut r, config()).map_err(dec)? } else { 0 };
+    if bits > MAX_SHARD_BITS {
+        return Err(SnapshotError::Corrupt(format!("{bits} shard bits, at most {MAX_SHARD_BITS}")));
+    }
+    let mut shards = Vec::with_capacity(1 << bits);
+    for _ in 0..1u32 << bits {
+        let meta: Meta = bincode::decode_from_std_read(&mut r, config()).map_err(dec)?;
+        let slots: Vec<Slot> = read_plain(&mut r, meta.slot_count)?;
+        let words: Vec<u64> = read_plain(&mut r, meta.word_count)?;
+        shards.push((meta, slots, words));
+    }
     let institutions: Vec<StoredInstitution> = bincode::decode_from_std_read(&mut r, config()).map_err(dec)?;
     let computed = r.crc.finalize();
     let mut trailer = [0u8; 4];
@@ -254,9 +272,14 @@ pub fn read(mut input: impl Read) -> Result<(Header, View), SnapshotError> {
     if u32::from_le_bytes(trailer) != computed {
         return Err(SnapshotError::Checksum);
     }
-    let practitioners = PractitionerTable::from_parts(meta, slots, words).map_err(SnapshotError::Corrupt)?;
+    let shards = shards
+        .into_iter()
+        .map(|(meta, slots, words)| PractitionerTable::from_parts(meta, slots, words, bits))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(SnapshotError::Corrupt)?;
+    let practitioners = BaseTable::from_shards(bits, shards).map_err(SnapshotError::Corrupt)?;
     let institutions = InstitutionTable::from_stored(institutions).map_err(SnapshotError::Corrupt)?;
-    let view = View::new(practitioners, institutions);
+    let view = View::from_base(practitioners, institutions);
     if view.epoch() != header.epoch {
         return Err(SnapshotError::Corrupt("content does not match the header's epoch".into()));
     }
@@ -325,6 +348,53 @@ mod tests {
         assert!(message.contains("format 3") && message.contains("tables build"), "{message}");
     }
 
+    #[test]
+    fn a_sharded_table_round_trips_in_its_shards() {
+        let mut base = BaseTable::sharded(3, 64);
+        for i in 0..200u64 {
+            let json =
+                format!(r#"{{"code":"D{:012}","version":{},"registrations":[]}}"#, 110_105_000_000 + i * 31, 1 + i % 4);
+            base.upsert_unshared(&PractitionerText::from_json(json.as_bytes()).unwrap().validate().unwrap())
+                .unwrap()
+                .unwrap();
+        }
+        let view = View::from_base(base, InstitutionTable::default());
+        let mut bytes = Vec::new();
+        write(&mut bytes, &view, "now").unwrap();
+        let (_, back) = read(&bytes[..]).unwrap();
+        assert_eq!(back.epoch(), view.epoch());
+        assert_eq!(back.base().shard_bits(), 3);
+        back.base().verify().unwrap();
+        for (code, _) in view.base().iter() {
+            assert!(back.practitioner(code.key()).is_some(), "{code}");
+        }
+    }
+
+    /// Format 4 is format 5 without the shard bits: such a file (what `tables build` wrote before
+    /// shards) still loads, as one shard.
+    #[test]
+    fn a_format_4_file_reads_as_one_shard() {
+        let view = sample();
+        let mut v5 = Vec::new();
+        let header = write(&mut v5, &view, "now").unwrap();
+        let header_len = bincode::encode_to_vec(&header, config()).unwrap().len();
+        let mut v4 = v5[..12 + header_len].to_vec();
+        v4[8..12].copy_from_slice(&4u32.to_le_bytes());
+        v4.extend_from_slice(&v5[12 + header_len + 4..v5.len() - 4]);
+        let crc = crc32fast::hash(&v4[12..]);
+        v4.extend_from_slice(&crc.to_le_bytes());
+        let (_, back) = read(&v4[..]).unwrap();
+        assert_eq!(back.epoch(), view.epoch());
+        assert_eq!(back.base().shards().len(), 1);
+        // And a shard count beyond any table is refused, not allocated.
+        let mut forged = v5.clone();
+        forged[12 + header_len..12 + header_len + 4].copy_from_slice(&40u32.to_le_bytes());
+        let n = forged.len();
+        let crc = crc32fast::hash(&forged[12..n - 4]);
+        forged[n - 4..].copy_from_slice(&crc.to_le_bytes());
+        assert!(read(&forged[..]).err().unwrap().to_string().contains("shard bits"));
+    }
+
     /// A file whose checksum is right but whose offsets are forged loads (a load does no per-record
     /// work) and then answers lookups without panicking; `verify` refuses it.
     #[test]
@@ -333,8 +403,8 @@ mod tests {
         let mut bytes = Vec::new();
         write(&mut bytes, &view, "now").unwrap();
         let (_, loaded) = read(&bytes[..]).unwrap();
-        let slots = bytemuck::cast_slice::<Slot, u8>(loaded.base().slots()).to_vec();
-        let words = bytemuck::cast_slice::<u64, u8>(loaded.base().words()).to_vec();
+        let slots = bytemuck::cast_slice::<Slot, u8>(loaded.base().shards()[0].slots()).to_vec();
+        let words = bytemuck::cast_slice::<u64, u8>(loaded.base().shards()[0].words()).to_vec();
         let at_slots = bytes.windows(slots.len()).position(|w| w == slots.as_slice()).unwrap();
         let at_words = bytes.windows(words.len()).position(|w| w == words.as_slice()).unwrap();
         let key = PractitionerKey::parse("D110105000123").unwrap();

@@ -154,6 +154,12 @@ pub struct Limits {
     /// `/healthz` fails when an output has waited longer than this for the broker's acknowledgement
     /// (a broker that stopped answering, a partition without a leader).
     pub max_unacked_age_s: u64,
+    /// Status changes held beside the base table (its delta) that start folding them into it, shard by
+    /// shard, in the background. Unset: 65 536 or 1/64 of the table, whichever is more. Lower folds more
+    /// often (each fold rewrites the table once, a shard at a time); higher keeps more in the delta,
+    /// which every status publish copies.
+    #[serde(default)]
+    pub compact_after: Option<usize>,
 }
 
 /// Logging.
@@ -202,6 +208,7 @@ impl Default for Config {
                 status_batch_wait_s: 30,
                 transaction_ms: 100,
                 max_unacked_age_s: 120,
+                compact_after: None,
             },
             log: Log { format: "text".into(), level: "info".into() },
             kafka: BTreeMap::new(),
@@ -455,6 +462,9 @@ impl Config {
             if v == 0 {
                 bail!("setting `{setting}`: must be greater than 0");
             }
+        }
+        if l.compact_after == Some(0) {
+            bail!("setting `limits.compact_after`: must be greater than 0 (leave it unset for the automatic size)");
         }
         if l.batch_size > l.max_in_flight {
             bail!(

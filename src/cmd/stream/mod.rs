@@ -264,6 +264,7 @@ pub fn run(args: StreamArgs) -> Result<()> {
             retro: Some(cfg.topics.retro.clone()),
             publish_every: Duration::from_millis(cfg.limits.status_publish_ms),
             batch_wait: Duration::from_secs(cfg.limits.status_batch_wait_s),
+            compact_after: cfg.limits.compact_after,
             checkpoint: cfg.checkpoint.dir.as_ref().map(|dir| CheckpointConfig {
                 path: checkpoint::path(std::path::Path::new(dir), &cfg.group),
                 every: Duration::from_secs(cfg.checkpoint.every_s),

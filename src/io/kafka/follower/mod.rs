@@ -40,7 +40,7 @@ use super::{KafkaConfig, admin};
 use crate::io::checkpoint;
 use crate::io::clock::unix_ms;
 use crate::io::metrics as m;
-use claimgate::table::{InstitutionTable, PractitionerTable, TableHandle, Updater};
+use claimgate::table::{BaseTable, InstitutionTable, PractitionerTable, STREAM_SHARD_BITS, TableHandle, Updater};
 use source::Source;
 use table::{InvalidSink, Table};
 
@@ -128,6 +128,8 @@ pub struct FollowerConfig {
     pub publish_every: Duration,
     /// Longest wait for the rest of a status batch before publishing without it.
     pub batch_wait: Duration,
+    /// Delta size that starts a compaction (`limits.compact_after`); `None`: the table's own rule.
+    pub compact_after: Option<usize>,
     /// Checkpoints, if enabled.
     pub checkpoint: Option<CheckpointConfig>,
     /// Late status changes are written here (`topics.retro`).
@@ -164,6 +166,16 @@ pub async fn watch_staleness(state: Arc<TableState>, stale_after: Duration, shut
     }
 }
 
+/// What the compaction thread hands the follower.
+enum Step {
+    /// Shard `k`, rebuilt with its part of the delta.
+    Shard(usize, PractitionerTable),
+    /// Every shard is done; the delta as the compaction copied it.
+    Done(PractitionerTable),
+    /// A shard could not be rebuilt; the compaction stops there.
+    Failed(String),
+}
+
 /// Starts the follower on a thread of its own. The returned handle ends when `shutdown` is cancelled.
 pub fn spawn(
     kafka: &KafkaConfig,
@@ -179,7 +191,7 @@ pub fn spawn(
     }
     let topics: Vec<&str> = sources.iter().map(|s| s.topic.as_str()).collect();
     let table = Table::new(
-        Updater::new(PractitionerTable::with_capacity(1 << 16), InstitutionTable::default()),
+        Updater::with_base(BaseTable::sharded(STREAM_SHARD_BITS, 1 << 16), InstitutionTable::default()),
         handle,
         state,
         cfg.batch_wait,
@@ -559,8 +571,10 @@ impl Follower {
 
     fn follow(&mut self, shutdown: &CancellationToken) -> Result<()> {
         let mut last_check = Instant::now();
-        let (tx, rx) = crossbeam_channel::bounded::<Result<(PractitionerTable, PractitionerTable), String>>(1);
-        let mut compacting = false;
+        // Rendezvous: the compaction thread builds a shard and waits until it is installed before it
+        // builds the next, so at most one new shard exists beside the table (see `BaseTable`).
+        let (tx, rx) = crossbeam_channel::bounded::<Step>(0);
+        let mut compacting: Option<Instant> = None;
         while !shutdown.is_cancelled() {
             // Each source drained without waiting; only when every one is idle does the loop wait (on
             // the first, at most 10 ms). Waiting on an idle source per record read from another would
@@ -589,40 +603,76 @@ impl Follower {
             if !got && self.table.dirty_since.is_some() && self.table.settled() {
                 self.publish();
             }
-            if self.cfg.checkpoint.as_ref().is_some_and(|c| self.checkpointed.1.elapsed() >= c.every) {
+            // No checkpoint starts during a compaction: its view would hold the old shards until it is
+            // written, and with them the whole old table.
+            if compacting.is_none()
+                && self.cfg.checkpoint.as_ref().is_some_and(|c| self.checkpointed.1.elapsed() >= c.every)
+            {
                 self.checkpoint_now(false);
             }
             self.mark_compared(false);
-            if let Ok(done) = rx.try_recv() {
-                compacting = false;
-                match done.and_then(|(merged, input)| {
-                    self.table.updater.install_compacted(merged, &input).map_err(|e| e.to_string())
-                }) {
-                    Ok(()) => {
-                        tracing::info!(
-                            event = "table_compacted",
-                            delta = self.table.updater.delta_len(),
-                            "status delta folded into the base table"
-                        );
-                        // The same content in a cheaper layout — published only where no batch is half
-                        // read (a large batch is what makes the delta grow enough to be folded).
-                        if self.table.settled() {
-                            self.publish();
-                        } else {
-                            self.table.dirty_since.get_or_insert_with(Instant::now);
+            // A shard is installed, and published, only where no batch is half read; publishing at once
+            // lets the readers drop the view that held the old shard.
+            if let Some(started) = compacting
+                && self.table.settled()
+            {
+                match rx.try_recv() {
+                    Ok(Step::Shard(k, shard)) => {
+                        self.table.updater.install_shard(k, shard);
+                        self.publish();
+                    }
+                    Ok(Step::Done(input)) => {
+                        compacting = None;
+                        match self.table.updater.finish_compaction(&input) {
+                            Ok(()) => {
+                                tracing::info!(
+                                    event = "table_compacted",
+                                    folded = input.entries(),
+                                    delta = self.table.updater.delta_len(),
+                                    seconds = started.elapsed().as_secs_f64(),
+                                    "status delta folded into the base table, shard by shard"
+                                );
+                                self.publish();
+                            }
+                            Err(e) => tracing::error!(event = "table_compaction_failed", error = %e),
                         }
                     }
-                    Err(e) => tracing::error!(event = "table_compaction_failed", error = e),
+                    Ok(Step::Failed(e)) => {
+                        compacting = None;
+                        tracing::error!(event = "table_compaction_failed", error = e, "the shards folded so far stay");
+                    }
+                    Err(crossbeam_channel::TryRecvError::Empty) => {}
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                        compacting = None;
+                        tracing::error!(event = "table_compaction_failed", error = "the compaction thread ended");
+                    }
                 }
             }
-            if !compacting && self.table.updater.wants_compaction() {
-                compacting = true;
-                let (base, delta) = self.table.updater.compaction_input();
+            let checkpoint_writing = self.writing.as_ref().is_some_and(|h| !h.is_finished());
+            let updater = &self.table.updater;
+            let due = self.cfg.compact_after.map_or_else(|| updater.wants_compaction(), |n| updater.delta_len() >= n);
+            if compacting.is_none() && !checkpoint_writing && due {
+                let mut job = self.table.updater.compaction();
                 let tx = tx.clone();
-                std::thread::spawn(move || {
-                    let merged = base.rebuilt(Some(&delta)).map_err(|e| e.to_string());
-                    let _ = tx.send(merged.map(|m| (m, delta)));
+                // For the test of changes arriving during a fold only: each shard's rebuild takes this long.
+                let pause = std::env::var("CLAIMGATE_TEST_PAUSE_PER_SHARD_MS").ok().and_then(|v| v.parse().ok());
+                let spawned = std::thread::Builder::new().name("compaction".into()).spawn(move || {
+                    while let Some(built) = job.next() {
+                        if let Some(ms) = pause {
+                            std::thread::sleep(Duration::from_millis(ms));
+                        }
+                        let step = built.map_or_else(|e| Step::Failed(e.to_string()), |(k, t)| Step::Shard(k, t));
+                        let failed = matches!(step, Step::Failed(_));
+                        if tx.send(step).is_err() || failed {
+                            return;
+                        }
+                    }
+                    let _ = tx.send(Step::Done(job.into_delta()));
                 });
+                match spawned {
+                    Ok(_) => compacting = Some(Instant::now()),
+                    Err(e) => tracing::error!(event = "table_compaction_failed", error = %e),
+                }
             }
             if last_check.elapsed() >= Duration::from_secs(2) {
                 last_check = Instant::now();
