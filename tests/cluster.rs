@@ -670,28 +670,37 @@ fn an_instance_killed_under_load_its_partitions_move_and_a_joining_one_takes_som
 }
 
 /// The cuts of `util::cluster` work only if the nodes never talk to each other but through the test's
-/// proxies: no connection from one node's process to another node's own ports. A KRaft follower fetches
-/// the metadata log from the address its quorum leader advertises for itself, not from its
-/// `controller.quorum.voters` entry; with one controller listener advertised at its real port those
-/// fetches went around the proxies (issue 11's peer cut that did not take).
+/// proxies: no connection from one node's process to another node's own ports. A KRaft follower
+/// reconnects to its quorum leader at the address the leader advertises for itself (BeginQuorumEpoch's
+/// LeaderEndpoints, KIP-853), not at its `controller.quorum.voters` entry: with one controller listener
+/// advertised at its real port, a follower whose connection dropped came back around the proxies, and
+/// a quorum leader cut off from its peers could keep its quorum (issue 11's peer cut that did not take).
+/// So each follower is cut off for a moment — healing closes the connections that spanned the cut — and
+/// every connection it makes again is checked.
 #[test]
 fn every_connection_between_two_nodes_goes_through_a_proxy() {
-    let c = cluster::shared(&[]);
+    let mut c = cluster::shared(&[]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while c.quorum_leader().is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
-    let leader = c.quorum_leader();
-    assert!(leader.is_some(), "no quorum leader in the nodes' quorum-state files");
-    // The followers' fetch sessions and the brokers' heartbeats are long-lived: a few looks at them.
-    for _ in 0..5 {
-        let direct = c.unrouted_connections();
-        assert!(
-            direct.is_empty(),
-            "connections between nodes around the proxies (from, to, port), quorum leader {leader:?}: {direct:?}"
-        );
-        std::thread::sleep(Duration::from_secs(1));
+    let leader = c.quorum_leader().expect("no quorum leader in the nodes' quorum-state files");
+    for follower in (1..=3).filter(|&n| n != leader) {
+        c.cut(follower, Cut::Peers);
+        // Shorter than the followers' fetch timeout (2 s): the quorum keeps its leader.
+        std::thread::sleep(Duration::from_millis(800));
+        c.heal();
+        let until = Instant::now() + Duration::from_secs(8);
+        while Instant::now() < until {
+            let direct = c.unrouted_connections();
+            assert!(
+                direct.is_empty(),
+                "connections between nodes around the proxies (from, to, port) after node {follower} reconnected, quorum leader {leader}: {direct:?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
+    assert!(c.wait_healthy(&[], HEAL), "{}", c.describe(&[]));
 }
 
 /// The partition of `__consumer_offsets` (or `__transaction_state`) that holds `key` — a group id or a
