@@ -23,7 +23,7 @@
 //! stop its cluster is cleaned up, by the PIDs recorded there, at the next start). Tests take it in turn:
 //! [`shared`] returns a guard held for the whole test, after healing whatever the previous test left.
 //! Ports: the nodes' own listeners on a private range, `CLAIMGATE_TEST_CLUSTER_PORT` (default 19710) to
-//! +14; the proxies on ports the OS hands out. Heap per node: `KAFKA_HEAP` (default 384m here).
+//! +23; the proxies on ports the OS hands out. Heap per node: `KAFKA_HEAP` (default 384m here).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -230,7 +230,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts a routed cluster with its listeners on `base..base+14` and its files in `dir` (cleaned
+    /// Starts a routed cluster with its listeners on `base..base+23` and its files in `dir` (cleaned
     /// of any earlier run first). `overrides` are broker properties (`k=v`) for every node.
     pub fn start(dir: &Path, base: u16, overrides: &[&str]) -> Cluster {
         // A run killed before it stopped its cluster: stop those nodes (by their recorded PIDs).
@@ -242,7 +242,8 @@ impl Cluster {
         let node_port = |i: Node| base + (i as u16 - 1);
         // Node I's replication listener for traffic from node K.
         let repl_port = |k: Node, i: Node| base + 6 + 3 * (i as u16 - 1) + (k as u16 - 1);
-        let ctrl_port = |_k: Node, i: Node| base + 3 + (i as u16 - 1);
+        // Node I's controller listener for traffic from node K (`Q<K>`, see `cluster_write`).
+        let ctrl_port = |k: Node, i: Node| base + 15 + 3 * (i as u16 - 1) + (k as u16 - 1);
         let clients: Vec<NetProxy> = (1..=3).map(|i| NetProxy::start(node_port(i))).collect();
         let mut links = HashMap::new();
         let mut routes = String::new();
