@@ -761,6 +761,17 @@ fn exactly_once_through_leader_failovers_a_read_committed_reader_sees_every_line
             util::events(&seen.log, "transaction_aborted").len(),
             now_replaced - before_replaced
         );
+        for e in
+            ["transactional_producer_replaced", "transactional_producer_init_failed", "transactional_producer_ready"]
+        {
+            for v in util::events(&seen.log, e) {
+                eprintln!(
+                    "  {} {e} {}",
+                    v["timestamp"].as_str().unwrap_or(""),
+                    v["reason"].as_str().or(v["error"].as_str()).unwrap_or("")
+                );
+            }
+        }
         assert_visible(&format!("failover {}", k + 1), &seen, &sc.c, killed);
         sc.restart(killed);
     }
