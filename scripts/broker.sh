@@ -19,7 +19,9 @@
 #                                                  three combined nodes: brokers on N, N+1, N+2, controllers on
 #                                                   N+3, N+4, N+5; internal topics RF 3 / min ISR 2, the
 #                                                   project's topics default to RF 3 and min.insync.replicas=2;
-#                                                   prints BROKER=a,b,c and PID1=… PID2=… PID3=…
+#                                                   prints BROKER=a,b,c and PID1=… PID2=… PID3=…; routed
+#                                                   through a test's proxies when D/routes exists (see
+#                                                   cluster_write: then also N+6..N+23)
 #   scripts/broker.sh cluster stop [--dir D]       stops all three together
 #   scripts/broker.sh node start|stop|kill|freeze|thaw --node I [--dir D]
 #                                                  one node (1-3) of the cluster in D (restart keeps its logs)

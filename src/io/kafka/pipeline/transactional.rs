@@ -57,11 +57,11 @@ pub fn run(
 ) -> Result<()> {
     let (mut producer, mut acks) = delivery::producer(kafka, cfg)?;
     let p = Arc::clone(&producer);
-    bounded("init", INIT_TIMEOUT + STUCK_GRACE, move || p.init_transactions(INIT_TIMEOUT))
-        .unwrap_or_else(|| Err(KafkaError::Canceled))
-        .context(
-            "cannot initialise transactions (the broker needs transaction.state.log settings its size can meet)",
-        )?;
+    let init = "cannot initialise transactions (the broker needs transaction.state.log settings its size can meet)";
+    match bounded("init", INIT_TIMEOUT + STUCK_GRACE, move || p.init_transactions(INIT_TIMEOUT)) {
+        Some(r) => r.context(init)?,
+        None => bail!("{init}: init_transactions did not return within {:?}", INIT_TIMEOUT + STUCK_GRACE),
+    }
     let consumer: BaseConsumer<ConsumerCtx> =
         consumer_config(kafka, cfg, true).create_with_context(ConsumerCtx::new(None, &cfg.offsets_reset))?;
     consumer.subscribe(&[&cfg.claims])?;
