@@ -19,7 +19,9 @@
 #                                                  three combined nodes: brokers on N, N+1, N+2, controllers on
 #                                                   N+3, N+4, N+5; internal topics RF 3 / min ISR 2, the
 #                                                   project's topics default to RF 3 and min.insync.replicas=2;
-#                                                   prints BROKER=a,b,c and PID1=… PID2=… PID3=…
+#                                                   prints BROKER=a,b,c and PID1=… PID2=… PID3=…; routed
+#                                                   through a test's proxies when D/routes exists (see
+#                                                   cluster_write: then also N+6..N+23)
 #   scripts/broker.sh cluster stop [--dir D]       stops all three together
 #   scripts/broker.sh node start|stop|kill|freeze|thaw --node I [--dir D]
 #                                                  one node (1-3) of the cluster in D (restart keeps its logs)
@@ -258,6 +260,7 @@ write_node() {
         listeners="listeners=PLAINTEXT://$HOST:$port,CONTROLLER://$HOST:$cport
 advertised.listeners=PLAINTEXT://$HOST:$adv
 inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
     fi
     mkdir -p "$dir/data" "$dir/logs"
@@ -267,7 +270,6 @@ process.roles=broker,controller
 node.id=$id
 controller.quorum.voters=$voters
 $listeners
-controller.listener.names=CONTROLLER
 log.dirs=$dir/data
 num.partitions=4
 default.replication.factor=$rf
@@ -479,6 +481,7 @@ cluster_ports() {
     read -r -a BPORTS <<<"$(cut -d';' -f1 "$DIR/ports")"
     read -r -a CPORTS <<<"$(cut -d';' -f2 "$DIR/ports")"
     read -r -a RPORTS <<<"$(cut -s -d';' -f3 "$DIR/ports")"
+    read -r -a QPORTS <<<"$(cut -s -d';' -f4 "$DIR/ports")"
 }
 
 # A routed cluster's port for KIND (client|repl|ctrl) from node FROM to node TO, as D/routes says (the
@@ -493,6 +496,13 @@ route() {
     printf '%s\n' "${port:-$default}"
 }
 
+# qport I K: the real port of node I's controller listener for node K's traffic (routed clusters).
+qport() {
+    local i="$1" k="$2"
+    if (( i == k )); then printf '%s\n' "${CPORTS[$((i - 1))]}"
+    else printf '%s\n' "${QPORTS[$(( 3 * (i - 1) + k - 1 ))]}"; fi
+}
+
 # The node properties of the three nodes. With D/routes (written by a test before the first start) the
 # cluster is routed: every connection a test may want to cut goes to a port the routes file names — a
 # proxy of the test's own — rather than straight to a node:
@@ -500,9 +510,18 @@ route() {
 #   repl K I PORT      node K reaches node I's replication listener at PORT: node I has one replication
 #                      listener per peer, R1..R3, and node K replicates over R<K> (its
 #                      inter.broker.listener.name), so each direction between two nodes has a port of its own;
-#   ctrl K I PORT      node K reaches node I's controller at PORT (node K's controller.quorum.voters).
-# A line left out means a direct connection. Real listeners: brokers on N..N+2, controllers on N+3..N+5,
-# replication listeners on N+6..N+14 (node I's R<K> on N+6+3(I-1)+(K-1)).
+#   ctrl K I PORT      node K reaches node I's controller at PORT: node I has one controller listener per
+#                      peer, Q1..Q3, and node K talks to controllers over Q<K> (the first of its
+#                      controller.listener.names); PORT is both node K's controller.quorum.voters entry for
+#                      node I and node I's advertised address for Q<K>.
+# The advertised address matters: a KRaft follower fetches the metadata log from the address the quorum
+# leader advertises for the follower's controller listener (BeginQuorumEpoch's LeaderEndpoints, KIP-853),
+# not from its controller.quorum.voters entry. With one CONTROLLER listener advertised as its real port,
+# the followers' fetches went straight to the leader, around the proxies, and a quorum leader cut off from
+# its peers kept its quorum (issue 11).
+# A line left out means a direct connection. Real listeners: brokers on N..N+2, controllers (node I's own
+# Q<I>) on N+3..N+5, replication listeners on N+6..N+14 (node I's R<K> on N+6+3(I-1)+(K-1)), and in a
+# routed cluster node I's Q<K>, K != I, on N+15+3(I-1)+(K-1).
 cluster_write() {
     local i k voters listeners adv map
     for i in 1 2 3; do
@@ -511,13 +530,27 @@ cluster_write() {
             voters=""
             for k in 1 2 3; do
                 if (( k == i )); then voters+="${voters:+,}$k@$HOST:${CPORTS[$((k - 1))]}"
-                else voters+="${voters:+,}$k@$HOST:$(route ctrl "$i" "$k" "${CPORTS[$((k - 1))]}")"; fi
+                else voters+="${voters:+,}$k@$HOST:$(route ctrl "$i" "$k" "$(qport "$k" "$i")")"; fi
             done
-            listeners="listeners=PLAINTEXT://$HOST:${BPORTS[$((i - 1))]},CONTROLLER://$HOST:${CPORTS[$((i - 1))]}"
+            listeners="listeners=PLAINTEXT://$HOST:${BPORTS[$((i - 1))]}"
             adv="advertised.listeners=PLAINTEXT://$HOST:$(route client 0 "$i" "${BPORTS[$((i - 1))]}")"
-            map="listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+            map="listener.security.protocol.map=PLAINTEXT:PLAINTEXT"
+            # Controller listeners: Q<i> (this node's own, first: the one it talks to other controllers
+            # over) on its controller port, then Q<k> for each peer k, advertised through that peer's proxy.
+            local names="Q$i" real
+            listeners+=",Q$i://$HOST:${CPORTS[$((i - 1))]}"
+            adv+=",Q$i://$HOST:${CPORTS[$((i - 1))]}"
+            map+=",Q$i:PLAINTEXT"
             for k in 1 2 3; do
-                local real="${RPORTS[$(( 3 * (i - 1) + k - 1 ))]}"
+                (( k == i )) && continue
+                real="$(qport "$i" "$k")"
+                names+=",Q$k"
+                listeners+=",Q$k://$HOST:$real"
+                adv+=",Q$k://$HOST:$(route ctrl "$k" "$i" "$real")"
+                map+=",Q$k:PLAINTEXT"
+            done
+            for k in 1 2 3; do
+                real="${RPORTS[$(( 3 * (i - 1) + k - 1 ))]}"
                 listeners+=",R$k://$HOST:$real"
                 adv+=",R$k://$HOST:$(route repl "$k" "$i" "$real")"
                 map+=",R$k:PLAINTEXT"
@@ -525,6 +558,7 @@ cluster_write() {
             extra="$listeners
 $adv
 inter.broker.listener.name=R$i
+controller.listener.names=$names
 $map"
         else
             voters=""
@@ -561,16 +595,25 @@ cmd_cluster_start() {
         BPORTS=("$PORT" "$((PORT + 1))" "$((PORT + 2))")
         CPORTS=("$((PORT + 3))" "$((PORT + 4))" "$((PORT + 5))")
         RPORTS=()
+        QPORTS=()
         if [[ -f "$DIR/routes" ]]; then
             for i in $(seq 6 14); do RPORTS+=("$((PORT + i))"); done
+            # Node I's Q<K> on N+15+3(I-1)+(K-1); the three slots with K = I are not used (Q<I> is the
+            # node's controller port).
+            for i in $(seq 15 23); do QPORTS+=("$((PORT + i))"); done
         fi
-        printf '%s;%s;%s\n' "${BPORTS[*]}" "${CPORTS[*]}" "${RPORTS[*]}" >"$DIR/ports"
+        printf '%s;%s;%s;%s\n' "${BPORTS[*]}" "${CPORTS[*]}" "${RPORTS[*]}" "${QPORTS[*]}" >"$DIR/ports"
     fi
     for i in 0 1 2; do
         port_in_use "${CPORTS[$i]}" && die "controller port ${CPORTS[$i]} is busy; pick another --port"
     done
     for i in "${RPORTS[@]}"; do
         port_in_use "$i" && die "replication port $i is busy; pick another --port"
+    done
+    local q
+    for q in 0 1 2 3 4 5 6 7 8; do
+        (( q / 3 == q % 3 )) && continue
+        [[ -n "${QPORTS[$q]:-}" ]] && port_in_use "${QPORTS[$q]}" && die "controller port ${QPORTS[$q]} is busy; pick another --port"
     done
     if [[ ! -f "$DIR/cluster.id" ]]; then
         cid="$(java -Xmx64m -cp "$LIB/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"

@@ -7,7 +7,7 @@
 #
 # CLAIMGATE_TEST_PORT picks the broker's port (default 19192, away from the demo's 19092). The fault tests
 # of tests/cluster.rs start a three-node cluster of their own (tests/util/cluster.rs: listeners on
-# CLAIMGATE_TEST_CLUSTER_PORT, default 19710, to +14; 3 x 384 MB of heap) when that file runs, and stop
+# CLAIMGATE_TEST_CLUSTER_PORT, default 19710, to +23; 3 x 384 MB of heap) when that file runs, and stop
 # it when it ends; they run one at a time on it, a few faults each (the soak runs them long).
 # tests/html_report.rs opens the review report in headless Chromium: scripts/chromium.sh installs
 # Debian's `chromium` and `fonts-noto-cjk` first when they are missing (apt-get, as root or with sudo).

@@ -118,6 +118,9 @@ pub const REFUSED_OUTPUTS: &str = "claimgate_refused_outputs_total";
 pub const QUERIES: &str = "claimgate_http_queries_total";
 /// Exactly-once transactions committed and aborted.
 pub const TRANSACTIONS: &str = "claimgate_transactions_total";
+/// Exactly-once: transactional producers replaced because a call blocked past its timeout or an abort
+/// failed (the new one fences the old; `transactional_producer_replaced` in the log says why).
+pub const PRODUCERS_REPLACED: &str = "claimgate_transactional_producers_replaced_total";
 
 /// Installs the process-wide recorder (the `metrics` facade is global by design) and returns the
 /// handle that renders `/metrics`.

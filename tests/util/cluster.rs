@@ -23,7 +23,7 @@
 //! stop its cluster is cleaned up, by the PIDs recorded there, at the next start). Tests take it in turn:
 //! [`shared`] returns a guard held for the whole test, after healing whatever the previous test left.
 //! Ports: the nodes' own listeners on a private range, `CLAIMGATE_TEST_CLUSTER_PORT` (default 19710) to
-//! +14; the proxies on ports the OS hands out. Heap per node: `KAFKA_HEAP` (default 384m here).
+//! +23; the proxies on ports the OS hands out. Heap per node: `KAFKA_HEAP` (default 384m here).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -230,7 +230,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts a routed cluster with its listeners on `base..base+14` and its files in `dir` (cleaned
+    /// Starts a routed cluster with its listeners on `base..base+23` and its files in `dir` (cleaned
     /// of any earlier run first). `overrides` are broker properties (`k=v`) for every node.
     pub fn start(dir: &Path, base: u16, overrides: &[&str]) -> Cluster {
         // A run killed before it stopped its cluster: stop those nodes (by their recorded PIDs).
@@ -240,9 +240,10 @@ impl Cluster {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).expect("cluster directory");
         let node_port = |i: Node| base + (i as u16 - 1);
-        let ctrl_port = |i: Node| base + 3 + (i as u16 - 1);
         // Node I's replication listener for traffic from node K.
         let repl_port = |k: Node, i: Node| base + 6 + 3 * (i as u16 - 1) + (k as u16 - 1);
+        // Node I's controller listener for traffic from node K (`Q<K>`, see `cluster_write`).
+        let ctrl_port = |k: Node, i: Node| base + 15 + 3 * (i as u16 - 1) + (k as u16 - 1);
         let clients: Vec<NetProxy> = (1..=3).map(|i| NetProxy::start(node_port(i))).collect();
         let mut links = HashMap::new();
         let mut routes = String::new();
@@ -255,7 +256,7 @@ impl Cluster {
                     continue;
                 }
                 let repl = NetProxy::start(repl_port(k, i));
-                let ctrl = NetProxy::start(ctrl_port(i));
+                let ctrl = NetProxy::start(ctrl_port(k, i));
                 routes.push_str(&format!("repl {k} {i} {}\nctrl {k} {i} {}\n", repl.port, ctrl.port));
                 links.insert(("repl", k, i), repl);
                 links.insert(("ctrl", k, i), ctrl);
@@ -525,6 +526,84 @@ impl Cluster {
             s.push_str(&format!("{t}: {:?}\n", self.partitions(t)));
         }
         s
+    }
+
+    /// The node the KRaft quorum has elected its leader (the active controller), as the quorum-state
+    /// files of the nodes that are up, not frozen and not cut off say: the one of the latest epoch.
+    pub fn quorum_leader(&self) -> Option<Node> {
+        let mut best: Option<(i64, Node)> = None;
+        for n in 1..=3 {
+            if !self.running(n) || self.frozen[n as usize - 1] || self.isolated == Some(n) {
+                continue;
+            }
+            let path = self.node_dir(n).join("data/__cluster_metadata-0/quorum-state");
+            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+            let (Some(epoch), Some(leader)) = (v["leaderEpoch"].as_i64(), v["leaderId"].as_i64()) else { continue };
+            if leader > 0 && best.is_none_or(|(e, _)| epoch > e) {
+                best = Some((epoch, leader as Node));
+            }
+        }
+        best.map(|(_, l)| l)
+    }
+
+    /// The real ports node `node` listens on: its broker listener, its controller listeners and its
+    /// replication listeners (see `cluster_write` in `scripts/broker.sh`).
+    fn real_ports(&self, node: Node) -> Vec<u16> {
+        let i = node as u16 - 1;
+        let mut ports = vec![self.base + i, self.base + 3 + i];
+        for k in 0..3 {
+            ports.push(self.base + 6 + 3 * i + k);
+            ports.push(self.base + 15 + 3 * i + k);
+        }
+        ports
+    }
+
+    /// Connections from one node's process straight to another node's real ports, around the proxies
+    /// (which a cut would then miss), as `(from, to, port)`: read from `/proc` (the node's sockets, and
+    /// the established TCP connections with their remote ports).
+    pub fn unrouted_connections(&self) -> Vec<(Node, Node, u16)> {
+        let mut established: HashMap<u64, u16> = HashMap::new();
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let text = std::fs::read_to_string(table).unwrap_or_default();
+            for line in text.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+                if f.len() < 10 || f[3] != "01" {
+                    continue;
+                }
+                let Some(port) = f[2].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()) else {
+                    continue;
+                };
+                if let Ok(inode) = f[9].parse::<u64>() {
+                    established.insert(inode, port);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        for from in 1..=3 {
+            let Some(pid) = self.pid(from) else { continue };
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+            for fd in fds.flatten() {
+                let Ok(target) = std::fs::read_link(fd.path()) else { continue };
+                let target = target.to_string_lossy().into_owned();
+                let Some(inode) = target
+                    .strip_prefix("socket:[")
+                    .and_then(|t| t.strip_suffix(']'))
+                    .and_then(|t| t.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                let Some(&port) = established.get(&inode) else { continue };
+                for to in (1..=3).filter(|&to| to != from) {
+                    if self.real_ports(to).contains(&port) {
+                        found.push((from, to, port));
+                    }
+                }
+            }
+        }
+        found.sort_unstable();
+        found
     }
 
     /// A node's broker log.

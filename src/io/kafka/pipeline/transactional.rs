@@ -6,6 +6,18 @@
 //! The producer's `transactional.id` is stable for the instance's slot (see `transactional_id` in the
 //! stream's configuration): a restarted instance fences its crashed predecessor when it initialises, so
 //! the predecessor's open transaction is aborted at once rather than when it times out.
+//!
+//! **A producer that stops answering is replaced.** Every blocking call of the transactional producer
+//! runs on a watchdog ([`bounded`]): librdkafka (2.12) can block `send_offsets_to_transaction` forever
+//! when the group coordinator dies — its `TxnOffsetCommit` waits, with no deadline, for a connection to
+//! the coordinator it found (the dead node, until the cluster fences it) to come up, and is woken only
+//! when some broker connection goes up or down (librdkafka issues 5456 and 5511: the coordinator
+//! request's timeout is never checked). A call that outlives its own timeout by [`STUCK_GRACE`], or an
+//! abort that fails, ends that producer: a new one with the same `transactional.id` fences it (its open
+//! transaction is aborted by the coordinator, or completed if its commit had got through), and the
+//! batch's partitions are rewound to the group's committed offsets — the one account of whether the
+//! batch committed. Before this, the stream decided nothing and logged nothing after a coordinator's
+//! node was killed (issue 11).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +25,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use crossbeam_channel::Receiver;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer};
@@ -25,7 +38,7 @@ use super::super::admin::OutputWatch;
 use super::super::errors::Class;
 use super::at_least_once::hint;
 use super::decide::Batch;
-use super::delivery::{self, Failed, Token};
+use super::delivery::{self, Ack, Failed, OutputProducer, Token};
 use super::rebalance::ConsumerCtx;
 use super::{PipelineConfig, PipelineState, consumer_config};
 use crate::io::clock;
@@ -42,10 +55,13 @@ pub fn run(
     state: &Arc<PipelineState>,
     shutdown: &CancellationToken,
 ) -> Result<()> {
-    let (producer, acks) = delivery::producer(kafka, cfg)?;
-    producer.init_transactions(Duration::from_secs(30)).context(
-        "cannot initialise transactions (the broker needs transaction.state.log settings its size can meet)",
-    )?;
+    let (mut producer, mut acks) = delivery::producer(kafka, cfg)?;
+    let p = Arc::clone(&producer);
+    let init = "cannot initialise transactions (the broker needs transaction.state.log settings its size can meet)";
+    match bounded("init", INIT_TIMEOUT + STUCK_GRACE, move || p.init_transactions(INIT_TIMEOUT)) {
+        Some(r) => r.context(init)?,
+        None => bail!("{init}: init_transactions did not return within {:?}", INIT_TIMEOUT + STUCK_GRACE),
+    }
     let consumer: BaseConsumer<ConsumerCtx> =
         consumer_config(kafka, cfg, true).create_with_context(ConsumerCtx::new(None, &cfg.offsets_reset))?;
     consumer.subscribe(&[&cfg.claims])?;
@@ -155,22 +171,14 @@ pub fn run(
         for (p, _, next) in &span {
             offsets.add_partition_offset(&cfg.claims, *p, Offset::Offset(*next))?;
         }
-        let committed: Result<(), String> = if let Some(f) = failed {
-            Err(f)
+        let ending = if let Some(f) = failed {
+            Ending::Failed(f)
         } else if consumer.context().rebalanced.load(Ordering::Relaxed) {
-            Err("the group rebalanced during the batch".into())
+            Ending::Failed("the group rebalanced during the batch".into())
         } else {
             match consumer.group_metadata() {
-                None => Err("no consumer group metadata".into()),
-                Some(gm) => producer
-                    .send_offsets_to_transaction(&offsets, &gm, txn_timeout)
-                    .and_then(|()| producer.commit_transaction(txn_timeout))
-                    .map_err(|e| {
-                        if super::super::errors::classify(&e) == Class::Fatal {
-                            return format!("fatal: {e}");
-                        }
-                        e.to_string()
-                    }),
+                None => Ending::Failed("no consumer group metadata".into()),
+                Some(gm) => commit(&producer, offsets, gm, txn_timeout),
             }
         };
         // Delivery reports of this transaction: the latency probe, and outputs refused as bad input.
@@ -200,8 +208,10 @@ pub fn run(
         if ack_probe_lost(&probe) {
             probe = None;
         }
-        match committed {
-            Ok(()) => {
+        // Why the producer must be replaced, if it must.
+        let mut stuck: Option<String> = None;
+        match ending {
+            Ending::Committed => {
                 ::metrics::counter!(m::TRANSACTIONS, "outcome" => "committed").increment(1);
                 let taken: i64 = span.iter().map(|s| s.2 - s.1).sum();
                 for (p, first, next) in &span {
@@ -209,27 +219,195 @@ pub fn run(
                 }
                 batch.finish(taken as usize);
             }
-            Err(e) => {
+            Ending::Fatal(e) => {
                 ::metrics::counter!(m::TRANSACTIONS, "outcome" => "aborted").increment(1);
-                if e.starts_with("fatal") {
-                    bail!("transaction error (another instance with the same transactional.id?): {e}");
-                }
+                bail!("transaction error (another instance with the same transactional.id?): {e}");
+            }
+            Ending::Stuck(e) => {
+                ::metrics::counter!(m::TRANSACTIONS, "outcome" => "aborted").increment(1);
+                stuck = Some(e);
+            }
+            Ending::Failed(e) => {
+                ::metrics::counter!(m::TRANSACTIONS, "outcome" => "aborted").increment(1);
                 tracing::warn!(event = "transaction_aborted", error = %e, "the batch will be decided again");
-                producer.abort_transaction(txn_timeout).context("cannot abort the transaction")?;
-                let assigned = consumer.assignment().unwrap_or_default();
-                for (p, first, _) in &span {
-                    if assigned.find_partition(&cfg.claims, *p).is_some() {
-                        let mut tpl = TopicPartitionList::new();
-                        tpl.add_partition_offset(&cfg.claims, *p, Offset::Offset(*first))?;
-                        consumer
-                            .seek_partitions(tpl, Duration::from_secs(10))
-                            .context("cannot rewind after an aborted transaction")?;
+                let p = Arc::clone(&producer);
+                match bounded("abort", txn_timeout + STUCK_GRACE, move || p.abort_transaction(txn_timeout)) {
+                    Some(Ok(())) => rewind(&consumer, &cfg.claims, &span, None)?,
+                    Some(Err(e)) if super::super::errors::classify(&e) == Class::Fatal => {
+                        bail!("cannot abort the transaction (another instance with the same transactional.id?): {e}")
+                    }
+                    // E.g. a commit that timed out is still under way (librdkafka refuses the abort
+                    // as conflicting) or the coordinator does not answer.
+                    Some(Err(e)) => stuck = Some(format!("cannot abort the transaction: {e}")),
+                    None => {
+                        stuck = Some(format!("abort_transaction did not return within {:?}", txn_timeout + STUCK_GRACE))
                     }
                 }
             }
         }
+        if let Some(why) = stuck {
+            tracing::warn!(
+                event = "transactional_producer_replaced",
+                reason = %why,
+                "the transactional producer stopped answering: a new one fences it and the batch is decided again from the committed offsets"
+            );
+            ::metrics::counter!(m::PRODUCERS_REPLACED).increment(1);
+            let old = std::mem::replace(&mut producer, replacement(kafka, cfg, shutdown, &mut acks)?);
+            // A call still blocked holds its own clone: the old producer ends when that call returns
+            // (fenced), never on this thread.
+            std::thread::spawn(move || drop(old));
+            rewind(&consumer, &cfg.claims, &span, Some(Duration::from_secs(10)))?;
+        }
     }
     tracing::info!(event = "pipeline_stopped", mode = "exactly_once", "last transaction committed");
+    Ok(())
+}
+
+/// `init_transactions`' timeout (the coordinator may be moving: a new producer retries).
+const INIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How much longer than its own timeout a transactional call may block before its producer is deemed
+/// stuck and replaced.
+pub const STUCK_GRACE: Duration = Duration::from_secs(5);
+
+/// How a batch's transaction ended.
+enum Ending {
+    Committed,
+    /// Not committed, and the producer can abort it.
+    Failed(String),
+    /// Fenced, unauthorised: the pipeline stops.
+    Fatal(String),
+    /// A call did not return in time: the producer is replaced.
+    Stuck(String),
+}
+
+/// Runs a blocking call of the transactional producer on a helper thread and waits at most `limit` for
+/// it: `None` if it has not returned by then (the thread is left to finish on its own, with its clone of
+/// the producer).
+pub fn bounded<T: Send + 'static>(what: &str, limit: Duration, call: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let spawned = std::thread::Builder::new().name(format!("txn-{what}")).spawn(move || {
+        let _ = tx.send(call());
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(event = "transaction_watchdog_unavailable", call = what, error = %e, "cannot start a helper thread");
+        return None;
+    }
+    rx.recv_timeout(limit).ok()
+}
+
+/// Adds the batch's offsets to its transaction and commits it, each call on a watchdog.
+fn commit(
+    producer: &Arc<OutputProducer>,
+    offsets: TopicPartitionList,
+    gm: ConsumerGroupMetadata,
+    timeout: Duration,
+) -> Ending {
+    let classify = |e: KafkaError| {
+        if super::super::errors::classify(&e) == Class::Fatal {
+            Ending::Fatal(e.to_string())
+        } else {
+            Ending::Failed(e.to_string())
+        }
+    };
+    let p = Arc::clone(producer);
+    let limit = timeout + STUCK_GRACE;
+    match bounded("send-offsets", limit, move || p.send_offsets_to_transaction(&offsets, &gm, timeout)) {
+        None => return Ending::Stuck(format!("send_offsets_to_transaction did not return within {limit:?}")),
+        Some(Err(e)) => return classify(e),
+        Some(Ok(())) => {}
+    }
+    let p = Arc::clone(producer);
+    // rust-rdkafka's commit_transaction flushes, then commits: each bounded by `timeout`.
+    let limit = 2 * timeout + STUCK_GRACE;
+    match bounded("commit", limit, move || p.commit_transaction(timeout)) {
+        None => Ending::Stuck(format!("commit_transaction did not return within {limit:?}")),
+        Some(Err(e)) => classify(e),
+        Some(Ok(())) => Ending::Committed,
+    }
+}
+
+/// A new transactional producer in place of one that stopped answering: `init_transactions` with the
+/// same `transactional.id` fences the old one. Tried again until it succeeds or the stream stops.
+fn replacement(
+    kafka: &KafkaConfig,
+    cfg: &PipelineConfig,
+    shutdown: &CancellationToken,
+    acks: &mut Receiver<Ack>,
+) -> Result<Arc<OutputProducer>> {
+    loop {
+        let (producer, rx) = delivery::producer(kafka, cfg)?;
+        let p = Arc::clone(&producer);
+        let error = match bounded("init", INIT_TIMEOUT + STUCK_GRACE, move || p.init_transactions(INIT_TIMEOUT)) {
+            Some(Ok(())) => {
+                *acks = rx;
+                tracing::info!(
+                    event = "transactional_producer_ready",
+                    "the new transactional producer fenced the old one"
+                );
+                return Ok(producer);
+            }
+            Some(Err(e)) if super::super::errors::classify(&e) == Class::Fatal => {
+                bail!("cannot initialise the new transactional producer: {e} ({})", hint(&e))
+            }
+            Some(Err(e)) => e.to_string(),
+            None => format!("init_transactions did not return within {:?}", INIT_TIMEOUT + STUCK_GRACE),
+        };
+        tracing::warn!(event = "transactional_producer_init_failed", error = %error, "trying again");
+        std::thread::spawn(move || drop(producer));
+        if shutdown.is_cancelled() {
+            bail!("stopped before a new transactional producer could be initialised: {error}");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Rewinds the batch's partitions that are still assigned: to the batch's first offsets after an abort
+/// (`committed_wait` `None`), or to the group's committed offsets when whether the batch committed is
+/// not known (its producer was replaced; no committed offset: the batch's first).
+fn rewind(
+    consumer: &BaseConsumer<ConsumerCtx>,
+    claims: &str,
+    span: &[(i32, i64, i64)],
+    committed_wait: Option<Duration>,
+) -> Result<()> {
+    let assigned = consumer.assignment().unwrap_or_default();
+    let mine: Vec<(i32, i64)> = span
+        .iter()
+        .filter(|(p, _, _)| assigned.find_partition(claims, *p).is_some())
+        .map(|(p, first, _)| (*p, *first))
+        .collect();
+    if mine.is_empty() {
+        return Ok(());
+    }
+    let mut to = mine.clone();
+    if let Some(wait) = committed_wait {
+        let mut ask = TopicPartitionList::new();
+        for (p, _) in &mine {
+            ask.add_partition(claims, *p);
+        }
+        let mut tries = 0;
+        let committed = loop {
+            match consumer.committed_offsets(ask.clone(), wait) {
+                Ok(c) => break c,
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    tracing::warn!(event = "committed_offsets_unavailable", error = %e, "cannot read the group's committed offsets yet");
+                }
+                Err(e) => return Err(e).context("cannot read the group's committed offsets to rewind to"),
+            }
+        };
+        for (p, at) in &mut to {
+            if let Some(Offset::Offset(o)) = committed.find_partition(claims, *p).map(|e| e.offset()) {
+                *at = o;
+            }
+        }
+    }
+    for (p, at) in to {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(claims, p, Offset::Offset(at))?;
+        consumer.seek_partitions(tpl, Duration::from_secs(10)).context("cannot rewind after an aborted transaction")?;
+    }
     Ok(())
 }
 
