@@ -118,6 +118,17 @@ impl BaseTable {
         self.parts.iter().fold(0u64, |f, p| f.wrapping_add(p.fingerprint()))
     }
 
+    /// Bytes of replaced and deleted records the shards still hold (see
+    /// [`PractitionerTable::dead_bytes`]).
+    pub fn dead_bytes(&self) -> usize {
+        self.parts.iter().map(|p| p.dead_bytes()).sum()
+    }
+
+    /// Bytes of the shards' record arenas (cheap: no string is visited).
+    pub fn record_bytes(&self) -> usize {
+        self.parts.iter().map(|p| p.words().len() * 8).sum()
+    }
+
     /// Bytes of memory held by the shards' arrays.
     pub fn heap_bytes(&self) -> usize {
         self.parts.iter().map(|p| p.heap_bytes()).sum()

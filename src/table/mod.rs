@@ -454,10 +454,16 @@ impl Updater {
         self.delta.entries()
     }
 
-    /// True when the delta has grown enough that folding it into the base pays: lookups then check
-    /// one table again, and each publish copies less.
-    pub fn wants_compaction(&self) -> bool {
-        self.delta.entries() > 65_536.max(self.base.len() / 64)
+    /// True when the delta has grown enough that folding it into the base pays — lookups then check
+    /// one table again, and each publish copies less: past `delta_codes` codes, or by default 65 536
+    /// or 1/64 of the table, whichever is more. Also when the base holds much garbage: replaced
+    /// records a cold start read from a topic the broker has not cleaned yet (up to half its records
+    /// at the cleaner's default `min.cleanable.dirty.ratio`) stay in the base until it is rebuilt —
+    /// past 1/8 of its records and 16 MiB, a fold with whatever delta there is rebuilds it.
+    pub fn wants_compaction(&self, delta_codes: Option<usize>) -> bool {
+        let delta = self.delta.entries() > delta_codes.unwrap_or_else(|| 65_536.max(self.base.len() / 64));
+        let dead = self.base.dead_bytes();
+        delta || (dead > 16 << 20 && dead > self.base.record_bytes() / 8)
     }
 
     /// Folds the delta into a new base. Costs a full table rebuild (seconds at 12 million codes), so
@@ -601,6 +607,35 @@ mod tests {
         assert!(view.practitioner(key("D110105000001")).is_some());
         assert_eq!(up.delta_len(), 2, "the two updates that came during the compaction stay in the delta");
         assert_eq!(view.base().len(), 2, "the first two codes are folded into the base");
+    }
+
+    /// Replaced records are garbage in the base until it is rebuilt; a fold with no delta at all
+    /// rebuilds it, shard by shard, and changes nothing else.
+    #[test]
+    fn replaced_records_are_counted_and_a_fold_drops_them() {
+        let mut up = Updater::with_base(BaseTable::sharded(2, 64), InstitutionTable::default());
+        let code = |i: u64| format!("D{:012}", 110_105_000_000 + i);
+        for v in 1..=3 {
+            for i in 0..100 {
+                up.practitioner(&rec(&code(i), v, "H11010500001")).unwrap();
+            }
+        }
+        up.delete_practitioner(key(&code(7))).unwrap();
+        let view = up.view();
+        // Two replaced versions of 100 records of 5 words, and the deleted one's third.
+        assert_eq!(view.base().dead_bytes(), 2 * 100 * 5 * 8 + 5 * 8);
+        assert_eq!(up.delta_len(), 0);
+        let epoch = view.epoch();
+        let mut job = up.compaction();
+        while let Some(built) = job.next() {
+            let (k, shard) = built.unwrap();
+            up.install_shard(k, shard);
+        }
+        up.finish_compaction(&job.into_delta()).unwrap();
+        assert_eq!(up.view().base().dead_bytes(), 0);
+        assert_eq!(up.view().epoch(), epoch);
+        assert!(up.view().base().record_bytes() < view.base().record_bytes() / 2);
+        assert!(!up.wants_compaction(None));
     }
 
     /// The point of the shards: while a compaction runs, the old shards are let go one by one, so at

@@ -88,6 +88,9 @@ pub struct PractitionerTable {
     /// [`super::BaseTable`] (0 for a table of its own): the slot index comes from the bits after them,
     /// so that a shard's codes spread over all its slots.
     skip: u32,
+    /// Bytes of records (words and their strings) replaced or deleted since the table was built: kept
+    /// until a rebuild. Not stored in snapshots (a loaded table counts from 0).
+    dead_bytes: usize,
 }
 
 /// The table's small parts as a snapshot stores them (bincode); the two large arrays, `slots` and
@@ -203,6 +206,11 @@ impl PractitionerTable {
     /// (code, version). Equal fingerprints mean equal tables under the versioning contract of records.md.
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
+    }
+
+    /// Bytes of replaced and deleted records the table still holds (a rebuild drops them).
+    pub fn dead_bytes(&self) -> usize {
+        self.dead_bytes
     }
 
     /// Bytes of memory held by the table's arrays.
@@ -369,11 +377,14 @@ impl PractitionerTable {
         let outcome = match held {
             Some((_, Entry::Live(old))) if rec.version <= old.version() => return Ok(Upsert::Stale),
             Some((_, Entry::Live(old))) => {
-                self.fingerprint = self.fingerprint.wrapping_sub(record_fingerprint(key, old.version()));
+                let (version, dead) = (old.version(), old.held_bytes());
+                self.fingerprint = self.fingerprint.wrapping_sub(record_fingerprint(key, version));
+                self.dead_bytes += dead;
                 Upsert::Replaced
             }
             Some((_, Entry::Deleted)) => {
                 self.live += 1;
+                self.dead_bytes += 16;
                 Upsert::Replaced
             }
             None => {
@@ -392,11 +403,17 @@ impl PractitionerTable {
     pub fn delete(&mut self, key: PractitionerKey<'_>) -> Result<bool, TableError> {
         let was_live = match self.get(key) {
             Some(Entry::Live(old)) => {
-                self.fingerprint = self.fingerprint.wrapping_sub(record_fingerprint(key, old.version()));
+                let (version, dead) = (old.version(), old.held_bytes());
+                self.fingerprint = self.fingerprint.wrapping_sub(record_fingerprint(key, version));
                 self.live -= 1;
+                self.dead_bytes += dead;
                 true
             }
-            _ => false,
+            Some(Entry::Deleted) => {
+                self.dead_bytes += 16;
+                false
+            }
+            None => false,
         };
         let at = self.append_tombstone(0)?;
         self.point(key, at);
@@ -518,6 +535,7 @@ impl PractitionerTable {
             live: meta.live as usize,
             fingerprint: meta.fingerprint,
             skip,
+            dead_bytes: 0,
         };
         t.legacy_index = t.legacy.iter().enumerate().map(|(i, (code, _))| (code.as_str().into(), i)).collect();
         if t.strings.is_empty() {
@@ -636,6 +654,18 @@ fn slots_for(n: usize) -> usize {
 }
 
 impl<'a> PractitionerRef<'a> {
+    /// Bytes the record holds in its table: its words, and its period texts with their `String`s.
+    fn held_bytes(&self) -> usize {
+        let (regs, periods) = self.counts();
+        let texts: usize = self
+            .raw_periods()
+            .flat_map(|(_, _, basis, decision)| [basis, decision])
+            .filter(|&id| id != 0)
+            .map(|id| self.strings.get(id as usize).map_or(0, |s| s.capacity() + 24))
+            .sum();
+        (2 + regs * REG_WORDS + periods * PERIOD_WORDS) * 8 + texts
+    }
+
     /// The record's version.
     #[inline]
     pub fn version(&self) -> u64 {

@@ -649,9 +649,10 @@ impl Follower {
                 }
             }
             let checkpoint_writing = self.writing.as_ref().is_some_and(|h| !h.is_finished());
-            let updater = &self.table.updater;
-            let due = self.cfg.compact_after.map_or_else(|| updater.wants_compaction(), |n| updater.delta_len() >= n);
-            if compacting.is_none() && !checkpoint_writing && due {
+            if compacting.is_none()
+                && !checkpoint_writing
+                && self.table.updater.wants_compaction(self.cfg.compact_after)
+            {
                 let mut job = self.table.updater.compaction();
                 let tx = tx.clone();
                 // For the test of changes arriving during a fold only: each shard's rebuild takes this long.
@@ -670,7 +671,17 @@ impl Follower {
                     let _ = tx.send(Step::Done(job.into_delta()));
                 });
                 match spawned {
-                    Ok(_) => compacting = Some(Instant::now()),
+                    Ok(_) => {
+                        let base = self.table.updater.view().base().clone();
+                        tracing::info!(
+                            event = "table_compaction_started",
+                            delta = self.table.updater.delta_len(),
+                            garbage_mib = base.dead_bytes() >> 20,
+                            shards = base.shards().len(),
+                            "folding the status delta (and dropping replaced records) into the base, shard by shard"
+                        );
+                        compacting = Some(Instant::now());
+                    }
                     Err(e) => tracing::error!(event = "table_compaction_failed", error = %e),
                 }
             }
