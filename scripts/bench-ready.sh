@@ -10,7 +10,7 @@
 #                                         than the 1/64 of the table that starts a compaction) published
 #                                         as one batch while it follows: the peak RSS through the publish
 #                                         and the view's compaction (issue 10's "≤ 100 B/code at peak,
-#                                         including during compaction of the view")
+#                                         including during compaction of the view"; CHANGE_FROM below)
 #
 # Prints the time to /readyz 200, the process's CPU and the CPU of each thread above 0.5 s, peak RSS (and
 # per code, CODES default 12 000 000), and the follower's log lines; samples RSS every 0.1 s into
@@ -45,10 +45,13 @@ for t in /proc/"$pid"/task/*; do
     awk -v hz="$(getconf CLK_TCK)" '{c = ($14 + $15) / hz; if (c > 0.5) printf "    %s %.2fs\n", $2, c}' "$t/stat" 2>/dev/null || true
 done
 if [[ "$MODE" == compaction ]]; then
-    # The changes: the first CHANGES codes, each given a suspension (a new version of each).
+    # The changes: the first CHANGES codes, each given a suspension (a new version of each) from
+    # CHANGE_FROM (default: tomorrow, Beijing time, so that none is late; a date already begun makes
+    # every change a late one, written to the retro topic too — a second burst, measured on its own).
     stamp=$(date +%s)
+    from="${CHANGE_FROM:-$(TZ=Asia/Shanghai date -d tomorrow +%F)}"
     head -n "${CHANGES:-250000}" "$W/codes-$CODES/practitioners.jsonl" |
-        sed "s/\"periods\":\[\]/\"periods\":[{\"status\":\"suspended\",\"from\":\"2026-12-01\",\"until\":\"2027-03-01\",\"decision_id\":\"B-$stamp\"}]/" \
+        sed "s/\"periods\":\[\]/\"periods\":[{\"status\":\"suspended\",\"from\":\"$from\",\"until\":\"2027-03-01\",\"decision_id\":\"B-$stamp\"}]/" \
             >"$W/compaction-changes.jsonl"
     # The high-water mark reset (Linux ≥ 4.0), so that the next peak is the publish's and compaction's.
     echo 5 >"/proc/$pid/clear_refs"

@@ -50,26 +50,8 @@ enum Command {
     Topics(cmd::topics::TopicsCmd),
 }
 
-/// Large arrays straight from the kernel, and back to it when freed (glibc only).
-///
-/// glibc serves an allocation from its heap instead of a mapping of its own once a mapping of that
-/// size has been freed (its dynamic mmap threshold, up to 32 MiB). The stream's base table is 64
-/// shards of 4-10 MiB arrays, rebuilt one at a time: served from the heap, a freed old shard leaves a
-/// hole the heap does not return, so a fold of the delta kept its old shards resident after all —
-/// 155 B a code at the fold's peak against 115 B with a fixed 256 KiB threshold (BENCHMARKS.md). A
-/// threshold set by the operator (`MALLOC_MMAP_THRESHOLD_`, `GLIBC_TUNABLES`) is left alone.
-fn fix_mmap_threshold() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() && std::env::var_os("GLIBC_TUNABLES").is_none() {
-        // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
-        }
-    }
-}
-
 fn main() -> ExitCode {
-    fix_mmap_threshold();
+    io::alloc::fix_mmap_threshold();
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Stream(_)) {
         io::logging::init_default();

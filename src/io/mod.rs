@@ -1,6 +1,7 @@
 //! The edges: files, snapshots, the clock, progress bars — and (in `kafka`) the broker and (in `http`)
 //! the operations port. Everything that touches the world outside the process lives here.
 
+pub mod alloc;
 pub mod checkpoint;
 pub mod claim_index;
 pub mod clock;

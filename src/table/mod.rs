@@ -240,12 +240,17 @@ impl TableHandle {
 }
 
 /// Applies status records to a base table through a delta layer, and cuts views.
+///
+/// Each table is shared with the views cut from it and copied on the first write after a view took it
+/// (`Arc::make_mut`): a view costs no copy, so the 64 views a fold publishes (one per shard) share one
+/// delta, and so does the fold itself, where each copied a delta of up to 1/64 of the table (about 22
+/// MiB at 12 million codes, BENCHMARKS.md).
 #[derive(Debug, Default)]
 pub struct Updater {
     base: Arc<BaseTable>,
-    delta: PractitionerTable,
-    institutions: InstitutionTable,
-    mappings: MappingTable,
+    delta: Arc<PractitionerTable>,
+    institutions: Arc<InstitutionTable>,
+    mappings: Arc<MappingTable>,
     fingerprint: u64,
     live: usize,
 }
@@ -266,7 +271,7 @@ pub enum Applied {
 pub struct Compaction {
     shards: Vec<Option<Arc<PractitionerTable>>>,
     bits: u32,
-    delta: PractitionerTable,
+    delta: Arc<PractitionerTable>,
     next: usize,
 }
 
@@ -290,7 +295,7 @@ impl Compaction {
     }
 
     /// The delta as it was when the compaction began, for [`Updater::finish_compaction`].
-    pub fn into_delta(self) -> PractitionerTable {
+    pub fn into_delta(self) -> Arc<PractitionerTable> {
         self.delta
     }
 }
@@ -307,9 +312,9 @@ impl Updater {
             fingerprint: base.fingerprint(),
             live: base.len(),
             base: Arc::new(base),
-            delta: PractitionerTable::with_capacity(16),
-            institutions,
-            mappings: MappingTable::default(),
+            delta: Arc::new(PractitionerTable::with_capacity(16)),
+            institutions: Arc::new(institutions),
+            mappings: Arc::default(),
         }
     }
 
@@ -324,9 +329,9 @@ impl Updater {
             fingerprint: base.fingerprint(),
             live: base.len(),
             base,
-            delta: PractitionerTable::with_capacity(16),
-            institutions: (*view.institutions).clone(),
-            mappings: MappingTable::default(),
+            delta: Arc::new(PractitionerTable::with_capacity(16)),
+            institutions: Arc::clone(&view.institutions),
+            mappings: Arc::default(),
         })
     }
 
@@ -371,7 +376,7 @@ impl Updater {
         }
         // `rec` is newer than anything the delta holds for this code (checked above), and a delta
         // tombstone accepts any version, so this upsert always lands.
-        self.delta.upsert(rec)?;
+        Arc::make_mut(&mut self.delta).upsert(rec)?;
         Ok(Applied::Changed)
     }
 
@@ -389,19 +394,19 @@ impl Updater {
         }
     }
 
-    /// Makes room for about `n` practitioner codes while the tables are still being loaded (nothing
-    /// published, nothing in the delta), so that a start-up does not rebuild the slot array at every
-    /// doubling. Call [`Updater::fit`] when the load is done: `n` may be an overestimate.
-    pub fn reserve_practitioners(&mut self, n: usize) {
+    /// Makes room for about `n` practitioner records to come while the tables are still being loaded
+    /// (nothing published, nothing in the delta): the base's record arenas reserved once instead of
+    /// grown by copying (see [`BaseTable::reserve_records`]).
+    pub fn reserve_records(&mut self, n: usize) {
         if self.delta.entries() == 0
             && let Some(base) = Arc::get_mut(&mut self.base)
         {
-            base.reserve(n);
+            base.reserve_records(n);
         }
     }
 
-    /// Shrinks the base's slot array to what its codes need, if a [`Updater::reserve_practitioners`]
-    /// overestimated them (while nothing shares the base).
+    /// Fits the base to what it holds at the end of a load, while nothing shares it (see
+    /// [`PractitionerTable::fit`]).
     pub fn fit(&mut self) {
         if let Some(base) = Arc::get_mut(&mut self.base) {
             base.fit();
@@ -414,18 +419,18 @@ impl Updater {
         self.fingerprint = self.fingerprint.wrapping_sub(practitioner::record_fingerprint(key, v));
         self.live -= 1;
         if self.delta.entries() == 0
-            && let Some(part) = Arc::get_mut(&mut self.base).and_then(|base| base.part_mut(key))
+            && let Some(done) = Arc::get_mut(&mut self.base).and_then(|base| base.delete_unshared(key))
         {
-            part.delete(key)?;
+            done?;
             return Ok(Applied::Changed);
         }
-        self.delta.delete(key)?;
+        Arc::make_mut(&mut self.delta).delete(key)?;
         Ok(Applied::Changed)
     }
 
     /// Applies an institution record; version wins.
     pub fn institution(&mut self, rec: InstitutionRecord) -> Applied {
-        match self.institutions.upsert(rec) {
+        match Arc::make_mut(&mut self.institutions).upsert(rec) {
             Upsert::Stale => Applied::Unchanged,
             _ => Applied::Changed,
         }
@@ -433,12 +438,12 @@ impl Updater {
 
     /// Deletes an institution.
     pub fn delete_institution(&mut self, code: InstitutionCode) -> Applied {
-        if self.institutions.delete(code) { Applied::Changed } else { Applied::Unchanged }
+        if Arc::make_mut(&mut self.institutions).delete(code) { Applied::Changed } else { Applied::Unchanged }
     }
 
     /// Applies a local-id mapping record; version wins.
     pub fn mapping(&mut self, rec: MappingRecord) -> Applied {
-        match self.mappings.upsert(rec) {
+        match Arc::make_mut(&mut self.mappings).upsert(rec) {
             Upsert::Stale => Applied::Unchanged,
             _ => Applied::Changed,
         }
@@ -446,7 +451,7 @@ impl Updater {
 
     /// Deletes a local-id mapping.
     pub fn delete_mapping(&mut self, institution: InstitutionCode, local_id: &str) -> Applied {
-        if self.mappings.delete(institution, local_id) { Applied::Changed } else { Applied::Unchanged }
+        if Arc::make_mut(&mut self.mappings).delete(institution, local_id) { Applied::Changed } else { Applied::Unchanged }
     }
 
     /// Codes in the delta layer.
@@ -471,7 +476,7 @@ impl Updater {
     pub fn compact(&mut self) -> Result<(), TableError> {
         let merged = self.base.rebuilt(Some(&self.delta))?;
         self.base = Arc::new(merged);
-        self.delta = PractitionerTable::with_capacity(16);
+        self.delta = Arc::new(PractitionerTable::with_capacity(16));
         Ok(())
     }
 
@@ -482,7 +487,7 @@ impl Updater {
         Compaction {
             shards: self.base.shards().iter().map(|p| Some(Arc::clone(p))).collect(),
             bits: self.base.shard_bits(),
-            delta: self.delta.clone(),
+            delta: Arc::clone(&self.delta),
             next: 0,
         }
     }
@@ -516,7 +521,7 @@ impl Updater {
                 }
             }
         }
-        self.delta = rest;
+        self.delta = Arc::new(rest);
         Ok(())
     }
 
@@ -524,9 +529,9 @@ impl Updater {
     pub fn view(&self) -> View {
         View {
             base: Arc::clone(&self.base),
-            delta: Arc::new(self.delta.clone()),
-            institutions: Arc::new(self.institutions.clone()),
-            mappings: Arc::new(self.mappings.clone()),
+            delta: Arc::clone(&self.delta),
+            institutions: Arc::clone(&self.institutions),
+            mappings: Arc::clone(&self.mappings),
             practitioners: self.live,
             status_epoch: epoch_of(self.fingerprint, self.institutions.fingerprint()),
             epoch: with_mapping_epoch(epoch_of(self.fingerprint, self.institutions.fingerprint()), &self.mappings),

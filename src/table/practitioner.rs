@@ -171,6 +171,15 @@ impl PractitionerTable {
         if want > self.slots.len() {
             self.resize_slots(want);
         }
+        self.reserve_records(n);
+    }
+
+    /// Makes room in the record arena for about `n` records to come (address space; pages are taken as
+    /// written), leaving the slot array to grow as codes arrive. For a load that counts records, not
+    /// codes: a topic the cleaner has not compacted holds more records than codes, and a slot array
+    /// sized for the records can come out twice the size its codes need — every page of it written, as
+    /// codes spread over all its slots, before [`PractitionerTable::fit`] could shrink it.
+    pub fn reserve_records(&mut self, n: usize) {
         let words = n.saturating_mul(6);
         if words > self.words.capacity() {
             self.words.reserve(words - self.words.len());
@@ -178,13 +187,24 @@ impl PractitionerTable {
         }
     }
 
-    /// Shrinks the slot array to the size its codes need (after a [`PractitionerTable::reserve`] that
-    /// overestimated them). Deleted codes keep their slots.
+    /// Fits the table to what it holds, at the end of a load: the slot array shrunk to the size its
+    /// codes need (after a [`PractitionerTable::reserve`] that overestimated them; deleted codes keep
+    /// their slots), replaced records dropped ([`PractitionerTable::compact_in_place`]), and the record
+    /// arena's spare capacity given back. The capacity was reserved for every record the load was to
+    /// read; as address space it costs nothing, but the 2 MiB pages asked for it
+    /// ([`hint_huge_pages`]) are taken whole, and the compactions during the load wrote past the end
+    /// that remains: about 3 MiB a shard, 200 MiB of a 12-million-code stream's 1 018 MiB at rest
+    /// (BENCHMARKS.md). glibc shrinks a mapped array where it lies (`mremap`), without a copy.
     pub fn fit(&mut self) {
         let want = slots_for(self.used_slots);
         if want < self.slots.len() {
             self.resize_slots(want);
         }
+        if self.dead_bytes > 0 {
+            self.compact_in_place();
+        }
+        self.words.shrink_to_fit();
+        self.strings.shrink_to_fit();
     }
 
     /// Codes held, not counting deleted ones.
@@ -489,6 +509,81 @@ impl PractitionerTable {
             }
         }
         Ok(out)
+    }
+
+    /// True when replaced and deleted records hold more than 1/8 of the table's record bytes (and at
+    /// least `floor` bytes): the point where [`PractitionerTable::compact_in_place`] pays.
+    pub(crate) fn wants_compacting(&self, floor: usize) -> bool {
+        self.dead_bytes > floor && self.dead_bytes > self.words.len()
+    }
+
+    /// Drops the words and texts of replaced and deleted records in place: live records slide down the
+    /// arena in their order, each slot is pointed at its record's new place, and the texts still in
+    /// use are renumbered. Deleted codes keep their slots and tombstones (a delta may shadow with them).
+    ///
+    /// For a table nothing shares, while it is loaded (a stream's cold start from a topic the broker's
+    /// cleaner has not compacted yet holds up to a replaced version per code): unlike
+    /// [`PractitionerTable::rebuilt`], no second table is built, so the garbage never costs more than
+    /// the share that triggered this. The arena keeps its capacity, which the records still to come
+    /// fill again.
+    pub(crate) fn compact_in_place(&mut self) {
+        // Which records are live, and then where each moves: indexed by word offset, written at the
+        // first word of each record a slot or legacy id points at. The arena is records back to back,
+        // so one walk down it finds every record; no sort, and every pass but the last is sequential
+        // (a compaction costs a few milliseconds a 190 000-code shard).
+        const NONE: u32 = u32::MAX;
+        const LIVE: u32 = u32::MAX - 1;
+        let mut moved_to = vec![NONE; self.words.len()];
+        let owners = self.slots.iter().filter(|s| s.key != 0).map(|s| s.at).chain(self.legacy.iter().map(|(_, at)| *at));
+        for at in owners {
+            if let Some(m) = moved_to.get_mut((at & !DEAD) as usize) {
+                *m = LIVE;
+            }
+        }
+        let mut strings = vec![String::new()];
+        let (mut from, mut w) = (0usize, 0usize);
+        while from + 1 < self.words.len() {
+            let header = self.words[from + 1];
+            let len = if header & TOMBSTONE != 0 { 2 } else { record_words(header) };
+            let len = len.min(self.words.len() - from);
+            if moved_to[from] != NONE {
+                moved_to[from] = w as u32;
+                self.words.copy_within(from..from + len, w);
+                if header & TOMBSTONE == 0 {
+                    let regs = (header & REGS_MASK) as usize;
+                    let periods = ((header >> PERIODS_SHIFT) & REGS_MASK) as usize;
+                    let start = (w + 2 + regs * REG_WORDS).min(w + len);
+                    let end = (start + periods * PERIOD_WORDS).min(w + len);
+                    for p in self.words[start..end].chunks_exact_mut(PERIOD_WORDS) {
+                        for slot in [2, 3] {
+                            let id = if slot == 2 { p[2] & 0x7FFF_FFFF } else { p[3] };
+                            if id == 0 {
+                                continue;
+                            }
+                            let text = self.strings.get_mut(id as usize).map(std::mem::take).unwrap_or_default();
+                            let new = strings.len() as u64;
+                            strings.push(text);
+                            p[slot] = if slot == 2 { (p[2] & !0x7FFF_FFFF) | new } else { new };
+                        }
+                    }
+                }
+                w += len;
+            }
+            from += len.max(1);
+        }
+        let relocate = |at: &mut u32| {
+            // An offset that is no record's start (only in a forged table) stays as it was.
+            if let Some(&m) = moved_to.get((*at & !DEAD) as usize)
+                && m < LIVE
+            {
+                *at = m | (*at & DEAD);
+            }
+        };
+        self.slots.iter_mut().filter(|s| s.key != 0).for_each(|s| relocate(&mut s.at));
+        self.legacy.iter_mut().for_each(|(_, at)| relocate(at));
+        self.words.truncate(w);
+        self.strings = strings;
+        self.dead_bytes = 0;
     }
 
     /// The small parts, for a snapshot.
@@ -858,6 +953,76 @@ pub(crate) mod tests {
 
     fn key(s: &str) -> PractitionerKey<'_> {
         PractitionerKey::parse(s).unwrap()
+    }
+
+    /// A record of `code` at `version` with `periods` suspensions, each with its basis and decision id.
+    fn suspended(code: &str, version: u64, periods: usize) -> PractitionerRecord {
+        let mut r = rec(code, version, &[("H11010500001", "2021-03-01", None)]);
+        for p in 0..periods {
+            r.periods.push(Period {
+                status: if p % 2 == 0 { Status::Suspended } else { Status::Terminated },
+                during: Interval {
+                    from: BjTime::from_secs(1_700_000_000 + p as i64 * 86_400),
+                    until: BjTime::from_secs(1_700_000_000 + (p as i64 + 30) * 86_400),
+                },
+                basis: (p % 3 != 2).then(|| format!("basis {code} v{version} p{p}")),
+                decision_id: (p % 2 == 0).then(|| format!("D-{code}-{version}-{p}")),
+            });
+        }
+        r
+    }
+
+    /// Compacted in place, a table answers exactly as before, record by record (texts included), with
+    /// the garbage gone from its arena and its texts; and it goes on taking changes.
+    #[test]
+    fn a_table_compacted_in_place_answers_as_before_without_its_garbage() {
+        let codes: Vec<String> = (0..3_000).map(|i| format!("D{:012}", 110_105_000_000u64 + i * 37)).collect();
+        let legacy: Vec<String> = (0..50).map(|i| format!("L{i:04}")).collect();
+        let mut t = PractitionerTable::with_capacity(16);
+        for round in 1..=4u64 {
+            for (i, c) in codes.iter().chain(&legacy).enumerate() {
+                if (i as u64 + round) % 3 != 0 {
+                    t.upsert(&suspended(c, round, (i + round as usize) % 4)).unwrap();
+                }
+            }
+        }
+        for c in codes.iter().step_by(7).chain(legacy.iter().step_by(5)) {
+            t.delete(key(c)).unwrap();
+        }
+        let before: Vec<(PractitionerCode, Option<PractitionerRecord>)> = t
+            .iter()
+            .map(|(code, e)| {
+                let r = match e {
+                    Entry::Live(r) => Some(r.to_record(code.clone())),
+                    Entry::Deleted => None,
+                };
+                (code, r)
+            })
+            .collect();
+        let (words, strings, fingerprint, live) = (t.words.len(), t.strings.len(), t.fingerprint(), t.len());
+        assert!(t.dead_bytes() > 0 && t.wants_compacting(0));
+        t.compact_in_place();
+        assert_eq!(t.dead_bytes(), 0);
+        assert!(t.words.len() < words / 2, "{} words of {words} kept", t.words.len());
+        assert!(t.strings.len() < strings / 2, "{} texts of {strings} kept", t.strings.len());
+        assert_eq!((t.fingerprint(), t.len()), (fingerprint, live));
+        t.verify().unwrap();
+        let live_words: usize = t.iter().map(|(_, e)| if let Entry::Live(r) = e { r.held_bytes() } else { 0 }).sum();
+        assert!(live_words > 0);
+        for (code, want) in &before {
+            let got = match t.get(code.key()) {
+                Some(Entry::Live(r)) => Some(r.to_record(code.clone())),
+                Some(Entry::Deleted) => None,
+                None => panic!("{code} lost"),
+            };
+            assert_eq!(&got, want, "{code}");
+        }
+        // Changes after it land as usual.
+        t.upsert(&suspended(&codes[1], 9, 3)).unwrap();
+        t.upsert(&suspended(&codes[0], 9, 1)).unwrap();
+        let want = suspended(&codes[0], 9, 1);
+        assert_eq!(t.live(key(&codes[0])).unwrap().to_record(want.code.clone()), want);
+        t.verify().unwrap();
     }
 
     #[test]

@@ -170,8 +170,8 @@ pub async fn watch_staleness(state: Arc<TableState>, stale_after: Duration, shut
 enum Step {
     /// Shard `k`, rebuilt with its part of the delta.
     Shard(usize, PractitionerTable),
-    /// Every shard is done; the delta as the compaction copied it.
-    Done(PractitionerTable),
+    /// Every shard is done; the delta as the compaction took it.
+    Done(Arc<PractitionerTable>),
     /// A shard could not be rebuilt; the compaction stops there.
     Failed(String),
 }
@@ -510,6 +510,7 @@ impl Follower {
     fn catch_up(&mut self, shutdown: &CancellationToken) -> Result<()> {
         let started = Instant::now();
         let mut records = 0u64;
+        let mut trimmed_at = 0u64;
         // The ends to reach: taken once, after assignment and before anything was read, so that they
         // are the records present at start-up (under steady traffic the ends keep moving: not waited for).
         let mut ends: Vec<Option<HashMap<i32, i64>>> = vec![None; self.sources.len()];
@@ -520,7 +521,7 @@ impl Follower {
             for (i, end) in ends.iter_mut().enumerate() {
                 if end.is_none() {
                     *end = self.sources[i].end_offsets();
-                    // Room for the practitioners to come, made once: no slot-array rebuild per doubling.
+                    // Room for the practitioner records to come, made once: no arena grown by copying.
                     if i == 0
                         && let Some(ends) = end
                     {
@@ -528,7 +529,7 @@ impl Follower {
                         let to_read: i64 =
                             ends.iter().map(|(p, high)| high - src.positions.get(p).copied().unwrap_or(0)).sum();
                         let held = self.table.updater.practitioner_count();
-                        self.table.updater.reserve_practitioners(held + to_read.max(0) as usize);
+                        self.table.updater.reserve_records(held + to_read.max(0) as usize);
                     }
                 }
                 loop {
@@ -541,6 +542,10 @@ impl Follower {
                         break;
                     }
                     records += read as u64;
+                    if records >= trimmed_at + (1 << 20) {
+                        trimmed_at = records;
+                        crate::io::alloc::trim();
+                    }
                     idle = false;
                 }
             }
@@ -552,6 +557,8 @@ impl Follower {
             if reached && self.table.settled() {
                 self.table.forget_batches();
                 self.table.updater.fit();
+                // Before the first view: nothing decides claims yet, so no thread waits on an arena.
+                crate::io::alloc::give_back_free_memory("status_loaded");
                 self.publish();
                 self.table.state.confirmed_ms.store(unix_ms(), Ordering::Relaxed);
                 self.table.state.ready.store(true, Ordering::Release);
@@ -620,6 +627,9 @@ impl Follower {
                     Ok(Step::Shard(k, shard)) => {
                         self.table.updater.install_shard(k, shard);
                         self.publish();
+                        if k % 8 == 7 {
+                            crate::io::alloc::trim();
+                        }
                     }
                     Ok(Step::Done(input)) => {
                         compacting = None;
@@ -633,6 +643,7 @@ impl Follower {
                                     "status delta folded into the base table, shard by shard"
                                 );
                                 self.publish();
+                                crate::io::alloc::give_back_free_memory("table_compacted");
                             }
                             Err(e) => tracing::error!(event = "table_compaction_failed", error = %e),
                         }
