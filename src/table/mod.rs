@@ -620,15 +620,32 @@ mod tests {
     fn replaced_records_are_counted_and_a_fold_drops_them() {
         let mut up = Updater::with_base(BaseTable::sharded(2, 64), InstitutionTable::default());
         let code = |i: u64| format!("D{:012}", 110_105_000_000 + i);
+        // Version v has v registrations: each replaces a record of another shape, which stays behind.
+        let grown = |c: &str, v: u64| {
+            let regs: Vec<String> = (0..v)
+                .map(|r| format!(r#"{{"institution":"H1101050000{r}","from":"2020-01-01"}}"#))
+                .collect();
+            let json = format!(r#"{{"code":"{c}","version":{v},"registrations":[{}]}}"#, regs.join(","));
+            PractitionerText::from_json(json.as_bytes()).unwrap().validate().unwrap()
+        };
         for v in 1..=3 {
             for i in 0..100 {
-                up.practitioner(&rec(&code(i), v, "H11010500001")).unwrap();
+                up.practitioner(&grown(&code(i), v)).unwrap();
             }
         }
+        // A version of the same shape (three registrations) takes the old one's place: no garbage.
+        let garbage = up.view().base().dead_bytes();
+        let mut same = grown(&code(0), 4);
+        same.registrations.pop();
+        up.practitioner(&same).unwrap();
+        assert_eq!(up.view().base().dead_bytes(), garbage);
+        assert_eq!(up.view().practitioner(key(&code(0))).unwrap().to_record(same.code.clone()), same);
+        up.practitioner(&rec(&code(1), 4, "H11010500009")).unwrap();
         up.delete_practitioner(key(&code(7))).unwrap();
         let view = up.view();
-        // Two replaced versions of 100 records of 5 words, and the deleted one's third.
-        assert_eq!(view.base().dead_bytes(), 2 * 100 * 5 * 8 + 5 * 8);
+        // Versions 1 and 2 of 100 records (5 and 8 words) replaced; code 1's version 3 (11 words)
+        // replaced by a smaller record; the deleted one's third version (11 words).
+        assert_eq!(view.base().dead_bytes(), 100 * (5 + 8) * 8 + 11 * 8 + 11 * 8);
         assert_eq!(up.delta_len(), 0);
         let epoch = view.epoch();
         let mut job = up.compaction();

@@ -394,10 +394,12 @@ impl PractitionerTable {
     pub fn upsert(&mut self, rec: &PractitionerRecord) -> Result<Upsert, TableError> {
         let key = rec.code.key();
         let held = self.offset_of(key).map(|at| (at, self.entry_at(at)));
+        let mut over = None;
         let outcome = match held {
             Some((_, Entry::Live(old))) if rec.version <= old.version() => return Ok(Upsert::Stale),
-            Some((_, Entry::Live(old))) => {
-                let (version, dead) = (old.version(), old.held_bytes());
+            Some((at, Entry::Live(old))) => {
+                let (version, dead, counts) = (old.version(), old.held_bytes(), old.counts());
+                over = Some((at, counts));
                 self.fingerprint = self.fingerprint.wrapping_sub(record_fingerprint(key, version));
                 self.dead_bytes += dead;
                 Upsert::Replaced
@@ -413,7 +415,22 @@ impl PractitionerTable {
             }
         };
         self.fingerprint = self.fingerprint.wrapping_add(record_fingerprint(key, rec.version));
-        let at = self.append(rec)?;
+        let mut at = self.append(rec)?;
+        // A newer version of the same shape (as many registrations and periods) takes the place of
+        // the one it replaces; only the old texts are left as garbage. A change of status dates,
+        // institutions or versions alone then leaves nothing behind for a compaction to remove. The
+        // table is not shared (`&mut self`), so no reader sees the record change under it; and the
+        // arena stays records back to back, as `compact_in_place` walks it.
+        if let Some((old_at, (regs, periods))) = over {
+            let len = self.words.len() - at as usize;
+            let old_len = 2 + regs * REG_WORDS + periods * PERIOD_WORDS;
+            if len == old_len && old_at + old_len <= at as usize {
+                self.words.copy_within(at as usize.., old_at);
+                self.words.truncate(at as usize);
+                self.dead_bytes -= len * 8;
+                at = old_at as u32;
+            }
+        }
         self.point(key, at);
         Ok(outcome)
     }
