@@ -311,7 +311,12 @@ mod tests {
             );
         }
         // Every shard was compacted at least once: its arena holds far less than the 4 versions read.
-        assert!(base.record_bytes() < 2 * clean.record_bytes(), "{} against {}", base.record_bytes(), clean.record_bytes());
+        assert!(
+            base.record_bytes() < 2 * clean.record_bytes(),
+            "{} against {}",
+            base.record_bytes(),
+            clean.record_bytes()
+        );
         base.verify().unwrap();
         for i in 0..n {
             let c = code(i);

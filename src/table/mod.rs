@@ -451,7 +451,11 @@ impl Updater {
 
     /// Deletes a local-id mapping.
     pub fn delete_mapping(&mut self, institution: InstitutionCode, local_id: &str) -> Applied {
-        if Arc::make_mut(&mut self.mappings).delete(institution, local_id) { Applied::Changed } else { Applied::Unchanged }
+        if Arc::make_mut(&mut self.mappings).delete(institution, local_id) {
+            Applied::Changed
+        } else {
+            Applied::Unchanged
+        }
     }
 
     /// Codes in the delta layer.
@@ -622,9 +626,8 @@ mod tests {
         let code = |i: u64| format!("D{:012}", 110_105_000_000 + i);
         // Version v has v registrations: each replaces a record of another shape, which stays behind.
         let grown = |c: &str, v: u64| {
-            let regs: Vec<String> = (0..v)
-                .map(|r| format!(r#"{{"institution":"H1101050000{r}","from":"2020-01-01"}}"#))
-                .collect();
+            let regs: Vec<String> =
+                (0..v).map(|r| format!(r#"{{"institution":"H1101050000{r}","from":"2020-01-01"}}"#)).collect();
             let json = format!(r#"{{"code":"{c}","version":{v},"registrations":[{}]}}"#, regs.join(","));
             PractitionerText::from_json(json.as_bytes()).unwrap().validate().unwrap()
         };

@@ -551,7 +551,8 @@ impl PractitionerTable {
         const NONE: u32 = u32::MAX;
         const LIVE: u32 = u32::MAX - 1;
         let mut moved_to = vec![NONE; self.words.len()];
-        let owners = self.slots.iter().filter(|s| s.key != 0).map(|s| s.at).chain(self.legacy.iter().map(|(_, at)| *at));
+        let owners =
+            self.slots.iter().filter(|s| s.key != 0).map(|s| s.at).chain(self.legacy.iter().map(|(_, at)| *at));
         for at in owners {
             if let Some(m) = moved_to.get_mut((at & !DEAD) as usize) {
                 *m = LIVE;
@@ -998,7 +999,7 @@ pub(crate) mod tests {
         let mut t = PractitionerTable::with_capacity(16);
         for round in 1..=4u64 {
             for (i, c) in codes.iter().chain(&legacy).enumerate() {
-                if (i as u64 + round) % 3 != 0 {
+                if !(i as u64 + round).is_multiple_of(3) {
                     t.upsert(&suspended(c, round, (i + round as usize) % 4)).unwrap();
                 }
             }

@@ -29,7 +29,12 @@ impl Source {
             // fetch is asked for within 10 ms (`bulk_reader`).
             .bulk_reader(
                 "claimgate-status-follower",
-                &[("auto.offset.reset", "earliest"), ("fetch.wait.max.ms", "50"), ("queued.max.messages.kbytes", "4096"), ("max.partition.fetch.bytes", "2097152")],
+                &[
+                    ("auto.offset.reset", "earliest"),
+                    ("fetch.wait.max.ms", "50"),
+                    ("queued.max.messages.kbytes", "4096"),
+                    ("max.partition.fetch.bytes", "2097152"),
+                ],
             )
             .create_with_context(Context { client: "status" })
             .context("cannot create the status consumer")?;
