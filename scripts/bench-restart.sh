@@ -55,7 +55,7 @@ dlq = "bench-claims.dlq"
 practitioners = "bench-practitioners"
 institutions = "bench-institutions"
 status_dlq = "bench-status.dlq"
-# The retro topic topics create --prefix bench- made: without it every late change waits on a full
+# The retro topic that 'claimgate topics create --prefix bench-' made: without it every late change waits on a full
 # producer queue (see BENCHMARKS.md, the compaction's peak).
 retro = "bench-status.retro"
 [http]

@@ -33,7 +33,10 @@ pub fn give_back_free_memory(after: &str) {
     {
         let before = rss_bytes();
         let started = std::time::Instant::now();
-        trim();
+        // SAFETY: malloc_trim only returns free memory of the allocator's own to the kernel.
+        unsafe {
+            libc::malloc_trim(0);
+        }
         tracing::info!(
             event = "memory_returned",
             after,
@@ -48,22 +51,10 @@ pub fn give_back_free_memory(after: &str) {
 }
 
 /// Resident memory of this process, in bytes (0 if it cannot be read).
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn rss_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     // SAFETY: sysconf only reads a system constant.
     let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
     statm.split_whitespace().nth(1).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0) * page
-}
-
-/// [`give_back_free_memory`] without the log line, for the middle of a burst: the start-up read calls
-/// it every million records and a fold every few shards, so that what a burst frees does not pile up
-/// in the arenas until its end (the start-up read's arenas grew to 280 MiB, 190 MiB over what they
-/// held after it).
-pub fn trim() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free memory of the allocator's own to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }

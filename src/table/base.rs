@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use super::practitioner::{Entry, HASH_MUL, PractitionerRef, PractitionerTable, TableError, Upsert};
+use super::practitioner::{Entry, HASH_MUL, PractitionerRef, PractitionerTable, TableError};
 use crate::record::{PractitionerCode, PractitionerKey, PractitionerRecord};
 
 /// Shard bits of the tables a stream builds from the status topics: 64 shards, about 190 000 codes
@@ -187,22 +187,14 @@ impl BaseTable {
     /// first fold after the load they were its peak (150 B a code against 92, BENCHMARKS.md).
     pub(crate) fn upsert_unshared(&mut self, rec: &PractitionerRecord) -> Option<Result<(), TableError>> {
         let part = self.part_mut(rec.code.key())?;
-        Some(part.upsert(rec).map(|done| {
-            if done == Upsert::Replaced && part.wants_compacting(LOAD_GARBAGE_FLOOR) {
-                part.compact_in_place();
-            }
-        }))
+        Some(part.upsert(rec).map(|_| part.compact_if_wasteful(LOAD_GARBAGE_FLOOR)))
     }
 
     /// Deletes a code in a table nothing shares yet (a load); `None` if its shard is shared. Compacts
     /// the shard as [`BaseTable::upsert_unshared`] does.
     pub(crate) fn delete_unshared(&mut self, key: PractitionerKey<'_>) -> Option<Result<bool, TableError>> {
         let part = self.part_mut(key)?;
-        Some(part.delete(key).inspect(|_| {
-            if part.wants_compacting(LOAD_GARBAGE_FLOOR) {
-                part.compact_in_place();
-            }
-        }))
+        Some(part.delete(key).inspect(|_| part.compact_if_wasteful(LOAD_GARBAGE_FLOOR)))
     }
 
     /// Makes room for about `n` records to come, in shards nothing shares (see

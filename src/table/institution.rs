@@ -53,8 +53,10 @@ impl InstitutionTable {
 
     /// Version wins, as for practitioners.
     pub fn upsert(&mut self, rec: InstitutionRecord) -> Upsert {
+        if self.is_stale(&rec) {
+            return Upsert::Stale;
+        }
         let outcome = match self.records.get(&rec.code) {
-            Some(old) if rec.version <= old.version => return Upsert::Stale,
             Some(old) => {
                 self.fingerprint = self.fingerprint.wrapping_sub(fingerprint(old.code, old.version));
                 Upsert::Replaced
@@ -64,6 +66,11 @@ impl InstitutionTable {
         self.fingerprint = self.fingerprint.wrapping_add(fingerprint(rec.code, rec.version));
         self.records.insert(rec.code, rec);
         outcome
+    }
+
+    /// The record is not newer than the one held: [`InstitutionTable::upsert`] would ignore it.
+    pub fn is_stale(&self, rec: &InstitutionRecord) -> bool {
+        self.records.get(&rec.code).is_some_and(|old| rec.version <= old.version)
     }
 
     /// Deletes an institution (a tombstone). Returns true if it was held.

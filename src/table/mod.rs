@@ -430,6 +430,11 @@ impl Updater {
 
     /// Applies an institution record; version wins.
     pub fn institution(&mut self, rec: InstitutionRecord) -> Applied {
+        // Checked before `make_mut`, which copies the table when a view shares it: a stale record or
+        // a deletion of an unknown code changes nothing and copies nothing.
+        if self.institutions.is_stale(&rec) {
+            return Applied::Unchanged;
+        }
         match Arc::make_mut(&mut self.institutions).upsert(rec) {
             Upsert::Stale => Applied::Unchanged,
             _ => Applied::Changed,
@@ -438,7 +443,11 @@ impl Updater {
 
     /// Deletes an institution.
     pub fn delete_institution(&mut self, code: InstitutionCode) -> Applied {
-        if Arc::make_mut(&mut self.institutions).delete(code) { Applied::Changed } else { Applied::Unchanged }
+        if self.institutions.get(code).is_none() {
+            return Applied::Unchanged;
+        }
+        Arc::make_mut(&mut self.institutions).delete(code);
+        Applied::Changed
     }
 
     /// Applies a local-id mapping record; version wins.

@@ -49,6 +49,8 @@ pub const MAX_ENTRIES: usize = 0xFFFF;
 const REG_WORDS: usize = 3;
 const PERIOD_WORDS: usize = 4;
 const TERMINATED_BIT: u64 = 1 << 63;
+/// The basis text's index in a period's third word (the status bit above it).
+const TEXT_MASK: u64 = 0x7FFF_FFFF;
 
 /// What an upsert did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,8 +195,7 @@ impl PractitionerTable {
     /// arena's spare capacity given back. The capacity was reserved for every record the load was to
     /// read; as address space it costs nothing, but the 2 MiB pages asked for it
     /// ([`hint_huge_pages`]) are taken whole, and the compactions during the load wrote past the end
-    /// that remains: about 3 MiB a shard, 200 MiB of a 12-million-code stream's 1 018 MiB at rest
-    /// (BENCHMARKS.md). glibc shrinks a mapped array where it lies (`mremap`), without a copy.
+    /// that remains. glibc shrinks a mapped array where it lies (`mremap`), without a copy.
     pub fn fit(&mut self) {
         let want = slots_for(self.used_slots);
         if want < self.slots.len() {
@@ -394,12 +395,12 @@ impl PractitionerTable {
     pub fn upsert(&mut self, rec: &PractitionerRecord) -> Result<Upsert, TableError> {
         let key = rec.code.key();
         let held = self.offset_of(key).map(|at| (at, self.entry_at(at)));
-        let mut over = None;
+        let mut replaced = None;
         let outcome = match held {
             Some((_, Entry::Live(old))) if rec.version <= old.version() => return Ok(Upsert::Stale),
             Some((at, Entry::Live(old))) => {
                 let (version, dead, counts) = (old.version(), old.held_bytes(), old.counts());
-                over = Some((at, counts));
+                replaced = Some((at, counts));
                 self.fingerprint = self.fingerprint.wrapping_sub(record_fingerprint(key, version));
                 self.dead_bytes += dead;
                 Upsert::Replaced
@@ -420,16 +421,16 @@ impl PractitionerTable {
         // the one it replaces; only the old texts are left as garbage. A change of status dates,
         // institutions or versions alone then leaves nothing behind for a compaction to remove. The
         // table is not shared (`&mut self`), so no reader sees the record change under it; and the
-        // arena stays records back to back, as `compact_in_place` walks it.
-        if let Some((old_at, (regs, periods))) = over {
+        // arena stays records back to back, as `compact_in_place` walks it. Appended first, so that a
+        // record that cannot be written leaves the old one whole.
+        if let Some((old_at, held_shape)) = replaced
+            && held_shape == (rec.registrations.len(), rec.periods.len())
+        {
             let len = self.words.len() - at as usize;
-            let old_len = 2 + regs * REG_WORDS + periods * PERIOD_WORDS;
-            if len == old_len && old_at + old_len <= at as usize {
-                self.words.copy_within(at as usize.., old_at);
-                self.words.truncate(at as usize);
-                self.dead_bytes -= len * 8;
-                at = old_at as u32;
-            }
+            self.words.copy_within(at as usize.., old_at);
+            self.words.truncate(at as usize);
+            self.dead_bytes -= len * 8;
+            at = old_at as u32;
         }
         self.point(key, at);
         Ok(outcome)
@@ -531,7 +532,15 @@ impl PractitionerTable {
     /// True when replaced and deleted records hold more than 1/8 of the table's record bytes (and at
     /// least `floor` bytes): the point where [`PractitionerTable::compact_in_place`] pays.
     pub(crate) fn wants_compacting(&self, floor: usize) -> bool {
-        self.dead_bytes > floor && self.dead_bytes > self.words.len()
+        let record_bytes = self.words.len() * 8;
+        self.dead_bytes > floor && self.dead_bytes > record_bytes / 8
+    }
+
+    /// Compacts the table in place if it [`wants_compacting`](PractitionerTable::wants_compacting).
+    pub(crate) fn compact_if_wasteful(&mut self, floor: usize) {
+        if self.wants_compacting(floor) {
+            self.compact_in_place();
+        }
     }
 
     /// Drops the words and texts of replaced and deleted records in place: live records slide down the
@@ -568,21 +577,20 @@ impl PractitionerTable {
                 moved_to[from] = w as u32;
                 self.words.copy_within(from..from + len, w);
                 if header & TOMBSTONE == 0 {
-                    let regs = (header & REGS_MASK) as usize;
-                    let periods = ((header >> PERIODS_SHIFT) & REGS_MASK) as usize;
+                    let (regs, periods) = shape(header);
                     let start = (w + 2 + regs * REG_WORDS).min(w + len);
                     let end = (start + periods * PERIOD_WORDS).min(w + len);
-                    for p in self.words[start..end].chunks_exact_mut(PERIOD_WORDS) {
-                        for slot in [2, 3] {
-                            let id = if slot == 2 { p[2] & 0x7FFF_FFFF } else { p[3] };
-                            if id == 0 {
-                                continue;
-                            }
-                            let text = self.strings.get_mut(id as usize).map(std::mem::take).unwrap_or_default();
-                            let new = strings.len() as u64;
-                            strings.push(text);
-                            p[slot] = if slot == 2 { (p[2] & !0x7FFF_FFFF) | new } else { new };
+                    // A text moves to the new list; its index is renumbered (0 stays "none").
+                    let mut take = |id: u64| {
+                        if id == 0 {
+                            return 0;
                         }
+                        strings.push(self.strings.get_mut(id as usize).map(std::mem::take).unwrap_or_default());
+                        strings.len() as u64 - 1
+                    };
+                    for p in self.words[start..end].chunks_exact_mut(PERIOD_WORDS) {
+                        p[2] = (p[2] & !TEXT_MASK) | take(p[2] & TEXT_MASK);
+                        p[3] = take(p[3]);
                     }
                 }
                 w += len;
@@ -756,9 +764,13 @@ pub(crate) fn hint_huge_pages<T>(v: &Vec<T>) {
     let _ = v;
 }
 
+/// A record header's registration and period counts.
+fn shape(header: u64) -> (usize, usize) {
+    ((header & REGS_MASK) as usize, ((header >> PERIODS_SHIFT) & REGS_MASK) as usize)
+}
+
 fn record_words(header: u64) -> usize {
-    let regs = (header & REGS_MASK) as usize;
-    let periods = ((header >> PERIODS_SHIFT) & REGS_MASK) as usize;
+    let (regs, periods) = shape(header);
     2 + regs * REG_WORDS + periods * PERIOD_WORDS
 }
 
@@ -786,8 +798,7 @@ impl<'a> PractitionerRef<'a> {
     }
 
     fn counts(&self) -> (usize, usize) {
-        let h = self.words[1];
-        ((h & REGS_MASK) as usize, ((h >> PERIODS_SHIFT) & REGS_MASK) as usize)
+        shape(self.words[1])
     }
 
     fn raw_registrations(&self) -> impl Iterator<Item = (u64, BjTime, BjTime)> + 'a {
@@ -807,7 +818,7 @@ impl<'a> PractitionerRef<'a> {
         self.words.get(start..start + periods * PERIOD_WORDS).unwrap_or(&[]).chunks_exact(PERIOD_WORDS).map(|w| {
             let status = if w[2] & TERMINATED_BIT != 0 { Status::Terminated } else { Status::Suspended };
             let during = Interval { from: BjTime::from_secs(w[0] as i64), until: BjTime::from_secs(w[1] as i64) };
-            (status, during, w[2] & 0x7FFF_FFFF, w[3])
+            (status, during, w[2] & TEXT_MASK, w[3])
         })
     }
 

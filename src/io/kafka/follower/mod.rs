@@ -510,7 +510,6 @@ impl Follower {
     fn catch_up(&mut self, shutdown: &CancellationToken) -> Result<()> {
         let started = Instant::now();
         let mut records = 0u64;
-        let mut trimmed_at = 0u64;
         // The ends to reach: taken once, after assignment and before anything was read, so that they
         // are the records present at start-up (under steady traffic the ends keep moving: not waited for).
         let mut ends: Vec<Option<HashMap<i32, i64>>> = vec![None; self.sources.len()];
@@ -542,10 +541,6 @@ impl Follower {
                         break;
                     }
                     records += read as u64;
-                    if records >= trimmed_at + (1 << 20) {
-                        trimmed_at = records;
-                        crate::io::alloc::trim();
-                    }
                     idle = false;
                 }
             }
@@ -627,9 +622,6 @@ impl Follower {
                     Ok(Step::Shard(k, shard)) => {
                         self.table.updater.install_shard(k, shard);
                         self.publish();
-                        if k % 8 == 7 {
-                            crate::io::alloc::trim();
-                        }
                     }
                     Ok(Step::Done(input)) => {
                         compacting = None;

@@ -23,10 +23,11 @@ impl Source {
     pub fn new(kafka: &KafkaConfig, topic: &str) -> Result<Source> {
         let consumer: BaseConsumer<Context> = kafka
             // Direct assignment, no group: the id only names the client; nothing is committed.
-            // Prefetched records bounded to 16 MiB of payload (librdkafka's default, 64 MiB, holds some
-            // 300 000 status records with their per-message overhead, about 200 MiB resident at the
-            // cold start's peak); the follower drains 16 MiB in about a tenth of a second, and the next
-            // fetch is asked for within 10 ms (`bulk_reader`).
+            // Prefetched records bounded to 4 MiB of payload, fetched 2 MiB at a time: librdkafka's
+            // defaults (a 64 MiB queue of 8 MiB fetches) held about 250 MiB of messages in the
+            // allocator's arenas at the cold start's peak, these about 100 MiB, for the same load time
+            // (BENCHMARKS.md, "The stream's memory at peak"). The next fetch is asked for within 10 ms
+            // (`bulk_reader`).
             .bulk_reader(
                 "claimgate-status-follower",
                 &[
