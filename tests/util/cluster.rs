@@ -435,6 +435,25 @@ impl Cluster {
         (p.error().is_none() && p.leader() > 0).then_some(p.leader())
     }
 
+    /// The leader of `topic`/`partition` as each running node's own metadata names it, for failure
+    /// messages: the nodes' views can differ for a moment after a failover.
+    pub fn leader_views(&self, topic: &str, partition: i32) -> Vec<(Node, Option<Node>)> {
+        (1..=3)
+            .filter(|&n| self.running(n))
+            .map(|n| {
+                let leader = self.node_metadata[n as usize - 1]
+                    .fetch_metadata(Some(topic), Duration::from_secs(5))
+                    .ok()
+                    .and_then(|md| {
+                        let t = md.topics().iter().find(|t| t.name() == topic)?;
+                        let p = t.partitions().iter().find(|p| p.id() == partition)?;
+                        (p.leader() > 0).then_some(p.leader())
+                    });
+                (n, leader)
+            })
+            .collect()
+    }
+
     /// Every partition of `topic`: leader, replicas, in-sync replicas.
     pub fn partitions(&self, topic: &str) -> Option<Vec<PartitionState>> {
         let md = self.topic_metadata(Some(topic))?;
@@ -453,6 +472,104 @@ impl Cluster {
                 })
                 .collect(),
         )
+    }
+
+    /// Creates `topics` (4 partitions, replication factor 3, the brokers' `min.insync.replicas` of 2)
+    /// with their replicas placed by hand: partition P on nodes `1 + (P + shift + i) % 3` for i = 0, 1, 2,
+    /// the first being its preferred leader. The scenarios place the claims topic with shift 0 and the
+    /// outputs with shift 1, so that the preferred leader of an output partition never leads the claims
+    /// partition that feeds it (the cluster's own placement starts each topic at a random node: a third of
+    /// the time every output partition shared its leader with its claims partition, and the output-leader
+    /// test had nothing to kill). Panics if a topic cannot be created.
+    pub fn create_placed(&self, topics: &[String], shift: usize) {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: AdminClient<_> =
+            ClientConfig::new().set("bootstrap.servers", &self.bootstrap).create().expect("admin client");
+        let placement: Vec<Vec<Node>> =
+            (0..4).map(|p| (0..3).map(|i| 1 + ((p + shift + i) % 3) as Node).collect()).collect();
+        let rows: Vec<&[Node]> = placement.iter().map(Vec::as_slice).collect();
+        let new: Vec<NewTopic<'_>> =
+            topics.iter().map(|t| NewTopic::new(t, 4, TopicReplication::Variable(&rows))).collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let results = rt.block_on(admin.create_topics(new.iter(), &opts)).expect("create topics");
+        for r in results {
+            if let Err((t, e)) = r {
+                panic!("cannot create {t}: {e}");
+            }
+        }
+    }
+
+    /// Moves every partition of `topics` back to its preferred leader (the first replica of its
+    /// assignment), as `kafka-leader-election.sh --election-type preferred` would, through librdkafka's
+    /// `ElectLeaders` (rdkafka 0.39 does not wrap it); then waits until the metadata shows each partition
+    /// led by its preferred replica. A partition already led by it is no error (ELECTION_NOT_NEEDED).
+    pub fn elect_preferred_leaders(&self, topics: &[String]) -> Result<(), String> {
+        use rdkafka::bindings as rd;
+        use std::ffi::{CStr, CString};
+        let names: Vec<CString> = topics.iter().map(|t| CString::new(t.as_str()).expect("topic name")).collect();
+        let rk = self.metadata.client().native_ptr();
+        // SAFETY: every object created here is destroyed here, after the one call that uses it; the
+        // event's results are read before the event is destroyed.
+        let outcome = unsafe {
+            let list = rd::rd_kafka_topic_partition_list_new(16);
+            for name in &names {
+                for p in 0..4 {
+                    rd::rd_kafka_topic_partition_list_add(list, name.as_ptr(), p);
+                }
+            }
+            let request =
+                rd::rd_kafka_ElectLeaders_new(rd::rd_kafka_ElectionType_t::RD_KAFKA_ELECTION_TYPE_PREFERRED, list);
+            rd::rd_kafka_topic_partition_list_destroy(list);
+            let options = rd::rd_kafka_AdminOptions_new(rk, rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_ELECTLEADERS);
+            let queue = rd::rd_kafka_queue_new(rk);
+            rd::rd_kafka_ElectLeaders(rk, request, options, queue);
+            let event = rd::rd_kafka_queue_poll(queue, 60_000);
+            let outcome = if event.is_null() {
+                Err("no answer to ElectLeaders within 60 s".to_owned())
+            } else if rd::rd_kafka_event_error(event) != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                Err(CStr::from_ptr(rd::rd_kafka_event_error_string(event)).to_string_lossy().into_owned())
+            } else {
+                let result = rd::rd_kafka_event_ElectLeaders_result(event);
+                let mut n = 0usize;
+                let partitions = rd::rd_kafka_ElectLeaders_result_partitions(result, &mut n);
+                let mut failed = Vec::new();
+                for i in 0..n {
+                    let error = rd::rd_kafka_topic_partition_result_error(*partitions.add(i));
+                    let code = rd::rd_kafka_error_code(error);
+                    if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+                        && code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_ELECTION_NOT_NEEDED
+                    {
+                        failed.push(CStr::from_ptr(rd::rd_kafka_error_string(error)).to_string_lossy().into_owned());
+                    }
+                }
+                if failed.is_empty() { Ok(()) } else { Err(format!("ElectLeaders failed: {failed:?}")) }
+            };
+            if !event.is_null() {
+                rd::rd_kafka_event_destroy(event);
+            }
+            rd::rd_kafka_queue_destroy(queue);
+            rd::rd_kafka_AdminOptions_destroy(options);
+            rd::rd_kafka_ElectLeaders_destroy(request);
+            outcome
+        };
+        outcome?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let preferred = topics
+                .iter()
+                .all(|t| self.partitions(t).is_some_and(|ps| ps.iter().all(|p| p.replicas.first() == Some(&p.leader))));
+            if preferred {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "not every partition led by its preferred replica 30 s after the election:\n{}",
+                    self.describe(topics)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Brokers the metadata lists (registered and unfenced).
