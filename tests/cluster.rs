@@ -433,20 +433,16 @@ fn the_leader_of_an_output_partition_killed_under_load_loses_no_line_and_its_out
     while k < kills || (waited.iter().all(|w| *w < 1.0) && k < kills + 2) {
         // An output partition whose leader is not the leader of the claims partition that feeds it
         // (outputs keep the input's key, so claims/p feeds accepted/p): then outputs are made while
-        // their leader is gone, and wait. After earlier kills the leaders may have gathered on one
-        // node; a preferred-leader election puts them back where they were placed, apart.
-        let (topic, pick) = match sc.output_led_apart() {
-            Some(found) => found,
-            None => {
-                sc.c.elect_preferred_leaders(&sc.topics()).expect("preferred leader election");
-                sc.output_led_apart().unwrap_or_else(|| {
-                    panic!(
-                        "every output partition shares its leader with its claims partition or the group's coordinator:\n{}",
-                        sc.c.describe(&sc.topics())
-                    )
-                })
-            }
-        };
+        // their leader is gone, and wait. Earlier kills leave the leaders gathered on fewer nodes; a
+        // preferred-leader election first puts them back where they were placed, apart (and checks
+        // that it did).
+        sc.c.elect_preferred_leaders(&sc.topics()).expect("preferred leader election");
+        let (topic, pick) = sc.output_led_apart().unwrap_or_else(|| {
+            panic!(
+                "every output partition shares its leader with its claims partition or the group's coordinator:\n{}",
+                sc.c.describe(&sc.topics())
+            )
+        });
         let views = (sc.c.leader_views(&topic, pick), sc.c.leader_views(&sc.claims(), pick));
         let controller = sc.c.quorum_leader();
         let w = Window::open(&s);

@@ -507,14 +507,18 @@ impl Cluster {
     pub fn elect_preferred_leaders(&self, topics: &[String]) -> Result<(), String> {
         use rdkafka::bindings as rd;
         use std::ffi::{CStr, CString};
-        let names: Vec<CString> = topics.iter().map(|t| CString::new(t.as_str()).expect("topic name")).collect();
+        let mut names = Vec::new();
+        for t in topics {
+            let count = self.partitions(t).ok_or_else(|| format!("no metadata for {t}"))?.len() as i32;
+            names.push((CString::new(t.as_str()).expect("topic name"), count));
+        }
         let rk = self.metadata.client().native_ptr();
         // SAFETY: every object created here is destroyed here, after the one call that uses it; the
         // event's results are read before the event is destroyed.
         let outcome = unsafe {
             let list = rd::rd_kafka_topic_partition_list_new(16);
-            for name in &names {
-                for p in 0..4 {
+            for (name, count) in &names {
+                for p in 0..*count {
                     rd::rd_kafka_topic_partition_list_add(list, name.as_ptr(), p);
                 }
             }
