@@ -15,6 +15,7 @@
 #   default                      claimgate's defaults (src/io/kafka/pipeline/delivery.rs, pipeline/mod.rs)
 #   linger.ms=0 | 1 | 5 | 20     the producer's wait to fill a batch
 #   fetch.min.bytes=65536 + fetch.wait.max.ms=10    the consumer waits for bigger fetches
+#   socket.nagle.disable=true    TCP_NODELAY on the clients' sockets (librdkafka leaves Nagle on)
 # Output: <out>/tradeoff.md (the table), <out>/<setting>/ (each run's report.md, summary.json, .hgrm).
 # Environment: LOADTEST_PORT (default 19592; a cluster uses it to +5), KAFKA_HEAP.
 set -euo pipefail
@@ -46,6 +47,7 @@ SETTINGS=(
     "linger-5|linger.ms=5"
     "linger-20|linger.ms=20"
     "fetch-min-64k|fetch.min.bytes=65536 fetch.wait.max.ms=10"
+    "nagle-off|socket.nagle.disable=true"
 )
 WORK="$ROOT/.tools/tradeoff"
 DIR="$WORK/broker-$PORT"
