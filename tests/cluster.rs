@@ -77,10 +77,10 @@ impl Scenario {
         // The claims topic and the outputs placed by hand (see `Cluster::create_placed`): an output
         // partition's preferred leader never leads the claims partition that feeds it. The status
         // topics (compacted) are made by `claimgate topics create`, which leaves existing topics be.
-        let prefix = util::topic_prefix(name);
-        c.create_placed(&[format!("{prefix}claims")], 0);
-        c.create_placed(&["claims.accepted", "claims.rejected", "claims.dlq"].map(|t| format!("{prefix}{t}")), 1);
-        let env = Env::on(&c.bootstrap, name);
+        let env = Env::without_topics(&c.bootstrap, name);
+        c.create_placed(&[env.topic("claims")], 0);
+        c.create_placed(&output_topics(&env), 1);
+        env.create_topics();
         let world = world(seed ^ salt);
         publish_world(&env, world);
         assert!(
@@ -138,14 +138,18 @@ impl Scenario {
         (leader, new)
     }
 
+    /// The partition of `__consumer_offsets` whose leader coordinates the instances' group (`g`).
+    fn group_offsets_partition(&self) -> i32 {
+        coordinator_partition(&format!("{}g", self.env.prefix), 4)
+    }
+
     /// An output partition (accepted first: most lines go there) whose leader neither leads the claims
     /// partition feeding it nor coordinates the instance's consumer group (group `g`), as the metadata
     /// says now. Killing the group's coordinator loses the group session: the partitions are revoked
     /// and nothing is decided — so no output waits — until they are assigned again (seen in a run).
     fn output_led_apart(&self) -> Option<(String, i32)> {
         let claims = self.c.partitions(&self.claims())?;
-        let coordinator =
-            self.c.leader("__consumer_offsets", coordinator_partition(&format!("{}g", self.env.prefix), 4))?;
+        let coordinator = self.c.leader("__consumer_offsets", self.group_offsets_partition())?;
         output_topics(&self.env).into_iter().find_map(|t| {
             let led = self.c.partitions(&t)?;
             let p = led.iter().find(|o| {
@@ -416,7 +420,7 @@ fn the_leader_of_an_output_partition_killed_under_load_loses_no_line_and_its_out
     let kills = env_u64("CLAIMGATE_TEST_OUTPUT_KILLS", 1);
     let mut sc = Scenario::new("output-kill", 0x0a7);
     // librdkafka's default session timeout (45 s) instead of the tests' 6 s: with 6 s the group session
-    // was lost in 2 of 14 kills of a node that did not coordinate the group (seen 2026-12-01: the
+    // was lost in 2 of 9 kills of a node that did not coordinate the group (seen 2026-12-01: the
     // heartbeats to the coordinator failed for 6 s after the kill), the partitions were revoked, nothing
     // was decided for ~10 s, and so no output waited for the dead leader — the fault this test is about.
     let s = sc.stream(&["-X", "session.timeout.ms=45000"]);
@@ -424,7 +428,7 @@ fn the_leader_of_an_output_partition_killed_under_load_loses_no_line_and_its_out
     assert!(wait_deciding(&s, 200.0, Duration::from_secs(60)), "{}", tail(&s.log_text(), 100));
     let mut waited: Vec<f64> = Vec::new();
     let mut not_waited = Vec::new();
-    // Outputs wait for the dead leader in most kills, not all: in 2 of 22 kills of 2026-12-01 (the
+    // Outputs wait for the dead leader in most kills, not all: in 2 of 17 kills of 2026-12-01 (the
     // leaders as every node saw them before the kill, the group kept, decisions going on) every output
     // was acknowledged within 30 ms; not understood. So a kill must always show (metrics and log) and
     // lose nothing, and the outputs must have waited in at least half of the kills; a run of one or two
@@ -788,8 +792,7 @@ fn exactly_once_through_leader_failovers_a_read_committed_reader_sees_every_line
     let s = sc.stream(&["--exactly-once"]);
     let load = sc.load();
     assert!(wait_deciding(&s, 200.0, Duration::from_secs(60)), "{}", tail(&s.log_text(), 100));
-    let group = format!("{}g", sc.env.prefix);
-    let offsets_partition = coordinator_partition(&group, 4);
+    let offsets_partition = sc.group_offsets_partition();
     let mut replaced = 0;
     for k in 0..failovers {
         let claims = sc.claims();

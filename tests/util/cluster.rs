@@ -197,6 +197,13 @@ pub enum Cut {
 /// The cluster's nodes are numbered 1 to 3 (their `node.id`).
 pub type Node = i32;
 
+/// The leader `md` names for `topic`/`partition` (`None`: none, or an error for it).
+fn leader_in(md: &rdkafka::metadata::Metadata, topic: &str, partition: i32) -> Option<Node> {
+    let t = md.topics().iter().find(|t| t.name() == topic)?;
+    let p = t.partitions().iter().find(|p| p.id() == partition)?;
+    (p.error().is_none() && p.leader() > 0).then_some(p.leader())
+}
+
 /// One partition as the metadata shows it.
 #[derive(Clone, Debug)]
 pub struct PartitionState {
@@ -429,10 +436,7 @@ impl Cluster {
     /// The leader of a partition as the cluster's metadata says now (`None`: no leader, or the metadata
     /// could not be read).
     pub fn leader(&self, topic: &str, partition: i32) -> Option<Node> {
-        let md = self.topic_metadata(Some(topic))?;
-        let t = md.topics().iter().find(|t| t.name() == topic)?;
-        let p = t.partitions().iter().find(|p| p.id() == partition)?;
-        (p.error().is_none() && p.leader() > 0).then_some(p.leader())
+        leader_in(&self.topic_metadata(Some(topic))?, topic, partition)
     }
 
     /// The leader of `topic`/`partition` as each running node's own metadata names it, for failure
@@ -441,15 +445,8 @@ impl Cluster {
         (1..=3)
             .filter(|&n| self.running(n))
             .map(|n| {
-                let leader = self.node_metadata[n as usize - 1]
-                    .fetch_metadata(Some(topic), Duration::from_secs(5))
-                    .ok()
-                    .and_then(|md| {
-                        let t = md.topics().iter().find(|t| t.name() == topic)?;
-                        let p = t.partitions().iter().find(|p| p.id() == partition)?;
-                        (p.leader() > 0).then_some(p.leader())
-                    });
-                (n, leader)
+                let md = self.node_metadata[n as usize - 1].fetch_metadata(Some(topic), Duration::from_secs(5));
+                (n, md.ok().and_then(|md| leader_in(&md, topic, partition)))
             })
             .collect()
     }

@@ -85,11 +85,6 @@ pub struct Env {
     pub broker: String,
 }
 
-/// The prefix of the topics of test `name` in this process: [`Env::topic`] puts it before each name.
-pub fn topic_prefix(name: &str) -> String {
-    format!("t{}-{name}-", std::process::id())
-}
-
 impl Env {
     /// Creates the six topics under a prefix unique to this test and process, on the shared broker.
     pub fn new(name: &str) -> Env {
@@ -98,15 +93,20 @@ impl Env {
 
     /// Creates the six topics on a given broker (e.g. a test's own, see [`broker::OwnBroker`]).
     pub fn on(broker: &str, name: &str) -> Env {
-        let prefix = topic_prefix(name);
-        claimgate(&["topics", "create", "--brokers", broker, "--prefix", &prefix, "--partitions", "4"]);
+        let env = Env::without_topics(broker, name);
+        env.create_topics();
+        env
+    }
+
+    /// An Env whose topics are not created (for tests of missing topics, or that make some themselves).
+    pub fn without_topics(broker: &str, name: &str) -> Env {
+        let prefix = format!("t{}-{name}-", std::process::id());
         Env { prefix, dir: tempfile::tempdir().expect("tempdir"), broker: broker.to_owned() }
     }
 
-    /// An Env whose topics are not created (for tests of missing topics).
-    pub fn without_topics(broker: &str, name: &str) -> Env {
-        let prefix = topic_prefix(name);
-        Env { prefix, dir: tempfile::tempdir().expect("tempdir"), broker: broker.to_owned() }
+    /// Creates those of the six topics that do not exist yet (`claimgate topics create`).
+    pub fn create_topics(&self) {
+        claimgate(&["topics", "create", "--brokers", &self.broker, "--prefix", &self.prefix, "--partitions", "4"]);
     }
 
     pub fn topic(&self, name: &str) -> String {
