@@ -9,7 +9,9 @@
 //!   (the partition goes on, headers kept); a deleted output topic stops the stream with the cause;
 //! - exactly once across a crash: the restarted instance fences its predecessor at once;
 //! - offsets: resets are logged and counted;
-//! - an output that waits past `limits.max_unacked_age_s` fails `/healthz`.
+//! - an output that waits past `limits.max_unacked_age_s` fails `/healthz`;
+//! - a claims partition held with nothing taken from it past `limits.max_stalled_s` fails `/healthz`
+//!   (issue 11: seen on the cluster after a healed cut of the group's coordinator).
 
 mod util;
 
@@ -420,6 +422,69 @@ fn an_output_waiting_past_the_limit_fails_healthz_until_the_broker_answers() {
     let mut reader = Reader::new(&own.addr, &output_topics(&env));
     assert!(reader.until_answered(&expected_keys(&sent), Duration::from_secs(120)), "{}", s.log_text());
     assert_eq!(s.terminate(Duration::from_secs(40)), Some(0));
+    reader.drain(Duration::from_secs(2));
+    assert!(tally(&sent, &reader.records).clean());
+}
+
+/// The group gives a second instance two partitions whose committed offsets it cannot read (every
+/// OffsetFetch request is dropped): it holds them and takes nothing from them — the stall seen on the
+/// cluster after a healed cut of the group's coordinator (RELIABILITY.md), where nothing showed it. Past
+/// `limits.max_stalled_s` its `/healthz` fails naming the partition and its fetch state, the log says
+/// `claims_stalled`, the gauge says how long; once the offsets can be read it is taken from again
+/// (`claims_flowing`, `/healthz` 200), and nothing is lost. The first instance, which kept its two
+/// partitions, stays healthy throughout.
+#[test]
+fn a_claims_partition_held_but_never_taken_from_fails_healthz_until_it_moves() {
+    const OFFSET_FETCH: i16 = 9;
+    let (proxy, listener) = Proxy::listen();
+    let own = OwnBroker::start_advertising(Some(proxy.port));
+    proxy.forward_to(listener, own.addr.clone());
+    let env = Env::on(&format!("127.0.0.1:{}", proxy.port), "stalled");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ledgers");
+    env.publish_tables(&dir.join("practitioners.jsonl"), None);
+    std::fs::write(env.path("stall.toml"), "[limits]\nmax_stalled_s = 5\n").unwrap();
+    let config = env.path("stall.toml").display().to_string();
+    // A dropped request is given up (and sent again) after socket.timeout.ms: 10 s rather than 60.
+    let args = ["--config", config.as_str(), "-X", "socket.timeout.ms=10000"];
+    let mut a = env.stream("g", &args);
+    a.wait_ready(READY);
+    let lines: Vec<Line> =
+        (0..4_000).map(|i| Line { key: format!("k{i}"), bytes: claim(i, "D110105000001").into_bytes() }).collect();
+    let load = Load::start(&own.addr, &env.topic("claims"), lines.into_iter(), 100);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && a.try_metric("claimgate_claims_total").unwrap_or(0.0) < 50.0 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    proxy.block_api(OFFSET_FETCH);
+    let mut b = env.stream("g", &args);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut unhealthy = None;
+    while Instant::now() < deadline && unhealthy.is_none() {
+        if let Some((503, body)) = b.get("/healthz") {
+            unhealthy = Some(body);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let body = unhealthy.unwrap_or_else(|| panic!("/healthz of the stalled instance stayed 200:\n{}", b.log_text()));
+    assert!(body.contains("claims partition") && body.contains("max_stalled_s"), "{body}");
+    assert!(b.metric("claimgate_claims_stalled_seconds") >= 5.0, "{}", b.log_text());
+    assert_eq!(b.metric("claimgate_claims_partitions"), 2.0, "the stalled instance should hold two partitions");
+    assert!(!util::events(&b.log_text(), "claims_stalled").is_empty(), "{}", b.log_text());
+    assert_eq!(a.get("/healthz").map(|r| r.0), Some(200), "the instance that kept its partitions: {}", a.log_text());
+    let decided_by_b = b.metric("claimgate_claims_total");
+    proxy.unblock_all();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline && b.get("/healthz").map(|r| r.0) != Some(200) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(b.get("/healthz").map(|r| r.0), Some(200), "{}", b.log_text());
+    assert!(!util::events(&b.log_text(), "claims_flowing").is_empty(), "{}", b.log_text());
+    let sent = load.finish();
+    let mut reader = Reader::new(&own.addr, &output_topics(&env));
+    assert!(reader.until_answered(&expected_keys(&sent), Duration::from_secs(120)), "{}", b.log_text());
+    assert!(b.metric("claimgate_claims_total") > decided_by_b, "the stalled instance never decided again");
+    assert_eq!(a.terminate(Duration::from_secs(40)), Some(0));
+    assert_eq!(b.terminate(Duration::from_secs(40)), Some(0));
     reader.drain(Duration::from_secs(2));
     assert!(tally(&sent, &reader.records).clean());
 }

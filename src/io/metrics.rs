@@ -104,6 +104,10 @@ pub const CLAIMS_PARTITIONS: &str = "claimgate_claims_partitions";
 /// Seconds the oldest output still unacknowledged has waited for the broker (0 when none waits);
 /// `/healthz` fails past `limits.max_unacked_age_s`.
 pub const OLDEST_UNACKED: &str = "claimgate_oldest_unacked_seconds";
+/// Seconds the longest-stalled claims partition this instance holds has been held with nothing taken
+/// from it (0 when none is stalled); `/healthz` fails past `limits.max_stalled_s`
+/// (`src/io/kafka/pipeline/stall.rs`).
+pub const CLAIMS_STALLED: &str = "claimgate_claims_stalled_seconds";
 /// Offset commits or stores that failed, by when (`revoke`, `store`, `shutdown`): the claims after the
 /// last commit are decided again by the partition's next owner.
 pub const COMMIT_FAILURES: &str = "claimgate_commit_failures_total";
@@ -140,6 +144,7 @@ pub fn install() -> Result<PrometheusHandle> {
             let _ = ClaimMetrics::new();
             gauge!(READY).set(0.0);
             gauge!(OLDEST_UNACKED).set(0.0);
+            gauge!(CLAIMS_STALLED).set(0.0);
             gauge!(CLAIMS_PARTITIONS).set(0.0);
             for when in ["revoke", "store", "shutdown"] {
                 counter!(COMMIT_FAILURES, "when" => when).absolute(0);

@@ -145,6 +145,8 @@ pub struct Proxy {
     /// The port clients connect to.
     pub port: u16,
     blocked: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Request types (API keys) dropped whatever they name.
+    blocked_apis: Arc<Mutex<Vec<i16>>>,
     dropped: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
@@ -158,6 +160,7 @@ impl Proxy {
         let proxy = Proxy {
             port,
             blocked: Arc::default(),
+            blocked_apis: Arc::default(),
             dropped: Arc::default(),
             stop: Arc::default(),
             conns: Arc::default(),
@@ -169,6 +172,7 @@ impl Proxy {
     pub fn forward_to(&self, listener: TcpListener, upstream: String) {
         let (blocked, dropped, stop, conns) =
             (Arc::clone(&self.blocked), Arc::clone(&self.dropped), Arc::clone(&self.stop), Arc::clone(&self.conns));
+        let blocked_apis = Arc::clone(&self.blocked_apis);
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if stop.load(Ordering::Relaxed) {
@@ -182,7 +186,8 @@ impl Proxy {
                     }
                 }
                 let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                let (blocked, dropped) = (Arc::clone(&blocked), Arc::clone(&dropped));
+                let (blocked, blocked_apis, dropped) =
+                    (Arc::clone(&blocked), Arc::clone(&blocked_apis), Arc::clone(&dropped));
                 // Requests: whole frames (4-byte size, then the request), each checked for a blocked name.
                 std::thread::spawn(move || {
                     let mut size = [0u8; 4];
@@ -192,7 +197,10 @@ impl Proxy {
                         if c_read.read_exact(&mut frame).is_err() {
                             break;
                         }
-                        let drop = blocked.lock().unwrap().iter().any(|b| frame.windows(b.len()).any(|w| w == &b[..]));
+                        // A request starts with its API key (int16, big-endian).
+                        let api = frame.get(..2).map(|k| i16::from_be_bytes([k[0], k[1]]));
+                        let drop = api.is_some_and(|a| blocked_apis.lock().unwrap().contains(&a))
+                            || blocked.lock().unwrap().iter().any(|b| frame.windows(b.len()).any(|w| w == &b[..]));
                         if drop {
                             dropped.fetch_add(1, Ordering::Relaxed);
                             continue;
@@ -218,9 +226,15 @@ impl Proxy {
         self.blocked.lock().unwrap().push(topic.as_bytes().to_vec());
     }
 
+    /// From now on, drops every request of one type (its API key: 9 is OffsetFetch), whatever it names.
+    pub fn block_api(&self, key: i16) {
+        self.blocked_apis.lock().unwrap().push(key);
+    }
+
     /// Lets every request through again.
     pub fn unblock_all(&self) {
         self.blocked.lock().unwrap().clear();
+        self.blocked_apis.lock().unwrap().clear();
     }
 
     /// Requests dropped so far.

@@ -154,12 +154,21 @@ pub struct Limits {
     /// `/healthz` fails when an output has waited longer than this for the broker's acknowledgement
     /// (a broker that stopped answering, a partition without a leader).
     pub max_unacked_age_s: u64,
+    /// `/healthz` fails when a claims partition this instance holds has had claims waiting (or no
+    /// position to fetch from) with none taken for this long (`src/io/kafka/pipeline/stall.rs`). Seen
+    /// by the consumer's statistics, every 5 s.
+    #[serde(default = "default_max_stalled_s")]
+    pub max_stalled_s: u64,
     /// Status changes held beside the base table (its delta) that start folding them into it, shard by
     /// shard, in the background. Unset: 65 536 or 1/64 of the table, whichever is more. Lower folds more
     /// often (each fold rewrites the table once, a shard at a time); higher keeps more in the delta,
     /// which every status publish copies.
     #[serde(default)]
     pub compact_after: Option<usize>,
+}
+
+fn default_max_stalled_s() -> u64 {
+    60
 }
 
 /// Logging.
@@ -208,6 +217,7 @@ impl Default for Config {
                 status_batch_wait_s: 30,
                 transaction_ms: 100,
                 max_unacked_age_s: 120,
+                max_stalled_s: default_max_stalled_s(),
                 compact_after: None,
             },
             log: Log { format: "text".into(), level: "info".into() },
@@ -458,6 +468,7 @@ impl Config {
             ("checkpoint.max_age_s", self.checkpoint.max_age_s),
             ("limits.transaction_ms", l.transaction_ms),
             ("limits.max_unacked_age_s", l.max_unacked_age_s),
+            ("limits.max_stalled_s", l.max_stalled_s),
         ] {
             if v == 0 {
                 bail!("setting `{setting}`: must be greater than 0");
@@ -616,6 +627,7 @@ mod tests {
             ("[offsets]\nreset = \"smallest\"\n", "setting `offsets.reset`"),
             ("[topics]\nreplication = 0\n", "setting `topics.replication`"),
             ("[limits]\nmax_unacked_age_s = 0\n", "setting `limits.max_unacked_age_s`"),
+            ("[limits]\nmax_stalled_s = 0\n", "setting `limits.max_stalled_s`"),
             ("[http]\ntokens_file = \" \"\n", "setting `http.tokens_file`"),
             (
                 "[http]\ntokens_file = \"t.toml\"\ntoken = \"x\"\n",

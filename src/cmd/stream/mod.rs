@@ -235,7 +235,10 @@ pub fn run(args: StreamArgs) -> Result<()> {
 
     let tables = Arc::new(TableHandle::new());
     let table_state = Arc::new(TableState::default());
-    let pipeline_state = Arc::new(PipelineState::new(std::time::Duration::from_secs(cfg.limits.max_unacked_age_s)));
+    let pipeline_state = Arc::new(PipelineState::new(
+        std::time::Duration::from_secs(cfg.limits.max_unacked_age_s),
+        std::time::Duration::from_secs(cfg.limits.max_stalled_s),
+    ));
     let shutdown = CancellationToken::new();
     let stopping = Arc::new(AtomicBool::new(false));
 

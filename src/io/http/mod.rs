@@ -90,6 +90,9 @@ async fn healthz(State(s): State<HttpState>) -> Response {
             s.max_unacked_age_s
         );
         (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    } else if let Some(why) = s.pipeline.stall_reason() {
+        // After the outputs: a partition stands still, too, while its outputs wait for the broker.
+        (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {why}\n")).into_response()
     } else {
         (StatusCode::OK, "ok\n").into_response()
     }

@@ -195,7 +195,7 @@ pub fn run(
         metrics: ClaimMetrics::new(),
     });
     let consumer: BaseConsumer<ConsumerCtx> = consumer_config(kafka, cfg, false)
-        .create_with_context(ConsumerCtx::new(Some(Arc::clone(&inflight)), &cfg.offsets_reset))?;
+        .create_with_context(ConsumerCtx::new(Some(Arc::clone(&inflight)), &cfg.offsets_reset, state, &cfg.claims))?;
     consumer.subscribe(&[&cfg.claims])?;
     let mut outputs = OutputWatch::new(kafka, &[&cfg.accepted, &cfg.rejected, &cfg.dlq])?;
     state.taking_claims.store(true, Ordering::Release);

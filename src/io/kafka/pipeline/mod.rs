@@ -15,6 +15,7 @@ pub mod at_least_once;
 pub mod decide;
 pub mod delivery;
 pub mod rebalance;
+pub mod stall;
 pub mod transactional;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -77,17 +78,75 @@ pub struct PipelineState {
     unacked_limit_ms: AtomicU64,
     /// The oldest output is past the limit (logged).
     unacked_over: AtomicBool,
+    /// `limits.max_stalled_s` in ms: a held claims partition stalled this long fails `/healthz`.
+    stall_limit_ms: AtomicU64,
+    /// The held claims partitions across statistics reports, and the longest stall of the last one.
+    stall: Mutex<(stall::StallWatch, Option<stall::Stall>)>,
+    /// The longest stall is past the limit (logged).
+    stall_over: AtomicBool,
 }
 
 impl PipelineState {
     /// A running pipeline's state; `/healthz` fails when an output has waited `unacked_limit` for the
-    /// broker.
-    pub fn new(unacked_limit: Duration) -> Self {
+    /// broker, or a held claims partition has been stalled for `stall_limit` ([`stall`]).
+    pub fn new(unacked_limit: Duration, stall_limit: Duration) -> Self {
         PipelineState {
             alive: AtomicBool::new(true),
             unacked_limit_ms: AtomicU64::new(unacked_limit.as_millis() as u64),
+            stall_limit_ms: AtomicU64::new(stall_limit.as_millis() as u64),
             ..PipelineState::default()
         }
+    }
+
+    /// Takes a statistics report of the claims consumer: times the stalls of the partitions it holds
+    /// in `topic`, sets `claimgate_claims_stalled_seconds`, and says in the log when the longest passes
+    /// the limit and when no partition is stalled any more.
+    pub fn observe_claims(&self, statistics: &rdkafka::Statistics, topic: &str) {
+        let reports = statistics.topics.get(topic).into_iter().flat_map(|t| {
+            t.partitions.values().map(|p| stall::PartitionReport {
+                partition: p.partition,
+                held: p.desired,
+                fetch_state: &p.fetch_state,
+                app_offset: p.app_offset,
+                hi_offset: p.hi_offset,
+            })
+        });
+        let mut guard = self.stall.lock().unwrap_or_else(|p| p.into_inner());
+        let longest = guard.0.observe(reports, Instant::now());
+        let secs = longest.as_ref().map_or(0.0, |s| s.for_.as_secs_f64());
+        ::metrics::gauge!(crate::io::metrics::CLAIMS_STALLED).set(secs);
+        let limit = Duration::from_millis(self.stall_limit_ms.load(Ordering::Relaxed));
+        let over = !limit.is_zero() && longest.as_ref().is_some_and(|s| s.for_ >= limit);
+        if over != self.stall_over.swap(over, Ordering::Relaxed) {
+            match &longest {
+                Some(s) if over => tracing::warn!(
+                    event = "claims_stalled",
+                    partition = s.partition,
+                    fetch_state = s.fetch_state,
+                    stalled_s = secs,
+                    limit_s = limit.as_secs_f64(),
+                    "a claims partition is held but nothing is taken from it; /healthz fails until it moves (a restart of the instance reads the committed offsets afresh)"
+                ),
+                _ => tracing::info!(event = "claims_flowing", "every claims partition held is taken from again"),
+            }
+        }
+        guard.1 = longest;
+    }
+
+    /// Why `/healthz` should fail for a stalled claims partition, if it should.
+    pub fn stall_reason(&self) -> Option<String> {
+        if !self.stall_over.load(Ordering::Relaxed) {
+            return None;
+        }
+        let guard = self.stall.lock().unwrap_or_else(|p| p.into_inner());
+        let s = guard.1.as_ref()?;
+        Some(format!(
+            "claims partition {} held for {:.0} s with nothing taken from it (fetch state {}; limits.max_stalled_s = {}): restart the instance",
+            s.partition,
+            s.for_.as_secs_f64(),
+            s.fetch_state,
+            self.stall_limit_ms.load(Ordering::Relaxed) / 1000
+        ))
     }
 
     /// Records the consume time of the oldest unacknowledged output; says in the log when it passes the

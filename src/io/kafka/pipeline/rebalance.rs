@@ -21,6 +21,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{ClientContext, Offset};
 
 use super::super::{BrokerWatch, Context};
+use super::PipelineState;
 use super::at_least_once::Inflight;
 use crate::io::metrics as m;
 
@@ -38,16 +39,23 @@ pub struct ConsumerCtx {
     pub reset: String,
     /// Its broker connections, from its statistics.
     pub brokers: BrokerWatch,
+    /// Where the stalls of the partitions it holds are told (`/healthz`, metrics, log).
+    state: Arc<PipelineState>,
+    /// The claims topic.
+    topic: String,
 }
 
 impl ConsumerCtx {
-    /// The claims consumer's context.
-    pub fn new(inflight: Option<Arc<Inflight>>, reset: &str) -> Self {
+    /// The claims consumer's context; its statistics report the stalls of the `topic` partitions it
+    /// holds to `state`.
+    pub fn new(inflight: Option<Arc<Inflight>>, reset: &str, state: &Arc<PipelineState>, topic: &str) -> Self {
         ConsumerCtx {
             inflight,
             rebalanced: AtomicBool::new(false),
             reset: reset.to_owned(),
             brokers: BrokerWatch::new("claims"),
+            state: Arc::clone(state),
+            topic: topic.to_owned(),
         }
     }
 }
@@ -61,6 +69,7 @@ impl ClientContext for ConsumerCtx {
     }
     fn stats(&self, statistics: rdkafka::Statistics) {
         self.brokers.observe(&statistics);
+        self.state.observe_claims(&statistics, &self.topic);
         Context { client: "claims" }.stats(statistics);
     }
 }
@@ -156,7 +165,14 @@ impl ConsumerContext for ConsumerCtx {
                     }
                 }
             }
-            Err(e) => tracing::debug!(event = "committed_offsets_unknown", error = %e),
+            // Said: the consumer needs the same offsets to start fetching these partitions, and when the
+            // group's coordinator cannot give them, nothing is taken from them (see `stall`).
+            Err(e) => tracing::warn!(
+                event = "committed_offsets_unknown",
+                partitions = ?partitions,
+                error = %e,
+                "cannot read the committed offsets of the partitions just assigned (the consumer keeps asking)"
+            ),
         }
     }
 }

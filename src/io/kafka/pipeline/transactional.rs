@@ -62,8 +62,8 @@ pub fn run(
         Some(r) => r.context(init)?,
         None => bail!("{init}: init_transactions did not return within {:?}", INIT_TIMEOUT + STUCK_GRACE),
     }
-    let consumer: BaseConsumer<ConsumerCtx> =
-        consumer_config(kafka, cfg, true).create_with_context(ConsumerCtx::new(None, &cfg.offsets_reset))?;
+    let consumer: BaseConsumer<ConsumerCtx> = consumer_config(kafka, cfg, true)
+        .create_with_context(ConsumerCtx::new(None, &cfg.offsets_reset, state, &cfg.claims))?;
     consumer.subscribe(&[&cfg.claims])?;
     let mut outputs = OutputWatch::new(kafka, &[&cfg.accepted, &cfg.rejected, &cfg.dlq])?;
     state.taking_claims.store(true, Ordering::Release);
