@@ -488,3 +488,56 @@ fn a_claims_partition_held_but_never_taken_from_fails_healthz_until_it_moves() {
     reader.drain(Duration::from_secs(2));
     assert!(tally(&sent, &reader.records).clean());
 }
+
+/// No false stall: a claims topic written in transactions ends in a commit marker (an offset no claim is
+/// delivered for), and a transaction left open upstream holds back what a read-committed consumer may
+/// read. Idle three times `limits.max_stalled_s` in both states, the instance stays healthy and says
+/// nothing of a stall; once the open transaction commits, its claims are decided.
+#[test]
+fn a_claims_topic_written_in_transactions_and_idle_is_not_a_stall() {
+    let env = Env::new("txn-claims");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ledgers");
+    env.publish_tables(&dir.join("practitioners.jsonl"), None);
+    std::fs::write(env.path("stall.toml"), "[limits]\nmax_stalled_s = 5\n").unwrap();
+    let mut s = env.stream("g", &["--config", &env.path("stall.toml").display().to_string()]);
+    s.wait_ready(READY);
+    let p = producer(&env.broker, &[("transactional.id", &format!("{}claims-writer", env.prefix))]);
+    p.init_transactions(Duration::from_secs(30)).expect("init transactions");
+    let claims = env.topic("claims");
+    p.begin_transaction().unwrap();
+    for i in 0..40 {
+        send(&p, &claims, &format!("k{i}"), claim(i, "D110105000001").as_bytes(), None);
+    }
+    p.commit_transaction(Duration::from_secs(30)).expect("commit");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && s.try_metric("claimgate_claims_total").unwrap_or(0.0) < 40.0 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(s.metric("claimgate_claims_total"), 40.0, "{}", s.log_text());
+    let healthy_for = |s: &util::Stream, how_long: Duration| {
+        let until = Instant::now() + how_long;
+        while Instant::now() < until {
+            let h = s.get("/healthz");
+            assert_eq!(h.as_ref().map(|r| r.0), Some(200), "{h:?}\n{}", s.log_text());
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    // Idle behind the commit markers (each partition's last offset).
+    healthy_for(&s, Duration::from_secs(16));
+    // A transaction left open: its claims are past the high watermark, not the last stable offset.
+    p.begin_transaction().unwrap();
+    for i in 40..60 {
+        send(&p, &claims, &format!("k{i}"), claim(i, "D110105000001").as_bytes(), None);
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+    healthy_for(&s, Duration::from_secs(16));
+    assert_eq!(s.metric("claimgate_claims_stalled_seconds"), 0.0);
+    assert!(util::events(&s.log_text(), "claims_stalled").is_empty(), "{}", s.log_text());
+    p.commit_transaction(Duration::from_secs(30)).expect("commit");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && s.try_metric("claimgate_claims_total").unwrap_or(0.0) < 60.0 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(s.metric("claimgate_claims_total"), 60.0, "{}", s.log_text());
+    assert_eq!(s.terminate(Duration::from_secs(40)), Some(0));
+}

@@ -108,7 +108,9 @@ impl PipelineState {
                 held: p.desired,
                 fetch_state: &p.fetch_state,
                 app_offset: p.app_offset,
-                hi_offset: p.hi_offset,
+                next_offset: p.next_offset,
+                ls_offset: p.ls_offset,
+                queued: p.fetchq_cnt,
             })
         });
         let mut guard = self.stall.lock().unwrap_or_else(|p| p.into_inner());
