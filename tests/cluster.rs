@@ -918,21 +918,20 @@ fn a_node_cut_off_from_the_clients_delays_its_partitions_visibly_and_loses_nothi
 /// partition), Kafka can stall the group until the cut heals (the cluster soak of 2026-12-01, cut 5:
 /// 127 s with no partition held): the isolated node still answers the clients, and names itself the
 /// coordinator. For those cuts the test asks that the stall shows (no partition held, `/readyz` says
-/// the group is being joined) and that decisions resume within `RESUME` of the heal — or, when the
-/// instance then holds its partitions but takes nothing from them (seen once), that it says so
-/// (`claims_stalled`, `/healthz` failing: `src/io/kafka/pipeline/stall.rs`) and that a restart, as a
-/// liveness probe would do it, decides again; for every other cut, that decisions go on during the cut.
-/// RELIABILITY.md, "What the tests found".
+/// the group is being joined) and that decisions resume within `RESUME` of the heal; for every other
+/// cut, that decisions go on during the cut. (Twice, 2026-12-07, the partitions came back paused after
+/// such a loss and were never fetched again: fixed in the rebalance callback, RELIABILITY.md, "What the
+/// tests found".)
 #[test]
 fn a_leader_cut_off_from_its_peers_is_replaced_and_nothing_is_lost() {
     const RESUME: Duration = Duration::from_secs(90);
     let cuts = env_u64("CLAIMGATE_TEST_CUTS", 1);
     let mut sc = Scenario::new("cut-peers", 0xc29);
-    let mut s = sc.stream(&[]);
+    let s = sc.stream(&[]);
     let load = sc.load();
     assert!(wait_deciding(&s, 200.0, Duration::from_secs(60)), "{}", tail(&s.log_text(), 100));
     let offsets_partition = sc.group_offsets_partition();
-    let (mut coordinator_cuts, mut stalled, mut restarts, mut dead) = (0, Vec::new(), 0, String::new());
+    let (mut coordinator_cuts, mut stalled) = (0, Vec::new());
     for k in 0..cuts {
         let claims = sc.claims();
         let controller = sc.c.quorum_leader();
@@ -1016,43 +1015,21 @@ fn a_leader_cut_off_from_its_peers_is_replaced_and_nothing_is_lost() {
                 deciding || seen.min_partitions == 0.0,
                 "decisions stopped with the coordinator cut off, but the instance still held partitions: {seen:?}"
             );
-            if !resumed {
-                // Seen once in 18 such cuts (2026-12-07): the group whole again, every partition held,
-                // nothing taken from them. It must show — `/healthz` fails past `limits.max_stalled_s`
-                // (60 s) — and the remedy an orchestrator's liveness probe applies, a restart, must work.
-                let shown = wait_metric(&s, "claimgate_claims_stalled_seconds", Duration::from_secs(30), |v| v >= 60.0);
-                let log = s.log_text();
-                assert!(
-                    shown.is_some() && !util::events(&log, "claims_stalled").is_empty(),
-                    "decisions did not resume within {RESUME:?} of the heal (node {node}, the group's coordinator, cut off), and no stall was reported:\n{}",
-                    tail(&log, 100)
-                );
-                assert!(
-                    s.get("/healthz").is_some_and(|(code, body)| code == 503 && body.contains("claims partition")),
-                    "a stalled instance must fail /healthz"
-                );
-                s.kill();
-                dead.push_str(&log);
-                s = sc.stream(&[]);
-                restarts += 1;
-                let before = decided_so_far(&s).expect("metrics");
-                assert!(
-                    wait_deciding(&s, before + rate() as f64, Duration::from_secs(60)),
-                    "the restarted instance did not decide:\n{}",
-                    tail(&s.log_text(), 100)
-                );
-            }
+            assert!(
+                resumed,
+                "decisions did not resume within {RESUME:?} of the heal (node {node}, the group's coordinator, cut off):\n{}",
+                tail(&s.log_text(), 100)
+            );
         } else {
             assert!(deciding, "decisions did not go on with the leader cut off:\n{}", tail(&s.log_text(), 100));
         }
         assert!(healed, "the cluster did not heal:\n{}", sc.c.describe(&topics));
         assert_visible(&format!("cut {}", k + 1), &seen, &sc.c, node);
     }
-    let (t, mut figures, logs) = sc.finish(load, vec![s], dead);
+    let (t, mut figures, logs) = sc.finish(load, vec![s], String::new());
     figures["fault"] = "partition leader cut off from its peers (black hole), healed".into();
     figures["cuts_of_the_coordinator"] = coordinator_cuts.into();
     figures["stalled_until_heal_resumed_after_s"] = serde_json::json!(stalled);
-    figures["restarted_after_a_stall_past_the_heal"] = restarts.into();
     report("cluster_cut_from_peers", figures);
     assert_clean(&t, &logs);
     assert_eq!(panics(&logs), 0, "{logs}");

@@ -541,3 +541,67 @@ fn a_claims_topic_written_in_transactions_and_idle_is_not_a_stall() {
     assert_eq!(s.metric("claimgate_claims_total"), 60.0, "{}", s.log_text());
     assert_eq!(s.terminate(Duration::from_secs(40)), Some(0));
 }
+
+/// Partitions paused for back-pressure, lost with the group session, and given back: librdkafka keeps a
+/// partition's pause through its revocation and a later assignment (confluentinc/librdkafka#1849), while
+/// the pipeline resumed only what it held — nothing, at that moment — so the partitions came back paused
+/// and were never fetched again: all four held, nothing decided, until a restart (the cluster soak of
+/// 2026-12-07, the leader cut off from its peers, cuts 6 and 7; RELIABILITY.md). Here the outputs are
+/// held at a proxy until the in-flight bound pauses consumption, the heartbeats are dropped until the
+/// session is lost, then both are let through: every line must be answered.
+#[test]
+fn partitions_lost_while_paused_are_taken_from_again_when_given_back() {
+    const HEARTBEAT: i16 = 12;
+    let (proxy, listener) = Proxy::listen();
+    let own = OwnBroker::start_advertising(Some(proxy.port));
+    proxy.forward_to(listener, own.addr.clone());
+    let env = Env::on(&format!("127.0.0.1:{}", proxy.port), "paused-lost");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ledgers");
+    env.publish_tables(&dir.join("practitioners.jsonl"), None);
+    std::fs::write(env.path("paused.toml"), "[limits]\nmax_in_flight = 200\nbatch_size = 20\nmax_stalled_s = 10\n")
+        .unwrap();
+    let mut s = env.stream("g", &["--config", &env.path("paused.toml").display().to_string()]);
+    s.wait_ready(READY);
+    let lines: Vec<Line> =
+        (0..3_000).map(|i| Line { key: format!("k{i}"), bytes: claim(i, "D110105000001").into_bytes() }).collect();
+    let load = Load::start(&own.addr, &env.topic("claims"), lines.into_iter(), 100);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && s.try_metric("claimgate_claims_total").unwrap_or(0.0) < 50.0 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Outputs held: the in-flight bound is reached and consumption pauses.
+    for t in output_topics(&env) {
+        proxy.block(&t);
+    }
+    let paused = util::faults::wait_metric(&s, "claimgate_consumption_paused", Duration::from_secs(60), |v| v == 1.0);
+    assert!(paused.is_some(), "consumption never paused:\n{}", s.log_text());
+    // Heartbeats dropped: the session is lost with the partitions paused.
+    proxy.block_api(HEARTBEAT);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && util::events(&s.log_text(), "partitions_lost").is_empty() {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        !util::events(&s.log_text(), "partitions_lost").is_empty(),
+        "the session was never lost:\n{}",
+        s.log_text()
+    );
+    proxy.unblock_all();
+    let sent = load.finish();
+    let mut reader = Reader::new(&own.addr, &output_topics(&env));
+    assert!(
+        reader.until_answered(&expected_keys(&sent), Duration::from_secs(120)),
+        "not every line was answered after the partitions came back:\n{}",
+        s.log_text()
+    );
+    // Held outputs stall the partitions too (the in-flight bound) until the producer's dropped requests
+    // time out and go again: that may be reported, but nothing may stay stalled.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && s.get("/healthz").map(|r| r.0) != Some(200) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(s.get("/healthz").map(|r| r.0), Some(200), "{}", s.log_text());
+    assert_eq!(s.terminate(Duration::from_secs(40)), Some(0));
+    reader.drain(Duration::from_secs(2));
+    assert!(tally(&sent, &reader.records).clean());
+}

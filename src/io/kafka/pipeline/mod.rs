@@ -127,7 +127,7 @@ impl PipelineState {
                     fetch_state = s.fetch_state,
                     stalled_s = secs,
                     limit_s = limit.as_secs_f64(),
-                    "a claims partition is held but nothing is taken from it; /healthz fails until it moves (a restart of the instance reads the committed offsets afresh)"
+                    "a claims partition is held but nothing is taken from it; /healthz fails until it moves (a restart of the instance takes its partitions afresh)"
                 ),
                 _ => tracing::info!(event = "claims_flowing", "every claims partition held is taken from again"),
             }

@@ -86,6 +86,16 @@ impl ConsumerContext for ConsumerCtx {
             Rebalance::Revoke(tpl) => tpl,
         };
         self.rebalanced.store(true, Ordering::Relaxed);
+        // Every partition leaves unpaused. librdkafka keeps a partition's pause through its revocation
+        // and a later assignment (confluentinc/librdkafka#1849), and the pipeline resumes only what it
+        // holds when the back-pressure eases: a partition revoked or lost while paused for back-pressure
+        // and given back later was never fetched again — held, nothing decided, until a restart (the
+        // cluster soak of 2026-12-07; `tests/kafka_edge.rs`
+        // `partitions_lost_while_paused_are_taken_from_again_when_given_back`). Its claims are not taken
+        // meanwhile: revoked, it is no longer fetched for this instance.
+        if let Err(e) = consumer.resume(tpl) {
+            tracing::warn!(event = "resume_failed", error = %e, "cannot clear the pause of the partitions leaving");
+        }
         let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
         // What this instance keeps: with cooperative rebalancing, the revoked partitions are only some.
         let remaining: Vec<i32> = consumer
