@@ -69,6 +69,26 @@ fn status_of(s: &util::Stream, code: &str) -> String {
     v["status"].as_str().unwrap_or_default().to_owned()
 }
 
+/// `/healthz`'s body once it answers 503, within `wait`.
+fn wait_unhealthy(s: &util::Stream, wait: Duration) -> Option<String> {
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if let Some((503, body)) = s.get("/healthz") {
+            return Some(body);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
+/// Waits (up to `wait`) until `/healthz` answers 200.
+fn wait_healthz_ok(s: &util::Stream, wait: Duration) {
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline && s.get("/healthz").map(|r| r.0) != Some(200) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn a_status_topic_written_in_transactions_is_read_to_its_end_and_ready() {
     let env = Env::new("txn-status");
@@ -401,22 +421,12 @@ fn an_output_waiting_past_the_limit_fails_healthz_until_the_broker_answers() {
     for t in output_topics(&env) {
         proxy.block(&t);
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut unhealthy = None;
-    while Instant::now() < deadline && unhealthy.is_none() {
-        if let Some((503, body)) = s.get("/healthz") {
-            unhealthy = Some(body);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let unhealthy = wait_unhealthy(&s, Duration::from_secs(60));
     let body = unhealthy.unwrap_or_else(|| panic!("/healthz stayed 200:\n{}", s.log_text()));
     assert!(body.contains("waited") && body.contains("max_unacked_age_s"), "{body}");
     assert!(s.metric("claimgate_oldest_unacked_seconds") > 3.0);
     proxy.unblock_all();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline && s.get("/healthz").map(|r| r.0) != Some(200) {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_healthz_ok(&s, Duration::from_secs(120));
     assert_eq!(s.get("/healthz").map(|r| r.0), Some(200), "{}", s.log_text());
     let sent = load.finish();
     let mut reader = Reader::new(&own.addr, &output_topics(&env));
@@ -457,14 +467,7 @@ fn a_claims_partition_held_but_never_taken_from_fails_healthz_until_it_moves() {
     }
     proxy.block_api(OFFSET_FETCH);
     let mut b = env.stream("g", &args);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut unhealthy = None;
-    while Instant::now() < deadline && unhealthy.is_none() {
-        if let Some((503, body)) = b.get("/healthz") {
-            unhealthy = Some(body);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let unhealthy = wait_unhealthy(&b, Duration::from_secs(90));
     let body = unhealthy.unwrap_or_else(|| panic!("/healthz of the stalled instance stayed 200:\n{}", b.log_text()));
     assert!(body.contains("claims partition") && body.contains("max_stalled_s"), "{body}");
     assert!(b.metric("claimgate_claims_stalled_seconds") >= 5.0, "{}", b.log_text());
@@ -473,10 +476,7 @@ fn a_claims_partition_held_but_never_taken_from_fails_healthz_until_it_moves() {
     assert_eq!(a.get("/healthz").map(|r| r.0), Some(200), "the instance that kept its partitions: {}", a.log_text());
     let decided_by_b = b.metric("claimgate_claims_total");
     proxy.unblock_all();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while Instant::now() < deadline && b.get("/healthz").map(|r| r.0) != Some(200) {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_healthz_ok(&b, Duration::from_secs(90));
     assert_eq!(b.get("/healthz").map(|r| r.0), Some(200), "{}", b.log_text());
     assert!(!util::events(&b.log_text(), "claims_flowing").is_empty(), "{}", b.log_text());
     let sent = load.finish();
@@ -596,10 +596,7 @@ fn partitions_lost_while_paused_are_taken_from_again_when_given_back() {
     );
     // Held outputs stall the partitions too (the in-flight bound) until the producer's dropped requests
     // time out and go again: that may be reported, but nothing may stay stalled.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline && s.get("/healthz").map(|r| r.0) != Some(200) {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_healthz_ok(&s, Duration::from_secs(30));
     assert_eq!(s.get("/healthz").map(|r| r.0), Some(200), "{}", s.log_text());
     assert_eq!(s.terminate(Duration::from_secs(40)), Some(0));
     reader.drain(Duration::from_secs(2));
