@@ -127,6 +127,9 @@ impl Drop for Load {
 #[derive(Clone, Debug)]
 pub struct Record {
     pub topic: String,
+    /// Where the record is, for a failure message that names both copies of a duplicate.
+    pub partition: i32,
+    pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub raw: Vec<u8>,
 }
@@ -146,15 +149,21 @@ impl Record {
 /// Reads topics from their beginning, incrementally, keeping the set of line keys seen.
 pub struct Reader {
     consumer: BaseConsumer,
-    /// Every record read so far, in order of arrival.
+    /// Every record read so far, in order of arrival, each once.
     pub records: Vec<Record>,
     seen: HashSet<Key>,
+    /// The next offset expected of each partition read.
+    next: HashMap<(String, i32), i64>,
+    /// Records handed to the reader again at a position it had read already (its consumer's position
+    /// moved back, e.g. after a leader change): one record, so not kept twice and never counted as a
+    /// duplicate output; counted here so that a test can say it happened.
+    pub rereads: usize,
 }
 
 impl Reader {
     pub fn new(broker: &str, topics: &[String]) -> Reader {
         let consumer = super::reader_from_beginning(broker, topics);
-        Reader { consumer, records: Vec::new(), seen: HashSet::new() }
+        Reader { consumer, records: Vec::new(), seen: HashSet::new(), next: HashMap::new(), rereads: 0 }
     }
 
     /// Reads for up to `wait`, returning early once nothing arrives for 200 ms.
@@ -164,8 +173,16 @@ impl Reader {
         while Instant::now() < deadline {
             match self.consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
+                    let next = self.next.entry((m.topic().to_owned(), m.partition())).or_insert(0);
+                    if m.offset() < *next {
+                        self.rereads += 1;
+                        continue;
+                    }
+                    *next = m.offset() + 1;
                     let r = Record {
                         topic: m.topic().to_owned(),
+                        partition: m.partition(),
+                        offset: m.offset(),
                         key: m.key().map(<[u8]>::to_vec),
                         raw: m.payload().unwrap_or_default().to_vec(),
                     };
@@ -202,6 +219,48 @@ impl Reader {
             }
         }
     }
+}
+
+/// How many times each line is in the input topic, for the lines there more than once (read
+/// committed, from the beginning, until nothing arrives for 3 s), with where each copy is. Exactly once
+/// means once per input *record*: a line the load's producer wrote twice (an idempotent producer can,
+/// when a leader dies with its request in flight and the client starts a new epoch) is rightly decided
+/// twice.
+pub fn input_copies(broker: &str, topic: &str) -> HashMap<Key, Vec<(i32, i64)>> {
+    let mut reader = Reader::new(broker, &[topic.to_owned()]);
+    reader.drain(Duration::from_secs(3));
+    let mut at: HashMap<Key, Vec<(i32, i64)>> = HashMap::new();
+    for r in &reader.records {
+        at.entry(expected_key(&r.raw)).or_default().push((r.partition, r.offset));
+    }
+    at.retain(|_, v| v.len() > 1);
+    at
+}
+
+/// Outputs beyond one per input record: for each line, its outputs less its copies in the input (one
+/// unless `input` says more), summed; with up to 5 examples naming where each output is.
+pub fn duplicates_beyond_input(outputs: &[Record], input: &HashMap<Key, Vec<(i32, i64)>>) -> (usize, Vec<String>) {
+    let mut at: HashMap<Key, Vec<&Record>> = HashMap::new();
+    for o in outputs {
+        at.entry(output_key(o)).or_default().push(o);
+    }
+    let mut beyond = 0;
+    let mut examples = Vec::new();
+    for (k, outs) in &at {
+        let copies = input.get(k).map_or(1, Vec::len);
+        if outs.len() > copies {
+            beyond += outs.len() - copies;
+            if examples.len() < 5 {
+                let places: Vec<String> =
+                    outs.iter().map(|o| format!("{}/{}@{}", o.topic, o.partition, o.offset)).collect();
+                examples.push(format!(
+                    "{k:?}: {copies} in the input, outputs at {places:?}: {}",
+                    String::from_utf8_lossy(&outs[0].raw)
+                ));
+            }
+        }
+    }
+    (beyond, examples)
 }
 
 /// What identifies an input line among the outputs: a decision's identity (records.md:
