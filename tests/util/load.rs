@@ -223,9 +223,8 @@ impl Reader {
 
 /// How many times each line is in the input topic, for the lines there more than once (read
 /// committed, from the beginning, until nothing arrives for 3 s), with where each copy is. Exactly once
-/// means once per input *record*: a line the load's producer wrote twice (an idempotent producer can,
-/// when a leader dies with its request in flight and the client starts a new epoch) is rightly decided
-/// twice.
+/// means once per input *record*: should the load's producer ever write a line twice (through a
+/// leader's death), that line is rightly decided twice.
 pub fn input_copies(broker: &str, topic: &str) -> HashMap<Key, Vec<(i32, i64)>> {
     let mut reader = Reader::new(broker, &[topic.to_owned()]);
     reader.drain(Duration::from_secs(3));
