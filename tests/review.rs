@@ -32,6 +32,108 @@ fn review(dir: &std::path::Path, extra: &[&str]) -> std::process::Output {
     Command::new(bin()).args(&args).output().expect("run review")
 }
 
+/// A report with what differs from run to run (times, durations) blanked.
+fn steady(report: &str) -> String {
+    report
+        .lines()
+        .filter(|l| !l.contains(" s ") && !l.contains("seconds") && !l.contains("started") && !l.contains("lines/s"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn inline_decisions_past_their_memory_are_joined_through_files_to_the_same_report() {
+    let dir = tempfile::tempdir().unwrap();
+    // More lines than 1 MiB holds in memory (32 bytes a decision: 32 768).
+    world(dir.path(), 45_000);
+    let claims = dir.path().join("claims.jsonl").display().to_string();
+    let first = dir.path().join("first.jsonl");
+    let r = review(dir.path(), &["--claims", &claims, "--out", &first.display().to_string(), "--quiet"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    // The inline decisions: every rejection accepted (money to recover), every 7th accepted line
+    // rejected (money to pay), every 10th line missing, and one line twice with the later reason
+    // counting.
+    let mut inline: Vec<String> = Vec::new();
+    for (n, mut v) in read_jsonl(&first).into_iter().enumerate() {
+        if n % 10 == 3 {
+            continue;
+        }
+        if v["verdict"] == "reject" {
+            v["verdict"] = "accept".into();
+            v["reason"] = "OK".into();
+        } else if n % 7 == 0 {
+            v["verdict"] = "reject".into();
+            v["reason"] = "PRACTITIONER_SUSPENDED".into();
+        }
+        if n == 5 {
+            let mut earlier = v.clone();
+            earlier["verdict"] = "reject".into();
+            earlier["reason"] = "PRACTITIONER_TERMINATED".into();
+            inline.push(earlier.to_string());
+        }
+        inline.push(v.to_string());
+    }
+    assert!(inline.len() > 32_768, "{} inline decisions", inline.len());
+    let prev = dir.path().join("inline.jsonl");
+    std::fs::write(&prev, inline.join("\n") + "\n").unwrap();
+    let spill = dir.path().join("spill");
+    std::fs::create_dir(&spill).unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let report = dir.path().join(name);
+        let mut args = vec!["--claims", &claims, "--previous", prev.to_str().unwrap(), "--threads", "2"];
+        let report_arg = report.display().to_string();
+        args.extend_from_slice(&["--report", &report_arg]);
+        args.extend_from_slice(extra);
+        let r = review(dir.path(), &args);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        (std::fs::read_to_string(&report).unwrap(), String::from_utf8_lossy(&r.stderr).into_owned())
+    };
+    let (in_memory, said) = run("memory.md", &[]);
+    assert!(!said.contains("partition by partition"), "{said}");
+    let (spilled, said) = run("spilled.md", &["--previous-memory", "1", "--spill-dir", spill.to_str().unwrap()]);
+    assert!(said.contains("joined partition by partition through files in"), "{said}");
+    // Something to compare: lines to recover, to pay, and absent from the inline decisions.
+    for row in ["**to recover**", "absent from the inline decisions"] {
+        assert!(in_memory.contains(row), "{row} not in:\n{in_memory}");
+    }
+    let (a, b) = (steady(&spilled), steady(&in_memory));
+    if a != b {
+        let at = a.lines().zip(b.lines()).position(|(x, y)| x != y);
+        let line = |t: &str| at.and_then(|n| t.lines().nth(n)).unwrap_or_default().to_owned();
+        panic!(
+            "the spilled join's report differs at line {at:?} ({} and {} lines):\n  spilled:   {}\n  in memory: {}",
+            a.lines().count(),
+            b.lines().count(),
+            line(&a),
+            line(&b)
+        );
+    }
+    // The partition files are gone.
+    assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 0);
+    // A spill directory that cannot be written names the setting.
+    let bad = dir.path().join("no-such-dir");
+    let report_arg = dir.path().join("bad.md").display().to_string();
+    let r = review(
+        dir.path(),
+        &[
+            "--claims",
+            &claims,
+            "--previous",
+            prev.to_str().unwrap(),
+            "--report",
+            &report_arg,
+            "--previous-memory",
+            "1",
+            "--spill-dir",
+            bad.to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+    assert!(!r.status.success());
+    let e = String::from_utf8_lossy(&r.stderr);
+    assert!(e.contains("--spill-dir") && e.contains("no-such-dir"), "{e}");
+}
+
 #[test]
 fn decisions_come_out_in_input_order_across_files_and_compressions() {
     let dir = tempfile::tempdir().unwrap();

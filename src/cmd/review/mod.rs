@@ -75,6 +75,16 @@ pub struct ReviewArgs {
     /// the money involved.
     #[arg(long, value_name = "FILE")]
     pub previous: Option<PathBuf>,
+    /// Memory for the inline decisions (`--previous`, `--previous-topic`), in MiB: past it they are
+    /// joined partition by partition through files in `--spill-dir` (about 8 bytes a decision and 100
+    /// bytes a decided line there), so a year of lines needs no more memory than a day.
+    #[arg(long, value_name = "MIB", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..))]
+    pub previous_memory: u64,
+    /// Where the join's partition files go past `--previous-memory` (default: the system's temporary
+    /// directory). They hold line identities and practitioner codes, are readable by the user only,
+    /// and are removed when the review ends.
+    #[arg(long, value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -314,16 +324,17 @@ pub fn run(args: ReviewArgs) -> Result<()> {
     let view = Arc::new(loaded.view);
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
 
+    let budget = previous::Budget { bytes: args.previous_memory.saturating_mul(1 << 20), dir: args.spill_dir.clone() };
     // Open every input first: an unreadable file fails the run before any output is written.
     let src = match (&kafka, &args.kafka.claims_topic) {
-        (Some(k), Some(topic)) if args.kafka.retro => sources::retro(k, &args.kafka, topic)?,
+        (Some(k), Some(topic)) if args.kafka.retro => sources::retro(k, &args.kafka, topic, &budget)?,
         (Some(k), Some(topic)) => {
             let Some(w) = window else {
                 anyhow::bail!("--claims-topic needs --from and --until (or --retro)");
             };
-            sources::topic_window(k, &args.kafka, topic, w)?
+            sources::topic_window(k, &args.kafka, topic, w, &budget)?
         }
-        _ => sources::files(&args.claims, args.previous.as_deref())?,
+        _ => sources::files(&args.claims, args.previous.as_deref(), &budget)?,
     };
     let sources::Sources { inputs, described, mut warnings, previous, selector, retro, cover } = src;
     if let Some(r) = &retro {
@@ -336,8 +347,20 @@ pub fn run(args: ReviewArgs) -> Result<()> {
     // `--previous FILE` with `--claims-topic --from --until` (the decisions from a file, the lines from a topic).
     let previous = match previous {
         Some(p) => Some(p),
-        None => args.previous.as_deref().map(previous::Previous::load).transpose()?,
+        None => args.previous.as_deref().map(|p| previous::Previous::load(p, &budget)).transpose()?,
     };
+    if let Some(p) = previous.as_ref().filter(|p| p.spilled())
+        && !args.quiet
+    {
+        eprintln!(
+            "note: the {} inline decisions take more than --previous-memory ({} MiB): joined partition by partition through files in {}",
+            p.lines,
+            args.previous_memory,
+            args.spill_dir
+                .as_deref()
+                .map_or_else(|| std::env::temp_dir().display().to_string(), |d| d.display().to_string())
+        );
+    }
     let previous = previous.map(Arc::new);
     let total: Option<u64> = inputs.iter().map(|i| i.size).sum();
     let counters: Vec<_> = inputs.iter().map(|i| Arc::clone(&i.read)).collect();

@@ -18,15 +18,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 
-use super::previous::Previous;
-use super::report::{Changed, Stats};
+use super::previous::{JoinBuffer, Previous};
+use super::report::Stats;
 use super::retro::Selector;
 use crate::io::claim_index::Builder;
 use crate::io::clock;
 use crate::io::files::{self, Block, MessageAt, Output};
 use crate::io::frames::FrameCompressor;
 use claimgate::batch::{Decided, process_each};
-use claimgate::record::{Claim, DeadLetter, Malformed, Role, Stamp};
+use claimgate::record::{Claim, DeadLetter, Malformed, Stamp};
 use claimgate::routing::Rules;
 use claimgate::table::View;
 
@@ -109,6 +109,7 @@ fn work(
     stats: &mut Stats,
     compressor: &mut Option<FrameCompressor>,
     index: &mut Option<Builder>,
+    join: &mut JoinBuffer,
 ) -> io::Result<Done> {
     let (text, messages) = match job.block {
         Block::Plain(v) => (v, None),
@@ -173,7 +174,7 @@ fn work(
             out.push(b'\n');
             stats.decided(&d.claim, &d.outcome);
             if let Some(prev) = previous {
-                compare(prev, &d.claim, &d.outcome, (job.seq, line), causes.get(&line).copied(), stats);
+                prev.compare(&d.claim, &d.outcome, (job.seq, line), causes.get(&line).copied(), stats, join);
             }
         }
         Err(m) => {
@@ -228,35 +229,6 @@ fn work(
     Ok(Done { seq: job.seq, file: job.file, lines, decisions, text, dead, messages, decided_at })
 }
 
-fn compare(
-    prev: &Previous,
-    c: &claimgate::record::Claim<'_>,
-    o: &claimgate::record::Outcome<'_>,
-    order: (u64, u64),
-    cause: Option<u32>,
-    stats: &mut Stats,
-) {
-    let inst = c.fixmedins_code.to_bytes();
-    // Institution codes are ASCII by construction.
-    let inst = std::str::from_utf8(&inst).unwrap_or_default();
-    match prev.get(super::previous::identity(inst, &c.mdtrt_id, &c.feedetl_sn)) {
-        Some(before) if before != o.reason => stats.changed.push(Changed {
-            fixmedins_code: c.fixmedins_code,
-            mdtrt_id: c.mdtrt_id.to_string(),
-            feedetl_sn: c.feedetl_sn.to_string(),
-            practitioner: c.code(o.role.unwrap_or(Role::Billing)).unwrap_or_default().to_owned(),
-            amount: c.amount,
-            fee_ocur_time: c.fee_ocur_time,
-            before,
-            after: o.reason,
-            order,
-            cause,
-        }),
-        Some(_) => {}
-        None => stats.not_in_previous += 1,
-    }
-}
-
 /// Reads, decides and writes every input; returns the tallies.
 pub fn run(inputs: Vec<files::BlockInput>, threads: usize, shared: Shared, sinks: Sinks<'_>) -> Result<Outcome> {
     let names: Vec<String> = inputs.iter().map(|i| i.name.clone()).collect();
@@ -282,10 +254,12 @@ pub fn run(inputs: Vec<files::BlockInput>, threads: usize, shared: Shared, sinks
     let _ = reader.join();
     let mut stats = Stats::default();
     let mut index: Option<Builder> = None;
+    let mut join_error = None;
     for w in workers {
         // A worker that panicked lost its tallies: the run must not report short counts as complete.
-        let (worker_stats, worker_index) = w.join().map_err(|_| anyhow::anyhow!("a review worker failed"))?;
+        let (worker_stats, worker_index, error) = w.join().map_err(|_| anyhow::anyhow!("a review worker failed"))?;
         stats.merge(worker_stats);
+        join_error = join_error.or(error);
         match (&mut index, worker_index) {
             (Some(i), Some(w)) => i.merge(w),
             (None, w) => index = w,
@@ -293,6 +267,12 @@ pub fn run(inputs: Vec<files::BlockInput>, threads: usize, shared: Shared, sinks
         }
     }
     let dead_out = written?;
+    if let Some(e) = join_error {
+        return Err(anyhow::Error::new(e).context("cannot write the join's partition files (--spill-dir)"));
+    }
+    if let Some(prev) = shared.previous.as_deref() {
+        prev.join_spilled(&mut stats)?;
+    }
     stats.changed.sort_by_key(|c| c.order);
     Ok(Outcome { stats, dead_out, index })
 }
@@ -317,31 +297,45 @@ fn read(inputs: Vec<files::BlockInput>, jobs: &Sender<Job>, done: &Sender<Result
     }
 }
 
+/// A worker: its tallies, its claim index, and the first error writing its join records (a spilled
+/// `--previous` join), which fails the run once the workers are done.
 fn worker(
     jobs: &Receiver<Job>,
     done: &Sender<Result<Done, (usize, io::Error)>>,
     shared: &Shared,
-) -> (Stats, Option<Builder>) {
+) -> (Stats, Option<Builder>, Option<io::Error>) {
     let mut stats = Stats::default();
     let mut index = shared.index.then(Builder::default);
+    let mut join = JoinBuffer::default();
+    let mut join_error = None;
     let mut compressor = None;
     if shared.frames {
         match FrameCompressor::new() {
             Ok(c) => compressor = Some(c),
             Err(e) => {
                 let _ = done.send(Err((0, e)));
-                return (stats, index);
+                return (stats, index, None);
             }
         }
     }
+    let mut keep = |join: &mut JoinBuffer, at_least: usize| {
+        if let Some(prev) = shared.previous.as_deref() {
+            match join_error {
+                None => join_error = prev.keep(join, at_least).err(),
+                Some(_) => join.discard(),
+            }
+        }
+    };
     for job in jobs {
         let file = job.file;
-        let result = work(job, shared, &mut stats, &mut compressor, &mut index).map_err(|e| (file, e));
+        let result = work(job, shared, &mut stats, &mut compressor, &mut index, &mut join).map_err(|e| (file, e));
+        keep(&mut join, 1 << 20);
         if done.send(result).is_err() {
             break;
         }
     }
-    (stats, index)
+    keep(&mut join, 0);
+    (stats, index, join_error)
 }
 
 /// The writer: blocks back in input order, decisions and dead letters out.

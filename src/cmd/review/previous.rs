@@ -3,8 +3,22 @@
 //! Held as one 64-bit word per line in an open-addressing table: the identity's 60-bit hash and the
 //! reason in the low four bits (8 bytes a slot, ~11 bytes a line at the table's load; the map it
 //! replaces took ~36). Read with claimgate's own JSON scanner on every core (serde_json's typed
-//! reading was most of the 3.5× that `--previous` cost a review, issue 15). Memory still grows with
-//! the previous file (about 110 MB for 10 million lines); see BENCHMARKS.md for what is left.
+//! reading was most of the 3.5× that `--previous` cost a review, issue 15).
+//!
+//! **Memory is bounded whatever the inputs' size** (`--previous-memory`, issue 15). While the inline
+//! decisions fit the budget they are joined in memory, as each line is decided. Past it, they go to
+//! [`PARTS`] partition files by the identity's top bits (8 bytes a decision, in `--spill-dir`), the
+//! review writes each decided line's join record (identity, reason, and what the report lists of a
+//! changed line: about 100 bytes) to the same partitions, and after the review each partition is
+//! joined alone: its table is 1/[`PARTS`] of the whole. The report is the same either way (a test
+//! checks it); the spilled join costs a write and a read of the join records, and the files are
+//! removed at the end (they hold identities and practitioner codes: personal data, in a directory
+//! only the user can read).
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::sync::Mutex;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
@@ -14,13 +28,14 @@ use anyhow::{Context, Result, anyhow};
 use rayon::prelude::*;
 
 use super::indexed;
+use super::report::{Changed, Stats};
 use crate::io::claim_index::{self, Builder};
 use crate::io::clock::from_unix_ms;
 use crate::io::files::{self, Block, BlockInput, Chunker, lines};
 use crate::io::kafka::KafkaConfig;
 use crate::io::kafka::window::{self, Window};
 use claimgate::record::json::{Value, scan_object, unescape};
-use claimgate::record::{BjTime, Reason};
+use claimgate::record::{Amount, BjTime, Claim, InstitutionCode, Outcome, Reason, Role};
 
 /// A line's identity (records.md): institution, visit, serial — hashed with a fixed-key SipHash, so
 /// the same identity hashes alike in every run.
@@ -32,14 +47,52 @@ pub fn identity(fixmedins_code: &str, mdtrt_id: &str, feedetl_sn: &str) -> u64 {
 
 const REASON_BITS: u64 = 0xF;
 
+/// How much memory the inline decisions may take (`--previous-memory`), and where they go past it
+/// (`--spill-dir`; the system's temporary directory when `None`).
+#[derive(Clone, Debug)]
+pub struct Budget {
+    /// Bytes.
+    pub bytes: u64,
+    /// The directory of the partition files.
+    pub dir: Option<PathBuf>,
+}
+
+impl Budget {
+    /// No limit: every decision in memory.
+    #[cfg(test)]
+    pub fn unlimited() -> Budget {
+        Budget { bytes: u64::MAX, dir: None }
+    }
+
+    /// Decisions held in memory at most: each takes its packed word while the decisions are read and
+    /// up to ~21 bytes of the table built from them (a power-of-two table at most 3/4 full): 32
+    /// bytes a decision, rounded up.
+    fn decisions(&self) -> u64 {
+        (self.bytes / 32).max(1)
+    }
+}
+
+/// The partitions of a spilled join, by the identity's top six bits.
+pub const PARTS: usize = 64;
+
+fn part_of(id: u64) -> usize {
+    (id >> 58) as usize
+}
+
 /// The previous decisions.
 pub struct Previous {
-    /// `identity & !0xF | reason index + 1`; 0 marks an empty slot.
-    slots: Vec<u64>,
+    table: Table,
     /// Decisions read.
     pub lines: u64,
     /// The file's name.
     pub name: String,
+}
+
+enum Table {
+    /// `identity & !0xF | reason index + 1`; 0 marks an empty slot.
+    Memory(Vec<u64>),
+    /// Past the budget: joined partition by partition after the review.
+    Spilled(Spill),
 }
 
 fn pack(id: u64, reason: Reason) -> u64 {
@@ -84,7 +137,7 @@ pub fn index_key(id: u64) -> Vec<u8> {
 fn read_decisions(
     input: BlockInput,
     topic: &str,
-    entries: &mut Vec<u64>,
+    entries: &mut Collector,
     mut index: Option<&mut Builder>,
 ) -> Result<()> {
     for block in input.blocks {
@@ -106,7 +159,7 @@ fn read_decisions(
                 index.entry(&claim_index::identity_key(e & !REASON_BITS), m.partition, m.offset);
             }
         }
-        entries.extend(packed);
+        entries.extend(&packed)?;
     }
     Ok(())
 }
@@ -134,10 +187,10 @@ pub struct IndexedDecisions {
 impl Previous {
     /// Reads a decisions file (JSON Lines, optionally compressed). A line that is not a decision record
     /// stops the review with its line number: comparing against a damaged file would misstate money.
-    pub fn load(path: &Path) -> Result<Previous> {
+    pub fn load(path: &Path, budget: &Budget) -> Result<Previous> {
         let input = files::open(path)?;
         let name = input.name.clone();
-        let mut entries: Vec<u64> = Vec::new();
+        let mut entries = Collector::new(budget);
         for chunk in Chunker::new(input.reader, 4 << 20) {
             let chunk = chunk.with_context(|| format!("cannot read {name}"))?;
             let rows: Vec<(u64, &[u8])> = lines(&chunk).collect();
@@ -147,16 +200,16 @@ impl Previous {
                     row(line).map(|(id, r)| pack(id, r)).ok_or_else(|| anyhow!("{name}:{n}: not a decision record"))
                 })
                 .collect();
-            entries.extend(packed?);
+            entries.extend(&packed?)?;
         }
-        Ok(Previous::from_entries(entries, name))
+        entries.finish(name)
     }
 
     /// Reads the inline decisions from decision topics (`claims.accepted`, `claims.rejected`): every
     /// decision with a timestamp from `from` to the topics' end now — a line's decision comes after
     /// the line, however late. A record that is not a decision stops the review with its position.
-    pub fn load_topics(kafka: &KafkaConfig, topics: &[String], from: BjTime) -> Result<Previous> {
-        Ok(Previous::load_topics_listed(kafka, topics, from, false)?.0)
+    pub fn load_topics(kafka: &KafkaConfig, topics: &[String], from: BjTime, budget: &Budget) -> Result<Previous> {
+        Ok(Previous::load_topics_listed(kafka, topics, from, false, budget)?.0)
     }
 
     /// As [`Previous::load_topics`], and with `list` each topic's decisions by line identity, for its
@@ -166,8 +219,9 @@ impl Previous {
         topics: &[String],
         from: BjTime,
         list: bool,
+        budget: &Budget,
     ) -> Result<(Previous, Vec<Listed>)> {
-        let mut entries: Vec<u64> = Vec::new();
+        let mut entries = Collector::new(budget);
         let mut listed = Vec::new();
         for topic in topics {
             let plan = window::plan(kafka, topic, Window { from, until: BjTime::MAX })?;
@@ -179,7 +233,7 @@ impl Previous {
                 listed.push(Listed { topic: topic.clone(), index, ranges });
             }
         }
-        Ok((Previous::from_entries(entries, format!("topics {} from {from}", topics.join(", "))), listed))
+        Ok((entries.finish(format!("topics {} from {from}", topics.join(", ")))?, listed))
     }
 
     /// The inline decisions of the lines `ids` (their [`identity`]) with the decision indexes in
@@ -195,10 +249,11 @@ impl Previous {
         late: Duration,
         dir: &Path,
         ids: &[u64],
+        budget: &Budget,
     ) -> Result<IndexedDecisions> {
         let keys: Vec<Vec<u8>> = ids.iter().map(|id| index_key(*id)).collect();
         let span = Window { from, until: BjTime::MAX }.ms();
-        let mut entries: Vec<u64> = Vec::new();
+        let mut entries = Collector::new(budget);
         let mut out =
             IndexedDecisions { previous: Previous::empty(String::new()), described: Vec::new(), warnings: Vec::new() };
         for topic in topics {
@@ -229,7 +284,7 @@ impl Previous {
             let segments = indexed::merged(segments);
             let offsets: i64 = segments.iter().map(|g| g.end - g.start).sum();
             let (input, _) = window::segment_blocks(kafka, topic, segments, 4 << 20)?;
-            let before = entries.len();
+            let before = entries.lines;
             read_decisions(input, topic, &mut entries, None)?;
             let used: Vec<String> = covered.used.iter().map(|p| p.display().to_string()).collect();
             let mut text = format!(
@@ -244,56 +299,345 @@ impl Previous {
             } else {
                 text.push_str(&format!("; read by time where no index covers: {}", by_time.join("; ")));
             }
-            text.push_str(&format!("; {} decisions read ({offsets} offsets)", entries.len() - before));
+            text.push_str(&format!("; {} decisions read ({offsets} offsets)", entries.lines - before));
             out.described.push(text);
         }
         let name = format!("topics {} from {from}, with the decision indexes of {}", topics.join(", "), dir.display());
-        out.previous = Previous::from_entries(entries, name);
+        out.previous = entries.finish(name)?;
         Ok(out)
-    }
-
-    fn from_entries(entries: Vec<u64>, name: String) -> Previous {
-        let lines = entries.len() as u64;
-        let bits = ((entries.len() * 4 / 3 + 1).next_power_of_two().max(16)).trailing_zeros();
-        let mut slots = vec![0u64; 1 << bits];
-        let mask = slots.len() - 1;
-        for e in entries {
-            let mut i = slot_of(e, bits);
-            // The table is at most 3/4 full, so a free slot is always found. A repeated identity
-            // keeps the later reason, as the map did.
-            loop {
-                if slots[i] == 0 || slots[i] & !REASON_BITS == e & !REASON_BITS {
-                    slots[i] = e;
-                    break;
-                }
-                i = (i + 1) & mask;
-            }
-        }
-        Previous { slots, lines, name }
     }
 
     /// No decisions (a late-change review with no change to review).
     pub fn empty(name: String) -> Previous {
-        Previous::from_entries(Vec::new(), name)
+        Previous { table: Table::Memory(slots(Vec::new())), lines: 0, name }
     }
 
-    /// The inline reason for a line, if it was decided inline.
+    /// True when the decisions went to partition files: the review keeps join records and
+    /// [`Previous::join_spilled`] joins them after it.
+    pub fn spilled(&self) -> bool {
+        matches!(self.table, Table::Spilled(_))
+    }
+
+    /// The inline reason for a line, if it was decided inline; `None` too when the decisions were
+    /// spilled (see [`Previous::compare`]).
+    #[cfg(test)]
     pub fn get(&self, id: u64) -> Option<Reason> {
-        let bits = self.slots.len().trailing_zeros();
-        let mask = self.slots.len() - 1;
-        let mut i = slot_of(id, bits);
-        for _ in 0..self.slots.len() {
-            let s = self.slots[i];
-            if s == 0 {
-                return None;
+        match &self.table {
+            Table::Memory(slots) => lookup(slots, id),
+            Table::Spilled(_) => None,
+        }
+    }
+
+    /// Compares a decided line with its inline decision: now, when the decisions are in memory
+    /// (a changed line goes to `stats.changed`, a line with no inline decision is counted); else its
+    /// join record goes to `pending`, which [`Previous::keep`] writes to the line's partition.
+    pub fn compare(
+        &self,
+        c: &Claim<'_>,
+        o: &Outcome<'_>,
+        order: (u64, u64),
+        cause: Option<u32>,
+        stats: &mut Stats,
+        pending: &mut JoinBuffer,
+    ) {
+        let inst = c.fixmedins_code.to_bytes();
+        // Institution codes are ASCII by construction.
+        let inst = std::str::from_utf8(&inst).unwrap_or_default();
+        let id = identity(inst, &c.mdtrt_id, &c.feedetl_sn);
+        let practitioner = || c.code(o.role.unwrap_or(Role::Billing)).unwrap_or_default();
+        match &self.table {
+            Table::Memory(slots) => match lookup(slots, id) {
+                Some(before) if before != o.reason => stats.changed.push(Changed {
+                    fixmedins_code: c.fixmedins_code,
+                    mdtrt_id: c.mdtrt_id.to_string(),
+                    feedetl_sn: c.feedetl_sn.to_string(),
+                    practitioner: practitioner().to_owned(),
+                    amount: c.amount,
+                    fee_ocur_time: c.fee_ocur_time,
+                    before,
+                    after: o.reason,
+                    order,
+                    cause,
+                }),
+                Some(_) => {}
+                None => stats.not_in_previous += 1,
+            },
+            Table::Spilled(_) => {
+                let out = &mut pending.parts[part_of(id)];
+                out.extend_from_slice(&pack(id, o.reason).to_le_bytes());
+                out.extend_from_slice(&order.0.to_le_bytes());
+                out.extend_from_slice(&order.1.to_le_bytes());
+                out.extend_from_slice(&cause.unwrap_or(u32::MAX).to_le_bytes());
+                out.extend_from_slice(&c.fixmedins_code.packed().to_le_bytes());
+                out.extend_from_slice(&c.amount.fen().to_le_bytes());
+                out.extend_from_slice(&c.fee_ocur_time.secs().to_le_bytes());
+                for text in [&*c.mdtrt_id, &*c.feedetl_sn, practitioner()] {
+                    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+                    out.extend_from_slice(text.as_bytes());
+                }
+                pending.records += 1;
             }
-            if s & !REASON_BITS == id & !REASON_BITS {
-                return Reason::ALL.get(((s & REASON_BITS) - 1) as usize).copied();
+        }
+    }
+
+    /// Writes a worker's join records to their partitions once they reach `at_least` bytes in all
+    /// (0: whatever there is, at the worker's end).
+    pub fn keep(&self, pending: &mut JoinBuffer, at_least: usize) -> std::io::Result<()> {
+        let Table::Spilled(spill) = &self.table else { return Ok(()) };
+        let held: usize = pending.parts.iter().map(Vec::len).sum();
+        if held == 0 || held < at_least {
+            return Ok(());
+        }
+        for (k, part) in pending.parts.iter_mut().enumerate() {
+            if !part.is_empty() {
+                let mut w = spill.review[k].lock().map_err(|_| std::io::Error::other("a review worker failed"))?;
+                w.write_all(part)?;
+                part.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// After the review, when the decisions were spilled: joins each partition's join records with
+    /// its inline decisions, adding the changed lines and the lines with no inline decision to
+    /// `stats` (the changed lines then sorted in input order). Nothing when they were not.
+    pub fn join_spilled(&self, stats: &mut Stats) -> Result<()> {
+        let Table::Spilled(spill) = &self.table else { return Ok(()) };
+        let dir = spill.dir.path();
+        for k in 0..PARTS {
+            spill.review[k]
+                .lock()
+                .map_err(|_| anyhow!("a review worker failed"))?
+                .flush()
+                .with_context(|| format!("cannot write the join's partition files in {}", dir.display()))?;
+            // Read straight into the words (no second copy): at most 8 bytes a decision, then the
+            // table's ~21 while it is built — within the 32 a decision the budget counts.
+            let slots = slots(read_words(&dir.join(format!("{k}.previous")))?);
+            let file = File::open(dir.join(format!("{k}.review")))
+                .with_context(|| format!("cannot read the join's partition files in {}", dir.display()))?;
+            let mut r = BufReader::with_capacity(1 << 20, file);
+            while let Some(j) = JoinRecord::read(&mut r)
+                .with_context(|| format!("cannot read the join's partition files in {}", dir.display()))?
+            {
+                match lookup(&slots, j.id) {
+                    Some(before) if before != j.after => stats.changed.push(Changed {
+                        fixmedins_code: InstitutionCode::from_packed(j.institution),
+                        mdtrt_id: j.mdtrt_id,
+                        feedetl_sn: j.feedetl_sn,
+                        practitioner: j.practitioner,
+                        amount: Amount::from_fen(j.amount),
+                        fee_ocur_time: BjTime::from_secs(j.time),
+                        before,
+                        after: j.after,
+                        order: j.order,
+                        cause: j.cause,
+                    }),
+                    Some(_) => {}
+                    None => stats.not_in_previous += 1,
+                }
+            }
+        }
+        stats.changed.sort_by_key(|c| c.order);
+        Ok(())
+    }
+}
+
+/// A partition file of packed decisions, as words.
+fn read_words(path: &Path) -> Result<Vec<u64>> {
+    let read = || -> std::io::Result<Vec<u64>> {
+        let mut f = File::open(path)?;
+        let mut words = vec![0u64; f.metadata()?.len() as usize / 8];
+        f.read_exact(bytemuck::cast_slice_mut(&mut words))?;
+        words.iter_mut().for_each(|w| *w = u64::from_le(*w));
+        Ok(words)
+    };
+    read().with_context(|| format!("cannot read the join's partition file {}", path.display()))
+}
+
+/// A worker's join records not yet written, by partition (a spilled join).
+pub struct JoinBuffer {
+    parts: Vec<Vec<u8>>,
+    /// Join records made.
+    pub records: u64,
+}
+
+impl JoinBuffer {
+    /// Drops what is held (after a write failed: the run fails at the end, and memory stays bounded).
+    pub fn discard(&mut self) {
+        self.parts.iter_mut().for_each(Vec::clear);
+    }
+}
+
+impl Default for JoinBuffer {
+    fn default() -> Self {
+        JoinBuffer { parts: vec![Vec::new(); PARTS], records: 0 }
+    }
+}
+
+/// A decided line's join record, read back from its partition.
+struct JoinRecord {
+    id: u64,
+    after: Reason,
+    order: (u64, u64),
+    cause: Option<u32>,
+    institution: u64,
+    amount: i64,
+    time: i64,
+    mdtrt_id: String,
+    feedetl_sn: String,
+    practitioner: String,
+}
+
+impl JoinRecord {
+    /// The next record, `None` at the end of the file.
+    fn read(r: &mut impl Read) -> std::io::Result<Option<JoinRecord>> {
+        let mut head = [0u8; 52];
+        match r.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let u64_at = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().expect("8 bytes"));
+        let packed = u64_at(0);
+        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "a damaged join record");
+        let after = Reason::ALL.get(((packed & REASON_BITS) as usize).wrapping_sub(1)).copied().ok_or_else(bad)?;
+        let cause = u32::from_le_bytes(head[24..28].try_into().expect("4 bytes"));
+        let mut text = || -> std::io::Result<String> {
+            let mut len = [0u8; 4];
+            r.read_exact(&mut len)?;
+            let mut bytes = vec![0u8; u32::from_le_bytes(len) as usize];
+            r.read_exact(&mut bytes)?;
+            String::from_utf8(bytes).map_err(|_| bad())
+        };
+        Ok(Some(JoinRecord {
+            id: packed & !REASON_BITS,
+            after,
+            order: (u64_at(8), u64_at(16)),
+            cause: (cause != u32::MAX).then_some(cause),
+            institution: u64_at(28),
+            amount: u64_at(36) as i64,
+            time: u64_at(44) as i64,
+            mdtrt_id: text()?,
+            feedetl_sn: text()?,
+            practitioner: text()?,
+        }))
+    }
+}
+
+/// The partition files of a spilled join, in a temporary directory removed when the join ends.
+struct Spill {
+    dir: tempfile::TempDir,
+    /// The inline decisions, packed, by partition: written while they are read.
+    previous: Vec<BufWriter<File>>,
+    /// The review's join records, by partition: appended by the workers.
+    review: Vec<Mutex<BufWriter<File>>>,
+}
+
+impl Spill {
+    fn new(budget: &Budget) -> Result<Spill> {
+        let base = budget.dir.clone().unwrap_or_else(std::env::temp_dir);
+        // `tempfile` makes the directory readable by its owner only: the records hold personal data.
+        let dir = tempfile::Builder::new().prefix("claimgate-join-").tempdir_in(&base).with_context(|| {
+            format!("cannot make the join's partition directory in {} (--spill-dir)", base.display())
+        })?;
+        let open = |name: String| {
+            File::create(dir.path().join(&name))
+                .map(|f| BufWriter::with_capacity(64 << 10, f))
+                .with_context(|| format!("cannot create {} in {} (--spill-dir)", name, dir.path().display()))
+        };
+        let previous = (0..PARTS).map(|k| open(format!("{k}.previous"))).collect::<Result<Vec<_>>>()?;
+        let review = (0..PARTS).map(|k| open(format!("{k}.review")).map(Mutex::new)).collect::<Result<Vec<_>>>()?;
+        Ok(Spill { dir, previous, review })
+    }
+
+    fn write_previous(&mut self, packed: &[u64]) -> Result<()> {
+        for e in packed {
+            self.previous[part_of(*e)]
+                .write_all(&e.to_le_bytes())
+                .with_context(|| format!("cannot write the join's partition files in {}", self.dir.path().display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects packed decisions: in memory within the budget, then in partition files.
+struct Collector {
+    budget: Budget,
+    entries: Vec<u64>,
+    spill: Option<Spill>,
+    /// Decisions collected.
+    lines: u64,
+}
+
+impl Collector {
+    fn new(budget: &Budget) -> Collector {
+        Collector { budget: budget.clone(), entries: Vec::new(), spill: None, lines: 0 }
+    }
+
+    fn extend(&mut self, packed: &[u64]) -> Result<()> {
+        self.lines += packed.len() as u64;
+        if let Some(s) = &mut self.spill {
+            return s.write_previous(packed);
+        }
+        self.entries.extend_from_slice(packed);
+        if self.entries.len() as u64 > self.budget.decisions() {
+            let mut s = Spill::new(&self.budget)?;
+            s.write_previous(&std::mem::take(&mut self.entries))?;
+            self.spill = Some(s);
+        }
+        Ok(())
+    }
+
+    fn finish(self, name: String) -> Result<Previous> {
+        let table = match self.spill {
+            None => Table::Memory(slots(self.entries)),
+            Some(mut s) => {
+                for (k, w) in s.previous.iter_mut().enumerate() {
+                    w.flush().with_context(|| format!("cannot write the join's partition file {k}"))?;
+                }
+                // Written and closed: the join reads them back whole.
+                s.previous.clear();
+                Table::Spilled(s)
+            }
+        };
+        Ok(Previous { table, lines: self.lines, name })
+    }
+}
+
+/// The table of packed decisions, at most 3/4 full. A repeated identity keeps the later reason.
+fn slots(entries: Vec<u64>) -> Vec<u64> {
+    let bits = ((entries.len() * 4 / 3 + 1).next_power_of_two().max(16)).trailing_zeros();
+    let mut slots = vec![0u64; 1 << bits];
+    let mask = slots.len() - 1;
+    for e in entries {
+        let mut i = slot_of(e, bits);
+        // The table is at most 3/4 full, so a free slot is always found.
+        loop {
+            if slots[i] == 0 || slots[i] & !REASON_BITS == e & !REASON_BITS {
+                slots[i] = e;
+                break;
             }
             i = (i + 1) & mask;
         }
-        None
     }
+    slots
+}
+
+fn lookup(slots: &[u64], id: u64) -> Option<Reason> {
+    let bits = slots.len().trailing_zeros();
+    let mask = slots.len() - 1;
+    let mut i = slot_of(id, bits);
+    for _ in 0..slots.len() {
+        let s = slots[i];
+        if s == 0 {
+            return None;
+        }
+        if s & !REASON_BITS == id & !REASON_BITS {
+            return Reason::ALL.get(((s & REASON_BITS) - 1) as usize).copied();
+        }
+        i = (i + 1) & mask;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -312,7 +656,7 @@ mod tests {
             ));
         }
         std::fs::write(&path, &text).unwrap();
-        let p = Previous::load(&path).unwrap();
+        let p = Previous::load(&path, &Budget::unlimited()).unwrap();
         assert_eq!(p.lines, 1000);
         for i in 0..1000 {
             let id = identity("H11010500001", &format!("M\"{i}"), &format!("F{i}"));
@@ -320,7 +664,7 @@ mod tests {
         }
         assert_eq!(p.get(identity("H11010500001", "M1", "F2")), None);
         std::fs::write(&path, "{\"feedetl_sn\":\"F1\"}\n").unwrap();
-        let e = Previous::load(&path).err().unwrap().to_string();
+        let e = Previous::load(&path, &Budget::unlimited()).err().unwrap().to_string();
         assert!(e.contains("prev.jsonl:1"), "{e}");
     }
 }

@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result, bail};
 
 use std::path::Path;
 
-use super::previous::{Listed, Previous, identity};
+use super::previous::{Budget, Listed, Previous, identity};
 use super::retro::{self, Pending, Selector};
 use super::{KafkaReviewArgs, indexed, pipeline};
 use crate::io::claim_index;
@@ -52,14 +52,14 @@ pub struct IndexCover {
 }
 
 /// Claim files (`--claims`), and `--previous` if given.
-pub fn files(claims: &[PathBuf], previous: Option<&std::path::Path>) -> Result<Sources> {
+pub fn files(claims: &[PathBuf], previous: Option<&std::path::Path>, budget: &Budget) -> Result<Sources> {
     let mut s = Sources::default();
     for p in claims {
         let input = files::open_blocks(p, pipeline::BLOCK)?;
         s.described.push(input.name.clone());
         s.inputs.push(input);
     }
-    s.previous = previous.map(Previous::load).transpose()?;
+    s.previous = previous.map(|p| Previous::load(p, budget)).transpose()?;
     Ok(s)
 }
 
@@ -88,7 +88,13 @@ fn planned(
 
 /// A claims topic between two times (`--claims-topic --from --until`), the inline decisions from
 /// `--previous-topic`.
-pub fn topic_window(kafka: &KafkaConfig, a: &KafkaReviewArgs, topic: &str, w: Window) -> Result<Sources> {
+pub fn topic_window(
+    kafka: &KafkaConfig,
+    a: &KafkaReviewArgs,
+    topic: &str,
+    w: Window,
+    budget: &Budget,
+) -> Result<Sources> {
     let mut s = Sources::default();
     let planned_ms = i64::try_from(clock::unix_ms()).unwrap_or(i64::MAX);
     let plan = planned(kafka, topic, w, a, a.allow_partial, &mut s.warnings)?;
@@ -106,7 +112,8 @@ pub fn topic_window(kafka: &KafkaConfig, a: &KafkaReviewArgs, topic: &str, w: Wi
     input.name = topic.to_owned();
     s.inputs.push(input);
     if !a.previous_topics.is_empty() {
-        let (previous, listed) = Previous::load_topics_listed(kafka, &a.previous_topics, w.from, cover.is_some())?;
+        let (previous, listed) =
+            Previous::load_topics_listed(kafka, &a.previous_topics, w.from, cover.is_some(), budget)?;
         s.previous = Some(previous);
         if let Some(c) = &mut cover {
             c.decisions = listed;
@@ -118,7 +125,7 @@ pub fn topic_window(kafka: &KafkaConfig, a: &KafkaReviewArgs, topic: &str, w: Wi
 
 /// The lines the late changes concern (`--retro`): the claims topic over the record times of
 /// [`retro::record_span`], every line read but only those a change chooses decided.
-pub fn retro(kafka: &KafkaConfig, a: &KafkaReviewArgs, topic: &str) -> Result<Sources> {
+pub fn retro(kafka: &KafkaConfig, a: &KafkaReviewArgs, topic: &str, budget: &Budget) -> Result<Sources> {
     let mut s = Sources::default();
     if a.previous_topics.is_empty() {
         bail!(
@@ -153,14 +160,14 @@ pub fn retro(kafka: &KafkaConfig, a: &KafkaReviewArgs, topic: &str) -> Result<So
             let (input, ids) = chosen(input, &selector)?;
             s.inputs.push(input);
             let late = Duration::from_secs(a.late);
-            let d = Previous::load_indexed(kafka, &a.previous_topics, span.from, late, dir, &ids)?;
+            let d = Previous::load_indexed(kafka, &a.previous_topics, span.from, late, dir, &ids, budget)?;
             s.described.extend(d.described);
             s.warnings.extend(d.warnings);
             s.previous = Some(d.previous);
         }
         None => {
             s.inputs.push(input);
-            let previous = Previous::load_topics(kafka, &a.previous_topics, span.from)?;
+            let previous = Previous::load_topics(kafka, &a.previous_topics, span.from, budget)?;
             s.described.push(format!(
                 "inline decisions: topics {} read by time from {}: {} decisions read",
                 a.previous_topics.join(", "),
