@@ -11,6 +11,9 @@
 #                                     alternating, and the same with --previous
 #   scripts/bench-perf.sh python      one review worker against the Python decision logic
 #                                     (loadtest/peers/claimrules.py), same 1 M lines, one run
+#   scripts/bench-perf.sh previous    the --previous join: a 4 M-line day (PREV_LINES) without it, with the
+#                                     inline decisions in memory, and spilled to partition files
+#                                     (--previous-memory 32), 3 rounds alternating; peak RSS of each
 #   scripts/bench-perf.sh all
 #
 # Data (about 3 GB) goes to $BENCH_DIR (default /tmp/claimgate-bench), generated once with
@@ -144,10 +147,34 @@ row_python() {
     echo "review, 1 worker: $rust lines/s; Python decision logic (orjson): $py lines/s; ratio $(awk -v a="$rust" -v b="$py" 'BEGIN {printf "%.1f", a / b}')"
 }
 
+row_previous() {
+    build
+    state
+    local d="$W/previous" n="${PREV_LINES:-4000000}"
+    if [[ ! -f "$d/claims.jsonl.zst" ]]; then
+        "$C" gen --out-dir "$d" --practitioners 100000 --claims "$n" --compress zst --quiet
+    fi
+    local tables=(--practitioners "$d/practitioners.jsonl" --institutions "$d/institutions.jsonl")
+    [[ -f "$d/inline.jsonl.zst" ]] ||
+        "$C" review --claims "$d/claims.jsonl.zst" "${tables[@]}" --out "$d/inline.jsonl.zst" --quiet \
+            --dead-letters "$d/dl.jsonl"
+    local base=(review --claims "$d/claims.jsonl.zst" "${tables[@]}" --out "$d/decisions.jsonl.zst"
+        --dead-letters "$d/dl.jsonl" --report "$d/report.md")
+    for round in 1 2 3; do
+        for mode in none memory spilled; do
+            local extra=()
+            [[ $mode != none ]] && extra=(--previous "$d/inline.jsonl.zst")
+            [[ $mode == spilled ]] && extra+=(--previous-memory 32 --spill-dir "$d")
+            /usr/bin/time -f "%M %e" -o "$d/time.txt" "$C" "${base[@]}" "${extra[@]}" --quiet
+            echo "round $round: $mode: wall $(cut -d' ' -f2 "$d/time.txt") s, peak RSS $(cut -d' ' -f1 "$d/time.txt") KB"
+        done
+    done
+}
+
 run() { "row_$1" 2>&1 | tee "$OUT/$1.txt"; }
 
 case "${1:-all}" in
     all) for r in callgrind line lookup snapshot review python; do run "$r"; done ;;
-    callgrind | line | lookup | snapshot | review | python) run "$1" ;;
-    *) echo "usage: $0 [callgrind|line|lookup|snapshot|review|python|all]" >&2; exit 2 ;;
+    callgrind | line | lookup | snapshot | review | python | previous) run "$1" ;;
+    *) echo "usage: $0 [callgrind|line|lookup|snapshot|review|python|previous|all]" >&2; exit 2 ;;
 esac

@@ -212,6 +212,19 @@ impl Scenario {
         let t = tally(&lines, &reader.records);
         let mut figures = tally_json(&t);
         figures["reader_rereads"] = reader.rereads.into();
+        // What a large `duplicates` figure comes from: claims read again after a lost session or a
+        // revocation without a commit, or from `offsets.reset` for want of a committed offset.
+        let mut counted = serde_json::Map::new();
+        for e in [
+            "partitions_lost",
+            "offset_reset",
+            "commit_failed",
+            "offset_store_failed",
+            "revoked_with_outputs_in_flight",
+        ] {
+            counted.insert(e.into(), util::events(&logs, e).len().into());
+        }
+        figures["events"] = counted.into();
         figures["faults"] = self.faults.into();
         figures["seed"] = self.seed.into();
         figures["panics"] = panics(&logs).into();
