@@ -349,16 +349,14 @@ pub fn run(args: ReviewArgs) -> Result<()> {
         Some(p) => Some(p),
         None => args.previous.as_deref().map(|p| previous::Previous::load(p, &budget)).transpose()?,
     };
-    if let Some(p) = previous.as_ref().filter(|p| p.spilled())
+    if let Some((p, dir)) = previous.as_ref().and_then(|p| Some((p, p.spill_dir()?)))
         && !args.quiet
     {
         eprintln!(
             "note: the {} inline decisions take more than --previous-memory ({} MiB): joined partition by partition through files in {}",
             p.lines,
             args.previous_memory,
-            args.spill_dir
-                .as_deref()
-                .map_or_else(|| std::env::temp_dir().display().to_string(), |d| d.display().to_string())
+            dir.display()
         );
     }
     let previous = previous.map(Arc::new);

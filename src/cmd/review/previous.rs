@@ -312,10 +312,13 @@ impl Previous {
         Previous { table: Table::Memory(slots(Vec::new())), lines: 0, name }
     }
 
-    /// True when the decisions went to partition files: the review keeps join records and
-    /// [`Previous::join_spilled`] joins them after it.
-    pub fn spilled(&self) -> bool {
-        matches!(self.table, Table::Spilled(_))
+    /// The directory of the partition files when the decisions went there: the review keeps join
+    /// records and [`Previous::join_spilled`] joins them after it.
+    pub fn spill_dir(&self) -> Option<&Path> {
+        match &self.table {
+            Table::Spilled(s) => Some(s.dir.path()),
+            Table::Memory(_) => None,
+        }
     }
 
     /// The inline reason for a line, if it was decided inline; `None` too when the decisions were
@@ -330,7 +333,7 @@ impl Previous {
 
     /// Compares a decided line with its inline decision: now, when the decisions are in memory
     /// (a changed line goes to `stats.changed`, a line with no inline decision is counted); else its
-    /// join record goes to `pending`, which [`Previous::keep`] writes to the line's partition.
+    /// join record goes to `join`, which [`Previous::keep`] writes to the line's partition.
     pub fn compare(
         &self,
         c: &Claim<'_>,
@@ -338,7 +341,7 @@ impl Previous {
         order: (u64, u64),
         cause: Option<u32>,
         stats: &mut Stats,
-        pending: &mut JoinBuffer,
+        join: &mut JoinBuffer,
     ) {
         let inst = c.fixmedins_code.to_bytes();
         // Institution codes are ASCII by construction.
@@ -346,24 +349,20 @@ impl Previous {
         let id = identity(inst, &c.mdtrt_id, &c.feedetl_sn);
         let practitioner = || c.code(o.role.unwrap_or(Role::Billing)).unwrap_or_default();
         match &self.table {
-            Table::Memory(slots) => match lookup(slots, id) {
-                Some(before) if before != o.reason => stats.changed.push(Changed {
-                    fixmedins_code: c.fixmedins_code,
-                    mdtrt_id: c.mdtrt_id.to_string(),
-                    feedetl_sn: c.feedetl_sn.to_string(),
-                    practitioner: practitioner().to_owned(),
-                    amount: c.amount,
-                    fee_ocur_time: c.fee_ocur_time,
-                    before,
-                    after: o.reason,
-                    order,
-                    cause,
-                }),
-                Some(_) => {}
-                None => stats.not_in_previous += 1,
-            },
+            Table::Memory(slots) => tally(stats, lookup(slots, id), o.reason, |before| Changed {
+                fixmedins_code: c.fixmedins_code,
+                mdtrt_id: c.mdtrt_id.to_string(),
+                feedetl_sn: c.feedetl_sn.to_string(),
+                practitioner: practitioner().to_owned(),
+                amount: c.amount,
+                fee_ocur_time: c.fee_ocur_time,
+                before,
+                after: o.reason,
+                order,
+                cause,
+            }),
             Table::Spilled(_) => {
-                let out = &mut pending.parts[part_of(id)];
+                let out = &mut join.parts[part_of(id)];
                 out.extend_from_slice(&pack(id, o.reason).to_le_bytes());
                 out.extend_from_slice(&order.0.to_le_bytes());
                 out.extend_from_slice(&order.1.to_le_bytes());
@@ -375,20 +374,19 @@ impl Previous {
                     out.extend_from_slice(&(text.len() as u32).to_le_bytes());
                     out.extend_from_slice(text.as_bytes());
                 }
-                pending.records += 1;
             }
         }
     }
 
     /// Writes a worker's join records to their partitions once they reach `at_least` bytes in all
     /// (0: whatever there is, at the worker's end).
-    pub fn keep(&self, pending: &mut JoinBuffer, at_least: usize) -> std::io::Result<()> {
+    pub fn keep(&self, join: &mut JoinBuffer, at_least: usize) -> std::io::Result<()> {
         let Table::Spilled(spill) = &self.table else { return Ok(()) };
-        let held: usize = pending.parts.iter().map(Vec::len).sum();
+        let held: usize = join.parts.iter().map(Vec::len).sum();
         if held == 0 || held < at_least {
             return Ok(());
         }
-        for (k, part) in pending.parts.iter_mut().enumerate() {
+        for (k, part) in join.parts.iter_mut().enumerate() {
             if !part.is_empty() {
                 let mut w = spill.review[k].lock().map_err(|_| std::io::Error::other("a review worker failed"))?;
                 w.write_all(part)?;
@@ -399,8 +397,8 @@ impl Previous {
     }
 
     /// After the review, when the decisions were spilled: joins each partition's join records with
-    /// its inline decisions, adding the changed lines and the lines with no inline decision to
-    /// `stats` (the changed lines then sorted in input order). Nothing when they were not.
+    /// its inline decisions, adding the changed lines (in partition order: the caller sorts them) and
+    /// the lines with no inline decision to `stats`. Nothing when they were not.
     pub fn join_spilled(&self, stats: &mut Stats) -> Result<()> {
         let Table::Spilled(spill) = &self.table else { return Ok(()) };
         let dir = spill.dir.path();
@@ -419,26 +417,32 @@ impl Previous {
             while let Some(j) = JoinRecord::read(&mut r)
                 .with_context(|| format!("cannot read the join's partition files in {}", dir.display()))?
             {
-                match lookup(&slots, j.id) {
-                    Some(before) if before != j.after => stats.changed.push(Changed {
-                        fixmedins_code: InstitutionCode::from_packed(j.institution),
-                        mdtrt_id: j.mdtrt_id,
-                        feedetl_sn: j.feedetl_sn,
-                        practitioner: j.practitioner,
-                        amount: Amount::from_fen(j.amount),
-                        fee_ocur_time: BjTime::from_secs(j.time),
-                        before,
-                        after: j.after,
-                        order: j.order,
-                        cause: j.cause,
-                    }),
-                    Some(_) => {}
-                    None => stats.not_in_previous += 1,
-                }
+                let after = j.after;
+                tally(stats, lookup(&slots, j.id), after, |before| Changed {
+                    fixmedins_code: InstitutionCode::from_packed(j.institution),
+                    mdtrt_id: j.mdtrt_id,
+                    feedetl_sn: j.feedetl_sn,
+                    practitioner: j.practitioner,
+                    amount: Amount::from_fen(j.amount),
+                    fee_ocur_time: BjTime::from_secs(j.time),
+                    before,
+                    after,
+                    order: j.order,
+                    cause: j.cause,
+                });
             }
         }
-        stats.changed.sort_by_key(|c| c.order);
         Ok(())
+    }
+}
+
+/// Counts a decided line against its inline reason `before`: a change is listed (`changed` makes its
+/// entry), a line with no inline decision counted, an unchanged one left alone.
+fn tally(stats: &mut Stats, before: Option<Reason>, after: Reason, changed: impl FnOnce(Reason) -> Changed) {
+    match before {
+        Some(before) if before != after => stats.changed.push(changed(before)),
+        Some(_) => {}
+        None => stats.not_in_previous += 1,
     }
 }
 
@@ -457,8 +461,6 @@ fn read_words(path: &Path) -> Result<Vec<u64>> {
 /// A worker's join records not yet written, by partition (a spilled join).
 pub struct JoinBuffer {
     parts: Vec<Vec<u8>>,
-    /// Join records made.
-    pub records: u64,
 }
 
 impl JoinBuffer {
@@ -470,7 +472,7 @@ impl JoinBuffer {
 
 impl Default for JoinBuffer {
     fn default() -> Self {
-        JoinBuffer { parts: vec![Vec::new(); PARTS], records: 0 }
+        JoinBuffer { parts: vec![Vec::new(); PARTS] }
     }
 }
 
