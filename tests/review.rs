@@ -32,6 +32,16 @@ fn review(dir: &std::path::Path, extra: &[&str]) -> std::process::Output {
     Command::new(bin()).args(&args).output().expect("run review")
 }
 
+/// A generated world of `claims` lines, reviewed once: (the claims file, the decisions file).
+fn decided_once(dir: &std::path::Path, claims: u64) -> (String, std::path::PathBuf) {
+    world(dir, claims);
+    let path = dir.join("claims.jsonl").display().to_string();
+    let first = dir.join("first.jsonl");
+    let r = review(dir, &["--claims", &path, "--out", &first.display().to_string(), "--quiet"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    (path, first)
+}
+
 /// A report with what differs from run to run (times, durations) blanked.
 fn steady(report: &str) -> String {
     report
@@ -45,11 +55,7 @@ fn steady(report: &str) -> String {
 fn inline_decisions_past_their_memory_are_joined_through_files_to_the_same_report() {
     let dir = tempfile::tempdir().unwrap();
     // More lines than 1 MiB holds in memory (32 bytes a decision: 32 768).
-    world(dir.path(), 45_000);
-    let claims = dir.path().join("claims.jsonl").display().to_string();
-    let first = dir.path().join("first.jsonl");
-    let r = review(dir.path(), &["--claims", &claims, "--out", &first.display().to_string(), "--quiet"]);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let (claims, first) = decided_once(dir.path(), 45_000);
     // The inline decisions: every rejection accepted (money to recover), every 7th accepted line
     // rejected (money to pay), every 10th line missing, and one line twice with the later reason
     // counting.
@@ -78,19 +84,22 @@ fn inline_decisions_past_their_memory_are_joined_through_files_to_the_same_repor
     std::fs::write(&prev, inline.join("\n") + "\n").unwrap();
     let spill = dir.path().join("spill");
     std::fs::create_dir(&spill).unwrap();
+    // A review against the inline decisions: (its report, what it said on standard error), or its
+    // error.
     let run = |name: &str, extra: &[&str]| {
         let report = dir.path().join(name);
-        let mut args = vec!["--claims", &claims, "--previous", prev.to_str().unwrap(), "--threads", "2"];
         let report_arg = report.display().to_string();
+        let mut args = vec!["--claims", &claims, "--previous", prev.to_str().unwrap(), "--threads", "2"];
         args.extend_from_slice(&["--report", &report_arg]);
         args.extend_from_slice(extra);
         let r = review(dir.path(), &args);
-        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-        (std::fs::read_to_string(&report).unwrap(), String::from_utf8_lossy(&r.stderr).into_owned())
+        let said = String::from_utf8_lossy(&r.stderr).into_owned();
+        if r.status.success() { Ok((std::fs::read_to_string(&report).unwrap(), said)) } else { Err(said) }
     };
-    let (in_memory, said) = run("memory.md", &[]);
+    let (in_memory, said) = run("memory.md", &[]).unwrap();
     assert!(!said.contains("partition by partition"), "{said}");
-    let (spilled, said) = run("spilled.md", &["--previous-memory", "1", "--spill-dir", spill.to_str().unwrap()]);
+    let (spilled, said) =
+        run("spilled.md", &["--previous-memory", "1", "--spill-dir", spill.to_str().unwrap()]).unwrap();
     assert!(said.contains("joined partition by partition through files in"), "{said}");
     // Something to compare: lines to recover, to pay, and absent from the inline decisions.
     for row in ["**to recover**", "absent from the inline decisions"] {
@@ -112,25 +121,8 @@ fn inline_decisions_past_their_memory_are_joined_through_files_to_the_same_repor
     assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 0);
     // A spill directory that cannot be written names the setting.
     let bad = dir.path().join("no-such-dir");
-    let report_arg = dir.path().join("bad.md").display().to_string();
-    let r = review(
-        dir.path(),
-        &[
-            "--claims",
-            &claims,
-            "--previous",
-            prev.to_str().unwrap(),
-            "--report",
-            &report_arg,
-            "--previous-memory",
-            "1",
-            "--spill-dir",
-            bad.to_str().unwrap(),
-            "--quiet",
-        ],
-    );
-    assert!(!r.status.success());
-    let e = String::from_utf8_lossy(&r.stderr);
+    let e = run("bad.md", &["--previous-memory", "1", "--spill-dir", bad.to_str().unwrap(), "--quiet"])
+        .expect_err("a review with an unusable --spill-dir succeeded");
     assert!(e.contains("--spill-dir") && e.contains("no-such-dir"), "{e}");
 }
 
@@ -188,11 +180,7 @@ fn decisions_come_out_in_input_order_across_files_and_compressions() {
 #[test]
 fn the_report_sums_exactly_and_previous_lists_the_money_to_recover() {
     let dir = tempfile::tempdir().unwrap();
-    world(dir.path(), 3_000);
-    let claims = dir.path().join("claims.jsonl").display().to_string();
-    let first = dir.path().join("first.jsonl");
-    let r = review(dir.path(), &["--claims", &claims, "--out", &first.display().to_string(), "--quiet"]);
-    assert!(r.status.success());
+    let (claims, first) = decided_once(dir.path(), 3_000);
     // Pretend the inline filter accepted everything (a stale table): every rejection now is money to
     // recover.
     let inline: Vec<String> = read_jsonl(&first)
