@@ -76,8 +76,8 @@ pub struct ReviewArgs {
     #[arg(long, value_name = "FILE")]
     pub previous: Option<PathBuf>,
     /// Memory for the inline decisions (`--previous`, `--previous-topic`), in MiB: past it they are
-    /// joined partition by partition through files in `--spill-dir` (about 8 bytes a decision and 100
-    /// bytes a decided line there), so a year of lines needs no more memory than a day.
+    /// joined partition by partition through files in `--spill-dir` (8 bytes a decision, and 64
+    /// bytes plus the visit, serial and practitioner code a decided line), so a year of lines needs no more memory than a day.
     #[arg(long, value_name = "MIB", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..))]
     pub previous_memory: u64,
     /// Where the join's partition files go past `--previous-memory` (default: the system's temporary

@@ -9,7 +9,7 @@
 //! decisions fit the budget they are joined in memory, as each line is decided. Past it, they go to
 //! [`PARTS`] partition files by the identity's top bits (8 bytes a decision, in `--spill-dir`), the
 //! review writes each decided line's join record (identity, reason, and what the report lists of a
-//! changed line: about 100 bytes) to the same partitions, and after the review each partition is
+//! changed line: 64 bytes and three texts) to the same partitions, and after the review each partition is
 //! joined alone: its table is 1/[`PARTS`] of the whole. The report is the same either way (a test
 //! checks it); the spilled join costs a write and a read of the join records, and the files are
 //! removed at the end (they hold identities and practitioner codes: personal data, in a directory
