@@ -887,6 +887,30 @@ fn exactly_once_through_leader_failovers_a_read_committed_reader_sees_every_line
     assert_eq!(panics(&logs), 0, "{logs}");
 }
 
+/// False if the stream's log from byte `from` says a commit failed and no `commits_resumed` follows it
+/// within `wait`; true otherwise (also when no commit failed).
+fn commits_resumed(s: &Stream, from: usize, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    loop {
+        let log = s.log_text();
+        let events: Vec<String> = log
+            .get(from..)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["event"].as_str().map(str::to_owned))
+            .filter(|e| e == "commit_failed" || e == "commits_resumed")
+            .collect();
+        if events.last().is_none_or(|e| e == "commits_resumed") {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn a_node_cut_off_from_the_clients_delays_its_partitions_visibly_and_loses_nothing() {
     let cuts = env_u64("CLAIMGATE_TEST_CUTS", 1);
@@ -894,15 +918,22 @@ fn a_node_cut_off_from_the_clients_delays_its_partitions_visibly_and_loses_nothi
     let s = sc.stream(&[]);
     let load = sc.load();
     assert!(wait_deciding(&s, 200.0, Duration::from_secs(60)), "{}", tail(&s.log_text(), 100));
-    let mut waited = Vec::new();
+    let (mut waited, mut caught_up) = (Vec::new(), 0);
     for k in 0..cuts {
         // A node that leads an output partition fed from a partition another node leads: outputs are
         // made for it and cannot be delivered.
+        // CLAIMGATE_TEST_CUT_COORDINATOR=1 cuts the group's coordinator instead (what every cut of the
+        // soak of 2026-12-07 03:45 happened to do: 6 outputs a line).
         let accepted = sc.env.topic("claims.accepted");
-        let node = (0..4)
-            .find_map(|p| {
-                let out = sc.c.leader(&accepted, p)?;
-                (Some(out) != sc.c.leader(&sc.claims(), p)).then_some(out)
+        let force_coordinator = std::env::var("CLAIMGATE_TEST_CUT_COORDINATOR").is_ok_and(|v| v == "1");
+        let node = force_coordinator
+            .then(|| sc.c.leader("__consumer_offsets", sc.group_offsets_partition()))
+            .flatten()
+            .or_else(|| {
+                (0..4).find_map(|p| {
+                    let out = sc.c.leader(&accepted, p)?;
+                    (Some(out) != sc.c.leader(&sc.claims(), p)).then_some(out)
+                })
             })
             .unwrap_or(1);
         let w = Window::open(&s);
@@ -914,15 +945,46 @@ fn a_node_cut_off_from_the_clients_delays_its_partitions_visibly_and_loses_nothi
         let cleared = wait_metric(&s, "claimgate_oldest_unacked_seconds", Duration::from_secs(120), |v| v < 5.0);
         let before = decided_so_far(&s).expect("metrics");
         assert!(wait_deciding(&s, before + rate() as f64, Duration::from_secs(120)), "{}", tail(&s.log_text(), 100));
+        // Commits that failed in the cut must resume before the next fault: otherwise nothing is ever
+        // committed between faults, and each lost session decides again everything since the last
+        // commit, back to the start (the soak of 2026-12-07 03:45: cuts a second apart, every line 6
+        // times on average).
+        let commits = commits_resumed(&s, w.log_from, Duration::from_secs(30));
+        // And that they catch up: the claims consumer's lag from its committed offsets (librdkafka's
+        // `consumer_lag`, every 5 s) back under two seconds of load. A partition whose outputs go to the
+        // node just healed is committed last (its producer connection comes back after a back-off).
+        if wait_metric(&s, "claimgate_consumer_lag", Duration::from_secs(60), |v| v < 2.0 * rate() as f64).is_some() {
+            caught_up += 1;
+        }
         let seen = w.close(&s);
+        assert!(commits, "commits failed in cut {} and did not resume:\n{}", k + 1, tail(&seen.log, 100));
+        let coordinator = sc.c.leader("__consumer_offsets", sc.group_offsets_partition());
+        let said = |e: &str| {
+            util::events(&seen.log, e)
+                .iter()
+                .map(|v| {
+                    let f = |k: &str| v[k].as_str().map(str::to_owned).unwrap_or_else(|| v[k].to_string());
+                    match e {
+                        "partitions_lost" => format!("positions {}", f("positions")),
+                        "partitions_resume_at" => f("resumes_at"),
+                        "commit_failed" => format!("{} {}", f("when"), f("error")),
+                        _ => format!("{} failed over {} s", f("failed"), f("seconds")),
+                    }
+                })
+                .collect::<Vec<_>>()
+        };
         eprintln!(
-            "cut from clients {}: node {node}; oldest unacked up to {:.1} s, /healthz failed: {}, table stale: {}, partitions down to {}, {} client errors",
+            "cut from clients {}: node {node} (group coordinator {coordinator:?}); oldest unacked up to {:.1} s, /healthz failed: {}, table stale: {}, partitions down to {}, {} client errors; lost {:?}, resumed at {:?}, commits failed {:?}, resumed {:?}",
             k + 1,
             seen.max_unacked_s,
             seen.healthz_failed,
             seen.stale,
             seen.min_partitions,
-            seen.client_errors
+            seen.client_errors,
+            said("partitions_lost"),
+            said("partitions_resume_at"),
+            said("commit_failed"),
+            said("commits_resumed"),
         );
         // What the node served waited: outputs (oldest unacknowledged, /healthz), the status topics
         // (a stale table) or the group (its coordinator: partitions lost), as it happens to lead them.
@@ -939,6 +1001,7 @@ fn a_node_cut_off_from_the_clients_delays_its_partitions_visibly_and_loses_nothi
     let (t, mut figures, logs) = sc.finish(load, vec![s], String::new());
     figures["fault"] = "node cut off from the clients (black hole), healed".into();
     figures["oldest_unacked_s"] = serde_json::json!(waited);
+    figures["commits_caught_up"] = caught_up.into();
     report("cluster_cut_from_clients", figures);
     assert_clean(&t, &logs);
     assert_eq!(panics(&logs), 0, "{logs}");
@@ -971,7 +1034,7 @@ fn a_leader_cut_off_from_its_peers_is_replaced_and_nothing_is_lost() {
     let load = sc.load();
     assert!(wait_deciding(&s, 200.0, Duration::from_secs(60)), "{}", tail(&s.log_text(), 100));
     let offsets_partition = sc.group_offsets_partition();
-    let (mut coordinator_cuts, mut stalled) = (0, Vec::new());
+    let (mut coordinator_cuts, mut stalled, mut caught_up) = (0, Vec::new(), 0);
     for k in 0..cuts {
         let claims = sc.claims();
         let controller = sc.c.quorum_leader();
@@ -1031,7 +1094,13 @@ fn a_leader_cut_off_from_its_peers_is_replaced_and_nothing_is_lost() {
         // The clients see the moved leader once they refresh their metadata, and report it in the next
         // statistics (every 5 s): a short outage can heal before that line is written.
         w.wait_for_statistics(&s, Duration::from_secs(30));
+        // As after a cut from the clients: commits resume and catch up before the next fault.
+        let commits = commits_resumed(&s, w.log_from, Duration::from_secs(30));
+        if wait_metric(&s, "claimgate_consumer_lag", Duration::from_secs(60), |v| v < 2.0 * rate() as f64).is_some() {
+            caught_up += 1;
+        }
         let seen = w.close(&s);
+        assert!(commits, "commits failed in cut {} and did not resume:\n{}", k + 1, tail(&seen.log, 100));
         eprintln!(
             "cut from peers {}: node {node} led claims/{partition} (active controller before the cut: {controller:?}, group coordinator {coordinator:?}), new leader {new:?}; decisions {}; {} client errors, oldest unacked up to {:.1} s, partitions down to {}",
             k + 1,
@@ -1070,6 +1139,7 @@ fn a_leader_cut_off_from_its_peers_is_replaced_and_nothing_is_lost() {
     figures["fault"] = "partition leader cut off from its peers (black hole), healed".into();
     figures["cuts_of_the_coordinator"] = coordinator_cuts.into();
     figures["stalled_until_heal_resumed_after_s"] = serde_json::json!(stalled);
+    figures["commits_caught_up"] = caught_up.into();
     report("cluster_cut_from_peers", figures);
     assert_clean(&t, &logs);
     assert_eq!(panics(&logs), 0, "{logs}");

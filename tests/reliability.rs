@@ -197,6 +197,15 @@ fn a_frozen_broker_is_ridden_out_with_no_line_lost_and_the_outage_reported() {
     assert!(partitions_again.is_some(), "the partitions were not assigned again:\n{log}");
     assert!(fresh_again.is_some() && age_after < 30.0, "the table never became fresh again:\n{log}");
     assert!(decided_after > decided_at_thaw, "nothing was decided after the outage");
+    // The periodic commits that failed meanwhile are said, once, and so is their return: an operator
+    // sees how long nothing was committed (what a lost session decides again).
+    let failed = util::events(&log, "commit_failed");
+    assert!(
+        failed.iter().any(|e| e["when"] == "commit"),
+        "no failed commit said while the broker was frozen:\n{}",
+        tail(&log, 200)
+    );
+    assert!(!util::events(&log, "commits_resumed").is_empty(), "commits never said to resume:\n{}", tail(&log, 200));
 }
 
 #[test]

@@ -108,8 +108,9 @@ pub const OLDEST_UNACKED: &str = "claimgate_oldest_unacked_seconds";
 /// from it (0 when none is stalled); `/healthz` fails past `limits.max_stalled_s`
 /// (`src/io/kafka/pipeline/stall.rs`).
 pub const CLAIMS_STALLED: &str = "claimgate_claims_stalled_seconds";
-/// Offset commits or stores that failed, by when (`revoke`, `store`, `shutdown`): the claims after the
-/// last commit are decided again by the partition's next owner.
+/// Offset commits or stores that failed, by when: `commit` (every commit the client reports failed,
+/// periodic or not), `revoke` and `shutdown` (those of them made then, counted under `commit` too),
+/// `store`. The claims after the last commit are decided again by the partition's next owner.
 pub const COMMIT_FAILURES: &str = "claimgate_commit_failures_total";
 /// Offset resets of the claims consumer, by reason: `no_committed_offset` (a new group, or its offsets
 /// expired) or `out_of_range` (the committed offset is gone from the log: claims were skipped or are
@@ -146,7 +147,7 @@ pub fn install() -> Result<PrometheusHandle> {
             gauge!(OLDEST_UNACKED).set(0.0);
             gauge!(CLAIMS_STALLED).set(0.0);
             gauge!(CLAIMS_PARTITIONS).set(0.0);
-            for when in ["revoke", "store", "shutdown"] {
+            for when in ["commit", "revoke", "store", "shutdown"] {
                 counter!(COMMIT_FAILURES, "when" => when).absolute(0);
             }
             gauge!(STATUS_INVALID_CODES).set(0.0);

@@ -2,6 +2,7 @@
 //! environment, printed; figures appended to `CLAIMGATE_TEST_REPORT`; a world whose claims never run
 //! out; the accounting's assertions; and waits on a running stream's metrics.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,7 @@ pub fn tally_json(t: &Tally) -> serde_json::Value {
     serde_json::json!({
         "lines": t.lines, "decided": t.decided, "dead_letters": t.dead, "lost": t.lost,
         "duplicates": t.duplicates, "differing_duplicates": t.differing.len(), "unexpected": t.unexpected,
+        "copies": t.copies.iter().map(|(n, lines)| (n.to_string(), *lines)).collect::<BTreeMap<_, _>>(),
     })
 }
 

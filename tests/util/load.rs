@@ -2,7 +2,7 @@
 //! fixed rate from a thread of the test (rdkafka, in process) until told to stop; a reader of the output
 //! topics; and the accounting of every sent line against the outputs, by identity.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -361,6 +361,9 @@ pub struct Tally {
     pub unexpected: usize,
     /// A few lost lines, for the failure message.
     pub lost_examples: Vec<String>,
+    /// How many lines came out how many times (copies → lines): where duplicates are, whether every
+    /// line of a stretch came out twice or a few lines many times.
+    pub copies: BTreeMap<usize, usize>,
 }
 
 impl Tally {
@@ -379,6 +382,7 @@ pub fn tally(lines: &[Line], outputs: &[Record]) -> Tally {
     assert_eq!(expected.len(), lines.len(), "the test's lines are not unique");
     // The first output of each key, as (topic, key, bytes without the stamp).
     let mut first: HashMap<Key, Seen> = HashMap::new();
+    let mut count: HashMap<Key, usize> = HashMap::new();
     let mut t = Tally { lines: lines.len(), ..Tally::default() };
     for o in outputs {
         let key = output_key(o);
@@ -387,6 +391,7 @@ pub fn tally(lines: &[Line], outputs: &[Record]) -> Tally {
             continue;
         }
         let this = (o.topic.clone(), o.key.clone(), without_stamp(&o.raw));
+        *count.entry(key.clone()).or_default() += 1;
         match first.get(&key) {
             None => {
                 first.insert(key, this);
@@ -404,6 +409,9 @@ pub fn tally(lines: &[Line], outputs: &[Record]) -> Tally {
                 }
             }
         }
+    }
+    for n in count.values() {
+        *t.copies.entry(*n).or_default() += 1;
     }
     for k in &expected {
         match (k, first.contains_key(k)) {

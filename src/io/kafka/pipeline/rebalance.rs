@@ -11,8 +11,19 @@
 //! logged at warn level and counted (`claimgate_commit_failures_total`), since the new owner will decide
 //! those claims again. On assignment, every partition with no committed offset is said and counted
 //! (`claimgate_offset_resets_total{reason="no_committed_offset"}`): it starts where `offsets.reset` says.
+//!
+//! At least once, offsets are committed by the client every second (`enable.auto.commit`). Every commit
+//! the client reports failed — the periodic ones, and those made on revocation and at shutdown, which
+//! are also counted under their own label — is counted (`claimgate_commit_failures_total{when="commit"}`)
+//! and logged once per run of failures (`commit_failed`, `when="commit"`); the first commit that
+//! succeeds after them says how many failed and for how long (`commits_resumed`). While the group's
+//! coordinator cannot be reached nothing is committed, and every claim decided meanwhile is decided
+//! again if the session is lost. Before this callback the failures of the periodic commits were not
+//! said anywhere: rdkafka serves librdkafka's commit callback itself, so librdkafka's own `COMMITFAIL`
+//! warning is not written either.
 
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -43,6 +54,8 @@ pub struct ConsumerCtx {
     state: Arc<PipelineState>,
     /// The claims topic.
     topic: String,
+    /// The periodic commits failing since the last that succeeded: how many, and since when.
+    failing: Mutex<Option<(u64, Instant)>>,
 }
 
 impl ConsumerCtx {
@@ -56,6 +69,7 @@ impl ConsumerCtx {
             brokers: BrokerWatch::new("claims"),
             state: Arc::clone(state),
             topic: topic.to_owned(),
+            failing: Mutex::new(None),
         }
     }
 }
@@ -75,6 +89,46 @@ impl ClientContext for ConsumerCtx {
 }
 
 impl ConsumerContext for ConsumerCtx {
+    /// The result of each commit (the periodic ones, and those made on revocation and at shutdown).
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, offsets: &rdkafka::TopicPartitionList) {
+        let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            // Nothing stored since the last commit: nothing to do, and nothing wrong.
+            Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Ok(()) => {
+                if let Some((failed, since)) = failing.take() {
+                    let committed: Vec<(i32, i64)> = offsets
+                        .elements()
+                        .iter()
+                        .filter_map(|e| e.offset().to_raw().map(|o| (e.partition(), o)))
+                        .collect();
+                    tracing::info!(
+                        event = "commits_resumed",
+                        failed,
+                        seconds = since.elapsed().as_secs_f64(),
+                        committed = ?committed,
+                        "offsets are committed again"
+                    );
+                }
+            }
+            Err(e) => {
+                ::metrics::counter!(m::COMMIT_FAILURES, "when" => "commit").increment(1);
+                match failing.as_mut() {
+                    Some((failed, _)) => *failed += 1,
+                    None => {
+                        *failing = Some((1, Instant::now()));
+                        tracing::warn!(
+                            event = "commit_failed",
+                            when = "commit",
+                            error = %e,
+                            "offsets cannot be committed: the claims decided until they are would be decided again after a restart or a lost session (said again when commits resume)"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let tpl = match rebalance {
             Rebalance::Assign(_) => return,
@@ -110,7 +164,19 @@ impl ConsumerContext for ConsumerCtx {
             if let Some(inflight) = &self.inflight {
                 inflight.forget(&revoked);
             }
-            tracing::warn!(event = "partitions_lost", partitions = ?revoked, assignment = ?remaining, "group session lost: partitions revoked without a commit");
+            // Where this instance had read to: against where the partitions resume (`partitions_resume_at`),
+            // the claims decided again.
+            let positions: Vec<(i32, i64)> = consumer
+                .position()
+                .map(|tpl| {
+                    tpl.elements()
+                        .iter()
+                        .filter(|e| revoked.contains(&e.partition()))
+                        .filter_map(|e| e.offset().to_raw().map(|o| (e.partition(), o)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            tracing::warn!(event = "partitions_lost", partitions = ?revoked, positions = ?positions, assignment = ?remaining, "group session lost: partitions revoked without a commit");
             return;
         }
         if let Some(inflight) = &self.inflight {
@@ -161,6 +227,14 @@ impl ConsumerContext for ConsumerCtx {
         }
         match consumer.committed_offsets(query, Duration::from_secs(5)) {
             Ok(committed) => {
+                // Where each partition resumes: with the last position before a lost session or a
+                // revocation, the claims that are decided again.
+                let resumes_at: Vec<(i32, i64)> = committed
+                    .elements()
+                    .iter()
+                    .filter_map(|e| e.offset().to_raw().map(|o| (e.partition(), o)))
+                    .collect();
+                tracing::info!(event = "partitions_resume_at", resumes_at = ?resumes_at);
                 for e in committed.elements() {
                     if e.offset() == Offset::Invalid {
                         ::metrics::counter!(m::OFFSET_RESETS, "reason" => "no_committed_offset").increment(1);
