@@ -44,11 +44,28 @@ struct Institution {
     rejected: Tally,
 }
 
+impl Institution {
+    fn add(&mut self, accepted: bool, fen: i64) {
+        if accepted { self.accepted.add(fen) } else { self.rejected.add(fen) }
+    }
+}
+
 #[derive(Clone, Copy, Default)]
 struct Practitioner {
     rejected: Tally,
     overridden: Tally,
     reasons: u32,
+}
+
+impl Practitioner {
+    fn add(&mut self, rejected: bool, fen: i64) {
+        if rejected {
+            self.rejected.add(fen)
+        } else {
+            self.overridden.add(fen)
+        }
+        self.reasons |= 1;
+    }
 }
 
 /// One line as the tallies see it.
@@ -101,25 +118,14 @@ struct Own {
 
 impl Own {
     fn line(&mut self, l: &Line, practitioners: &[String]) {
-        let inst = self.by_institution.entry(l.institution).or_default();
-        if l.accepted {
-            inst.accepted.add(l.fen)
-        } else {
-            inst.rejected.add(l.fen)
-        }
+        self.by_institution.entry(l.institution).or_default().add(l.accepted, l.fen);
         if let Some((p, rejected)) = l.person {
             // `review` looks the person up by text (a borrowed code), and owns it only when new.
             let key = practitioners[p].as_str();
-            let t = match self.by_practitioner.get_mut(key) {
-                Some(t) => t,
-                None => self.by_practitioner.entry(key.to_owned()).or_default(),
-            };
-            if rejected {
-                t.rejected.add(l.fen)
-            } else {
-                t.overridden.add(l.fen)
+            match self.by_practitioner.get_mut(key) {
+                Some(t) => t.add(rejected, l.fen),
+                None => self.by_practitioner.entry(key.to_owned()).or_default().add(rejected, l.fen),
             }
-            t.reasons |= 1;
         }
     }
 
@@ -149,22 +155,13 @@ struct Shared {
 
 impl Shared {
     fn line(&self, l: &Line, practitioners: &[String]) {
-        {
-            let mut inst = self.by_institution.entry(l.institution).or_default();
-            if l.accepted { inst.accepted.add(l.fen) } else { inst.rejected.add(l.fen) }
-        }
+        self.by_institution.entry(l.institution).or_default().add(l.accepted, l.fen);
         if let Some((p, rejected)) = l.person {
             let key = practitioners[p].as_str();
-            let mut t = match self.by_practitioner.get_mut(key) {
-                Some(t) => t,
-                None => self.by_practitioner.entry(key.to_owned()).or_default(),
-            };
-            if rejected {
-                t.rejected.add(l.fen)
-            } else {
-                t.overridden.add(l.fen)
+            match self.by_practitioner.get_mut(key) {
+                Some(mut t) => t.add(rejected, l.fen),
+                None => self.by_practitioner.entry(key.to_owned()).or_default().add(rejected, l.fen),
             }
-            t.reasons |= 1;
         }
     }
 }
