@@ -887,6 +887,18 @@ fn exactly_once_through_leader_failovers_a_read_committed_reader_sees_every_line
     assert_eq!(panics(&logs), 0, "{logs}");
 }
 
+/// After a fault, before the next: waits until the commits that failed since the stream's log byte
+/// `from` have resumed (false if they have not within 30 s), and until they catch up: the claims
+/// consumer's lag from its committed offsets (librdkafka's `consumer_lag`, every 5 s) back under two
+/// seconds of load (false if not within 60 s). A partition whose outputs go to the node just healed is
+/// committed last (its producer connection comes back after a back-off).
+fn commits_settle(s: &Stream, from: usize) -> (bool, bool) {
+    let resumed = commits_resumed(s, from, Duration::from_secs(30));
+    let caught_up =
+        wait_metric(s, "claimgate_consumer_lag", Duration::from_secs(60), |v| v < 2.0 * rate() as f64).is_some();
+    (resumed, caught_up)
+}
+
 /// False if the stream's log from byte `from` says a commit failed and no `commits_resumed` follows it
 /// within `wait`; true otherwise (also when no commit failed).
 fn commits_resumed(s: &Stream, from: usize, wait: Duration) -> bool {
@@ -949,13 +961,8 @@ fn a_node_cut_off_from_the_clients_delays_its_partitions_visibly_and_loses_nothi
         // committed between faults, and each lost session decides again everything since the last
         // commit, back to the start (the soak of 2026-12-07 03:45: cuts a second apart, every line 6
         // times on average).
-        let commits = commits_resumed(&s, w.log_from, Duration::from_secs(30));
-        // And that they catch up: the claims consumer's lag from its committed offsets (librdkafka's
-        // `consumer_lag`, every 5 s) back under two seconds of load. A partition whose outputs go to the
-        // node just healed is committed last (its producer connection comes back after a back-off).
-        if wait_metric(&s, "claimgate_consumer_lag", Duration::from_secs(60), |v| v < 2.0 * rate() as f64).is_some() {
-            caught_up += 1;
-        }
+        let (commits, caught) = commits_settle(&s, w.log_from);
+        caught_up += usize::from(caught);
         let seen = w.close(&s);
         assert!(commits, "commits failed in cut {} and did not resume:\n{}", k + 1, tail(&seen.log, 100));
         let coordinator = sc.c.leader("__consumer_offsets", sc.group_offsets_partition());
@@ -1095,10 +1102,8 @@ fn a_leader_cut_off_from_its_peers_is_replaced_and_nothing_is_lost() {
         // statistics (every 5 s): a short outage can heal before that line is written.
         w.wait_for_statistics(&s, Duration::from_secs(30));
         // As after a cut from the clients: commits resume and catch up before the next fault.
-        let commits = commits_resumed(&s, w.log_from, Duration::from_secs(30));
-        if wait_metric(&s, "claimgate_consumer_lag", Duration::from_secs(60), |v| v < 2.0 * rate() as f64).is_some() {
-            caught_up += 1;
-        }
+        let (commits, caught) = commits_settle(&s, w.log_from);
+        caught_up += usize::from(caught);
         let seen = w.close(&s);
         assert!(commits, "commits failed in cut {} and did not resume:\n{}", k + 1, tail(&seen.log, 100));
         eprintln!(

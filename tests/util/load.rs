@@ -2,6 +2,7 @@
 //! fixed rate from a thread of the test (rdkafka, in process) until told to stop; a reader of the output
 //! topics; and the accounting of every sent line against the outputs, by identity.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -381,8 +382,8 @@ pub fn tally(lines: &[Line], outputs: &[Record]) -> Tally {
     let expected: HashSet<Key> = lines.iter().map(|l| expected_key(&l.bytes)).collect();
     assert_eq!(expected.len(), lines.len(), "the test's lines are not unique");
     // The first output of each key, as (topic, key, bytes without the stamp).
-    let mut first: HashMap<Key, Seen> = HashMap::new();
-    let mut count: HashMap<Key, usize> = HashMap::new();
+    // With how many outputs the key has had so far.
+    let mut first: HashMap<Key, (Seen, usize)> = HashMap::new();
     let mut t = Tally { lines: lines.len(), ..Tally::default() };
     for o in outputs {
         let key = output_key(o);
@@ -391,12 +392,13 @@ pub fn tally(lines: &[Line], outputs: &[Record]) -> Tally {
             continue;
         }
         let this = (o.topic.clone(), o.key.clone(), without_stamp(&o.raw));
-        *count.entry(key.clone()).or_default() += 1;
-        match first.get(&key) {
-            None => {
-                first.insert(key, this);
+        match first.entry(key) {
+            Entry::Vacant(v) => {
+                v.insert((this, 1));
             }
-            Some(prev) => {
+            Entry::Occupied(mut e) => {
+                let (prev, n) = e.get_mut();
+                *n += 1;
                 t.duplicates += 1;
                 if *prev != this && t.differing.len() < 10 {
                     t.differing.push(format!(
@@ -410,7 +412,7 @@ pub fn tally(lines: &[Line], outputs: &[Record]) -> Tally {
             }
         }
     }
-    for n in count.values() {
+    for (_, n) in first.values() {
         *t.copies.entry(*n).or_default() += 1;
     }
     for k in &expected {

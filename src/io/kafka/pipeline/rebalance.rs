@@ -54,7 +54,7 @@ pub struct ConsumerCtx {
     state: Arc<PipelineState>,
     /// The claims topic.
     topic: String,
-    /// The periodic commits failing since the last that succeeded: how many, and since when.
+    /// The commits failing since the last that succeeded: how many, and since when.
     failing: Mutex<Option<(u64, Instant)>>,
 }
 
@@ -97,11 +97,7 @@ impl ConsumerContext for ConsumerCtx {
             Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
             Ok(()) => {
                 if let Some((failed, since)) = failing.take() {
-                    let committed: Vec<(i32, i64)> = offsets
-                        .elements()
-                        .iter()
-                        .filter_map(|e| e.offset().to_raw().map(|o| (e.partition(), o)))
-                        .collect();
+                    let committed = partition_offsets(offsets, |_| true);
                     tracing::info!(
                         event = "commits_resumed",
                         failed,
@@ -166,16 +162,8 @@ impl ConsumerContext for ConsumerCtx {
             }
             // Where this instance had read to: against where the partitions resume (`partitions_resume_at`),
             // the claims decided again.
-            let positions: Vec<(i32, i64)> = consumer
-                .position()
-                .map(|tpl| {
-                    tpl.elements()
-                        .iter()
-                        .filter(|e| revoked.contains(&e.partition()))
-                        .filter_map(|e| e.offset().to_raw().map(|o| (e.partition(), o)))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let positions =
+                consumer.position().map(|tpl| partition_offsets(&tpl, |p| revoked.contains(&p))).unwrap_or_default();
             tracing::warn!(event = "partitions_lost", partitions = ?revoked, positions = ?positions, assignment = ?remaining, "group session lost: partitions revoked without a commit");
             return;
         }
@@ -229,11 +217,7 @@ impl ConsumerContext for ConsumerCtx {
             Ok(committed) => {
                 // Where each partition resumes: with the last position before a lost session or a
                 // revocation, the claims that are decided again.
-                let resumes_at: Vec<(i32, i64)> = committed
-                    .elements()
-                    .iter()
-                    .filter_map(|e| e.offset().to_raw().map(|o| (e.partition(), o)))
-                    .collect();
+                let resumes_at = partition_offsets(&committed, |_| true);
                 tracing::info!(event = "partitions_resume_at", resumes_at = ?resumes_at);
                 for e in committed.elements() {
                     if e.offset() == Offset::Invalid {
@@ -259,4 +243,13 @@ impl ConsumerContext for ConsumerCtx {
             ),
         }
     }
+}
+
+/// `(partition, offset)` of the partitions `keep` accepts, for a log line (-1001: no offset).
+fn partition_offsets(tpl: &rdkafka::TopicPartitionList, keep: impl Fn(i32) -> bool) -> Vec<(i32, i64)> {
+    tpl.elements()
+        .iter()
+        .filter(|e| keep(e.partition()))
+        .filter_map(|e| e.offset().to_raw().map(|o| (e.partition(), o)))
+        .collect()
 }
