@@ -8,8 +8,9 @@
 #   - status change to effect of each;
 #   - the large table (12 million practitioner codes by default): each system started cold (time to
 #     first decision: GlobalKTable restoration against claimgate's start), measured, and restarted with
-#     its state kept (Kafka Streams' state directory; claimgate's checkpoint when
-#     --claimgate-checkpoint-args is given, else a cold start, which the report says);
+#     its state kept (Kafka Streams' state directory; claimgate's checkpoint, `stream --checkpoint-dir`,
+#     written when it stops: `--claimgate-checkpoint-args ''` restarts it cold instead, and the report
+#     says so);
 #   - one more step of each under a profiler (JFR, perf) to say where the CPU goes;
 #   - every line's decision from Kafka Streams compared with claimgate's (verdict, reason, overridden);
 # once on a single node, then on a three-node cluster, and writes report.md, BENCHMARKS-kstreams.md (the
@@ -18,7 +19,7 @@
 #
 #   scripts/loadtest-kstreams.sh                                  the full comparison (hours on 2 cores)
 #   KSTREAMS_BROKERS=single scripts/loadtest-kstreams.sh          single node only
-#   scripts/loadtest-kstreams.sh --claimgate-checkpoint-args '--checkpoint-dir {dir}'
+#   scripts/loadtest-kstreams.sh --claimgate-checkpoint-args ''   claimgate's restart without its checkpoint
 #   scripts/loadtest-kstreams.sh --scale-practitioners 200000 --measure 4 ...   any claimgate-loadtest flag
 #
 # Environment: KSTREAMS_BROKERS (single,cluster), KSTREAMS_PORT (first broker port, default 19592; the
@@ -95,6 +96,7 @@ DEFAULTS=(
     --systems claimgate,pass-through,broker,kafka-streams,claimgate-eos,kafka-streams-eos
     --start-rate 5000 --warmup 5 --measure 10 --half-seconds 10 --half-repeats 3
     --scale-practitioners 12000000 --scale-seconds 30 --profile-seconds 20
+    --claimgate-checkpoint-args '--checkpoint-dir {dir}'
     --kstreams-heap "${KSTREAMS_HEAP:-1g}"
 )
 

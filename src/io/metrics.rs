@@ -123,9 +123,15 @@ pub const REFUSED_OUTPUTS: &str = "claimgate_refused_outputs_total";
 pub const QUERIES: &str = "claimgate_http_queries_total";
 /// Exactly-once transactions committed and aborted.
 pub const TRANSACTIONS: &str = "claimgate_transactions_total";
+/// Exactly-once: claims per committed transaction (bounded by `limits.transaction_ms`, and by
+/// `limits.batch_size` when set). Small transactions under load mean a round trip per few claims.
+pub const TRANSACTION_CLAIMS: &str = "claimgate_transaction_claims";
 /// Exactly-once: transactional producers replaced because a call blocked past its timeout or an abort
 /// failed (the new one fences the old; `transactional_producer_replaced` in the log says why).
 pub const PRODUCERS_REPLACED: &str = "claimgate_transactional_producers_replaced_total";
+
+/// Buckets of [`TRANSACTION_CLAIMS`].
+const TRANSACTION_SIZES: [f64; 9] = [1.0, 10.0, 100.0, 500.0, 1_000.0, 2_000.0, 5_000.0, 10_000.0, 50_000.0];
 
 /// Installs the process-wide recorder (the `metrics` facade is global by design) and returns the
 /// handle that renders `/metrics`.
@@ -136,6 +142,7 @@ pub fn install() -> Result<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Full(CLAIM_LATENCY.into()), &latency)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full(STATUS_TO_VIEW.into()), &latency))
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full(DECISION_SECONDS.into()), &fine))
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(TRANSACTION_CLAIMS.into()), &TRANSACTION_SIZES))
         .context("metrics buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")

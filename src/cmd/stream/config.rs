@@ -136,8 +136,12 @@ pub struct Http {
 pub struct Limits {
     /// Claims consumed but not yet acknowledged by the broker; above it, consumption pauses.
     pub max_in_flight: usize,
-    /// Claims taken per batch (one table snapshot per batch).
-    pub batch_size: usize,
+    /// Claims taken per batch (one table snapshot per batch). Unset: 1 000 at least once; under exactly
+    /// once a transaction is bounded by time (`transaction_ms`) and by `max_in_flight`, not by a count —
+    /// each commit is a broker round trip, so a count of 1 000 capped one instance near 9 500 claims/s
+    /// where time-bounded transactions reached 90 000/s (BENCHMARKS.md, "Against Kafka Streams").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
     /// A claim message larger than this goes to the dead-letter topic.
     pub max_message_bytes: usize,
     /// Graceful shutdown must finish within this many seconds.
@@ -209,7 +213,7 @@ impl Default for Config {
             http: Http { addr: "127.0.0.1:9898".into(), tokens_file: None, token: None },
             limits: Limits {
                 max_in_flight: 50_000,
-                batch_size: 1_000,
+                batch_size: None,
                 max_message_bytes: 65_536,
                 shutdown_timeout_s: 30,
                 status_publish_ms: 100,
@@ -225,6 +229,9 @@ impl Default for Config {
         }
     }
 }
+
+/// Claims per batch at least once when `limits.batch_size` is unset.
+const AT_LEAST_ONCE_BATCH: usize = 1_000;
 
 /// Properties claimgate sets itself, with the setting to use instead; a user value would break its
 /// delivery guarantees or duplicate a setting.
@@ -312,6 +319,8 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub topics: BTreeMap<&'static str, String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub checkpoint: BTreeMap<&'static str, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub log: BTreeMap<&'static str, String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub kafka: BTreeMap<String, String>,
@@ -360,6 +369,17 @@ impl Config {
         Env::prefixed("CLAIMGATE_").split("__").filter(|k| {
             let k = k.as_str().to_ascii_lowercase();
             !k.starts_with("test_") && !k.starts_with("bench_")
+        })
+    }
+
+    /// Claims per batch: `limits.batch_size` when set; else 1 000 at least once, and under exactly once
+    /// `limits.max_in_flight`, so that a transaction ends at `limits.transaction_ms` under load.
+    pub fn batch_size(&self) -> usize {
+        let l = &self.limits;
+        l.batch_size.unwrap_or(if self.exactly_once {
+            l.max_in_flight
+        } else {
+            AT_LEAST_ONCE_BATCH.min(l.max_in_flight)
         })
     }
 
@@ -458,7 +478,7 @@ impl Config {
         let l = &self.limits;
         for (setting, v) in [
             ("limits.max_in_flight", l.max_in_flight as u64),
-            ("limits.batch_size", l.batch_size as u64),
+            ("limits.batch_size", l.batch_size.unwrap_or(1) as u64),
             ("limits.max_message_bytes", l.max_message_bytes as u64),
             ("limits.shutdown_timeout_s", l.shutdown_timeout_s),
             ("limits.status_publish_ms", l.status_publish_ms),
@@ -477,12 +497,8 @@ impl Config {
         if l.compact_after == Some(0) {
             bail!("setting `limits.compact_after`: must be greater than 0 (leave it unset for the automatic size)");
         }
-        if l.batch_size > l.max_in_flight {
-            bail!(
-                "setting `limits.batch_size` ({}) must not exceed `limits.max_in_flight` ({})",
-                l.batch_size,
-                l.max_in_flight
-            );
+        if let Some(b) = l.batch_size.filter(|b| *b > l.max_in_flight) {
+            bail!("setting `limits.batch_size` ({b}) must not exceed `limits.max_in_flight` ({})", l.max_in_flight);
         }
         if l.status_publish_ms > 1_000 {
             bail!(
@@ -640,6 +656,29 @@ mod tests {
         }
         let e = load("", &[("CLAIMGATE_LIMITS__BATCH_SIZE", "x")], Overrides::default()).unwrap_err().to_string();
         assert!(e.contains("batch_size") && e.contains("CLAIMGATE_LIMITS__BATCH_SIZE"), "{e}");
+    }
+
+    #[test]
+    fn batch_size_defaults_to_time_bounded_transactions_under_exactly_once() {
+        let alo = load("", &[], Overrides::default()).unwrap();
+        assert_eq!(alo.batch_size(), 1_000);
+        let eos = load("exactly_once = true\n", &[], Overrides::default()).unwrap();
+        assert_eq!(eos.batch_size(), eos.limits.max_in_flight);
+        let small = load("[limits]\nmax_in_flight = 500\n", &[], Overrides::default()).unwrap();
+        assert_eq!(small.batch_size(), 500);
+        let set =
+            load("exactly_once = true\n", &[("CLAIMGATE_LIMITS__BATCH_SIZE", "2000")], Overrides::default()).unwrap();
+        assert_eq!(set.batch_size(), 2_000);
+        let e = load("[limits]\nbatch_size = 0\n", &[], Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("limits.batch_size"), "{e}");
+    }
+
+    #[test]
+    fn checkpoint_dir_flag_overrides_the_file() {
+        let mut o = Overrides::default();
+        o.checkpoint.insert("dir", "/var/lib/flag".into());
+        let cfg = load("[checkpoint]\ndir = \"/var/lib/file\"\n", &[], o).unwrap();
+        assert_eq!(cfg.checkpoint.dir.as_deref(), Some("/var/lib/flag"));
     }
 
     #[test]

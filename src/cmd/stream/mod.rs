@@ -86,6 +86,10 @@ pub struct StreamArgs {
     /// Local-id mapping topic, followed like the status topics (setting `topics.mappings`; unset: none).
     #[arg(long, value_name = "TOPIC")]
     pub topic_mappings: Option<String>,
+    /// Directory of the status-table checkpoint: a restart reads only the status topics' tail (setting
+    /// `checkpoint.dir`; unset: every start reads the status topics in full).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_dir: Option<String>,
     /// Log format: text or json (setting `log.format`).
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -127,6 +131,9 @@ impl StreamArgs {
             if let Some(v) = v {
                 o.topics.insert(name, v.clone());
             }
+        }
+        if let Some(d) = &self.checkpoint_dir {
+            o.checkpoint.insert("dir", d.clone());
         }
         if let Some(f) = &self.log_format {
             o.log.insert("format", f.clone());
@@ -287,7 +294,7 @@ pub fn run(args: StreamArgs) -> Result<()> {
         dlq: t.dlq.clone(),
         group: cfg.group.clone(),
         max_in_flight: cfg.limits.max_in_flight,
-        batch_size: cfg.limits.batch_size,
+        batch_size: cfg.batch_size(),
         max_message_bytes: cfg.limits.max_message_bytes,
         shutdown_timeout: Duration::from_secs(cfg.limits.shutdown_timeout_s),
         transaction_time: Duration::from_millis(cfg.limits.transaction_ms),
@@ -386,4 +393,24 @@ pub fn run(args: StreamArgs) -> Result<()> {
         Err(e) => tracing::error!(event = "stopped", error = %format!("{e:#}")),
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::StreamArgs;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        stream: StreamArgs,
+    }
+
+    #[test]
+    fn checkpoint_dir_flag_sets_the_checkpoint_setting() {
+        let cli = Cli::try_parse_from(["stream", "--checkpoint-dir", "/var/lib/claimgate"]).unwrap();
+        let o = cli.stream.overrides().unwrap();
+        assert_eq!(o.checkpoint.get("dir").map(String::as_str), Some("/var/lib/claimgate"));
+    }
 }

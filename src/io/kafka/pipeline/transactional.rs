@@ -214,6 +214,7 @@ pub fn run(
             Ending::Committed => {
                 ::metrics::counter!(m::TRANSACTIONS, "outcome" => "committed").increment(1);
                 let taken: i64 = span.iter().map(|s| s.2 - s.1).sum();
+                ::metrics::histogram!(m::TRANSACTION_CLAIMS).record(taken as f64);
                 for (p, first, next) in &span {
                     refused.retain(|(rp, ro), _| !(rp == p && (*first..*next).contains(ro)));
                 }
