@@ -10,7 +10,7 @@
 #     first decision: GlobalKTable restoration against claimgate's start), measured, and restarted with
 #     its state kept (Kafka Streams' state directory; claimgate's checkpoint, `stream --checkpoint-dir`,
 #     written when it stops: `--claimgate-checkpoint-args ''` restarts it cold instead, and the report
-#     says so);
+#     says so; its log at `info`, kept in logs/ of the results, is the restart's timeline);
 #   - one more step of each under a profiler (JFR, perf) to say where the CPU goes;
 #   - every line's decision from Kafka Streams compared with claimgate's (verdict, reason, overridden);
 # once on a single node, then on a three-node cluster, and writes report.md, BENCHMARKS-kstreams.md (the
@@ -96,7 +96,7 @@ DEFAULTS=(
     --systems claimgate,pass-through,broker,kafka-streams,claimgate-eos,kafka-streams-eos
     --start-rate 5000 --warmup 5 --measure 10 --half-seconds 10 --half-repeats 3
     --scale-practitioners 12000000 --scale-seconds 30 --profile-seconds 20
-    --claimgate-checkpoint-args '--checkpoint-dir {dir}'
+    --claimgate-checkpoint-args '--checkpoint-dir {dir} --log-level info'
     --kstreams-heap "${KSTREAMS_HEAP:-1g}"
 )
 
@@ -128,6 +128,9 @@ for b in "${RUNS[@]}"; do
     LT_PID=$!
     wait "$LT_PID"
     LT_PID=""
+    # The systems' own logs (the next broker's run starts from an empty work folder).
+    mkdir -p "$OUT/$b/logs"
+    cp "$WORK"/lt*-stream.log "$OUT/$b/logs/" 2>/dev/null || true
     stop_brokers
 done
 log "done in $(( $(date +%s) - T0 )) s: $OUT/*/report.md, $OUT/*/BENCHMARKS-kstreams.md"
