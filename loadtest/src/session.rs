@@ -251,6 +251,12 @@ pub struct Launched {
 
 /// The name of a session's instance: the consumer group / application id and the state directory
 /// derive from it (`opts.instance` when it is restarted, else the session's own topic prefix).
+/// claimgate's log level: `warn`, unless the extra arguments set one (the large table's restart
+/// timeline, at `info`); `stream` refuses the flag twice.
+fn log_args(extra: &[String]) -> &'static [&'static str] {
+    if extra.iter().any(|a| a == "--log-level") { &[] } else { &["--log-level", "warn"] }
+}
+
 fn instance_name(opts: &StartOpts, prefix: &str) -> String {
     opts.instance.clone().unwrap_or_else(|| prefix.trim_end_matches('-').to_owned())
 }
@@ -272,7 +278,7 @@ pub fn launch(setup: &Setup, system: System, topics: &Topics, prefix: &str, opts
             let addr = format!("127.0.0.1:{}", free_port()?);
             let mut cmd = Command::new(&setup.claimgate);
             cmd.args(["stream", "--brokers", &setup.brokers, "--group", &group, "--http", &addr])
-                .args(["--log-level", "warn"])
+                .args(log_args(&opts.claimgate_args))
                 .args(["--topic-claims", &topics.claims, "--topic-accepted", &topics.accepted])
                 .args(["--topic-rejected", &topics.rejected, "--topic-dlq", &topics.dlq])
                 .args(["--topic-practitioners", &topics.practitioners])
@@ -672,6 +678,13 @@ impl Drop for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_extra_arguments_log_level_is_not_given_twice() {
+        assert_eq!(log_args(&[]), ["--log-level", "warn"]);
+        let extra: Vec<String> = ["--checkpoint-dir", "/d", "--log-level", "info"].map(String::from).to_vec();
+        assert!(log_args(&extra).is_empty());
+    }
 
     #[test]
     fn reads_the_peak_rss_and_names_every_system() {
