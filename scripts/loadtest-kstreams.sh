@@ -69,6 +69,7 @@ cleanup() {
     fi
     # The systems under test the load test started (it writes their PIDs; it stops them itself unless
     # it was killed).
+    local pids=()
     for f in "$WORK"/*.pid; do
         [[ -f "$f" ]] || continue
         local pid
@@ -76,8 +77,21 @@ cleanup() {
         if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
             log "stopping PID $pid ($(basename "$f" .pid))"
             kill -TERM "$pid" 2>/dev/null || true
+            pids+=("$pid")
         fi
         rm -f "$f"
+    done
+    # A Kafka Streams peer whose brokers are gone can wait in its shutdown for a long time: 15 s, then KILL.
+    for _ in $(seq 30); do
+        local alive=()
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive+=("$pid"); done
+        pids=("${alive[@]}")
+        ((${#pids[@]} == 0)) && break
+        sleep 0.5
+    done
+    for pid in "${pids[@]}"; do
+        log "PID $pid did not stop within 15 s: killed"
+        kill -KILL "$pid" 2>/dev/null || true
     done
     stop_brokers
     exit "$rc"
