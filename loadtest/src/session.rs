@@ -249,14 +249,14 @@ pub struct Launched {
     pub log: PathBuf,
 }
 
-/// The name of a session's instance: the consumer group / application id and the state directory
-/// derive from it (`opts.instance` when it is restarted, else the session's own topic prefix).
 /// claimgate's log level: `warn`, unless the extra arguments set one (the large table's restart
 /// timeline, at `info`); `stream` refuses the flag twice.
 fn log_args(extra: &[String]) -> &'static [&'static str] {
     if extra.iter().any(|a| a == "--log-level") { &[] } else { &["--log-level", "warn"] }
 }
 
+/// The name of a session's instance: the consumer group / application id and the state directory
+/// derive from it (`opts.instance` when it is restarted, else the session's own topic prefix).
 fn instance_name(opts: &StartOpts, prefix: &str) -> String {
     opts.instance.clone().unwrap_or_else(|| prefix.trim_end_matches('-').to_owned())
 }
