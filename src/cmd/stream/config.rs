@@ -478,7 +478,7 @@ impl Config {
         let l = &self.limits;
         for (setting, v) in [
             ("limits.max_in_flight", l.max_in_flight as u64),
-            ("limits.batch_size", l.batch_size.unwrap_or(1) as u64),
+            ("limits.batch_size", self.batch_size() as u64),
             ("limits.max_message_bytes", l.max_message_bytes as u64),
             ("limits.shutdown_timeout_s", l.shutdown_timeout_s),
             ("limits.status_publish_ms", l.status_publish_ms),
