@@ -103,6 +103,6 @@ head -n 100 "$P" | sed 's/"periods":\[\]/"periods":[{"status":"suspended","from"
     --topic-institutions bench-institutions --quiet
 read -r secs rss cpu < <(ready_in "$W/checkpointed.log")
 echo "restart from the checkpoint ($(du -h "$W/state" | tail -1 | cut -f1)): ready in ${secs} s (${cpu} s of CPU), peak RSS $((rss / 1024)) MiB ($(( rss * 1024 / CODES )) bytes/code)"
-grep -o '"event":"checkpoint_loaded"[^}]*' "$W/checkpointed.log" | sed 's/^/  /'
+grep -o '"event":"\(cluster_id_known\|checkpoint_read\|checkpoint_loaded\)"[^}]*' "$W/checkpointed.log" | sed 's/^/  /'
 grep -o '"event":"status_loaded"[^}]*' "$W/checkpointed.log" | sed 's/^/  /'
 stop_stream

@@ -386,6 +386,46 @@ fn a_restart_loads_the_checkpoint_reads_only_the_tail_and_refuses_a_bad_checkpoi
     }
 }
 
+/// A restarted instance reads its checkpoint while the cluster has not answered yet: the read (about a
+/// second on 12 million codes) no longer waits for the cluster's id, which the checks after it need.
+/// The cluster here is a port nobody listens on, so the id never comes; the read must still be done.
+#[test]
+fn a_restart_reads_its_checkpoint_before_the_cluster_answers() {
+    let mut env = Env::new("checkpoint-early");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(env.path("p.jsonl")).unwrap());
+    for i in 0..500 {
+        writeln!(f, "{}", person(i, false)).unwrap();
+    }
+    drop(f);
+    env.publish_tables(&env.path("p.jsonl"), None);
+    let dir = env.path("state");
+    let cfg = env.path("ckpt.toml");
+    std::fs::write(&cfg, format!("[checkpoint]\ndir = \"{}\"\nevery_s = 1\n", dir.display())).unwrap();
+    let cfg = cfg.display().to_string();
+    let mut first = env.stream("g", &["--config", &cfg]);
+    first.wait_ready(READY);
+    assert_eq!(first.terminate(Duration::from_secs(40)), Some(0));
+    assert!(!util::events(&first.log_text(), "checkpoint_written").is_empty(), "{}", first.log_text());
+
+    let broker = std::mem::replace(&mut env.broker, format!("127.0.0.1:{}", util::free_port()));
+    let mut second = env.stream("g", &["--config", &cfg]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while util::events(&second.log_text(), "checkpoint_read").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = second.log_text();
+    assert_eq!(
+        util::events(&log, "checkpoint_read").len(),
+        1,
+        "the checkpoint was not read while the cluster was away:\n{log}"
+    );
+    assert!(util::events(&log, "cluster_id_known").is_empty(), "{log}");
+    assert!(util::events(&log, "checkpoint_loaded").is_empty(), "loaded without its offsets checked:\n{log}");
+    assert_eq!(second.get("/readyz").map(|(code, _)| code), Some(503), "{log}");
+    second.kill();
+    env.broker = broker;
+}
+
 /// A cold start reads thousands of records — several versions of each code, tombstones, codes
 /// registered again after their tombstone, an invalid record last — and applies them in their order:
 /// the records are decoded on a second thread, a chunk at a time, and applied behind it

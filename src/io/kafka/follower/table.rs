@@ -135,6 +135,11 @@ impl RetroSink {
         self.pending.is_empty() && self.producer.as_ref().is_none_or(|p| p.in_flight_count() == 0)
     }
 
+    /// The keys the retro topic held when it was opened, and those written since.
+    pub fn known(&self) -> usize {
+        self.known.len()
+    }
+
     /// Whether late changes can be written at all.
     pub fn writes(&self) -> bool {
         self.producer.is_some()
