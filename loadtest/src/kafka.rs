@@ -102,6 +102,22 @@ pub fn plain_client(brokers: &str, extra: &[(String, String)]) -> ClientConfig {
     client(brokers, &[], extra)
 }
 
+/// Deletes topics, waiting up to 30 s for the controller's answer. Topics already gone count as deleted.
+pub fn delete_topics(brokers: &str, extra: &[(String, String)], topics: &[&str]) -> Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = plain_client(brokers, extra).create()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for r in rt.block_on(admin.delete_topics(topics, &opts))? {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((name, e)) => anyhow::bail!("cannot delete topic {name}: {e}"),
+        }
+    }
+    Ok(())
+}
+
 /// Counts failed deliveries of the generator (there should be none).
 #[derive(Default)]
 pub struct GenCtx {

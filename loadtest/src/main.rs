@@ -190,6 +190,11 @@ struct Args {
     /// alone's included).
     #[arg(long, default_value_t = 1)]
     gen_linger_ms: u32,
+    /// Keep the topics of every step when it ends (by default each step's claims, decision and
+    /// dead-letter topics are deleted with it, so that the broker carries the same partitions at the
+    /// last step as at the first).
+    #[arg(long)]
+    keep_topics: bool,
     /// Lines of the backlog each system drains (claimgate and the pass-through, `--backlog-rounds`
     /// times each, fresh topics each time): the rate a system takes a queue of claims at, with no
     /// generator and no reader running (0: no backlog phase).
@@ -306,6 +311,7 @@ fn real_main() -> Result<()> {
         broker_pids: args.broker_pid.clone(),
         system_props,
         gen_linger_ms: args.gen_linger_ms,
+        keep_topics: args.keep_topics,
     };
     let plan = run::Plan {
         systems: systems.clone(),
@@ -421,6 +427,7 @@ fn real_main() -> Result<()> {
         "fetch_wait_ms": args.fetch_wait_ms,
         "system_properties": args.system_property,
         "gen_linger_ms": args.gen_linger_ms,
+        "keep_topics": args.keep_topics,
         "status_practitioner": trickle.record.code,
     });
     let kstreams = kstreams_comparison(&systems, &outcomes, &half_rate_figures, args.practitioners);

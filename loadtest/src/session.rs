@@ -121,6 +121,8 @@ pub struct Setup {
     pub system_props: Vec<(String, String)>,
     /// The generator's `linger.ms`.
     pub gen_linger_ms: u32,
+    /// Keep each session's topics when it ends (by default they are deleted).
+    pub keep_topics: bool,
 }
 
 /// A running system under test with its generator and reader.
@@ -146,6 +148,18 @@ pub struct Session {
     /// A state directory to remove when the session ends (a one-off instance's: Kafka Streams'
     /// RocksDB files would otherwise pile up, one set per step).
     scratch_state: Option<PathBuf>,
+    /// The brokers, the run's `-X` properties and the session's own topics, deleted when it ends
+    /// unless `--keep-topics`: a sweep makes a set of topics per step, and on the three-node cluster
+    /// hundreds of idle partitions made every fetch dearer as a run went on (each fetch session walks
+    /// all its partitions), so later steps measured the pile, not the system.
+    own_topics: Option<OwnTopics>,
+}
+
+/// A session's own topics and how to reach the broker that holds them.
+struct OwnTopics {
+    brokers: String,
+    props: Vec<(String, String)>,
+    names: Vec<String>,
 }
 
 /// Runs a claimgate subcommand to completion.
@@ -470,6 +484,15 @@ impl Session {
         if let Some(c) = &child {
             let _ = std::fs::write(&pid_file, format!("{}\n", c.id()));
         }
+        // Every topic `claimgate topics create` made under the prefix (the status ones too: a session
+        // reading the shared tables leaves its own empty).
+        let own_topics = (!setup.keep_topics).then(|| {
+            let mine = Topics::with_prefix(&prefix);
+            let mut names =
+                vec![mine.claims, mine.accepted, mine.rejected, mine.dlq, mine.practitioners, mine.institutions];
+            names.extend(["practitioner-mappings", "status.dlq", "status.retro"].map(|t| format!("{prefix}{t}")));
+            OwnTopics { brokers: setup.brokers.clone(), props: setup.props.clone(), names }
+        });
         let mut s = Session {
             system,
             topics,
@@ -496,6 +519,7 @@ impl Session {
                     ]
                 })
                 .map(|[k, c]| if system.is_kafka_streams() { k } else { c }),
+            own_topics,
         };
         // Prime: a few hundred lines, all of which must come back; the group is joined and every
         // connection made before the first measured step.
@@ -659,7 +683,16 @@ impl Session {
             let _ = std::fs::remove_dir_all(d);
         }
         let _ = rdkafka::producer::Producer::flush(&*self.producer, Duration::from_secs(5));
-        self.reader.take().context("reader already stopped")?.stop()
+        let end = self.reader.take().context("reader already stopped")?.stop();
+        if let Some(own) = self.own_topics.take() {
+            let names: Vec<&str> = own.names.iter().map(String::as_str).collect();
+            if let Err(e) = crate::kafka::delete_topics(&own.brokers, &own.props, &names) {
+                eprintln!(
+                    "loadtest: the step's topics were not deleted ({e:#}); later steps share the broker with them"
+                );
+            }
+        }
+        end
     }
 
     fn stop(&mut self) {
