@@ -114,6 +114,12 @@ DEFAULTS=(
     --kstreams-heap "${KSTREAMS_HEAP:-1g}"
 )
 
+# On the three-node cluster every client lingers 20 ms (the generator and every system alike): with
+# claimgate's 1 ms, the three JVMs on the clients' two cores spent their CPU on tiny acks=all produce
+# requests and their followers' fetches, and the broker alone carried 243 of 800 lines/s
+# (BENCHMARKS.md). Given on the command line, --gen-linger-ms and a later `-S linger.ms=…` win.
+CLUSTER_DEFAULTS=(--gen-linger-ms 20 -S linger.ms=20)
+
 IFS=',' read -r -a RUNS <<<"$BROKERS_TO_RUN"
 for b in "${RUNS[@]}"; do
     rm -f "$WORK"/*.pid "$WORK"/lt*-stream.log "$WORK"/lt*-ready "$WORK"/lt*-stats.json
@@ -121,11 +127,13 @@ for b in "${RUNS[@]}"; do
         single)
             out="$(scripts/broker.sh start --port "$PORT" --dir "$WORK/broker-$PORT")"
             STARTED+=(single)
+            EXTRA_DEFAULTS=()
             BROKER_PIDS=(--broker-pid "$(tr -dc '0-9' <"$WORK/broker-$PORT/broker.pid")")
             ;;
         cluster)
             out="$(scripts/broker.sh cluster start --port "$((PORT + 2))" --dir "$WORK/cluster-$((PORT + 2))")"
             STARTED+=(cluster)
+            EXTRA_DEFAULTS=("${CLUSTER_DEFAULTS[@]}")
             # Every node's CPU counts as the broker's (one --broker-pid per node).
             BROKER_PIDS=()
             for i in 1 2 3; do
@@ -138,7 +146,7 @@ for b in "${RUNS[@]}"; do
     log "$b broker at $BOOT; results in $OUT/$b"
     target/release/claimgate-loadtest --brokers "$BOOT" --claimgate target/release/claimgate \
         --kstreams loadtest/peers/kafka-streams/run.sh --out "$OUT/$b" --work "$WORK" \
-        --budget 86400 "${BROKER_PIDS[@]}" "${DEFAULTS[@]}" "$@" &
+        --budget 86400 "${BROKER_PIDS[@]}" "${DEFAULTS[@]}" "${EXTRA_DEFAULTS[@]}" "$@" &
     LT_PID=$!
     wait "$LT_PID"
     LT_PID=""
