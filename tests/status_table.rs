@@ -308,11 +308,12 @@ fn an_invalid_status_record_keeps_the_last_valid_version_goes_to_the_status_dead
     assert_eq!(s.terminate(Duration::from_secs(40)), Some(0));
 }
 
-#[test]
-fn a_restart_loads_the_checkpoint_reads_only_the_tail_and_refuses_a_bad_checkpoint() {
-    let env = Env::new("checkpoint");
+/// Publishes `codes` practitioners, runs an instance of group `g` with `checkpoint.dir` set until it is
+/// ready, and stops it cleanly, which writes its checkpoint. Returns the checkpoint directory and the
+/// config file that sets it.
+fn checkpointed(env: &Env, codes: usize) -> (std::path::PathBuf, String) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(env.path("p.jsonl")).unwrap());
-    for i in 0..2_000 {
+    for i in 0..codes {
         writeln!(f, "{}", person(i, false)).unwrap();
     }
     drop(f);
@@ -325,6 +326,13 @@ fn a_restart_loads_the_checkpoint_reads_only_the_tail_and_refuses_a_bad_checkpoi
     first.wait_ready(READY);
     assert_eq!(first.terminate(Duration::from_secs(40)), Some(0));
     assert!(!util::events(&first.log_text(), "checkpoint_written").is_empty(), "{}", first.log_text());
+    (dir, cfg)
+}
+
+#[test]
+fn a_restart_loads_the_checkpoint_reads_only_the_tail_and_refuses_a_bad_checkpoint() {
+    let env = Env::new("checkpoint");
+    let (dir, cfg) = checkpointed(&env, 2_000);
 
     // While it is down, the tail: one person suspended.
     std::fs::write(env.path("tail.jsonl"), person(7, true) + "\n").unwrap();
@@ -392,20 +400,7 @@ fn a_restart_loads_the_checkpoint_reads_only_the_tail_and_refuses_a_bad_checkpoi
 #[test]
 fn a_restart_reads_its_checkpoint_before_the_cluster_answers() {
     let mut env = Env::new("checkpoint-early");
-    let mut f = std::io::BufWriter::new(std::fs::File::create(env.path("p.jsonl")).unwrap());
-    for i in 0..500 {
-        writeln!(f, "{}", person(i, false)).unwrap();
-    }
-    drop(f);
-    env.publish_tables(&env.path("p.jsonl"), None);
-    let dir = env.path("state");
-    let cfg = env.path("ckpt.toml");
-    std::fs::write(&cfg, format!("[checkpoint]\ndir = \"{}\"\nevery_s = 1\n", dir.display())).unwrap();
-    let cfg = cfg.display().to_string();
-    let mut first = env.stream("g", &["--config", &cfg]);
-    first.wait_ready(READY);
-    assert_eq!(first.terminate(Duration::from_secs(40)), Some(0));
-    assert!(!util::events(&first.log_text(), "checkpoint_written").is_empty(), "{}", first.log_text());
+    let (_, cfg) = checkpointed(&env, 500);
 
     let broker = std::mem::replace(&mut env.broker, format!("127.0.0.1:{}", util::free_port()));
     let mut second = env.stream("g", &["--config", &cfg]);
