@@ -102,14 +102,20 @@ pub fn plain_client(brokers: &str, extra: &[(String, String)]) -> ClientConfig {
     client(brokers, &[], extra)
 }
 
-/// Deletes topics, waiting up to 30 s for the controller's answer. Topics already gone count as deleted.
-pub fn delete_topics(brokers: &str, extra: &[(String, String)], topics: &[&str]) -> Result<()> {
+/// Deletes every topic whose name starts with `prefix`, as the broker lists them, waiting up to 30 s for
+/// the controller's answer. Topics already gone count as deleted.
+pub fn delete_topics_under(brokers: &str, extra: &[(String, String)], prefix: &str) -> Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions};
     use rdkafka::client::DefaultClientContext;
     let admin: AdminClient<DefaultClientContext> = plain_client(brokers, extra).create()?;
+    let listed = admin.inner().fetch_metadata(None, Duration::from_secs(10))?;
+    let names: Vec<&str> = listed.topics().iter().map(|t| t.name()).filter(|n| n.starts_with(prefix)).collect();
+    if names.is_empty() {
+        return Ok(());
+    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for r in rt.block_on(admin.delete_topics(topics, &opts))? {
+    for r in rt.block_on(admin.delete_topics(&names, &opts))? {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
             Err((name, e)) => anyhow::bail!("cannot delete topic {name}: {e}"),

@@ -148,18 +148,19 @@ pub struct Session {
     /// A state directory to remove when the session ends (a one-off instance's: Kafka Streams'
     /// RocksDB files would otherwise pile up, one set per step).
     scratch_state: Option<PathBuf>,
-    /// The brokers, the run's `-X` properties and the session's own topics, deleted when it ends
-    /// unless `--keep-topics`: a sweep makes a set of topics per step, and on the three-node cluster
-    /// hundreds of idle partitions made every fetch dearer as a run went on (each fetch session walks
-    /// all its partitions), so later steps measured the pile, not the system.
+    /// The brokers, the run's `-X` properties and the session's topic prefix: every topic under it is
+    /// deleted when the session ends, unless `--keep-topics`. A sweep makes a set of topics per step,
+    /// and on the three-node cluster hundreds of idle partitions made every fetch dearer as a run went
+    /// on (each fetch session walks all its partitions), so later steps measured the pile, not the
+    /// system.
     own_topics: Option<OwnTopics>,
 }
 
-/// A session's own topics and how to reach the broker that holds them.
+/// A session's topic prefix and how to reach the broker that holds its topics.
 struct OwnTopics {
     brokers: String,
     props: Vec<(String, String)>,
-    names: Vec<String>,
+    prefix: String,
 }
 
 /// Runs a claimgate subcommand to completion.
@@ -484,14 +485,12 @@ impl Session {
         if let Some(c) = &child {
             let _ = std::fs::write(&pid_file, format!("{}\n", c.id()));
         }
-        // Every topic `claimgate topics create` made under the prefix (the status ones too: a session
+        // Every topic `claimgate topics create` made under the prefix, the status ones too (a session
         // reading the shared tables leaves its own empty).
-        let own_topics = (!setup.keep_topics).then(|| {
-            let mine = Topics::with_prefix(&prefix);
-            let mut names =
-                vec![mine.claims, mine.accepted, mine.rejected, mine.dlq, mine.practitioners, mine.institutions];
-            names.extend(["practitioner-mappings", "status.dlq", "status.retro"].map(|t| format!("{prefix}{t}")));
-            OwnTopics { brokers: setup.brokers.clone(), props: setup.props.clone(), names }
+        let own_topics = (!setup.keep_topics).then(|| OwnTopics {
+            brokers: setup.brokers.clone(),
+            props: setup.props.clone(),
+            prefix: prefix.clone(),
         });
         let mut s = Session {
             system,
@@ -684,13 +683,10 @@ impl Session {
         }
         let _ = rdkafka::producer::Producer::flush(&*self.producer, Duration::from_secs(5));
         let end = self.reader.take().context("reader already stopped")?.stop();
-        if let Some(own) = self.own_topics.take() {
-            let names: Vec<&str> = own.names.iter().map(String::as_str).collect();
-            if let Err(e) = crate::kafka::delete_topics(&own.brokers, &own.props, &names) {
-                eprintln!(
-                    "loadtest: the step's topics were not deleted ({e:#}); later steps share the broker with them"
-                );
-            }
+        if let Some(own) = self.own_topics.take()
+            && let Err(e) = crate::kafka::delete_topics_under(&own.brokers, &own.props, &own.prefix)
+        {
+            eprintln!("loadtest: the step's topics were not deleted ({e:#}); later steps share the broker with them");
         }
         end
     }
