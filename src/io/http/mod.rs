@@ -76,6 +76,8 @@ async fn metrics(State(s): State<HttpState>) -> Response {
     // The table's age as of this scrape: the follower also sets it, but only between its broker calls,
     // which block while the broker does not answer, and never if it stopped.
     s.table_state.observe_staleness(s.stale_after_s);
+    // Likewise the oldest output's wait, which `/healthz` reads live.
+    s.pipeline.observe_unacked();
     s.prometheus.run_upkeep();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.prometheus.render()).into_response()
 }

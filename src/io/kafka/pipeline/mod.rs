@@ -174,6 +174,15 @@ impl PipelineState {
         }
     }
 
+    /// Sets `claimgate_oldest_unacked_seconds` to the age as of now, and returns it. `/metrics` calls it
+    /// at every scrape: the pipeline sets the gauge only between its polls, so read alone the gauge lags
+    /// the live age `/healthz` judges by (a scrape could show 2.9 s while `/healthz` failed past 3 s).
+    pub fn observe_unacked(&self) -> f64 {
+        let age = self.oldest_unacked_secs();
+        ::metrics::gauge!(crate::io::metrics::OLDEST_UNACKED).set(age);
+        age
+    }
+
     /// Seconds the oldest unacknowledged output has waited for the broker; 0 when none waits.
     pub fn oldest_unacked_secs(&self) -> f64 {
         match self.oldest_unacked_ms.load(Ordering::Relaxed) {
@@ -280,5 +289,39 @@ fn wait_for_topics(
             );
         }
         std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The gauge a scrape renders is the oldest output's wait as of the scrape, not as of the
+    /// pipeline's last poll: the two must agree with `/healthz` (kafka_edge's unacked test saw `/healthz`
+    /// fail past 3 s while the gauge still read under 3).
+    #[test]
+    fn a_scrape_reads_the_oldest_outputs_wait_as_of_now() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let gauge = |text: &str| -> f64 {
+            let line = text.lines().find(|l| l.starts_with(crate::io::metrics::OLDEST_UNACKED)).expect(text);
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        metrics::with_local_recorder(&recorder, || {
+            let state = PipelineState::new(Duration::from_secs(3), Duration::from_secs(60));
+            state.set_oldest_unacked(Some(Instant::now() - Duration::from_millis(2_900)));
+            let set = gauge(&handle.render());
+            assert!((2.85..3.0).contains(&set), "{set}");
+            std::thread::sleep(Duration::from_millis(300));
+            assert_eq!(gauge(&handle.render()), set, "nothing but the pipeline and a scrape sets it");
+            let age = state.observe_unacked();
+            assert!(age >= 3.15, "{age}");
+            assert_eq!(gauge(&handle.render()), age);
+            assert!(state.oldest_unacked_secs() >= age);
+            // None waiting: 0.
+            state.set_oldest_unacked(None);
+            assert_eq!(state.observe_unacked(), 0.0);
+            assert_eq!(gauge(&handle.render()), 0.0);
+        });
     }
 }
