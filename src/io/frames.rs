@@ -53,31 +53,43 @@ impl FrameCompressor {
         Ok(FrameCompressor(zstd::bulk::Compressor::new(LEVEL)?))
     }
 
-    /// Appends the frame of `data` to `out`.
+    /// Replaces the contents of `out` (capacity kept) with the frame of `data`.
     pub fn compress(&mut self, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        out.clear();
         out.reserve(zstd::zstd_safe::compress_bound(data.len()));
         self.0.compress_to_buffer(data, out)?;
         Ok(())
     }
 }
 
-/// Decompresses a frame whose header gives its content size (as [`FrameCompressor`]'s do), else
-/// by streaming.
-pub fn decompress(frame: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
-    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("zstd frame: {what}"));
-    match zstd::zstd_safe::get_frame_content_size(frame) {
-        Ok(Some(n)) if n <= MAX_FRAME_CONTENT => {
-            out.reserve(n as usize);
-            let mut d = zstd::bulk::Decompressor::new()?;
-            d.decompress_to_buffer(frame, out)?;
-            Ok(())
+/// Decompresses frames, reusing one decompression context (its tables are some hundred kilobytes:
+/// made afresh per frame, they were memory the kernel had to map and zero for every block).
+pub struct FrameDecompressor(zstd::bulk::Decompressor<'static>);
+
+impl FrameDecompressor {
+    /// A decompressor.
+    pub fn new() -> io::Result<Self> {
+        Ok(FrameDecompressor(zstd::bulk::Decompressor::new()?))
+    }
+
+    /// Replaces the contents of `out` (capacity kept) with the content of `frame`: one whose header
+    /// gives its content size (as [`FrameCompressor`]'s do) in one call, another by streaming.
+    pub fn decompress(&mut self, frame: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("zstd frame: {what}"));
+        out.clear();
+        match zstd::zstd_safe::get_frame_content_size(frame) {
+            Ok(Some(n)) if n <= MAX_FRAME_CONTENT => {
+                out.reserve(n as usize);
+                self.0.decompress_to_buffer(frame, out)?;
+                Ok(())
+            }
+            Ok(Some(_)) => Err(bad("content size beyond any block")),
+            Ok(None) => {
+                zstd::stream::read::Decoder::new(frame)?.read_to_end(out)?;
+                Ok(())
+            }
+            Err(_) => Err(bad("not a frame")),
         }
-        Ok(Some(_)) => Err(bad("content size beyond any block")),
-        Ok(None) => {
-            zstd::stream::read::Decoder::new(frame)?.read_to_end(out)?;
-            Ok(())
-        }
-        Err(_) => Err(bad("not a frame")),
     }
 }
 
@@ -229,7 +241,8 @@ mod tests {
         let mut w = FrameWriter::new(Vec::new()).unwrap();
         w.write_all(text.as_bytes()).unwrap();
         let mut c = FrameCompressor::new().unwrap();
-        let mut extra = Vec::new();
+        // A reused buffer: its old contents are replaced, not prefixed to the frame.
+        let mut extra = vec![0xAA; 4096];
         c.compress(b"{\"line\":\"last\"}\n", &mut extra).unwrap();
         w.write_frame(&extra).unwrap();
         let file = w.finish().unwrap();
@@ -237,12 +250,14 @@ mod tests {
         let expected = format!("{text}{{\"line\":\"last\"}}\n");
         // Any zstd decoder reads the concatenation.
         assert_eq!(zstd::decode_all(&file[..]).unwrap(), expected.as_bytes());
-        // Frame by frame, each frame holds whole lines.
+        // Frame by frame, each frame holds whole lines; one context and one buffer serve every
+        // frame, the buffer's last contents replaced each time.
         let mut all = Vec::new();
         let mut frames = 0;
+        let mut d = FrameDecompressor::new().unwrap();
+        let mut plain = b"left over from before".to_vec();
         for f in FrameReader::new(&file[..]) {
-            let mut plain = Vec::new();
-            decompress(&f.unwrap(), &mut plain).unwrap();
+            d.decompress(&f.unwrap(), &mut plain).unwrap();
             assert!(plain.ends_with(b"\n"));
             all.extend_from_slice(&plain);
             frames += 1;
@@ -260,9 +275,10 @@ mod tests {
         let file = w.finish().unwrap();
         let frames: Vec<Vec<u8>> = FrameReader::new(&file[..]).map(|f| f.unwrap()).collect();
         assert_eq!(frames.len(), 2);
+        let mut d = FrameDecompressor::new().unwrap();
         for f in frames {
             let mut plain = Vec::new();
-            decompress(&f, &mut plain).unwrap();
+            d.decompress(&f, &mut plain).unwrap();
             assert!(plain.starts_with(b"{") && plain.ends_with(b"\n"));
         }
     }

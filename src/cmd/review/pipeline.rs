@@ -24,7 +24,7 @@ use super::retro::Selector;
 use crate::io::claim_index::Builder;
 use crate::io::clock;
 use crate::io::files::{self, Block, MessageAt, Output};
-use crate::io::frames::FrameCompressor;
+use crate::io::frames::{FrameCompressor, FrameDecompressor};
 use claimgate::batch::{Decided, process_each};
 use claimgate::record::{Claim, DeadLetter, Malformed, Stamp};
 use claimgate::routing::Rules;
@@ -32,6 +32,45 @@ use claimgate::table::View;
 
 /// Blocks of about this many bytes of claim lines go to a worker at a time.
 pub const BLOCK: usize = 1 << 20;
+
+/// Block buffers going round: a worker takes one for a block's text and one for its decisions, the
+/// writer gives the decisions back once written, the worker the text once decided. Each buffer is a
+/// mebibyte or two, beyond what `malloc` keeps for reuse: allocated afresh per block, every one was
+/// memory the kernel had to map, zero (2 MiB huge pages) and unmap again: 27% of a review's CPU in a
+/// profile (`perf record`, 10 M lines on 2 workers, BENCHMARKS.md), now a few dozen buffers per run.
+/// Holds at most `limit` buffers: blocks the reader allocated (plain text) are given too, and beyond
+/// the limit they are freed.
+struct Buffers {
+    tx: Sender<Vec<u8>>,
+    rx: Receiver<Vec<u8>>,
+    limit: usize,
+}
+
+impl Buffers {
+    fn new(limit: usize) -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Buffers { tx, rx, limit }
+    }
+
+    /// An empty buffer of at least `capacity` bytes, a given one if there is one.
+    fn take(&self, capacity: usize) -> Vec<u8> {
+        match self.rx.try_recv() {
+            Ok(mut v) => {
+                v.clear();
+                v.reserve(capacity);
+                v
+            }
+            Err(_) => Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Gives a buffer back for another block.
+    fn give(&self, v: Vec<u8>) {
+        if v.capacity() > 0 && self.rx.len() < self.limit {
+            let _ = self.tx.send(v);
+        }
+    }
+}
 
 struct Job {
     seq: u64,
@@ -103,19 +142,30 @@ pub struct Outcome {
     pub index: Option<Builder>,
 }
 
-fn work(
-    job: Job,
-    shared: &Shared,
-    stats: &mut Stats,
-    compressor: &mut Option<FrameCompressor>,
-    index: &mut Option<Builder>,
-    join: &mut JoinBuffer,
-) -> io::Result<Done> {
+/// What a worker keeps from block to block.
+struct Worker {
+    stats: Stats,
+    index: Option<Builder>,
+    join: JoinBuffer,
+    /// Compresses decisions into frames, when the output takes them.
+    compressor: Option<FrameCompressor>,
+    /// Decompresses input frames.
+    decompressor: Option<FrameDecompressor>,
+    /// A block's decisions before compression, when the output takes frames.
+    plain: Vec<u8>,
+}
+
+fn work(job: Job, shared: &Shared, w: &mut Worker, buffers: &Buffers) -> io::Result<Done> {
+    let Worker { stats, index, join, compressor, decompressor, plain } = w;
     let (text, messages) = match job.block {
         Block::Plain(v) => (v, None),
         Block::Zstd(frame) => {
-            let mut out = Vec::with_capacity(BLOCK + BLOCK / 2);
-            crate::io::frames::decompress(&frame, &mut out)?;
+            let d = match decompressor {
+                Some(d) => d,
+                None => decompressor.insert(FrameDecompressor::new()?),
+            };
+            let mut out = buffers.take(BLOCK + BLOCK / 2);
+            d.decompress(&frame, &mut out)?;
             (out, None)
         }
         Block::Messages(m) => (m.data, Some(m.messages)),
@@ -123,8 +173,16 @@ fn work(
     let decided_at = clock::now_text();
     let (view, rules) = (&*shared.view, &*shared.rules);
     let stamp = Stamp { table_epoch: view.epoch(), decided_at: &decided_at };
-    // Decisions run about 1.3 times the size of the claim lines: reserve once.
-    let mut decisions = Vec::with_capacity(text.len() * 3 / 2);
+    // Decisions run about 1.3 times the size of the claim lines: reserve once. Compressed, they go to
+    // the writer in a buffer of their own.
+    let mut decisions = match compressor {
+        Some(_) => {
+            plain.clear();
+            plain.reserve(text.len() * 3 / 2);
+            std::mem::take(plain)
+        }
+        None => buffers.take(text.len() * 3 / 2),
+    };
     let mut dead = Vec::new();
     let base = text.as_ptr() as usize;
     let previous = shared.previous.as_deref();
@@ -221,11 +279,16 @@ fn work(
         }
     };
     if let Some(c) = compressor {
-        let mut frame = Vec::new();
+        let mut frame = buffers.take(decisions.len() / 8);
         c.compress(&decisions, &mut frame)?;
-        decisions = frame;
+        *plain = std::mem::replace(&mut decisions, frame);
     }
-    let (text, messages) = if dead.is_empty() { (Vec::new(), None) } else { (text, messages) };
+    let (text, messages) = if dead.is_empty() {
+        buffers.give(text);
+        (Vec::new(), None)
+    } else {
+        (text, messages)
+    };
     Ok(Done { seq: job.seq, file: job.file, lines, decisions, text, dead, messages, decided_at })
 }
 
@@ -235,6 +298,8 @@ pub fn run(inputs: Vec<files::BlockInput>, threads: usize, shared: Shared, sinks
     let shared = Arc::new(shared);
     let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(threads * 2);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<Result<Done, (usize, io::Error)>>(threads * 2);
+    // Two buffers a block, for the blocks queued, decided and waiting to be written in order.
+    let buffers = Arc::new(Buffers::new(threads * 8 + 8));
 
     let reader = {
         let done_tx = done_tx.clone();
@@ -242,14 +307,15 @@ pub fn run(inputs: Vec<files::BlockInput>, threads: usize, shared: Shared, sinks
     };
     let workers: Vec<_> = (0..threads)
         .map(|_| {
-            let (rx, tx, shared) = (job_rx.clone(), done_tx.clone(), Arc::clone(&shared));
-            std::thread::spawn(move || worker(&rx, &tx, &shared))
+            let (rx, tx, shared, buffers) =
+                (job_rx.clone(), done_tx.clone(), Arc::clone(&shared), Arc::clone(&buffers));
+            std::thread::spawn(move || worker(&rx, &tx, &shared, &buffers))
         })
         .collect();
     drop(done_tx);
     drop(job_rx);
 
-    let written = write(&done_rx, &names, sinks);
+    let written = write(&done_rx, &names, sinks, &buffers);
     drop(done_rx);
     let _ = reader.join();
     let mut stats = Stats::default();
@@ -303,18 +369,23 @@ fn worker(
     jobs: &Receiver<Job>,
     done: &Sender<Result<Done, (usize, io::Error)>>,
     shared: &Shared,
+    buffers: &Buffers,
 ) -> (Stats, Option<Builder>, Option<io::Error>) {
-    let mut stats = Stats::default();
-    let mut index = shared.index.then(Builder::default);
-    let mut join = JoinBuffer::default();
+    let mut w = Worker {
+        stats: Stats::default(),
+        index: shared.index.then(Builder::default),
+        join: JoinBuffer::default(),
+        compressor: None,
+        decompressor: None,
+        plain: Vec::new(),
+    };
     let mut join_error = None;
-    let mut compressor = None;
     if shared.frames {
         match FrameCompressor::new() {
-            Ok(c) => compressor = Some(c),
+            Ok(c) => w.compressor = Some(c),
             Err(e) => {
                 let _ = done.send(Err((0, e)));
-                return (stats, index, None);
+                return (w.stats, w.index, None);
             }
         }
     }
@@ -328,14 +399,14 @@ fn worker(
     };
     for job in jobs {
         let file = job.file;
-        let result = work(job, shared, &mut stats, &mut compressor, &mut index, &mut join).map_err(|e| (file, e));
-        keep(&mut join, 1 << 20);
+        let result = work(job, shared, &mut w, buffers).map_err(|e| (file, e));
+        keep(&mut w.join, 1 << 20);
         if done.send(result).is_err() {
             break;
         }
     }
-    keep(&mut join, 0);
-    (stats, index, join_error)
+    keep(&mut w.join, 0);
+    (w.stats, w.index, join_error)
 }
 
 /// The writer: blocks back in input order, decisions and dead letters out.
@@ -343,6 +414,7 @@ fn write(
     done: &Receiver<Result<Done, (usize, io::Error)>>,
     names: &[String],
     mut sinks: Sinks<'_>,
+    buffers: &Buffers,
 ) -> Result<Option<Output>> {
     let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
     let mut next = 0u64;
@@ -389,6 +461,8 @@ fn write(
             }
             first_line[block.file] += block.lines;
             next += 1;
+            buffers.give(block.decisions);
+            buffers.give(block.text);
             (sinks.progress)();
         }
     }
