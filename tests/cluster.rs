@@ -796,6 +796,11 @@ fn every_connection_between_two_nodes_goes_through_a_proxy() {
         }
     }
     assert!(c.wait_healthy(&[], HEAL), "{}", c.describe(&[]));
+    // The test's view of the cluster can tell which node gave each metadata answer (the broker's id,
+    // or a bootstrap connection's port), so that an isolated node's stale answer is never taken.
+    for (asked, answered, _) in c.leader_views("__consumer_offsets", 0) {
+        assert!(answered.is_some(), "node {asked}'s metadata answer names no node it came from");
+    }
 }
 
 /// The partition of `__consumer_offsets` (or `__transaction_state`) that holds `key` — a group id or a
@@ -1078,7 +1083,7 @@ fn a_leader_cut_off_from_its_peers_is_replaced_and_nothing_is_lost() {
                 })
                 .collect();
             format!(
-                "views (node, leader it names) {:?}; quorum leader {:?}; connections around the proxies {:?}; the nodes' logs: {kept:?}",
+                "views (node asked, node that answered, leader it names) {:?}; quorum leader {:?}; connections around the proxies {:?}; the nodes' logs: {kept:?}",
                 sc.c.leader_views(&claims, partition),
                 sc.c.quorum_leader(),
                 sc.c.unrouted_connections()

@@ -414,23 +414,39 @@ impl Cluster {
     /// The metadata of `topic` (all topics if `None`) as a node that is up, not frozen and not cut off
     /// from its peers answers it — an isolated node's own view is stale (it still names itself the
     /// leader of what it led, while the others have fenced it and elected new leaders). librdkafka asks
-    /// whichever broker it likes, so the answer is taken only from a healthy one (the response names the
-    /// broker that gave it), asking again a few times; failing that, any node's answer.
+    /// whichever broker it likes, so the answer is taken only from a healthy one ([`Cluster::answered_by`]),
+    /// asking again a few times; `None` if no healthy node answered.
     fn topic_metadata(&self, topic: Option<&str>) -> Option<rdkafka::metadata::Metadata> {
         let healthy = |n: Node| (1..=3).contains(&n) && !self.frozen[n as usize - 1] && self.isolated != Some(n);
+        let from_healthy = |md: &rdkafka::metadata::Metadata| self.answered_by(md).is_some_and(healthy);
         for _ in 0..6 {
             for n in 1..=3 {
                 if !healthy(n) || !self.running(n) {
                     continue;
                 }
                 if let Ok(md) = self.node_metadata[n as usize - 1].fetch_metadata(topic, Duration::from_secs(5))
-                    && healthy(md.orig_broker_id())
+                    && from_healthy(&md)
                 {
                     return Some(md);
                 }
             }
         }
-        self.metadata.fetch_metadata(topic, Duration::from_secs(5)).ok()
+        // The clients' way in (through their proxies), still only a healthy node's answer: taking any
+        // node's here once let the isolated node's stale view (itself still the leader) stand for the
+        // cluster's, and a failover the cluster had made went unseen for the whole wait (CI, 2026-12-07).
+        self.metadata.fetch_metadata(topic, Duration::from_secs(5)).ok().filter(from_healthy)
+    }
+
+    /// The node that gave a metadata answer: the broker id it names, or, for an answer over a bootstrap
+    /// connection (librdkafka names those `host:port/bootstrap`, id -1), the node whose own listener or
+    /// client proxy that port is. `None` when it cannot be told.
+    pub fn answered_by(&self, md: &rdkafka::metadata::Metadata) -> Option<Node> {
+        let id = md.orig_broker_id();
+        if (1..=3).contains(&id) {
+            return Some(id);
+        }
+        let port: u16 = md.orig_broker_name().split('/').next()?.rsplit(':').next()?.parse().ok()?;
+        (1..=3).find(|&n| port == self.base + (n as u16 - 1) || self.clients[n as usize - 1].port == port)
     }
 
     /// The leader of a partition as the cluster's metadata says now (`None`: no leader, or the metadata
@@ -439,14 +455,15 @@ impl Cluster {
         leader_in(&self.topic_metadata(Some(topic))?, topic, partition)
     }
 
-    /// The leader of `topic`/`partition` as each running node's own metadata names it, for failure
-    /// messages: the nodes' views can differ for a moment after a failover.
-    pub fn leader_views(&self, topic: &str, partition: i32) -> Vec<(Node, Option<Node>)> {
+    /// The leader of `topic`/`partition` as each running node's metadata client hears it, for failure
+    /// messages: (the node asked, the node that answered, the leader it names). The nodes' views can
+    /// differ for a moment after a failover, and librdkafka may take the answer from another node.
+    pub fn leader_views(&self, topic: &str, partition: i32) -> Vec<(Node, Option<Node>, Option<Node>)> {
         (1..=3)
             .filter(|&n| self.running(n))
-            .map(|n| {
-                let md = self.node_metadata[n as usize - 1].fetch_metadata(Some(topic), Duration::from_secs(5));
-                (n, md.ok().and_then(|md| leader_in(&md, topic, partition)))
+            .map(|n| match self.node_metadata[n as usize - 1].fetch_metadata(Some(topic), Duration::from_secs(5)) {
+                Ok(md) => (n, self.answered_by(&md), leader_in(&md, topic, partition)),
+                Err(_) => (n, None, None),
             })
             .collect()
     }
