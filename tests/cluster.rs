@@ -796,8 +796,8 @@ fn every_connection_between_two_nodes_goes_through_a_proxy() {
         }
     }
     assert!(c.wait_healthy(&[], HEAL), "{}", c.describe(&[]));
-    // The test's view of the cluster can tell which node gave each metadata answer (the broker's id,
-    // or a bootstrap connection's port), so that an isolated node's stale answer is never taken.
+    // The test's view of the cluster can tell which node gave each metadata answer, so that an
+    // isolated node's stale answer is never taken.
     for (asked, answered, _) in c.leader_views("__consumer_offsets", 0) {
         assert!(answered.is_some(), "node {asked}'s metadata answer names no node it came from");
     }

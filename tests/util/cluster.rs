@@ -440,16 +440,11 @@ impl Cluster {
         self.metadata.fetch_metadata(topic, Duration::from_secs(5)).ok().filter(from_healthy)
     }
 
-    /// The node that gave a metadata answer: the broker id it names, or, for an answer over a bootstrap
-    /// connection (librdkafka names those `host:port/bootstrap`, id -1), the node whose own listener or
-    /// client proxy that port is. `None` when it cannot be told.
+    /// The node that gave a metadata answer, as the answer names it; `None` when it names no node of
+    /// the cluster (librdkafka named the answering broker's id from the first answer in a probe on one
+    /// broker, 2026-12-07).
     pub fn answered_by(&self, md: &rdkafka::metadata::Metadata) -> Option<Node> {
-        let id = md.orig_broker_id();
-        if (1..=3).contains(&id) {
-            return Some(id);
-        }
-        let port: u16 = md.orig_broker_name().split('/').next()?.rsplit(':').next()?.parse().ok()?;
-        (1..=3).find(|&n| port == self.base + (n as u16 - 1) || self.clients[n as usize - 1].port == port)
+        Some(md.orig_broker_id()).filter(|id| (1..=3).contains(id))
     }
 
     /// The leader of a partition as the cluster's metadata says now (`None`: no leader, or the metadata
