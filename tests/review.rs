@@ -124,6 +124,15 @@ fn inline_decisions_past_their_memory_are_joined_through_files_to_the_same_repor
     let e = run("bad.md", &["--previous-memory", "1", "--spill-dir", bad.to_str().unwrap(), "--quiet"])
         .expect_err("a review with an unusable --spill-dir succeeded");
     assert!(e.contains("--spill-dir") && e.contains("no-such-dir"), "{e}");
+    // The inline decisions are read while the tables load: a run whose tables fail meanwhile still
+    // removes the partition files the reading made (they hold personal data).
+    let e = run(
+        "failed.md",
+        &["--previous-memory", "1", "--spill-dir", spill.to_str().unwrap(), "--mappings", "no-such.jsonl"],
+    )
+    .expect_err("a review with an unreadable --mappings succeeded");
+    assert!(e.contains("no-such.jsonl"), "{e}");
+    assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 0, "partition files left after a failed run");
 }
 
 #[test]

@@ -28,7 +28,9 @@ use arc_swap::ArcSwapOption;
 pub use base::{BaseTable, MAX_SHARD_BITS, STREAM_SHARD_BITS};
 pub use institution::{InstitutionStatus, InstitutionTable, institution_status};
 pub use mapping::MappingTable;
-pub use practitioner::{Entry, MAX_ENTRIES, PractitionerRef, PractitionerTable, TableError, Upsert};
+pub use practitioner::{
+    Entry, MAX_ENTRIES, PractitionerRef, PractitionerTable, TableError, Upsert, hint_huge_pages, prefetch,
+};
 
 use crate::record::{
     BjTime, InstitutionCode, InstitutionRecord, MappingRecord, PractitionerCode, PractitionerKey, PractitionerRecord,

@@ -717,7 +717,7 @@ impl PractitionerTable {
 /// A hint to the CPU to bring `x`'s cache line in (to every cache level); never faults, changes
 /// nothing. On targets without a stable prefetch instruction it does nothing.
 #[inline(always)]
-fn prefetch<T>(x: &T) {
+pub fn prefetch<T>(x: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is only a hint; it reads nothing architecturally and cannot fault. The pointer
     // comes from a live reference anyway.
@@ -738,7 +738,7 @@ fn prefetch<T>(x: &T) {
 /// split it in two or three, and a mapping in pieces cannot be grown by `mremap`: the allocator would
 /// then grow the array by copying it — a second copy of half a gigabyte of records, measured as a
 /// 480 MB spike when a restart from a checkpoint appended its first record.
-pub(crate) fn hint_huge_pages<T>(v: &Vec<T>) {
+pub fn hint_huge_pages<T>(v: &Vec<T>) {
     #[cfg(target_os = "linux")]
     {
         const HUGE: usize = 2 << 20;

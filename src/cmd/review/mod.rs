@@ -298,6 +298,28 @@ fn default_dead_letters(out: Option<&Path>) -> PathBuf {
     }
 }
 
+/// The inline decisions' file being read on a thread of its own. Dropped unjoined (the run failed
+/// before it needed them), it waits for the reading to end, so that a spilled join's partition
+/// files — personal data — are removed before the process exits.
+struct Reading(Option<std::thread::JoinHandle<Result<previous::Previous>>>);
+
+impl Reading {
+    fn join(&mut self) -> Result<previous::Previous> {
+        match self.0.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(read)) => read,
+            _ => anyhow::bail!("the reading of --previous failed unexpectedly"),
+        }
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 /// Runs the review.
 pub fn run(args: ReviewArgs) -> Result<()> {
     let started = Instant::now();
@@ -306,6 +328,13 @@ pub fn run(args: ReviewArgs) -> Result<()> {
     let rules = Arc::new(load_rules(&args.profile, args.routing.as_deref())?);
     let kafka = args.kafka.config()?;
     let window = args.kafka.window()?;
+    let budget = previous::Budget { bytes: args.previous_memory.saturating_mul(1 << 20), dir: args.spill_dir.clone() };
+    // The inline decisions' file is read while the tables load: a snapshot's load is one thread
+    // waiting on the kernel, the decisions' reading parallel work (issue 15: `--previous` close to nothing).
+    let mut previous_file = args.previous.clone().map(|path| {
+        let budget = budget.clone();
+        Reading(Some(std::thread::spawn(move || previous::Previous::load(&path, &budget))))
+    });
     let loaded = match (&kafka, args.kafka.tables_from_topics) {
         (Some(k), true) => {
             let loaded =
@@ -324,7 +353,6 @@ pub fn run(args: ReviewArgs) -> Result<()> {
     let view = Arc::new(loaded.view);
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
 
-    let budget = previous::Budget { bytes: args.previous_memory.saturating_mul(1 << 20), dir: args.spill_dir.clone() };
     // Open every input first: an unreadable file fails the run before any output is written.
     let src = match (&kafka, &args.kafka.claims_topic) {
         (Some(k), Some(topic)) if args.kafka.retro => sources::retro(k, &args.kafka, topic, &budget)?,
@@ -334,7 +362,7 @@ pub fn run(args: ReviewArgs) -> Result<()> {
             };
             sources::topic_window(k, &args.kafka, topic, w, &budget)?
         }
-        _ => sources::files(&args.claims, args.previous.as_deref(), &budget)?,
+        _ => sources::files(&args.claims)?,
     };
     let sources::Sources { inputs, described, mut warnings, previous, selector, retro, cover } = src;
     if let Some(r) = &retro {
@@ -344,10 +372,12 @@ pub fn run(args: ReviewArgs) -> Result<()> {
                 .map(|u| format!("a record of the retro topic is not a late status change, skipped: {u}")),
         );
     }
-    // `--previous FILE` with `--claims-topic --from --until` (the decisions from a file, the lines from a topic).
-    let previous = match previous {
-        Some(p) => Some(p),
-        None => args.previous.as_deref().map(|p| previous::Previous::load(p, &budget)).transpose()?,
+    // `--previous FILE`, with `--claims` or with `--claims-topic --from --until` (the decisions from a
+    // file, the lines from a topic).
+    let previous = match (previous, previous_file.as_mut()) {
+        (Some(p), _) => Some(p),
+        (None, Some(reading)) => Some(reading.join()?),
+        (None, None) => None,
     };
     if let Some((p, dir)) = previous.as_ref().and_then(|p| Some((p, p.spill_dir()?)))
         && !args.quiet

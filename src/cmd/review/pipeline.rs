@@ -232,7 +232,9 @@ fn work(job: Job, shared: &Shared, w: &mut Worker, buffers: &Buffers) -> io::Res
             out.push(b'\n');
             stats.decided(&d.claim, &d.outcome);
             if let Some(prev) = previous {
-                prev.compare(&d.claim, &d.outcome, (job.seq, line), causes.get(&line).copied(), stats, join);
+                let start = bytes.as_ptr() as usize - base;
+                let at = start..start + bytes.len();
+                prev.compare(&d.claim, &d.outcome, (job.seq, line), causes.get(&line).copied(), at, join);
             }
         }
         Err(m) => {
@@ -278,6 +280,9 @@ fn work(job: Job, shared: &Shared, w: &mut Worker, buffers: &Buffers) -> io::Res
             msgs.len() as u64
         }
     };
+    if let Some(prev) = previous {
+        prev.settle(join, &text, stats)?;
+    }
     if let Some(c) = compressor {
         let mut frame = buffers.take(decisions.len() / 8);
         c.compress(&decisions, &mut frame)?;

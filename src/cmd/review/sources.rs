@@ -51,15 +51,14 @@ pub struct IndexCover {
     pub decisions: Vec<Listed>,
 }
 
-/// Claim files (`--claims`), and `--previous` if given.
-pub fn files(claims: &[PathBuf], previous: Option<&std::path::Path>, budget: &Budget) -> Result<Sources> {
+/// Claim files (`--claims`).
+pub fn files(claims: &[PathBuf]) -> Result<Sources> {
     let mut s = Sources::default();
     for p in claims {
         let input = files::open_blocks(p, pipeline::BLOCK)?;
         s.described.push(input.name.clone());
         s.inputs.push(input);
     }
-    s.previous = previous.map(|p| Previous::load(p, budget)).transpose()?;
     Ok(s)
 }
 
