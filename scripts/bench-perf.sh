@@ -171,7 +171,13 @@ row_previous() {
     done
 }
 
-run() { "row_$1" 2>&1 | tee "$OUT/$1.txt"; }
+# A row run again the same day gets a file of its own (its UTC time in the name): an earlier run's
+# output may be the evidence of a figure in BENCHMARKS.md.
+run() {
+    local f="$OUT/$1.txt"
+    [[ -e $f ]] && f="$OUT/$1-$(date -u +%H%M%S).txt"
+    "row_$1" 2>&1 | tee "$f"
+}
 
 case "${1:-all}" in
     all) for r in callgrind line lookup snapshot review python; do run "$r"; done ;;
