@@ -415,12 +415,14 @@ impl Iterator for Chunker {
             return None;
         }
         let first_line = self.next_line;
-        self.next_line += memchr::memchr_iter(b'\n', &data).count() as u64;
-        if !data.ends_with(b"\n") {
-            self.next_line += 1;
-        }
+        self.next_line += line_count(&data);
         Some(Ok(Chunk { data, first_line }))
     }
+}
+
+/// The lines in `data`, blank ones included: its line ends, and one more for a last line without one.
+pub fn line_count(data: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', data).count() as u64 + u64::from(!data.is_empty() && !data.ends_with(b"\n"))
 }
 
 /// The lines of a chunk, without their line ends (`\n` or `\r\n`), with their line numbers; blank

@@ -253,7 +253,7 @@ fn work(job: Job, shared: &Shared, w: &mut Worker, buffers: &Buffers) -> io::Res
         }
         (None, _) => {
             process_each(files::numbered_lines(&text, 0), view, rules, &stamp, &mut decisions, each);
-            memchr::memchr_iter(b'\n', &text).count() as u64 + u64::from(!text.is_empty() && !text.ends_with(b"\n"))
+            files::line_count(&text)
         }
         (Some(msgs), None) => {
             // Each message is one line whatever it holds, and a null value is a dead letter, as in

@@ -177,7 +177,7 @@ struct Decoded {
 /// The decision records of a block of text, one a line.
 fn decode_text(text: &[u8]) -> Decoded {
     let mut packed = Vec::with_capacity(text.len() / 256);
-    let lines = memchr::memchr_iter(b'\n', text).count() as u64 + u64::from(!text.is_empty() && !text.ends_with(b"\n"));
+    let lines = files::line_count(text);
     for (n, line) in files::numbered_lines(text, 0) {
         match row(line) {
             Some((id, r)) => packed.push(pack(id, r)),
