@@ -226,22 +226,24 @@ fn work(job: Job, shared: &Shared, w: &mut Worker, buffers: &Buffers) -> io::Res
             }
         }
     };
-    let each = |line: u64, bytes: &[u8], result: Result<Decided<'_, '_>, Malformed>, out: &mut Vec<u8>| match result {
-        Ok(d) => {
-            list(line, Some(&d.claim), bytes);
-            out.push(b'\n');
-            stats.decided(&d.claim, &d.outcome);
-            if let Some(prev) = previous {
-                let start = bytes.as_ptr() as usize - base;
-                let at = start..start + bytes.len();
-                prev.compare(&d.claim, &d.outcome, (job.seq, line), causes.get(&line).copied(), at, join);
+    let each = |line: u64, bytes: &[u8], result: Result<Decided<'_, '_>, Malformed>, out: &mut Vec<u8>| {
+        // Where the line lies in the block's text.
+        let start = bytes.as_ptr() as usize - base;
+        let at = start..start + bytes.len();
+        match result {
+            Ok(d) => {
+                list(line, Some(&d.claim), bytes);
+                out.push(b'\n');
+                stats.decided(&d.claim, &d.outcome);
+                if let Some(prev) = previous {
+                    prev.compare(&d.claim, &d.outcome, (job.seq, line), causes.get(&line).copied(), at, join);
+                }
             }
-        }
-        Err(m) => {
-            list(line, None, bytes);
-            let start = bytes.as_ptr() as usize - base;
-            dead.push(Pending { line, at: start..start + bytes.len(), message: m.message, field: m.field });
-            stats.dead(m.field);
+            Err(m) => {
+                list(line, None, bytes);
+                dead.push(Pending { line, at, message: m.message, field: m.field });
+                stats.dead(m.field);
+            }
         }
     };
     let lines = match (&messages, chosen) {

@@ -441,7 +441,6 @@ impl Previous {
     /// is held as a probe (its identity, its reason and where it lies in the block's text `at`) and
     /// compared with the block's other lines in [`Previous::settle`]; else its join record goes to
     /// `join`, which [`Previous::keep`] writes to the line's partition.
-    #[allow(clippy::too_many_arguments)]
     pub fn compare(
         &self,
         c: &Claim<'_>,
@@ -484,15 +483,13 @@ impl Previous {
         const AHEAD: usize = 16;
         let Table::Memory(slots) = &self.table else { return Ok(()) };
         let bits = slots.len().trailing_zeros();
-        let probes = std::mem::take(&mut join.probes);
         let mut result = Ok(());
-        for (k, p) in probes.iter().enumerate() {
-            if let Some(ahead) = probes.get(k + AHEAD) {
+        for (k, p) in join.probes.iter().enumerate() {
+            if let Some(ahead) = join.probes.get(k + AHEAD) {
                 prefetch(&slots[slot_of(ahead.id, bits)]);
             }
-            let mut changed = |before| {
-                let bytes = text.get(p.at.clone()).unwrap_or_default();
-                let Ok(c) = Claim::parse(bytes) else {
+            tally(stats, lookup(slots, p.id), p.after, |before| {
+                let Ok(c) = Claim::parse(text.get(p.at.clone()).unwrap_or_default()) else {
                     // The same bytes parsed a moment ago; if they no longer do, fail the run rather
                     // than leave a change out of the recovery report.
                     result = Err(std::io::Error::other("a decided line no longer parses (the join's copy of a block)"));
@@ -510,14 +507,8 @@ impl Previous {
                     order: p.order,
                     cause: p.cause,
                 })
-            };
-            match lookup(slots, p.id) {
-                Some(before) if before != p.after => stats.changed.extend(changed(before)),
-                Some(_) => {}
-                None => stats.not_in_previous += 1,
-            }
+            });
         }
-        join.probes = probes;
         join.probes.clear();
         result
     }
@@ -593,27 +584,30 @@ fn join_part(dir: &Path, k: usize) -> Result<(Vec<Changed>, u64)> {
         .with_context(|| format!("cannot read the join's partition files in {}", dir.display()))?
     {
         let after = j.after;
-        tally(&mut stats, lookup(&slots, j.id), after, |before| Changed {
-            fixmedins_code: InstitutionCode::from_packed(j.institution),
-            mdtrt_id: j.mdtrt_id,
-            feedetl_sn: j.feedetl_sn,
-            practitioner: j.practitioner,
-            amount: Amount::from_fen(j.amount),
-            fee_ocur_time: BjTime::from_secs(j.time),
-            before,
-            after,
-            order: j.order,
-            cause: j.cause,
+        tally(&mut stats, lookup(&slots, j.id), after, |before| {
+            Some(Changed {
+                fixmedins_code: InstitutionCode::from_packed(j.institution),
+                mdtrt_id: j.mdtrt_id,
+                feedetl_sn: j.feedetl_sn,
+                practitioner: j.practitioner,
+                amount: Amount::from_fen(j.amount),
+                fee_ocur_time: BjTime::from_secs(j.time),
+                before,
+                after,
+                order: j.order,
+                cause: j.cause,
+            })
         });
     }
     Ok((stats.changed, stats.not_in_previous))
 }
 
 /// Counts a decided line against its inline reason `before`: a change is listed (`changed` makes its
-/// entry), a line with no inline decision counted, an unchanged one left alone.
-fn tally(stats: &mut Stats, before: Option<Reason>, after: Reason, changed: impl FnOnce(Reason) -> Changed) {
+/// entry; `None` when it could not, its caller then failing the run), a line with no inline decision
+/// counted, an unchanged one left alone.
+fn tally(stats: &mut Stats, before: Option<Reason>, after: Reason, changed: impl FnOnce(Reason) -> Option<Changed>) {
     match before {
-        Some(before) if before != after => stats.changed.push(changed(before)),
+        Some(before) if before != after => stats.changed.extend(changed(before)),
         Some(_) => {}
         None => stats.not_in_previous += 1,
     }
