@@ -526,6 +526,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_reading_dropped_unjoined_waits_for_its_thread() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&done);
+        let reading = Reading(Some(std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            flag.store(true, Ordering::SeqCst);
+            Ok(previous::Previous::empty(String::new()))
+        })));
+        // As when the run fails before it needs the decisions: whatever the reading left on disk is
+        // removed by the time the guard is gone.
+        drop(reading);
+        assert!(done.load(Ordering::SeqCst), "the guard let the run go on before the reading ended");
+    }
+
+    #[test]
     fn default_dead_letters_sit_beside_a_file_never_beside_a_device_or_stdout() {
         assert_eq!(default_dead_letters(Some(Path::new("out/day.jsonl.zst"))), Path::new("out/day.dead-letters.jsonl"));
         assert_eq!(default_dead_letters(None), Path::new("dead-letters.jsonl"));
