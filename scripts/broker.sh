@@ -30,6 +30,8 @@
 # (`mvn`) on the PATH; the first `install` downloads about 45 MB from Maven Central. Heap per JVM:
 # KAFKA_HEAP (default 768m for a single node, 512m per cluster node). Extra broker settings: KAFKA_OVERRIDES,
 # space-separated k=v pairs appended to every node's properties (e.g. "log.cleaner.backoff.ms=100").
+# Extra JVM options for every broker JVM: KAFKA_JVM_OPTS (space-separated, after the defaults; a collector
+# named there replaces the default G1; e.g. the test command's, see scripts/test.sh).
 #
 # Topic auto-creation is ON, as in a stock Apache Kafka broker (auto.create.topics.enable=true): a producer
 # writing to `claims` before anyone created it creates it, the case a new user meets. `claimgate stream`
@@ -317,7 +319,7 @@ EOF
 format_node() {
     local dir="$1" cid="$2"
     [[ -f "$dir/data/meta.properties" ]] && return 0
-    java -Xmx256m -cp "$LIB/*" -Dlog4j2.configurationFile="$dir/log4j2.properties" \
+    java -Xmx256m -XX:TieredStopAtLevel=1 -cp "$LIB/*" -Dlog4j2.configurationFile="$dir/log4j2.properties" \
         kafka.tools.StorageTool format -t "$cid" -c "$dir/server.properties" >"$dir/format.log" 2>&1 \
         || { cat "$dir/format.log" >&2; die "cannot format $dir/data"; }
 }
@@ -325,10 +327,14 @@ format_node() {
 # launch DIR HEAP: starts the JVM in the background, records its PID.
 launch() {
     local dir="$1" heap="$2" pid
+    local -a extra gc=(-XX:+UseG1GC -XX:MaxGCPauseMillis=20)
+    read -r -a extra <<<"${KAFKA_JVM_OPTS:-}"
+    # A collector named in KAFKA_JVM_OPTS replaces G1 (the JVM refuses two).
+    [[ " ${extra[*]} " == *" -XX:+Use"*"GC "* ]] && gc=()
     (
         cd "$dir"
-        exec nohup java "-Xms$heap" "-Xmx$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-            -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+        exec nohup java "-Xms$heap" "-Xmx$heap" "${gc[@]}" \
+            -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true "${extra[@]}" \
             -Dlog4j2.configurationFile="$dir/log4j2.properties" -Dkafka.logs.dir="$dir/logs" \
             -cp "$LIB/*" kafka.Kafka "$dir/server.properties" </dev/null >>"$dir/broker.out" 2>&1
     ) &
@@ -453,7 +459,7 @@ cmd_start() {
     t0="$(date +%s%N)"
     mkdir -p "$DIR"
     if [[ -f "$DIR/cluster.id" ]]; then cid="$(cat "$DIR/cluster.id")"; else
-        cid="$(java -Xmx64m -cp "$LIB/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
+        cid="$(java -Xmx64m -XX:TieredStopAtLevel=1 -cp "$LIB/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
         printf '%s\n' "$cid" >"$DIR/cluster.id"
     fi
     # The controller port of a restarted node must stay the same (it is in the quorum's metadata).
@@ -616,7 +622,7 @@ cmd_cluster_start() {
         [[ -n "${QPORTS[$q]:-}" ]] && port_in_use "${QPORTS[$q]}" && die "controller port ${QPORTS[$q]} is busy; pick another --port"
     done
     if [[ ! -f "$DIR/cluster.id" ]]; then
-        cid="$(java -Xmx64m -cp "$LIB/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
+        cid="$(java -Xmx64m -XX:TieredStopAtLevel=1 -cp "$LIB/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
         printf '%s\n' "$cid" >"$DIR/cluster.id"
     fi
     cluster_write
