@@ -8,7 +8,8 @@
 # CLAIMGATE_TEST_PORT picks the broker's port (default 19192, away from the demo's 19092). The fault tests
 # of tests/cluster.rs start a three-node cluster of their own (tests/util/cluster.rs: listeners on
 # CLAIMGATE_TEST_CLUSTER_PORT, default 19710, to +23; 3 x 384 MB of heap) when that file runs, and stop
-# it when it ends; they run one at a time on it, a few faults each (the soak runs them long).
+# it when it ends; they run one at a time on it, a few faults each (the soak runs them long). Run with
+# no arguments, test.sh runs that binary beside the others (see the end of this file).
 # Every broker JVM the tests start runs with KAFKA_JVM_OPTS (scripts/broker.sh), by default
 # "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC": the JIT's first tier only and one GC thread. A test broker
 # carries a few hundred lines a second and is started dozens of times; on 2 cores the full JIT's and G1's
@@ -39,4 +40,40 @@ BROKER="$(printf '%s\n' "$out" | sed -n 's/^BROKER=//p')"
 export CLAIMGATE_TEST_BROKERS="$BROKER"
 echo "test.sh: broker at $BROKER (log: $DIR/broker.log)" >&2
 
-cargo test --workspace --locked "$@"
+if [[ $# -gt 0 || "${CLAIMGATE_TEST_SERIAL:-}" == 1 ]]; then
+    cargo test --workspace --locked "$@"
+    exit
+fi
+
+# Everything: the three-node cluster's fault tests (tests/cluster.rs: their own JVMs, ports and topics)
+# run beside the other test binaries instead of after them, which took a third of the test time.
+# CLAIMGATE_TEST_SERIAL=1 runs them one after the other as cargo does.
+cargo test --workspace --locked --no-run
+cluster_bin="$(cargo test --locked --test cluster --no-run --message-format=json | python3 -c '
+import json, sys
+for m in map(json.loads, sys.stdin):
+    t = m.get("target", {})
+    if m.get("executable") and t.get("name") == "cluster" and t.get("kind") == ["test"]:
+        print(m["executable"])')"
+[[ -x "$cluster_bin" ]] || { echo "test.sh: cannot find the tests/cluster.rs binary" >&2; exit 1; }
+cluster_log="$(mktemp)"
+"$cluster_bin" >"$cluster_log" 2>&1 &
+cluster_pid=$!
+targets=(--lib --bins)
+for f in tests/*.rs; do
+    name="$(basename "$f" .rs)"
+    [[ "$name" == cluster ]] || targets+=(--test "$name")
+done
+rc=0
+cargo test --workspace --locked "${targets[@]}" || rc=$?
+cargo test --workspace --locked --doc || rc=$?
+cluster_rc=0
+wait "$cluster_pid" || cluster_rc=$?
+echo
+echo "     Ran tests/cluster.rs beside the others ($cluster_bin):"
+cat "$cluster_log"
+rm -f "$cluster_log"
+if [[ $rc -ne 0 || $cluster_rc -ne 0 ]]; then
+    echo "test.sh: FAILED (the other tests: exit $rc; tests/cluster.rs: exit $cluster_rc)" >&2
+    exit 1
+fi
