@@ -56,9 +56,12 @@ for m in map(json.loads, sys.stdin):
     if m.get("executable") and t.get("name") == "cluster" and t.get("kind") == ["test"]:
         print(m["executable"])')"
 [[ -x "$cluster_bin" ]] || { echo "test.sh: cannot find the tests/cluster.rs binary" >&2; exit 1; }
-cluster_log="$(mktemp)"
+# Kept after the run (and readable while it runs, or after a CI time-out cut it short).
+cluster_log="$ROOT/.tools/run/cluster-tests.log"
+mkdir -p "$(dirname "$cluster_log")"
 "$cluster_bin" >"$cluster_log" 2>&1 &
 cluster_pid=$!
+echo "test.sh: tests/cluster.rs runs beside the other tests (PID $cluster_pid); its output: $cluster_log" >&2
 targets=(--lib --bins)
 for f in tests/*.rs; do
     name="$(basename "$f" .rs)"
@@ -72,7 +75,6 @@ wait "$cluster_pid" || cluster_rc=$?
 echo
 echo "     Ran tests/cluster.rs beside the others ($cluster_bin):"
 cat "$cluster_log"
-rm -f "$cluster_log"
 if [[ $rc -ne 0 || $cluster_rc -ne 0 ]]; then
     echo "test.sh: FAILED (the other tests: exit $rc; tests/cluster.rs: exit $cluster_rc)" >&2
     exit 1
