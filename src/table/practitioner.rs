@@ -746,14 +746,7 @@ pub fn hint_huge_pages<T>(v: &Vec<T>) {
         if bytes < HUGE {
             return;
         }
-        // SAFETY: sysconf only reads a system constant.
-        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
-            p if p > 0 => p as usize,
-            _ => return,
-        };
-        let start = v.as_ptr() as usize;
-        let lo = start / page * page;
-        let hi = (start + bytes).next_multiple_of(page);
+        let Some((lo, hi)) = whole_pages(v.as_ptr() as usize, bytes) else { return };
         // SAFETY: madvise only changes how the kernel backs pages of this process's own mapping and
         // never their contents; the pages named are those the live allocation `v` lies in.
         unsafe {
@@ -762,6 +755,18 @@ pub fn hint_huge_pages<T>(v: &Vec<T>) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = v;
+}
+
+/// The whole pages the `bytes` bytes at `start` lie in, as an address range `(lo, hi)` for `madvise`;
+/// `None` if the page size cannot be had.
+#[cfg(target_os = "linux")]
+pub(crate) fn whole_pages(start: usize, bytes: usize) -> Option<(usize, usize)> {
+    // SAFETY: sysconf only reads a system constant.
+    let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        p if p > 0 => p as usize,
+        _ => return None,
+    };
+    Some((start / page * page, (start + bytes).next_multiple_of(page)))
 }
 
 /// A record header's registration and period counts.

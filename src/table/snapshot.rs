@@ -23,7 +23,7 @@
 //! arrays; the table's accessors stay in bounds whatever the arrays hold, and
 //! `claimgate tables inspect --verify` checks every offset when wanted. The small parts stay in
 //! bincode. While an array is read, a second thread has the kernel make its pages ready ahead of the
-//! reader (`populate`): zeroing fresh memory was more than half of the load.
+//! reader (`populate`): zeroing fresh memory was more than half of the load's samples (2026-11-30).
 //!
 //! Format 4 files (one table, no shard bits) are still read, as a table of one shard.
 //!
@@ -212,16 +212,7 @@ fn read_plain<T: bytemuck::Pod + ToLe>(r: &mut CrcReader<impl Read>, n: u64) -> 
         if len >= POPULATE_FROM {
             s.spawn(|| populate(addr, len, &done));
         }
-        let read = (|| -> Result<(), SnapshotError> {
-            for piece in bytes.chunks_mut(CHUNK) {
-                r.inner.read_exact(piece).map_err(|e| match e.kind() {
-                    io::ErrorKind::UnexpectedEof => SnapshotError::Corrupt("truncated".into()),
-                    _ => SnapshotError::Io(e),
-                })?;
-                r.crc.update(piece);
-            }
-            Ok(())
-        })();
+        let read = fill(r, bytes);
         done.store(true, Ordering::Relaxed);
         read
     })?;
@@ -233,28 +224,35 @@ fn read_plain<T: bytemuck::Pod + ToLe>(r: &mut CrcReader<impl Read>, n: u64) -> 
     Ok(out)
 }
 
+/// Fills `bytes` from the input a piece at a time, each piece checksummed right after it is read.
+fn fill(r: &mut CrcReader<impl Read>, bytes: &mut [u8]) -> Result<(), SnapshotError> {
+    for piece in bytes.chunks_mut(CHUNK) {
+        r.inner.read_exact(piece).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => SnapshotError::Corrupt("truncated".into()),
+            _ => SnapshotError::Io(e),
+        })?;
+        r.crc.update(piece);
+    }
+    Ok(())
+}
+
 /// Arrays from this size on have their pages made ready by a second thread while they are read.
 const POPULATE_FROM: usize = 4 << 20;
 
 /// Asks the kernel to back the `len` bytes at `addr` with writable pages now (`MADV_POPULATE_WRITE`), in
 /// order, 2 MiB at a time, until done or `done` is set. Run beside the thread that reads the array: the
-/// kernel's zeroing of fresh memory (more than half of a 12-million-code load) then happens on a second
-/// core, ahead of the copy. It never changes what the memory holds — a page already there is left as
-/// it is, one not there yet reads as zeros either way — so it may run behind the reader or stop early
-/// (an older kernel without the advice: the reader faults the pages in itself, as before).
+/// kernel's zeroing of fresh memory (56 % of a 12-million-code load's samples in the 2026-11-30
+/// profile, BENCHMARKS.md) then happens on a second core, ahead of the copy. It never changes what the
+/// memory holds — a page already there is left as it is, one not there yet reads as zeros either way —
+/// so it may run behind the reader or stop early (an older kernel without the advice: the reader
+/// faults the pages in itself, as before).
 fn populate(addr: usize, len: usize, done: &AtomicBool) {
     #[cfg(target_os = "linux")]
     {
         const STEP: usize = 2 << 20;
-        // SAFETY: sysconf only reads a system constant.
-        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
-            p if p > 0 => p as usize,
-            _ => return,
-        };
-        let mut at = addr / page * page;
-        let end = addr + len;
+        let Some((mut at, end)) = super::practitioner::whole_pages(addr, len) else { return };
         while at < end && !done.load(Ordering::Relaxed) {
-            let n = STEP.min(end - at).next_multiple_of(page);
+            let n = STEP.min(end - at);
             // SAFETY: the pages named lie in the live allocation the reader is filling (its first and
             // last page perhaps shared with a neighbour of the same heap); MADV_POPULATE_WRITE only
             // faults pages in and never changes their contents, so no byte the reader or anyone else
