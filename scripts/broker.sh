@@ -53,6 +53,9 @@ readonly READY_TIMEOUT_S="${KAFKA_READY_TIMEOUT_S:-90}"
 # machine three JVMs starting together took up to 3 minutes.
 readonly CLUSTER_READY_TIMEOUT_S="${KAFKA_READY_TIMEOUT_S:-240}"
 readonly STOP_GRACE_S="${KAFKA_STOP_GRACE_S:-20}"
+# The one-shot tool JVMs (formatting a log directory, a cluster id) run for under a second: the JIT's
+# first tier only, which the full JIT's compile threads would otherwise outspend.
+readonly TOOL_JVM=(-XX:TieredStopAtLevel=1)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
@@ -319,7 +322,7 @@ EOF
 format_node() {
     local dir="$1" cid="$2"
     [[ -f "$dir/data/meta.properties" ]] && return 0
-    java -Xmx256m -XX:TieredStopAtLevel=1 -cp "$LIB/*" -Dlog4j2.configurationFile="$dir/log4j2.properties" \
+    java -Xmx256m "${TOOL_JVM[@]}" -cp "$LIB/*" -Dlog4j2.configurationFile="$dir/log4j2.properties" \
         kafka.tools.StorageTool format -t "$cid" -c "$dir/server.properties" >"$dir/format.log" 2>&1 \
         || { cat "$dir/format.log" >&2; die "cannot format $dir/data"; }
 }
@@ -459,7 +462,7 @@ cmd_start() {
     t0="$(date +%s%N)"
     mkdir -p "$DIR"
     if [[ -f "$DIR/cluster.id" ]]; then cid="$(cat "$DIR/cluster.id")"; else
-        cid="$(java -Xmx64m -XX:TieredStopAtLevel=1 -cp "$LIB/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
+        cid="$(java -Xmx64m "${TOOL_JVM[@]}" -cp "$LIB/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
         printf '%s\n' "$cid" >"$DIR/cluster.id"
     fi
     # The controller port of a restarted node must stay the same (it is in the quorum's metadata).
@@ -622,7 +625,7 @@ cmd_cluster_start() {
         [[ -n "${QPORTS[$q]:-}" ]] && port_in_use "${QPORTS[$q]}" && die "controller port ${QPORTS[$q]} is busy; pick another --port"
     done
     if [[ ! -f "$DIR/cluster.id" ]]; then
-        cid="$(java -Xmx64m -XX:TieredStopAtLevel=1 -cp "$LIB/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
+        cid="$(java -Xmx64m "${TOOL_JVM[@]}" -cp "$LIB/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
         printf '%s\n' "$cid" >"$DIR/cluster.id"
     fi
     cluster_write
